@@ -1,0 +1,66 @@
+"""Moving data to the module's device in batches.
+
+The engine never holds more than one batch of inputs on the device: arrays stay
+where the caller keeps them (usually host memory) and are sliced, converted
+and transferred one batch at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of the module's first parameter (CPU for parameter-free modules)."""
+    for param in module.parameters():
+        return param.device
+    return torch.device("cpu")
+
+
+def module_dtype(module: nn.Module) -> torch.dtype:
+    """The floating dtype of the module's first floating parameter."""
+    for param in module.parameters():
+        if param.is_floating_point():
+            return param.dtype
+    return torch.get_default_dtype()
+
+
+def n_samples(X) -> int:
+    """Number of samples in an array, tensor, or dict of those."""
+    if isinstance(X, dict):
+        return n_samples(next(iter(X.values())))
+    return len(X)
+
+
+def take(X, index: np.ndarray):
+    """Rows ``index`` of an array, tensor or dict of those."""
+    if isinstance(X, dict):
+        return {key: take(value, index) for key, value in X.items()}
+    if isinstance(X, torch.Tensor):
+        return X[torch.as_tensor(index, device=X.device)]
+    return X[index]
+
+
+def to_device(X, device: torch.device, dtype: torch.dtype | None = None):
+    """Convert a batch to tensors on ``device``; floating arrays take ``dtype``."""
+    if isinstance(X, dict):
+        return {key: to_device(value, device, dtype) for key, value in X.items()}
+    tensor = torch.as_tensor(X)
+    if dtype is not None and tensor.is_floating_point():
+        return tensor.to(device=device, dtype=dtype, non_blocking=True)
+    return tensor.to(device=device, non_blocking=True)
+
+
+def batch_slices(n: int, batch_size: int):
+    """Consecutive ``(start, stop)`` pairs covering ``range(n)``."""
+    for start in range(0, n, batch_size):
+        yield start, min(start + batch_size, n)
+
+
+def forward(module: nn.Module, X):
+    """Call ``module`` the way skorch does: dict batches are keyword arguments."""
+    if isinstance(X, dict):
+        return module(**X)
+    return module(X)

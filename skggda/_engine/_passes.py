@@ -1,0 +1,331 @@
+"""Streaming passes over a data set: everything the attributors need, in one pass each.
+
+Every pass walks the data once in batches of ``batch_size`` on the module's
+device, with the module in eval mode, and keeps only per-batch tensors plus
+its output. Outputs:
+
+* :func:`loss_gradient` -- the gradient of a weighted loss sum (a property
+  gradient), in block layout;
+* :func:`gradient_dots` -- ``(n, m)``: every sample's loss gradient dotted with
+  ``m`` directions, without forming per-sample gradients;
+* :func:`projected_gradients` -- per-sample or per-group projected gradients
+  ``(n, r)`` / ``(k, r)``, optionally with the ``r x r`` per-sample Fisher;
+* :func:`group_gradients` -- exact per-group gradient sums ``(k, ...)`` in
+  block layout; the data is visited in group order so that each group's sum is
+  a few batched matrix products, never a scatter of per-sample gradients.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils._pytree import tree_map
+from tqdm.auto import tqdm
+
+from . import _functional
+from ._capture import LinearCapture
+from ._data import batch_slices, forward, module_device, module_dtype, n_samples, take, to_device
+from ._plan import LinearBlock
+
+
+@contextmanager
+def evaluating(module):
+    """Eval mode for the duration of a pass (dropout off, norm layers frozen)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def _batches(plan, X, y, batch_size, order=None, progress=False):
+    """Yield ``(index, X_batch, y_batch)`` with the batch on the module's device."""
+    n = n_samples(X)
+    device, dtype = module_device(plan.module), module_dtype(plan.module)
+    desc = progress if isinstance(progress, str) else None
+    with tqdm(total=n, desc=desc, unit="sample", disable=not progress, leave=False) as bar:
+        for start, stop in batch_slices(n, batch_size):
+            if order is None:
+                index = np.arange(start, stop)
+                X_batch, y_batch = _slice(X, start, stop), _slice(y, start, stop)
+            else:
+                index = order[start:stop]
+                X_batch, y_batch = take(X, index), take(y, index)
+            yield index, to_device(X_batch, device, dtype), to_device(y_batch, device)
+            bar.update(stop - start)
+
+
+def _slice(X, start, stop):
+    if isinstance(X, dict):
+        return {key: value[start:stop] for key, value in X.items()}
+    return X[start:stop]
+
+
+def _losses(plan, X_batch, y_batch):
+    return plan.loss_fn(forward(plan.module, X_batch), y_batch)
+
+
+# ---------------------------------------------------------------------------
+# property gradients
+# ---------------------------------------------------------------------------
+
+
+def loss_gradient(plan, X, y, *, sample_weight=None, batch_size=512, progress=False):
+    """Gradient of ``sum_i w_i loss_i`` (default ``w_i = 1/n``: the mean loss).
+
+    Returns
+    -------
+    list of Tensor
+        Block layout, no leading dimension.
+    """
+    names, params = list(plan.params), list(plan.params.values())
+    total = [torch.zeros_like(p) for p in params]
+    n = n_samples(X)
+    with evaluating(plan.module):
+        for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
+            losses = _losses(plan, X_batch, y_batch)
+            if sample_weight is None:
+                weighted = losses.sum() / n
+            else:
+                weight = torch.as_tensor(sample_weight[index], device=losses.device)
+                weighted = (losses * weight.to(losses.dtype)).sum()
+            grads = torch.autograd.grad(weighted, params, allow_unused=True)
+            for acc, g in zip(total, grads):
+                if g is not None:
+                    acc += g
+    return plan.from_param_grads(dict(zip(names, total)))
+
+
+# ---------------------------------------------------------------------------
+# dot products with directions (TracIn without stored gradients)
+# ---------------------------------------------------------------------------
+
+
+def gradient_dots(plan, X, y, directions, *, batch_size=512, progress=False):
+    """Every sample's loss gradient dotted with ``m`` directions.
+
+    Parameters
+    ----------
+    directions : list of Tensor
+        Block layout with a leading dimension ``m``.
+
+    Returns
+    -------
+    Tensor of shape (n_samples, m), float64, on the module's device.
+    """
+    m = directions[0].shape[0]
+    out = torch.zeros(n_samples(X), m, dtype=torch.float64, device=module_device(plan.module))
+    with evaluating(plan.module):
+        if plan.generic is None:
+            _linear_dots(plan, X, y, directions, batch_size, progress, out)
+        else:
+            tangents = plan.to_param_grads(directions)
+            for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
+                dots = _functional.directional_derivatives(plan, X_batch, y_batch, tangents)
+                out[index] = dots.double()
+    return out
+
+
+def _linear_dots(plan, X, y, directions, batch_size, progress, out):
+    """Per-sample ``sum_t d_t^T V a_t`` for every linear block, as one GEMM per block."""
+    m = directions[0].shape[0]
+    # (m, out, in) -> (out, m * in): one matmul of the output gradients gives d^T V
+    # for all m directions at once.
+    flat_dirs = [v.permute(1, 0, 2).reshape(v.shape[1], -1) for v in directions]
+    with LinearCapture(plan.linear_blocks) as capture:
+        for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
+            rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
+            dots = 0.0
+            for (acts, grads), v in zip(rows, flat_dirs):
+                batch, n_rows, in_dim = acts.shape
+                dv = (grads.reshape(batch * n_rows, -1) @ v).view(batch * n_rows, m, in_dim)
+                per_row = (dv * acts.reshape(batch * n_rows, 1, in_dim)).sum(-1)
+                dots = dots + per_row.view(batch, n_rows, m).sum(1)
+            out[index] = dots.double()
+
+
+# ---------------------------------------------------------------------------
+# projected gradients (per sample or per group, optional Fisher)
+# ---------------------------------------------------------------------------
+
+
+def projected_gradients(
+    plan,
+    X,
+    y,
+    projector,
+    *,
+    labels=None,
+    n_groups=None,
+    fisher=False,
+    batch_size=512,
+    progress=False,
+):
+    """Projected loss gradients in one pass.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n_samples,) or None
+        Group of every sample. When given, per-sample projections are
+        scatter-added into ``n_groups`` sums; otherwise they are returned as is.
+    fisher : bool
+        Also accumulate the per-sample empirical Fisher ``sum_i g_i g_i^T`` of
+        the projected gradients.
+
+    Returns
+    -------
+    features : Tensor of shape (n_groups, r) or (n_samples, r)
+    fisher_matrix : Tensor of shape (r, r), only when ``fisher=True``
+    """
+    device = module_device(plan.module)
+    dtype = module_dtype(plan.module)
+    r = projector.n_components
+    n_rows = n_samples(X) if labels is None else int(n_groups)
+    features = torch.zeros(n_rows, r, dtype=dtype, device=device)
+    fisher_matrix = torch.zeros(r, r, dtype=dtype, device=device) if fisher else None
+    labels_t = None if labels is None else torch.as_tensor(labels, device=device)
+    with evaluating(plan.module), LinearCapture(plan.linear_blocks) as capture:
+        for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
+            batch_features = _project_batch(plan, projector, capture, X_batch, y_batch)
+            if labels_t is None:
+                features[torch.as_tensor(index, device=device)] = batch_features
+            else:
+                features.index_add_(0, labels_t[index], batch_features)
+            if fisher:
+                fisher_matrix += batch_features.T @ batch_features
+    return (features, fisher_matrix) if fisher else features
+
+
+def _project_batch(plan, projector, capture, X_batch, y_batch):
+    parts = []
+    if plan.linear_blocks:
+        rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
+        for index, (acts, grads) in enumerate(rows):
+            parts.append(projector.rows(index, acts, grads))
+    if plan.generic is not None:
+        grads = _functional.per_sample_grads(plan, plan.generic.names, X_batch, y_batch)
+        flat = plan.generic.from_param_grads(grads)
+        parts.append(projector.flat(len(plan.linear_blocks), flat))
+    return torch.cat(parts, dim=1)
+
+
+# ---------------------------------------------------------------------------
+# exact group gradients
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkLayout:
+    """How a batch of samples, sorted by group, is cut into padded chunks.
+
+    Each chunk holds consecutive samples of one group (a group spanning more
+    than ``cap`` samples is split into several chunks); ``chunk_id[i]`` and
+    ``pos[i]`` place sample ``i``; ``chunk_group[c]`` is chunk ``c``'s group.
+    """
+
+    chunk_id: torch.Tensor
+    pos: torch.Tensor
+    n_chunks: int
+    cap: int
+    chunk_group: torch.Tensor
+
+    @classmethod
+    def from_sorted_labels(cls, labels: torch.Tensor) -> "ChunkLayout":
+        batch = labels.shape[0]
+        starts = torch.ones(batch, dtype=torch.bool, device=labels.device)
+        starts[1:] = labels[1:] != labels[:-1]
+        segment = torch.cumsum(starts.long(), 0) - 1
+        n_segments = int(segment[-1]) + 1
+        seg_len = torch.bincount(segment, minlength=n_segments)
+        seg_start = torch.nonzero(starts).squeeze(1)
+        pos_in_segment = torch.arange(batch, device=labels.device) - seg_start[segment]
+        longest = int(seg_len.max())
+        # Pad every chunk to the longest segment unless that more than doubles the
+        # work; then split long segments at the mean segment length instead.
+        cap = longest if n_segments * longest <= 2 * batch else -(-batch // n_segments)
+        chunks_per_segment = (seg_len + cap - 1) // cap
+        first_chunk = torch.cumsum(chunks_per_segment, 0) - chunks_per_segment
+        chunk_id = first_chunk[segment] + pos_in_segment // cap
+        n_chunks = int(chunks_per_segment.sum())
+        chunk_group = torch.empty(n_chunks, dtype=labels.dtype, device=labels.device)
+        chunk_group[chunk_id] = labels
+        return cls(chunk_id, pos_in_segment % cap, n_chunks, cap, chunk_group)
+
+    @classmethod
+    def singletons(cls, batch: int, device) -> "ChunkLayout":
+        ids = torch.arange(batch, device=device)
+        return cls(ids, torch.zeros_like(ids), batch, 1, ids)
+
+    def pad(self, tensor: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, ...)`` -> ``(n_chunks, cap, ...)``; empty slots zero or ``fill``."""
+        shape = (self.n_chunks, self.cap, *tensor.shape[1:])
+        if fill is None:
+            padded = tensor.new_zeros(shape)
+        else:
+            padded = fill.expand(shape).clone()
+        padded[self.chunk_id, self.pos] = tensor
+        return padded
+
+
+def _chunk_sums(plan, capture, X_batch, y_batch, layout: ChunkLayout):
+    """Per-chunk gradient sums of one batch, in block layout ``(n_chunks, ...)``."""
+    sums = []
+    if plan.linear_blocks:
+        rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
+        for acts, grads in rows:
+            a = layout.pad(acts).flatten(1, 2)  # (chunks, cap * rows, in)
+            d = layout.pad(grads).flatten(1, 2)  # (chunks, cap * rows, out)
+            sums.append(torch.bmm(d.transpose(1, 2), a))
+    if plan.generic is not None:
+        X_pad = tree_map(lambda t: layout.pad(t, fill=t[:1]), X_batch)
+        y_pad = layout.pad(y_batch, fill=y_batch[:1])
+        ones = torch.ones(y_batch.shape[0], dtype=module_dtype(plan.module), device=y_batch.device)
+        mask = layout.pad(ones)
+        grads = _functional.chunk_grads(plan, plan.generic.names, X_pad, y_pad, mask)
+        sums.append(plan.generic.from_param_grads(grads))
+    return sums
+
+
+def _block_shape(block):
+    return (block.out_dim, block.in_dim) if isinstance(block, LinearBlock) else (block.size,)
+
+
+def group_gradients(plan, X, y, labels, n_groups, *, batch_size=512, progress=False):
+    """Exact gradient sums of the loss over every group, in one pass.
+
+    Returns
+    -------
+    list of Tensor
+        Block layout with leading dimension ``n_groups``.
+    """
+    device, dtype = module_device(plan.module), module_dtype(plan.module)
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    labels_t = torch.as_tensor(labels, device=device)
+    out = [
+        torch.zeros(int(n_groups), *_block_shape(b), dtype=dtype, device=device)
+        for b in plan.blocks
+    ]
+    with evaluating(plan.module), LinearCapture(plan.linear_blocks) as capture:
+        for index, X_batch, y_batch in _batches(plan, X, y, batch_size, order, progress):
+            layout = ChunkLayout.from_sorted_labels(labels_t[index])
+            for acc, chunk_sum in zip(out, _chunk_sums(plan, capture, X_batch, y_batch, layout)):
+                acc.index_add_(0, layout.chunk_group, chunk_sum)
+    return out
+
+
+def per_sample_gradients(plan, X_batch, y_batch):
+    """Per-sample loss gradients of one batch (already on the device), block layout."""
+    layout = ChunkLayout.singletons(y_batch.shape[0], y_batch.device)
+    with evaluating(plan.module), LinearCapture(plan.linear_blocks) as capture:
+        return _chunk_sums(plan, capture, X_batch, y_batch, layout)
+
+
+def iter_per_sample_gradients(plan, X, y, *, batch_size=512, progress=False):
+    """Yield ``(index, gradients)`` per batch, gradients in block layout ``(batch, ...)``."""
+    for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
+        yield index, per_sample_gradients(plan, X_batch, y_batch)

@@ -1,0 +1,299 @@
+"""Which parameters to differentiate, and how.
+
+A :class:`GradientPlan` splits the selected parameters into *blocks*:
+
+* one :class:`LinearBlock` per ``nn.Linear`` that is called with the batch as
+  its leading dimension and owns its parameters alone. Its per-sample gradient
+  is an outer product of the layer's output gradient and input activation,
+  which the engine reads from hooks during one ordinary backward pass;
+* one :class:`GenericBlock` holding everything else (convolutions, embeddings,
+  norm layers, shared weights, ...), handled by ``torch.func``.
+
+Gradients are exchanged between the engine's passes in this *block layout*: a
+list with, per block, a tensor of shape ``(..., out, in_aug)`` for a linear
+block (bias folded in as an extra input column of ones) or ``(..., p_block)``
+for the generic block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ._data import forward
+
+_PROBE_SIZE = 5
+
+
+@dataclass(eq=False)
+class LinearBlock:
+    """An ``nn.Linear`` whose selected weight and/or bias use the hook fast path."""
+
+    module_name: str
+    module: nn.Linear
+    weight_name: str | None
+    bias_name: str | None
+
+    @property
+    def out_dim(self) -> int:
+        return self.module.out_features
+
+    @property
+    def in_dim(self) -> int:
+        """Columns of the augmented activation: inputs (if weight) plus a one (if bias)."""
+        return (self.module.in_features if self.weight_name else 0) + (
+            1 if self.bias_name else 0
+        )
+
+    @property
+    def size(self) -> int:
+        return self.out_dim * self.in_dim
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in (self.weight_name, self.bias_name) if n is not None]
+
+    def augment(self, activation: torch.Tensor) -> torch.Tensor:
+        """Activation columns matching this block's gradient matrix."""
+        parts = []
+        if self.weight_name:
+            parts.append(activation)
+        if self.bias_name:
+            parts.append(activation.new_ones(activation.shape[:-1] + (1,)))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def from_param_grads(self, grads: dict) -> torch.Tensor:
+        parts = []
+        if self.weight_name:
+            parts.append(grads[self.weight_name])
+        if self.bias_name:
+            parts.append(grads[self.bias_name].unsqueeze(-1))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def to_param_grads(self, matrix: torch.Tensor) -> dict:
+        out = {}
+        n_in = self.module.in_features
+        if self.weight_name:
+            out[self.weight_name] = matrix[..., :n_in]
+        if self.bias_name:
+            out[self.bias_name] = matrix[..., -1]
+        return out
+
+
+@dataclass(eq=False)
+class GenericBlock:
+    """Parameters differentiated with ``torch.func``, flattened into one vector."""
+
+    names: list[str]
+    params: list[nn.Parameter] = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def from_param_grads(self, grads: dict) -> torch.Tensor:
+        lead = grads[self.names[0]].shape[: grads[self.names[0]].dim() - self.params[0].dim()]
+        return torch.cat([grads[n].reshape(*lead, -1) for n in self.names], dim=-1)
+
+    def to_param_grads(self, flat: torch.Tensor) -> dict:
+        out, start = {}, 0
+        lead = flat.shape[:-1]
+        for name, param in zip(self.names, self.params):
+            stop = start + param.numel()
+            out[name] = flat[..., start:stop].reshape(*lead, *param.shape)
+            start = stop
+        return out
+
+
+class GradientPlan:
+    """A module, its per-sample loss, and the blocks its selected parameters form.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network; it is put in eval mode by the passes that use the plan.
+    loss_fn : callable
+        ``loss_fn(output, target) -> Tensor of shape (batch,)``: per-sample losses.
+    params : dict of str to Parameter
+        The selected parameters, by name in ``module.named_parameters()``.
+    linear_blocks : list of LinearBlock
+    generic : GenericBlock or None
+    """
+
+    def __init__(self, module, loss_fn, params, linear_blocks, generic):
+        self.module = module
+        self.loss_fn = loss_fn
+        self.params = params
+        self.linear_blocks = linear_blocks
+        self.generic = generic
+
+    @property
+    def blocks(self) -> list:
+        return self.linear_blocks + ([self.generic] if self.generic is not None else [])
+
+    @property
+    def n_params(self) -> int:
+        return sum(block.size for block in self.blocks)
+
+    def from_param_grads(self, grads: dict) -> list[torch.Tensor]:
+        """Per-parameter gradients (name -> tensor) to block layout."""
+        return [block.from_param_grads(grads) for block in self.blocks]
+
+    def to_param_grads(self, blocks: list[torch.Tensor]) -> dict:
+        out = {}
+        for block, tensor in zip(self.blocks, blocks):
+            out.update(block.to_param_grads(tensor))
+        return out
+
+    def flatten(self, blocks: list[torch.Tensor]) -> torch.Tensor:
+        """Block layout with leading dims ``lead`` to one ``(*lead, n_params)`` tensor."""
+        lead_dims = [
+            t.dim() - (2 if isinstance(b, LinearBlock) else 1)
+            for b, t in zip(self.blocks, blocks)
+        ]
+        return torch.cat(
+            [t.reshape(*t.shape[:d], -1) for t, d in zip(blocks, lead_dims)], dim=-1
+        )
+
+    def __repr__(self):
+        linear = ", ".join(b.module_name for b in self.linear_blocks)
+        generic = len(self.generic.names) if self.generic else 0
+        return (
+            f"GradientPlan(n_params={self.n_params}, linear=[{linear}], "
+            f"generic_params={generic})"
+        )
+
+
+def select_parameters(module: nn.Module, param_subset="all") -> dict:
+    """Trainable parameters chosen by ``param_subset``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    param_subset : "all", "last" or list of str
+        ``"all"``: every parameter with ``requires_grad``. ``"last"``: those of
+        the last module (in registration order) that owns trainable parameters,
+        usually the classification head. A list selects parameters by exact name
+        or by module prefix (``"net.2"`` selects ``"net.2.weight"`` and
+        ``"net.2.bias"``).
+
+    Returns
+    -------
+    dict of str to Parameter, in ``named_parameters`` order.
+    """
+    named = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    if not named:
+        raise ValueError("The module has no trainable parameters to attribute.")
+    if isinstance(param_subset, str) and param_subset == "all":
+        return named
+    if isinstance(param_subset, str) and param_subset == "last":
+        owner = None
+        for mod_name, mod in module.named_modules():
+            if any(p.requires_grad for p in mod.parameters(recurse=False)):
+                owner = mod_name
+        prefix = f"{owner}." if owner else ""
+        return {
+            n: p for n, p in named.items() if n.startswith(prefix) and "." not in n[len(prefix):]
+        }
+    selected = {}
+    for entry in param_subset:
+        matches = [n for n in named if n == entry or n.startswith(f"{entry}.")]
+        if not matches:
+            raise ValueError(
+                f"param_subset entry {entry!r} matches no trainable parameter; "
+                f"available: {sorted(named)}."
+            )
+        selected.update({n: named[n] for n in matches})
+    return {n: named[n] for n in named if n in selected}
+
+
+def _shared_parameter_ids(module: nn.Module) -> set:
+    """Ids of parameters owned by more than one module (tied weights)."""
+    owners: dict[int, int] = {}
+    for _, mod in module.named_modules(remove_duplicate=False):
+        for param in mod.parameters(recurse=False):
+            owners[id(param)] = owners.get(id(param), 0) + 1
+    return {pid for pid, count in owners.items() if count > 1}
+
+
+def _probe_batch_leading_linears(module, candidates, X_probe) -> set:
+    """Names of candidate linears called (at least once) only on batch-leading inputs."""
+    batch = _probe_len(X_probe)
+    calls = {name: [] for name in candidates}
+    handles = []
+
+    def make_hook(name):
+        def hook(mod, inputs, output):
+            ok = (
+                len(inputs) >= 1
+                and isinstance(inputs[0], torch.Tensor)
+                and inputs[0].dim() >= 2
+                and inputs[0].shape[0] == batch
+                and output.shape[0] == batch
+            )
+            calls[name].append(ok)
+
+        return hook
+
+    for name, mod in candidates.items():
+        handles.append(mod.register_forward_hook(make_hook(name)))
+    try:
+        with torch.no_grad():
+            forward(module, X_probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name for name, seen in calls.items() if seen and all(seen)}
+
+
+def _probe_len(X) -> int:
+    if isinstance(X, dict):
+        return _probe_len(next(iter(X.values())))
+    return X.shape[0]
+
+
+def make_plan(module, loss_fn, X_probe, param_subset="all") -> GradientPlan:
+    """Build the :class:`GradientPlan` for ``module``.
+
+    ``X_probe`` is a small batch already on the module's device; one forward
+    pass over it finds the linears the hook fast path can handle.
+    """
+    params = select_parameters(module, param_subset)
+    by_id = {id(p): n for n, p in params.items()}
+    shared = _shared_parameter_ids(module)
+
+    candidates = {}
+    for mod_name, mod in module.named_modules():
+        if not isinstance(mod, nn.Linear) or type(mod).forward is not nn.Linear.forward:
+            continue
+        own = [p for p in mod.parameters(recurse=False) if id(p) in by_id]
+        if own and not any(id(p) in shared for p in mod.parameters(recurse=False)):
+            candidates[mod_name] = mod
+    was_training = module.training
+    module.eval()
+    try:
+        fast = _probe_batch_leading_linears(module, candidates, X_probe)
+    finally:
+        module.train(was_training)
+
+    linear_blocks, covered = [], set()
+    for mod_name, mod in candidates.items():
+        if mod_name not in fast:
+            continue
+        weight_name = by_id.get(id(mod.weight))
+        bias_name = by_id.get(id(mod.bias)) if mod.bias is not None else None
+        linear_blocks.append(LinearBlock(mod_name, mod, weight_name, bias_name))
+        covered.update(n for n in (weight_name, bias_name) if n)
+    rest = [n for n in params if n not in covered]
+    generic = GenericBlock(rest, [params[n] for n in rest]) if rest else None
+    return GradientPlan(module, loss_fn, params, linear_blocks, generic)
+
+
+def probe_batch(X, n: int | None = None):
+    """The first few rows of ``X`` (used to probe the module once)."""
+    size = _PROBE_SIZE if n is None else n
+    if isinstance(X, dict):
+        return {k: probe_batch(v, size) for k, v in X.items()}
+    return X[:size]

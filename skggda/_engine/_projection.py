@@ -1,0 +1,140 @@
+"""Seeded random projections of gradients.
+
+Projection is linear, so projecting a group's gradient equals summing the
+projections of its members' gradients: the engine projects per batch and only
+ever scatter-adds ``r``-dimensional vectors.
+
+For a linear block the projection is factorised (a Kronecker product
+``P_out (x) P_in``): a sample's gradient ``sum_t d_t a_t^T`` projects to
+``sum_t (P_out^T d_t)(P_in^T a_t)^T``, which costs ``O(out r_out + in r_in)``
+per row instead of ``O(out in r)``. Each block keeps the first ``r_block``
+entries of that ``r_out x r_in`` product. Entries of ``P_out`` and ``P_in``
+are standard normal and each block is scaled by ``1 / sqrt(r_block)``, so
+inner products of projected gradients are unbiased estimates of the inner
+products of the full gradients. The generic block uses a dense Gaussian matrix.
+
+Matrices are drawn on the CPU from a seeded generator and then moved to the
+module's device, so a seed gives the same projection on every device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ._plan import LinearBlock
+
+
+def allocate_components(sizes: list[int], n_components: int) -> list[int]:
+    """Split ``n_components`` over blocks proportionally to their sizes.
+
+    Every block gets at least one component when ``n_components`` allows it
+    and never more than its size (largest-remainder rounding).
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if n_components > sizes.sum():
+        raise ValueError(
+            f"n_components={n_components} exceeds the number of attributed "
+            f"parameters ({int(sizes.sum())}); use n_components=None to skip projection."
+        )
+    alloc = np.minimum(sizes, 1) if n_components >= len(sizes) else np.zeros_like(sizes)
+    remaining = int(n_components - alloc.sum())
+    room = sizes - alloc
+    if remaining > 0:
+        # ideal <= room because remaining <= room.sum(); blocks with a positive
+        # fractional part still have room, and there are at least `leftover` of them.
+        ideal = room / room.sum() * remaining
+        alloc = alloc + np.floor(ideal).astype(np.int64)
+        leftover = int(n_components - alloc.sum())
+        alloc[np.argsort(-(ideal - np.floor(ideal)), kind="stable")[:leftover]] += 1
+    return alloc.tolist()
+
+
+def _factor_shape(n_keep: int, out_dim: int, in_dim: int) -> tuple[int, int]:
+    """``(r_out, r_in)`` with ``r_out r_in >= n_keep`` minimising ``out r_out + in r_in``."""
+    best = None
+    for r_out in range(1, out_dim + 1):
+        r_in = math.ceil(n_keep / r_out)
+        if r_in > in_dim:
+            continue
+        cost = out_dim * r_out + in_dim * r_in
+        if best is None or cost < best[0]:
+            best = (cost, r_out, r_in)
+    return best[1], best[2]
+
+
+class Projector:
+    """Random projection of gradients in a plan's block layout to ``n_components``.
+
+    Parameters
+    ----------
+    plan : GradientPlan
+    n_components : int
+    seed : int
+    """
+
+    def __init__(self, plan, n_components: int, seed: int):
+        self.n_components = int(n_components)
+        self.seed = int(seed)
+        device = _device_of(plan)
+        dtype = next(iter(plan.params.values())).dtype
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        self.dims = allocate_components([b.size for b in plan.blocks], self.n_components)
+        self._maps = []
+        for block, keep in zip(plan.blocks, self.dims):
+            if keep == 0:
+                self._maps.append(None)
+            elif isinstance(block, LinearBlock):
+                r_out, r_in = _factor_shape(keep, block.out_dim, block.in_dim)
+                p_out = torch.randn(block.out_dim, r_out, generator=generator, dtype=dtype)
+                p_in = torch.randn(block.in_dim, r_in, generator=generator, dtype=dtype)
+                self._maps.append((p_out.to(device), p_in.to(device)))
+            else:
+                p = torch.randn(block.size, keep, generator=generator, dtype=dtype)
+                self._maps.append(p.to(device))
+        self._blocks = plan.blocks
+
+    def _finish(self, product: torch.Tensor, keep: int) -> torch.Tensor:
+        flat = product.reshape(*product.shape[:-2], -1)[..., :keep]
+        return flat / math.sqrt(keep)
+
+    def rows(self, index: int, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """Per-sample projection of linear block ``index`` from its captured rows.
+
+        ``acts``: ``(batch, rows, in_aug)``, ``grads``: ``(batch, rows, out)``
+        -> ``(batch, r_block)``.
+        """
+        keep = self.dims[index]
+        if keep == 0:
+            return acts.new_zeros(acts.shape[0], 0)
+        p_out, p_in = self._maps[index]
+        product = torch.bmm((grads @ p_out).transpose(1, 2), acts @ p_in)
+        return self._finish(product, keep)
+
+    def flat(self, index: int, grads: torch.Tensor) -> torch.Tensor:
+        """Projection of generic-block gradients ``(..., p_block)`` -> ``(..., r_block)``."""
+        keep = self.dims[index]
+        if keep == 0:
+            return grads.new_zeros(*grads.shape[:-1], 0)
+        return (grads @ self._maps[index]) / math.sqrt(keep)
+
+    def dense(self, blocks: list[torch.Tensor]) -> torch.Tensor:
+        """Project gradients in block layout (any leading dims) -> ``(..., n_components)``."""
+        parts = []
+        for index, (block, tensor) in enumerate(zip(self._blocks, blocks)):
+            keep = self.dims[index]
+            if keep == 0:
+                continue
+            if isinstance(block, LinearBlock):
+                p_out, p_in = self._maps[index]
+                product = p_out.T @ tensor @ p_in
+                parts.append(self._finish(product, keep))
+            else:
+                parts.append(self.flat(index, tensor))
+        return torch.cat(parts, dim=-1)
+
+
+def _device_of(plan) -> torch.device:
+    return next(iter(plan.params.values())).device

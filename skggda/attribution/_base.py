@@ -1,0 +1,260 @@
+"""Base class of the attributors: the public verbs, implemented once.
+
+``fit`` validates the data, trains a clone of the net (or takes a frozen
+one), forms the groups and hands over to the subclass's
+``_fit_attribution``; ``score_groups`` and ``attribute`` validate the
+property data and call ``_score_groups`` / ``_attribute``. A failed ``fit``
+leaves the estimator exactly as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral
+from time import perf_counter
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
+
+from .. import _engine
+from ..models import make_classifier
+from ..utils._groups import canonicalize_groups, check_partition
+from ._net import (
+    PerSampleLoss,
+    check_fitted_net,
+    check_module_accepts,
+    encode_targets,
+    frozen_classes,
+    prepare_net,
+    unwrap_frozen,
+)
+
+_SEED_MAX = np.iinfo(np.int32).max
+
+
+def default_estimator():
+    """The net used when ``estimator=None``: ANN-S (two hidden layers of 50)."""
+    return make_classifier(hidden_layer_sizes=(50, 50))
+
+
+class BaseAttributor(BaseEstimator):
+    """Shared machinery of :class:`TracInAttributor` and the other attributors.
+
+    Subclasses implement ``_fit_attribution(X, y, seed)`` (the training-side
+    state), ``_score_groups(X, y)`` and ``_attribute(X, y)``; they may add
+    callbacks to the net before training with ``_training_callbacks()``.
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "predict_proba"]), None],
+        "grouper": [HasMethods(["fit"]), None],
+        "param_subset": [StrOptions({"all", "last"}), list],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # -- fit ------------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, groups=None):
+        """Train the net (unless frozen), form the groups, cache the training side.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Training inputs (2-D features, or N-D arrays such as images).
+        y : array-like of shape (n_samples,)
+            Class labels (any type scikit-learn accepts).
+        groups : array-like of shape (n_samples,), default=None
+            A fixed grouping: one hashable label per sample. Mutually
+            exclusive with the ``grouper`` parameter. With neither, every
+            sample is its own group (classical per-point attribution).
+
+        Returns
+        -------
+        self : object
+            Fitted attributor.
+        """
+        snapshot = dict(self.__dict__)
+        try:
+            self._fit(X, y, groups)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+        return self
+
+    def _fit(self, X, y, groups):
+        if self.grouper is not None and groups is not None:
+            raise ValueError(
+                "Pass either the grouper parameter or the groups argument of fit, not both."
+            )
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
+        check_classification_targets(y)
+        if groups is not None:
+            labels, originals = canonicalize_groups(groups, X.shape[0])
+        rng = check_random_state(self.random_state)
+        net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
+        net, frozen = unwrap_frozen(
+            self.estimator if self.estimator is not None else default_estimator()
+        )
+        self._check_estimator_kind(frozen)
+        timings = {}
+
+        start = perf_counter()
+        if frozen:
+            check_fitted_net(net)
+            classes = frozen_classes(net, y)
+            classes = np.unique(y) if classes is None else classes
+            check_module_accepts(net.module_, X, n_outputs=len(classes))
+            y_encoded = encode_targets(y, classes)
+        else:
+            classes = np.unique(y)
+            y_encoded = encode_targets(y, classes)
+            net = prepare_net(net, net_seed, self._training_callbacks())
+            net.fit(X, y_encoded)
+        timings["training"] = perf_counter() - start
+        self.estimator_ = net
+        self.classes_ = classes
+
+        start = perf_counter()
+        if self.grouper is not None:
+            self.grouper_ = self._fit_grouper(X, y, grouper_seed)
+            labels = check_partition(self.grouper_.labels_, X.shape[0])
+            originals = np.arange(labels.max() + 1)
+        elif groups is None:
+            labels = np.arange(X.shape[0], dtype=np.int64)
+            originals = labels.copy()
+        timings["grouping"] = perf_counter() - start
+        self.labels_ = labels
+        self.groups_ = originals
+        self.n_groups_ = len(originals)
+
+        self._X_fit, self._y_fit = X, y_encoded
+        start = perf_counter()
+        self._fit_attribution(X, y_encoded, attribution_seed)
+        timings["gradients"] = perf_counter() - start
+        self.timings_ = timings
+
+    def _fit_grouper(self, X, y, seed):
+        grouper = clone(self.grouper)
+        params = grouper.get_params(deep=False)
+        if "random_state" in params and params["random_state"] is None:
+            grouper.set_params(random_state=seed)
+        if "estimator" in params and params["estimator"] is None:
+            # model-based groupers reuse the attributor's net instead of training one
+            grouper.set_params(estimator=FrozenEstimator(self.estimator_))
+        return grouper.fit(X, y)
+
+    def _check_estimator_kind(self, frozen):
+        """Subclass hook: reject estimator/parameter combinations before any work."""
+
+    def _training_callbacks(self):
+        """Subclass hook: ``(name, callback)`` pairs added to the net before training."""
+        return []
+
+    # -- property data ----------------------------------------------------------
+
+    def _property_data(self, X, y, allow_default):
+        if X is None and y is None and allow_default:
+            return self._X_fit, self._y_fit
+        if X is None or y is None:
+            raise ValueError(
+                "Pass both X and y: the property is evaluated on labelled data."
+                + (" Pass neither to use the training data." if allow_default else "")
+            )
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D, got an array of shape {y.shape}.")
+        check_consistent_length(X, y)
+        return X, encode_targets(y, self.classes_)
+
+    def _timed(self, stage, compute, *args):
+        start = perf_counter()
+        result = compute(*args)
+        self.timings_ = {**self.timings_, stage: perf_counter() - start}
+        return result
+
+    def score_groups(self, X=None, y=None):
+        """Attribute the property evaluated on ``(X, y)`` to every group.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...), default=None
+            Evaluation inputs of the property (e.g. a test set). ``None`` (with
+            ``y=None``) evaluates the property on the training data.
+        y : array-like of shape (n_samples,), default=None
+            Labels of ``X``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_groups_,)
+            Higher means the group helps: removing it is predicted to make the
+            property worse (test loss goes up). Entry ``j`` belongs to
+            ``groups_[j]``.
+        """
+        check_is_fitted(self)
+        X, y = self._property_data(X, y, allow_default=True)
+        return self._timed("scoring", self._score_groups, X, y)
+
+    def attribute(self, X, y):
+        """Per-test-point attributions: one row per sample of ``(X, y)``.
+
+        Row ``i`` attributes the loss of sample ``i`` to every group, with the
+        same sign convention as :meth:`score_groups`; the mean of the rows
+        equals ``score_groups(X, y)`` for the default mean-loss property.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        attributions : ndarray of shape (n_samples, n_groups_)
+        """
+        check_is_fitted(self)
+        X, y = self._property_data(X, y, allow_default=False)
+        return self._timed("attribution", self._attribute, X, y)
+
+    # -- engine plumbing for subclasses -----------------------------------------
+
+    def _checkpoint_plans(self, X_probe, checkpoints):
+        """Yield ``(plan, weight)`` per checkpoint ``(state_dict or None, weight)``.
+
+        The plan is built once; checkpoints are loaded into one working copy of
+        the module so the fitted net is never modified.
+        """
+        module = self.estimator_.module_
+        if any(state is not None for state, _ in checkpoints):
+            module = copy.deepcopy(module)
+        device, dtype = _engine.module_device(module), _engine.module_dtype(module)
+        probe = _engine.to_device(_engine.probe_batch(X_probe), device, dtype)
+        plan = _engine.make_plan(
+            module, PerSampleLoss(self.estimator_.criterion_), probe, self.param_subset
+        )
+        for state, weight in checkpoints:
+            if state is not None:
+                module.load_state_dict(state)
+            yield plan, weight
+
+    def _group_sum(self, per_sample):
+        """Sum per-sample values ``(n_train, ...)`` (a tensor) into groups -> numpy."""
+        labels = torch.as_tensor(self.labels_, device=per_sample.device)
+        out = per_sample.new_zeros(self.n_groups_, *per_sample.shape[1:])
+        out.index_add_(0, labels, per_sample)
+        return out.cpu().numpy()

@@ -1,0 +1,142 @@
+"""Reading what the engine needs out of a skorch classifier.
+
+The engine wants a module, a per-sample loss and integer targets; skorch nets
+hold a module (``module_``), a criterion with a batch reduction
+(``criterion_``) and, for classifiers, ``classes_``. These helpers bridge the
+two and give the clear errors users need when a net does not fit the data.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from torch import nn
+
+from .._engine import module_device, module_dtype, to_device
+from .._engine._data import forward
+
+
+class PerSampleLoss:
+    """Per-sample version of a skorch criterion: ``(output, target) -> (batch,)``.
+
+    A plain class rather than a closure so that it pickles.
+    """
+
+    def __init__(self, criterion: nn.Module):
+        if isinstance(criterion, nn.CrossEntropyLoss):
+            self.kind = "cross_entropy"
+        elif isinstance(criterion, nn.NLLLoss):
+            # skorch feeds NLLLoss the log of the module's probabilities
+            self.kind = "nll_of_probabilities"
+        else:
+            self.kind = "generic"
+        self.criterion = copy.deepcopy(criterion)
+        if hasattr(self.criterion, "reduction"):
+            self.criterion.reduction = "none"
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.kind == "cross_entropy":
+            return self.criterion(output, target.long())
+        if self.kind == "nll_of_probabilities":
+            eps = torch.finfo(output.dtype).eps
+            return self.criterion(torch.log(output + eps), target.long())
+        losses = self.criterion(output, target)
+        return losses.reshape(losses.shape[0], -1).sum(1)
+
+
+def unwrap_frozen(estimator):
+    """``(net, frozen)``: the skorch net inside a ``FrozenEstimator``, and whether it was one."""
+    if isinstance(estimator, FrozenEstimator):
+        return estimator.estimator, True
+    return estimator, False
+
+
+def check_fitted_net(net):
+    if not getattr(net, "initialized_", False) or not hasattr(net, "module_"):
+        raise NotFittedError(
+            "The estimator wrapped in FrozenEstimator is not fitted: train the "
+            "net first, or pass it unwrapped so that fit trains a clone."
+        )
+
+
+def prepare_net(estimator, seed: int, extra_callbacks=()):
+    """An unfitted clone of ``estimator`` ready to train.
+
+    A ``random_state`` parameter left at ``None`` is seeded from ``seed`` so
+    that the attributor's ``random_state`` makes the whole fit repeatable.
+    """
+    net = clone(estimator)
+    params = net.get_params(deep=False)
+    if "random_state" in params and params["random_state"] is None:
+        net.set_params(random_state=seed)
+    if extra_callbacks:
+        callbacks = list(params.get("callbacks") or [])
+        net.set_params(callbacks=callbacks + list(extra_callbacks))
+    return net
+
+
+def encode_targets(y, classes):
+    """Indices of ``y`` in ``classes``; a clear error for unseen labels."""
+    y = np.asarray(y)
+    classes = np.asarray(classes)
+    index = np.searchsorted(classes, y)
+    index = np.clip(index, 0, len(classes) - 1)
+    unseen = classes[index] != y
+    if unseen.any():
+        raise ValueError(
+            f"y contains labels not seen in fit: {np.unique(y[unseen])[:5].tolist()}; "
+            f"known classes are {classes.tolist()}."
+        )
+    return index.astype(np.int64)
+
+
+def frozen_classes(net, y):
+    """Classes a pretrained net was trained on, if they cover ``y``; else ``None``."""
+    try:
+        classes = np.asarray(net.classes_)
+    except AttributeError:
+        return None
+    return classes if np.isin(np.asarray(y), classes).all() else None
+
+
+def _expected_n_features(module: nn.Module):
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            return sub.in_features
+        if isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return None
+    return None
+
+
+def check_module_accepts(module: nn.Module, X, n_outputs: int | None = None):
+    """Run the module on a few rows of ``X``; raise ``ValueError`` naming the mismatch."""
+    sample = X[: min(len(X), 2)]
+    try:
+        with torch.no_grad():
+            was_training = module.training
+            module.eval()
+            try:
+                out = forward(module, to_device(sample, module_device(module), module_dtype(module)))
+            finally:
+                module.train(was_training)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        expected = _expected_n_features(module)
+        n_features = int(np.prod(np.shape(X)[1:]))
+        if expected is not None and expected != n_features:
+            raise ValueError(
+                f"X has {n_features} features, but the frozen estimator's module "
+                f"expects {expected} features as input."
+            ) from exc
+        raise ValueError(
+            f"The estimator's module cannot take X of shape {np.shape(X)}: {exc}"
+        ) from exc
+    if n_outputs is not None and out.dim() == 2 and out.shape[1] < n_outputs:
+        raise ValueError(
+            f"y has {n_outputs} classes, but the frozen estimator's module outputs "
+            f"{out.shape[1]} logits."
+        )

@@ -1,0 +1,83 @@
+"""skorch callbacks: the paper's learning-rate schedule and in-memory checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+
+class OneCycleSchedule(Callback):
+    """PyTorch's ``OneCycleLR`` stepped every batch, peaking at the net's ``lr``.
+
+    ``OneCycleLR`` needs the total number of steps, which depends on the size
+    of the training set; this callback computes it when training starts, so
+    the same net can be fit on data of any size.
+
+    Parameters
+    ----------
+    **kwargs
+        Passed to :class:`torch.optim.lr_scheduler.OneCycleLR` (for example
+        ``pct_start``); ``max_lr`` defaults to the net's ``lr``.
+    """
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def get_params(self, deep=True):
+        return dict(self.kwargs)
+
+    def set_params(self, **params):
+        self.kwargs.update(params)
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if net.train_split is None:
+            n_train = len(X) if not isinstance(X, dict) else len(next(iter(X.values())))
+        else:
+            n_train = len(net.get_split_datasets(X, y)[0])
+        steps = net.max_epochs * max(1, math.ceil(n_train / net.batch_size))
+        options = {"max_lr": net.lr, **self.kwargs}
+        self.scheduler_ = torch.optim.lr_scheduler.OneCycleLR(
+            net.optimizer_, total_steps=steps, **options
+        )
+        self.steps_left_ = steps
+
+    def on_batch_end(self, net, training=None, **kwargs):
+        if training and self.steps_left_ > 1:
+            self.scheduler_.step()
+            self.steps_left_ -= 1
+
+
+class CheckpointRecorder(Callback):
+    """Keep a CPU copy of the module's weights after every epoch, with its learning rate.
+
+    TracIn sums gradient dot products over checkpoints, each weighted by the
+    learning rate that was used while training from it. The weight recorded
+    for an epoch is the mean learning rate of its optimisation steps (the
+    rate changes every batch under ``OneCycleLR``).
+
+    Attributes
+    ----------
+    checkpoints_ : list of dict
+        ``state_dict`` copies (on the CPU), one per epoch.
+    learning_rates_ : list of float
+        Mean learning rate of each epoch.
+    """
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.checkpoints_ = []
+        self.learning_rates_ = []
+        self._epoch_rates = []
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        if training:
+            self._epoch_rates.append(net.optimizer_.param_groups[0]["lr"])
+
+    def on_epoch_end(self, net, **kwargs):
+        state = {k: v.detach().to("cpu", copy=True) for k, v in net.module_.state_dict().items()}
+        self.checkpoints_.append(state)
+        self.learning_rates_.append(float(np.mean(self._epoch_rates)) if self._epoch_rates else 0.0)
+        self._epoch_rates = []

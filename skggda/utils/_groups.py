@@ -1,0 +1,70 @@
+"""Validation and canonicalisation of group labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def canonicalize_groups(groups, n_samples: int):
+    """Map arbitrary hashable group labels to ``0..k-1``.
+
+    Parameters
+    ----------
+    groups : array-like of shape (n_samples,)
+        Any hashable labels (ints, strings, tuples, ...).
+    n_samples : int
+        Number of training samples the labels must cover.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Canonical group index of every sample.
+    originals : ndarray of shape (n_groups,)
+        The original label of each canonical group (sorted when the labels
+        are sortable, else in order of first appearance).
+    """
+    if hasattr(groups, "to_numpy"):
+        groups = groups.to_numpy()
+    array = np.asarray(groups)
+    if array.dtype == object and array.ndim > 1 and all(isinstance(g, tuple) for g in groups):
+        array = np.empty(len(groups), dtype=object)
+        array[:] = list(groups)
+    if array.ndim != 1:
+        raise ValueError(
+            f"groups must be a 1-D array of group labels, got an array of shape {array.shape}."
+        )
+    if array.shape[0] != n_samples:
+        raise ValueError(
+            f"groups has {array.shape[0]} elements but X has {n_samples} samples; "
+            "give one group label per training sample."
+        )
+    if array.dtype.kind == "f" and np.isnan(array).any():
+        raise ValueError("groups contains NaN; every sample needs a group label.")
+    if array.dtype.kind not in "biuf":
+        if any(label is None for label in array):
+            raise ValueError("groups contains None; every sample needs a group label.")
+    try:
+        originals, labels = np.unique(array, return_inverse=True)
+    except TypeError:  # unorderable labels: keep order of first appearance
+        index: dict = {}
+        labels = np.fromiter((index.setdefault(g, len(index)) for g in array), np.int64, len(array))
+        originals = np.empty(len(index), dtype=object)
+        originals[:] = list(index)
+    return labels.astype(np.int64, copy=False), originals
+
+
+def check_partition(labels, n_samples: int, n_groups: int | None = None) -> np.ndarray:
+    """Check that ``labels`` assigns every sample to one of ``0..k-1`` with no empty group."""
+    labels = np.asarray(labels)
+    if labels.shape != (n_samples,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"Group labels must be integers of shape ({n_samples},), got "
+            f"{labels.dtype} of shape {labels.shape}."
+        )
+    k = int(labels.max()) + 1 if n_groups is None else n_groups
+    if labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"Group labels must lie in [0, {k}).")
+    sizes = np.bincount(labels, minlength=k)
+    if (sizes == 0).any():
+        raise ValueError(f"Groups {np.flatnonzero(sizes == 0)[:5].tolist()} are empty.")
+    return labels.astype(np.int64, copy=False)
