@@ -11,6 +11,8 @@ direction, or their sums over groups -- without ever materialising a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 
@@ -30,6 +32,7 @@ class LinearCapture:
         self._handles = []
         self._acts = [[] for _ in blocks]
         self._outputs = [[] for _ in blocks]
+        self._enabled = True
 
     def __enter__(self):
         for index, block in enumerate(self.blocks):
@@ -47,8 +50,19 @@ class LinearCapture:
         self._acts = [[] for _ in self.blocks]
         self._outputs = [[] for _ in self.blocks]
 
+    @contextmanager
+    def paused(self):
+        """Ignore forward calls (e.g. the ``torch.func`` pass over the same module)."""
+        self._enabled = False
+        try:
+            yield
+        finally:
+            self._enabled = True
+
     def _hook(self, index):
         def hook(module, inputs, output):
+            if not self._enabled:
+                return
             self._acts[index].append(inputs[0].detach())
             self._outputs[index].append(output)
 

@@ -57,6 +57,7 @@ def directional_derivatives(plan, X, y, tangents: dict) -> torch.Tensor:
     ``tangents`` maps every selected parameter name to ``(m, *param.shape)``.
     """
     primals = _detached(plan, list(plan.params))
+    tangents = {name: tangents[name] for name in primals}  # pytree order must match
 
     def losses(params):
         return plan.loss_fn(_call(plan.module, params, X), y)

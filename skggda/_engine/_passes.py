@@ -207,7 +207,8 @@ def _project_batch(plan, projector, capture, X_batch, y_batch):
         for index, (acts, grads) in enumerate(rows):
             parts.append(projector.rows(index, acts, grads))
     if plan.generic is not None:
-        grads = _functional.per_sample_grads(plan, plan.generic.names, X_batch, y_batch)
+        with capture.paused():
+            grads = _functional.per_sample_grads(plan, plan.generic.names, X_batch, y_batch)
         flat = plan.generic.from_param_grads(grads)
         parts.append(projector.flat(len(plan.linear_blocks), flat))
     return torch.cat(parts, dim=1)
@@ -285,7 +286,8 @@ def _chunk_sums(plan, capture, X_batch, y_batch, layout: ChunkLayout):
         y_pad = layout.pad(y_batch, fill=y_batch[:1])
         ones = torch.ones(y_batch.shape[0], dtype=module_dtype(plan.module), device=y_batch.device)
         mask = layout.pad(ones)
-        grads = _functional.chunk_grads(plan, plan.generic.names, X_pad, y_pad, mask)
+        with capture.paused():
+            grads = _functional.chunk_grads(plan, plan.generic.names, X_pad, y_pad, mask)
         sums.append(plan.generic.from_param_grads(grads))
     return sums
 

@@ -62,7 +62,7 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
 
     def _infer_module_dims(self, X, y):
         """Record ``n_features`` / ``n_classes`` the module needs but was not given."""
-        wanted = _missing_dim_params(self.module, self.get_params_for("module"))
+        wanted = _missing_dim_params(self.module, super().get_params_for("module"))
         dims = {}
         if "n_features" in wanted and not isinstance(X, dict):
             dims["n_features"] = int(np.prod(np.shape(X)[1:]))
@@ -125,7 +125,8 @@ def _count_classes(y, classes):
 def _as_arrays(X):
     """pandas objects to numpy (skorch would turn a DataFrame into a dict of columns)."""
     if hasattr(X, "to_numpy") and not isinstance(X, torch.Tensor):
-        return X.to_numpy()
+        # pandas may hand out read-only views; torch wants writable memory
+        return np.require(X.to_numpy(), requirements="W")
     return X
 
 

@@ -25,10 +25,14 @@ def canonicalize_groups(groups, n_samples: int):
     """
     if hasattr(groups, "to_numpy"):
         groups = groups.to_numpy()
-    array = np.asarray(groups)
-    if array.dtype == object and array.ndim > 1 and all(isinstance(g, tuple) for g in groups):
+    if isinstance(groups, np.ndarray):
+        array = groups
+    elif any(isinstance(g, tuple) for g in groups):
+        # tuples are labels, not rows: keep them whole in an object array
         array = np.empty(len(groups), dtype=object)
         array[:] = list(groups)
+    else:
+        array = np.asarray(groups)
     if array.ndim != 1:
         raise ValueError(
             f"groups must be a 1-D array of group labels, got an array of shape {array.shape}."

@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny synthetic problems and tiny nets, fixed seeds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skggda.models import make_classifier
+
+#: Where the real data sets live for the slow tests (README of ../shared/data).
+DATA_DIR = Path(
+    os.environ.get("SKGGDA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+def make_problem(n=240, n_features=6, n_classes=2, noise=0.0, seed=0):
+    """Linearly separable-ish data; ``noise`` is the fraction of flipped labels."""
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, n_features)).astype(np.float32)
+    w = np.random.RandomState(1234).normal(size=(n_features, n_classes))  # same rule for every split
+    y = (X @ w).argmax(1)
+    flipped = rng.rand(n) < noise
+    y_noisy = np.where(flipped, (y + 1 + rng.randint(n_classes - 1, size=n)) % n_classes, y)
+    return X, y_noisy.astype(np.int64), y.astype(np.int64), flipped
+
+
+@pytest.fixture(scope="session")
+def problem():
+    X, y, _, _ = make_problem(n=240)
+    X_test, y_test, _, _ = make_problem(n=80, seed=1)
+    return X, y, X_test, y_test
+
+
+def tiny_net(hidden=(8,), epochs=3, seed=0, batch_size=32, **kwargs):
+    return make_classifier(hidden, max_epochs=epochs, lr=1e-2, batch_size=batch_size,
+                           random_state=seed, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def fitted_net(problem):
+    X, y, _, _ = problem
+    return tiny_net().fit(X, y)

@@ -1,0 +1,337 @@
+"""The gradient engine against slow references: one backward pass per sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from skggda import _engine
+from skggda._engine._plan import GenericBlock, GradientPlan
+
+
+def per_sample_loss(output, target):
+    return F.cross_entropy(output, target, reduction="none")
+
+
+def reference_gradients(module, X, y, names=None):
+    """(n, p): one autograd call per sample, parameters in named_parameters order."""
+    params = [(n, p) for n, p in module.named_parameters() if names is None or n in names]
+    rows = []
+    for i in range(len(y)):
+        xi = {k: v[i : i + 1] for k, v in X.items()} if isinstance(X, dict) else X[i : i + 1]
+        out = module(**xi) if isinstance(xi, dict) else module(xi)
+        loss = per_sample_loss(out, y[i : i + 1]).sum()
+        grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
+        rows.append(torch.cat([
+            (g if g is not None else torch.zeros_like(p)).reshape(-1)
+            for g, (_, p) in zip(grads, params)
+        ]))
+    return torch.stack(rows)
+
+
+def flat_in_param_order(plan, blocks, module):
+    grads = plan.to_param_grads(blocks)
+    lead = blocks[0].shape[0]
+    return torch.cat([grads[n].reshape(lead, -1) for n, _ in module.named_parameters()
+                      if n in grads], dim=1)
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 7), nn.ReLU(), nn.Linear(7, 3))
+
+
+class ConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.norm = nn.BatchNorm2d(3)
+        self.head = nn.Linear(3 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.norm(self.conv(x))).flatten(1))
+
+
+class TinyText(nn.Module):
+    """Embedding + layer norm + a linear applied per token (3-D input) + tied head."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(11, 6)
+        self.norm = nn.LayerNorm(6)
+        self.token_mix = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, tokens):
+        h = torch.tanh(self.token_mix(self.norm(self.embed(tokens))))  # (B, T, 6)
+        return self.head(h.mean(1))
+
+
+def data(n=37, shape=(5,), classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+CASES = {
+    "mlp": (mlp, lambda: data()),
+    "conv": (lambda: ConvNet().eval(), lambda: data(shape=(2, 4, 4))),
+    "text": (TinyText, lambda: (torch.randint(0, 11, (37, 5), generator=torch.Generator().manual_seed(0)),
+                                torch.randint(0, 3, (37,), generator=torch.Generator().manual_seed(1)))),
+}
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request):
+    make_module, make_data = CASES[request.param]
+    torch.manual_seed(0)
+    module = make_module()
+    X, y = make_data()
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    return module, plan, X, y
+
+
+def test_plan_uses_linear_fast_path_where_it_can():
+    module = mlp()
+    plan = _engine.make_plan(module, per_sample_loss, torch.zeros(3, 5))
+    assert [b.module_name for b in plan.linear_blocks] == ["0", "2", "4"]
+    assert plan.generic is None
+    assert plan.n_params == sum(p.numel() for p in module.parameters())
+
+
+def test_plan_sends_conv_and_norm_to_the_generic_block():
+    plan = _engine.make_plan(ConvNet().eval(), per_sample_loss, torch.zeros(3, 2, 4, 4))
+    assert [b.module_name for b in plan.linear_blocks] == ["head"]
+    assert plan.generic.names == ["conv.weight", "conv.bias", "norm.weight", "norm.bias"]
+
+
+def test_per_sample_gradients_match_one_backward_per_sample(case):
+    module, plan, X, y = case
+    expected = reference_gradients(module, X, y)
+    got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_group_gradients_are_sums_of_member_gradients(case):
+    module, plan, X, y = case
+    labels = np.random.RandomState(0).randint(0, 6, len(y))
+    expected = torch.zeros(6, plan.n_params).index_add_(
+        0, torch.as_tensor(labels), reference_gradients(module, X, y))
+    blocks = _engine.group_gradients(plan, X, y, labels, 6, batch_size=8)
+    torch.testing.assert_close(flat_in_param_order(plan, blocks, module), expected,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_group_gradients_with_very_unequal_groups():
+    module = mlp()
+    X, y = data(n=60)
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    labels = np.zeros(60, dtype=int)
+    labels[:3] = [1, 2, 3]  # one group of 57 and three singletons
+    expected = torch.zeros(4, plan.n_params).index_add_(
+        0, torch.as_tensor(labels), reference_gradients(module, X, y))
+    blocks = _engine.group_gradients(plan, X, y, labels, 4, batch_size=16)
+    torch.testing.assert_close(flat_in_param_order(plan, blocks, module), expected,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_loss_gradient_is_the_mean_of_per_sample_gradients(case):
+    module, plan, X, y = case
+    got = plan.flatten(_engine.loss_gradient(plan, X, y, batch_size=10))
+    mean = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module).mean(0)
+    torch.testing.assert_close(plan.to_param_grads([got])[next(iter(plan.params))].reshape(-1)
+                               if False else got,
+                               plan.flatten(plan.from_param_grads(
+                                   _unflatten_param_order(plan, module, mean))),
+                               rtol=1e-4, atol=1e-6)
+
+
+def _unflatten_param_order(plan, module, flat):
+    out, start = {}, 0
+    for name, param in module.named_parameters():
+        if name in plan.params:
+            out[name] = flat[start:start + param.numel()].reshape(param.shape)
+            start += param.numel()
+    return out
+
+
+def test_gradient_dots_equal_explicit_dot_products(case):
+    module, plan, X, y = case
+    per_sample = plan.flatten(_engine.per_sample_gradients(plan, X, y))
+    directions = torch.randn(4, plan.n_params, generator=torch.Generator().manual_seed(3))
+    blocks = [
+        t for t in plan.from_param_grads(
+            {n: g for n, g in _split_flat(plan, directions).items()})
+    ]
+    dots = _engine.gradient_dots(plan, X, y, blocks, batch_size=9)
+    torch.testing.assert_close(dots.float(), per_sample @ directions.T, rtol=1e-4, atol=1e-4)
+
+
+def _split_flat(plan, flat):
+    """Flat vectors in plan.flatten order -> per-parameter tensors with a leading dim."""
+    out, start = {}, 0
+    for block in plan.blocks:
+        stop = start + block.size
+        chunk = flat[:, start:stop]
+        if isinstance(block, GenericBlock):
+            out.update(block.to_param_grads(chunk))
+        else:
+            out.update(block.to_param_grads(chunk.reshape(-1, block.out_dim, block.in_dim)))
+        start = stop
+    return out
+
+
+def test_linear_and_generic_paths_agree_on_a_linear_net():
+    module = mlp()
+    X, y = data()
+    fast = _engine.make_plan(module, per_sample_loss, X[:5])
+    generic = GradientPlan(module, per_sample_loss, fast.params, [],
+                           GenericBlock(list(fast.params), list(fast.params.values())))
+    ref = reference_gradients(module, X, y)
+    torch.testing.assert_close(generic.flatten(_engine.per_sample_gradients(generic, X, y)), ref,
+                               rtol=1e-4, atol=1e-6)
+    v = ref.mean(0, keepdim=True)
+    dots_generic = _engine.gradient_dots(generic, X, y, [v])
+    torch.testing.assert_close(dots_generic.float(), ref @ v.T, rtol=1e-4, atol=1e-6)
+
+
+def test_projection_of_group_sums_equals_sum_of_projections(case):
+    module, plan, X, y = case
+    projector = _engine.Projector(plan, 24, seed=0)
+    labels = np.random.RandomState(1).randint(0, 5, len(y))
+    per_sample = _engine.projected_gradients(plan, X, y, projector, batch_size=8)
+    grouped, fisher = _engine.projected_gradients(
+        plan, X, y, projector, labels=labels, n_groups=5, fisher=True, batch_size=8)
+    assert per_sample.shape == (len(y), 24)
+    torch.testing.assert_close(
+        grouped, torch.zeros(5, 24).index_add_(0, torch.as_tensor(labels), per_sample),
+        rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fisher, per_sample.T @ per_sample, rtol=1e-4, atol=1e-4)
+    dense = projector.dense(_engine.per_sample_gradients(plan, X, y))
+    torch.testing.assert_close(per_sample, dense, rtol=1e-4, atol=1e-5)
+
+
+def test_projection_preserves_inner_products_on_average():
+    module = mlp()
+    X, y = data()
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    grads = plan.flatten(_engine.per_sample_gradients(plan, X, y))
+    exact = grads @ grads.T
+    estimates = torch.stack([
+        (lambda z: z @ z.T)(_engine.Projector(plan, 16, seed=s).dense(
+            _engine.per_sample_gradients(plan, X, y)))
+        for s in range(200)
+    ]).mean(0)
+    # unbiased: the average over 200 seeds is close to the exact Gram matrix
+    assert torch.corrcoef(torch.stack([exact.flatten(), estimates.flatten()]))[0, 1] > 0.99
+
+
+def test_projection_is_seeded_and_device_independent():
+    module = mlp()
+    X, y = data()
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    a = _engine.projected_gradients(plan, X, y, _engine.Projector(plan, 10, seed=7))
+    b = _engine.projected_gradients(plan, X, y, _engine.Projector(plan, 10, seed=7))
+    c = _engine.projected_gradients(plan, X, y, _engine.Projector(plan, 10, seed=8))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("n_components,sizes,expected", [
+    (10, [100, 100], [5, 5]),
+    (7, [1000, 10, 1], [5, 1, 1]),
+    (2, [5, 5, 5], [1, 1, 0]),
+    (11, [10, 1], [10, 1]),
+])
+def test_allocate_components(n_components, sizes, expected):
+    alloc = _engine.allocate_components(sizes, n_components)
+    assert sum(alloc) == n_components
+    assert all(a <= s for a, s in zip(alloc, sizes))
+    assert alloc == expected
+
+
+def test_allocate_components_rejects_more_components_than_parameters():
+    with pytest.raises(ValueError, match="n_components=12 exceeds"):
+        _engine.allocate_components([5, 6], 12)
+
+
+def test_linear_called_twice_and_tied_weights():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(4, 4)
+            self.embed = nn.Embedding(4, 4)
+            self.out = nn.Linear(4, 4, bias=False)
+            self.out.weight = self.embed.weight  # tied: must not use the hook path
+
+        def forward(self, x):
+            h = torch.tanh(self.inner(torch.tanh(self.inner(x))))  # called twice
+            return self.out(h)
+
+    torch.manual_seed(0)
+    module = Shared()
+    X, y = data(n=12, shape=(4,), classes=4)
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    assert [b.module_name for b in plan.linear_blocks] == ["inner"]
+    expected = reference_gradients(module, X, y)
+    got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("subset,expected", [
+    ("all", ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]),
+    ("last", ["4.weight", "4.bias"]),
+    (["2", "4.bias"], ["2.weight", "2.bias", "4.bias"]),
+])
+def test_select_parameters(subset, expected):
+    assert list(_engine.select_parameters(mlp(), subset)) == expected
+
+
+def test_select_parameters_rejects_unknown_names():
+    with pytest.raises(ValueError, match="'nope' matches no trainable parameter"):
+        _engine.select_parameters(mlp(), ["nope"])
+
+
+def test_parameter_subset_gradients_match_reference():
+    module = mlp()
+    X, y = data()
+    plan = _engine.make_plan(module, per_sample_loss, X[:5], param_subset=["2.weight", "4"])
+    expected = reference_gradients(module, X, y, names={"2.weight", "4.weight", "4.bias"})
+    got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_chunk_layout_cuts_long_groups_and_pads_short_ones():
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 1, 2])
+    layout = _engine.ChunkLayout.from_sorted_labels(labels)
+    # the longest group would triple the padded size, so groups are cut at the mean length
+    assert layout.cap == 4
+    assert layout.n_chunks == 4
+    assert layout.chunk_group.tolist() == [0, 0, 1, 2]
+    padded = layout.pad(torch.arange(10.0))
+    assert padded.sum() == torch.arange(10.0).sum()
+
+
+def test_passes_leave_module_mode_and_parameters_untouched():
+    module = mlp().train()
+    X, y = data()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    _engine.group_gradients(plan, X, y, np.zeros(len(y), dtype=int), 1)
+    _engine.loss_gradient(plan, X, y)
+    assert module.training
+    assert all(p.grad is None for p in module.parameters())
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_numpy_inputs_stream_in_batches():
+    module = mlp()
+    X, y = data()
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    a = _engine.gradient_dots(plan, X.numpy(), y.numpy(), [torch.ones(1, 7, 6), torch.ones(1, 7, 8),
+                                                          torch.ones(1, 3, 8)], batch_size=4)
+    b = _engine.gradient_dots(plan, X, y, [torch.ones(1, 7, 6), torch.ones(1, 7, 8),
+                                          torch.ones(1, 3, 8)], batch_size=100)
+    torch.testing.assert_close(a, b)

@@ -1,0 +1,204 @@
+"""TracInAttributor: the identities that make group attribution trustworthy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.frozen import FrozenEstimator
+from torch.nn import functional as F
+
+from skggda import RandomGrouper, TracInAttributor
+
+from conftest import make_problem, tiny_net
+
+
+def slow_tracin(net, X, y, X_test, y_test):
+    """Independent per-point TracIn: one backward pass per training sample."""
+    module = net.module_.eval()
+    params = [p for p in module.parameters()]
+
+    def grad(x, t, mean=False):
+        out = module(torch.as_tensor(x))
+        loss = F.cross_entropy(out, torch.as_tensor(t), reduction="mean" if mean else "sum")
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+
+    test_grad = grad(X_test, y_test, mean=True)
+    return np.array([float(grad(X[i:i + 1], y[i:i + 1]) @ test_grad) for i in range(len(y))])
+
+
+@pytest.fixture(scope="module")
+def frozen(fitted_net):
+    return FrozenEstimator(fitted_net)
+
+
+def test_group_size_one_equals_slow_per_point_reference(problem, fitted_net, frozen):
+    X, y, X_test, y_test = problem
+    scores = TracInAttributor(frozen).fit(X, y).score_groups(X_test, y_test)
+    np.testing.assert_allclose(scores, slow_tracin(fitted_net, X, y, X_test, y_test),
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_components", [None, 16])
+def test_group_scores_are_sums_of_member_scores(problem, frozen, n_components):
+    X, y, X_test, y_test = problem
+    points = TracInAttributor(frozen, n_components=n_components, random_state=0).fit(X, y)
+    grouped = TracInAttributor(frozen, n_components=n_components, random_state=0,
+                               grouper=RandomGrouper(group_size=7, random_state=0)).fit(X, y)
+    expected = np.bincount(grouped.labels_, points.score_groups(X_test, y_test))
+    np.testing.assert_allclose(grouped.score_groups(X_test, y_test), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_user_groups_sum_members_and_keep_their_labels(problem, frozen):
+    X, y, X_test, y_test = problem
+    names = np.array(["north", "south", "east"])[np.arange(len(y)) % 3]
+    attr = TracInAttributor(frozen).fit(X, y, groups=names)
+    points = TracInAttributor(frozen).fit(X, y).score_groups(X_test, y_test)
+    assert attr.groups_.tolist() == ["east", "north", "south"]
+    scores = attr.score_groups(X_test, y_test)
+    for j, name in enumerate(attr.groups_):
+        assert scores[j] == pytest.approx(points[names == name].sum(), rel=1e-4, abs=1e-6)
+
+
+def test_unsortable_group_labels_keep_first_appearance_order(problem, frozen):
+    X, y, _, _ = problem
+    groups = [("a", 1) if i % 2 else None.__class__.__name__ for i in range(len(y))]
+    groups = [g if i % 3 else 7 for i, g in enumerate(groups)]
+    attr = TracInAttributor(frozen).fit(X, y, groups=groups)
+    assert attr.n_groups_ == 3
+    assert list(attr.groups_) == [7, ("a", 1), "NoneType"]
+
+
+def test_projected_scores_approach_exact_as_n_components_grows(problem, frozen):
+    X, y, X_test, y_test = problem
+    exact = TracInAttributor(frozen).fit(X, y).score_groups(X_test, y_test)
+
+    def mean_corr(r):
+        return np.mean([
+            np.corrcoef(TracInAttributor(frozen, n_components=r, random_state=seed)
+                        .fit(X, y).score_groups(X_test, y_test), exact)[0, 1]
+            for seed in range(5)
+        ])
+
+    assert mean_corr(64) > mean_corr(4) + 0.1
+
+
+def test_projection_to_full_width_is_exact(problem, fitted_net, frozen):
+    X, y, X_test, y_test = problem
+    n_params = sum(p.numel() for p in fitted_net.module_.parameters())
+    exact = TracInAttributor(frozen).fit(X, y).score_groups(X_test, y_test)
+    full = TracInAttributor(frozen, n_components=n_params, random_state=0).fit(X, y)
+    np.testing.assert_allclose(full.score_groups(X_test, y_test), exact, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_components", [None, 16])
+def test_attribute_rows_average_to_score_groups(problem, frozen, n_components):
+    X, y, X_test, y_test = problem
+    attr = TracInAttributor(frozen, n_components=n_components, random_state=0,
+                            grouper=RandomGrouper(group_size=10, random_state=0)).fit(X, y)
+    matrix = attr.attribute(X_test, y_test)
+    assert matrix.shape == (len(y_test), attr.n_groups_)
+    np.testing.assert_allclose(matrix.mean(0), attr.score_groups(X_test, y_test),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_attribute_streaming_path_matches_exact_path(problem, frozen, monkeypatch):
+    X, y, X_test, y_test = problem
+    attr = TracInAttributor(frozen, grouper=RandomGrouper(group_size=5, random_state=0)).fit(X, y)
+    exact = attr.attribute(X_test[:20], y_test[:20])
+    monkeypatch.setattr("skggda.attribution._tracin._MAX_GROUP_GRADIENT_BYTES", 0)
+    np.testing.assert_allclose(attr.attribute(X_test[:20], y_test[:20]), exact,
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_flipped_labels_score_lower_than_clean_ones():
+    X, y_noisy, _, flipped = make_problem(n=400, noise=0.1, seed=3)
+    X_test, y_test, _, _ = make_problem(n=200, seed=4)
+    attr = TracInAttributor(tiny_net(hidden=(16,), epochs=30), random_state=0).fit(X, y_noisy)
+    scores = attr.score_groups(X_test, y_test)
+    assert flipped.sum() > 20
+    assert scores[flipped].mean() < scores[~flipped].mean()
+    assert scores[flipped].mean() < 0
+
+
+def test_checkpoints_all_is_learning_rate_weighted_sum_over_epochs(problem):
+    X, y, X_test, y_test = problem
+    attr = TracInAttributor(tiny_net(epochs=3), checkpoints="all", random_state=0).fit(X, y)
+    recorder = dict(attr.estimator_.callbacks_)["skggda_checkpoints"]
+    assert len(recorder.checkpoints_) == 3
+    expected = 0
+    net = attr.estimator_
+    final_state = {k: v.clone() for k, v in net.module_.state_dict().items()}
+    for state, lr in zip(recorder.checkpoints_, recorder.learning_rates_):
+        net.module_.load_state_dict(state)
+        expected = expected + lr * slow_tracin(net, X, y, X_test, y_test)
+    net.module_.load_state_dict(final_state)
+    np.testing.assert_allclose(attr.score_groups(X_test, y_test), expected, rtol=1e-4, atol=1e-8)
+    # the fitted net is left at its final weights
+    assert all(torch.equal(final_state[k], v) for k, v in attr.estimator_.module_.state_dict().items())
+
+
+def test_checkpoints_all_rejects_frozen_net(problem, frozen):
+    X, y, _, _ = problem
+    with pytest.raises(ValueError, match="checkpoints='all' needs the training run"):
+        TracInAttributor(frozen, checkpoints="all").fit(X, y)
+
+
+def test_frozen_net_is_not_retrained(problem, fitted_net, frozen):
+    X, y, _, _ = problem
+    before = {k: v.clone() for k, v in fitted_net.module_.state_dict().items()}
+    attr = TracInAttributor(frozen).fit(X, y)
+    assert attr.estimator_ is fitted_net
+    assert attr.timings_["training"] < 1.0
+    assert all(torch.equal(before[k], v) for k, v in fitted_net.module_.state_dict().items())
+
+
+def test_fit_is_repeatable_with_random_state(problem):
+    X, y, X_test, y_test = problem
+    a = TracInAttributor(tiny_net(seed=None), grouper=RandomGrouper(group_size=9),
+                         random_state=3).fit(X, y)
+    b = TracInAttributor(tiny_net(seed=None), grouper=RandomGrouper(group_size=9),
+                         random_state=3).fit(X, y)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.score_groups(X_test, y_test), b.score_groups(X_test, y_test))
+
+
+def test_score_groups_without_data_uses_training_set(problem, frozen):
+    X, y, _, _ = problem
+    attr = TracInAttributor(frozen).fit(X, y)
+    np.testing.assert_allclose(attr.score_groups(), attr.score_groups(X, y))
+
+
+def test_string_labels(problem):
+    X, y, X_test, y_test = problem
+    names = np.array(["bad", "good"])
+    attr = TracInAttributor(tiny_net(), random_state=0).fit(X, names[y])
+    assert attr.classes_.tolist() == ["bad", "good"]
+    numeric = TracInAttributor(tiny_net(), random_state=0).fit(X, y)
+    np.testing.assert_allclose(attr.score_groups(X_test, names[y_test]),
+                               numeric.score_groups(X_test, y_test), rtol=1e-5)
+
+
+def test_param_subset_last_layer(problem, fitted_net, frozen):
+    X, y, X_test, y_test = problem
+    attr = TracInAttributor(frozen, param_subset="last").fit(X, y)
+    module = fitted_net.module_
+    head = module.head
+    test_out = module(torch.as_tensor(X_test))
+    test_loss = F.cross_entropy(test_out, torch.as_tensor(y_test))
+    g_test = torch.cat([g.reshape(-1) for g in torch.autograd.grad(test_loss, [head.weight, head.bias])])
+    expected = []
+    for i in range(len(y)):
+        loss = F.cross_entropy(module(torch.as_tensor(X[i:i + 1])), torch.as_tensor(y[i:i + 1]))
+        g = torch.cat([t.reshape(-1) for t in torch.autograd.grad(loss, [head.weight, head.bias])])
+        expected.append(float(g @ g_test))
+    np.testing.assert_allclose(attr.score_groups(X_test, y_test), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_timings_cover_every_stage(problem, frozen):
+    X, y, X_test, y_test = problem
+    attr = TracInAttributor(frozen, grouper=RandomGrouper(group_size=8)).fit(X, y)
+    attr.score_groups(X_test, y_test)
+    attr.attribute(X_test[:4], y_test[:4])
+    assert set(attr.timings_) == {"training", "grouping", "gradients", "scoring", "attribution"}
+    assert all(t >= 0 for t in attr.timings_.values())

@@ -1,0 +1,140 @@
+"""Bad input gets scikit-learn's error types, messages that name the problem,
+and leaves the estimator as it was."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+
+from skggda import RandomGrouper, TracInAttributor
+
+from conftest import tiny_net
+
+
+def state(estimator):
+    return {k: v for k, v in vars(estimator).items()}
+
+
+@pytest.fixture
+def fitted(problem, fitted_net):
+    X, y, _, _ = problem
+    return TracInAttributor(FrozenEstimator(fitted_net)).fit(X, y)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_X_is_rejected(problem, fitted, bad):
+    X, y, _, _ = problem
+    X = X.copy()
+    X[3, 2] = bad
+    before = state(fitted)
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        fitted.fit(X, y)
+    assert state(fitted) == before
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        fitted.score_groups(X, y)
+
+
+def test_groups_of_wrong_length(problem, fitted):
+    X, y, _, _ = problem
+    before = state(fitted)
+    with pytest.raises(ValueError, match="groups has 5 elements but X has 240 samples"):
+        fitted.fit(X, y, groups=np.arange(5))
+    assert state(fitted) == before
+
+
+def test_groups_not_1d(problem, fitted):
+    X, y, _, _ = problem
+    with pytest.raises(ValueError, match=r"groups must be a 1-D array .* shape \(240, 2\)"):
+        fitted.fit(X, y, groups=np.zeros((240, 2)))
+
+
+def test_groups_with_missing_labels(problem, fitted):
+    X, y, _, _ = problem
+    groups = np.arange(240, dtype=float)
+    groups[7] = np.nan
+    with pytest.raises(ValueError, match="groups contains NaN"):
+        fitted.fit(X, y, groups=groups)
+
+
+def test_grouper_and_groups_together(problem, fitted_net):
+    X, y, _, _ = problem
+    attr = TracInAttributor(FrozenEstimator(fitted_net), grouper=RandomGrouper())
+    with pytest.raises(ValueError, match="either the grouper parameter or the groups argument"):
+        attr.fit(X, y, groups=np.arange(240))
+    assert not hasattr(attr, "labels_")
+
+
+@pytest.mark.parametrize("method,args", [("score_groups", ()), ("attribute", "data")])
+def test_calls_before_fit(problem, method, args):
+    X, y, _, _ = problem
+    attr = TracInAttributor(tiny_net())
+    with pytest.raises(NotFittedError, match="TracInAttributor instance is not fitted"):
+        getattr(attr, method)(*((X, y) if args == "data" else ()))
+
+
+def test_frozen_net_with_wrong_input_size(problem, fitted_net):
+    X, y, _, _ = problem
+    attr = TracInAttributor(FrozenEstimator(fitted_net))
+    with pytest.raises(ValueError, match="X has 4 features, but the frozen estimator's module "
+                                         "expects 6 features"):
+        attr.fit(X[:, :4], y)
+    assert not hasattr(attr, "estimator_")
+    assert not hasattr(attr, "n_features_in_")
+
+
+def test_failed_refit_keeps_the_previous_fit(problem, fitted):
+    X, y, _, _ = problem
+    before = state(fitted)
+    labels = fitted.labels_.copy()
+    with pytest.raises(ValueError):
+        fitted.fit(X[:, :4], y)
+    assert state(fitted) == before
+    np.testing.assert_array_equal(fitted.labels_, labels)
+
+
+def test_unfitted_frozen_net(problem):
+    X, y, _, _ = problem
+    with pytest.raises(NotFittedError, match="FrozenEstimator is not fitted"):
+        TracInAttributor(FrozenEstimator(tiny_net())).fit(X, y)
+
+
+def test_scoring_data_with_other_width(problem, fitted):
+    _, _, X_test, y_test = problem
+    with pytest.raises(ValueError, match="X has 3 features, but TracInAttributor is expecting 6"):
+        fitted.score_groups(X_test[:, :3], y_test)
+
+
+def test_scoring_data_with_unseen_labels(problem, fitted):
+    _, _, X_test, y_test = problem
+    with pytest.raises(ValueError, match=r"y contains labels not seen in fit: \[7\]"):
+        fitted.score_groups(X_test, np.full(len(y_test), 7))
+
+
+def test_scoring_needs_both_X_and_y(problem, fitted):
+    _, _, X_test, _ = problem
+    with pytest.raises(ValueError, match="Pass both X and y"):
+        fitted.score_groups(X_test)
+
+
+def test_frozen_net_with_fewer_outputs_than_classes(problem, fitted_net):
+    X, y, _, _ = problem
+    with pytest.raises(ValueError, match="y has 3 classes, but the frozen estimator's module "
+                                         "outputs 2 logits"):
+        TracInAttributor(FrozenEstimator(fitted_net)).fit(X, np.arange(len(y)) % 3 + 5)
+
+
+def test_n_components_above_parameter_count(problem, fitted_net):
+    X, y, _, _ = problem
+    with pytest.raises(ValueError, match="n_components=10000 exceeds the number of attributed"):
+        TracInAttributor(FrozenEstimator(fitted_net), n_components=10_000).fit(X, y)
+
+
+def test_invalid_parameter_types():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="'checkpoints' parameter"):
+        TracInAttributor(checkpoints="first").fit(np.zeros((4, 2)), [0, 1, 0, 1])
