@@ -205,10 +205,10 @@ def make_classifier(
     --------
     >>> import numpy as np
     >>> from skggda.models import make_classifier
-    >>> X = np.random.RandomState(0).normal(size=(100, 5)).astype("float32")
+    >>> X = np.random.RandomState(0).normal(size=(500, 5)).astype("float32")
     >>> y = (X[:, 0] > 0).astype("int64")
-    >>> net = make_classifier((8,), max_epochs=5, random_state=0).fit(X, y)
-    >>> float((net.predict(X) == y).mean()) > 0.8
+    >>> net = make_classifier((8,), max_epochs=10, lr=3e-2, random_state=0).fit(X, y)
+    >>> float((net.predict(X) == y).mean()) > 0.9
     True
     """
     callbacks = list(kwargs.pop("callbacks", None) or [])

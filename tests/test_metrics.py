@@ -1,0 +1,37 @@
+"""Metric functions against hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skggda.metrics import detection_curve, noisy_label_auc
+
+
+def test_perfect_ordering_of_singletons():
+    # two noisy points out of four, scored lowest: found 1/2 after 1/4, all after 1/2
+    scores = [-2.0, -1.0, 1.0, 2.0]
+    auc = noisy_label_auc(scores, np.arange(4), [True, True, False, False])
+    assert auc == pytest.approx(0.5 * (0.25 * 0.5) + 0.25 * (0.5 + 1) / 2 + 0.5)
+
+
+def test_worst_ordering_and_random_baseline():
+    labels = np.arange(10)
+    noisy = np.zeros(10, dtype=bool)
+    noisy[0] = True
+    assert noisy_label_auc(-np.arange(10.0), labels, noisy) == pytest.approx(0.05)
+    # one group holding everything: the expected curve is the diagonal
+    assert noisy_label_auc([0.0], np.zeros(10, dtype=int), noisy) == pytest.approx(0.5)
+
+
+def test_groups_are_inspected_whole_in_score_order():
+    inspected, found = detection_curve([3.0, -1.0, 0.0], [0, 0, 1, 2, 2, 2],
+                                       [False, True, True, False, False, True])
+    # order: group 1 (1 point, 1 noisy), group 2 (3 points, 1 noisy), group 0 (2, 1)
+    np.testing.assert_allclose(inspected, [0, 1 / 6, 4 / 6, 1])
+    np.testing.assert_allclose(found, [0, 1 / 3, 2 / 3, 1])
+
+
+def test_nothing_noisy_is_an_error():
+    with pytest.raises(ValueError, match="is_noisy marks no sample"):
+        noisy_label_auc([1.0], [0, 0], [False, False])
