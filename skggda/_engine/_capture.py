@@ -22,9 +22,11 @@ class LinearCapture:
     Inside the context, run a forward pass and pass the summed per-sample loss
     to :meth:`rows`. It differentiates the loss with respect to the captured
     *outputs* only -- weight gradients are never formed, which saves about a
-    third of an ordinary backward pass -- and returns, per block, the augmented
-    activations ``A`` of shape ``(batch, rows, in_aug)`` and output gradients
-    ``D`` of shape ``(batch, rows, out)``.
+    third of an ordinary backward pass -- and returns, per block, the input
+    activations ``A`` of shape ``(batch, rows, in_features)`` and output
+    gradients ``D`` of shape ``(batch, rows, out)``. The bias column of ones
+    is not materialised; see :meth:`LinearBlock.augment` and
+    :meth:`LinearBlock.contract`.
     """
 
     def __init__(self, blocks):
@@ -86,7 +88,7 @@ class LinearCapture:
                 grad = next(grads)
                 if grad is None:  # this output does not reach the loss
                     grad = act.new_zeros(batch, act.shape[1], block.out_dim)
-                a_parts.append(block.augment(act))
+                a_parts.append(act)
                 d_parts.append(grad.detach().reshape(batch, -1, block.out_dim))
             if len(a_parts) == 1:
                 result.append((a_parts[0], d_parts[0]))

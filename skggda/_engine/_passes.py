@@ -140,10 +140,10 @@ def _linear_dots(plan, X, y, directions, batch_size, progress, out):
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
             dots = 0.0
-            for (acts, grads), v in zip(rows, flat_dirs):
-                batch, n_rows, in_dim = acts.shape
-                dv = (grads.reshape(batch * n_rows, -1) @ v).view(batch * n_rows, m, in_dim)
-                per_row = (dv * acts.reshape(batch * n_rows, 1, in_dim)).sum(-1)
+            for block, (acts, grads), v in zip(plan.linear_blocks, rows, flat_dirs):
+                batch, n_rows = grads.shape[:2]
+                dv = (grads.reshape(batch * n_rows, -1) @ v).view(batch * n_rows, m, -1)
+                per_row = block.contract(dv, acts.reshape(batch * n_rows, 1, -1))
                 dots = dots + per_row.view(batch, n_rows, m).sum(1)
             out[index] = dots.double()
 
@@ -277,8 +277,8 @@ def _chunk_sums(plan, capture, X_batch, y_batch, layout: ChunkLayout):
     sums = []
     if plan.linear_blocks:
         rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
-        for acts, grads in rows:
-            a = layout.pad(acts).flatten(1, 2)  # (chunks, cap * rows, in)
+        for block, (acts, grads) in zip(plan.linear_blocks, rows):
+            a = layout.pad(block.augment(acts)).flatten(1, 2)  # (chunks, cap * rows, in_aug)
             d = layout.pad(grads).flatten(1, 2)  # (chunks, cap * rows, out)
             sums.append(torch.bmm(d.transpose(1, 2), a))
     if plan.generic is not None:

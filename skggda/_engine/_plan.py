@@ -64,6 +64,19 @@ class LinearBlock:
             parts.append(activation.new_ones(activation.shape[:-1] + (1,)))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
+    def contract(self, values: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+        """``(values * augment(activation)).sum(-1)`` without forming the ones column.
+
+        ``values``: ``(..., in_aug)``; ``activation`` broadcastable to
+        ``(..., in_features)``.
+        """
+        out = 0
+        if self.weight_name:
+            out = (values[..., : self.module.in_features] * activation).sum(-1)
+        if self.bias_name:
+            out = out + values[..., -1]
+        return out
+
     def from_param_grads(self, grads: dict) -> torch.Tensor:
         parts = []
         if self.weight_name:

@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from ._plan import LinearBlock
 
@@ -138,15 +139,30 @@ class Projector:
     def rows(self, index: int, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         """Per-sample projection of linear block ``index`` from its captured rows.
 
-        ``acts``: ``(batch, rows, in_aug)``, ``grads``: ``(batch, rows, out)``
+        ``acts``: ``(batch, rows, in_features)``, ``grads``: ``(batch, rows, out)``
         -> ``(batch, r_block)``.
         """
         keep = self.dims[index]
         if keep == 0:
             return acts.new_zeros(acts.shape[0], 0)
         p_out, p_in = self._maps[index]
-        product = torch.bmm(_apply(grads, p_out).transpose(1, 2), _apply(acts, p_in))
+        projected_grads = _apply(grads, p_out)
+        projected_acts = self._project_acts(self._blocks[index], acts, p_in)
+        if grads.shape[1] == 1:  # one row per sample: an outer product, no reduction
+            product = projected_grads.transpose(1, 2) * projected_acts
+        else:
+            product = torch.bmm(projected_grads.transpose(1, 2), projected_acts)
         return self._finish(product, index)
+
+    @staticmethod
+    def _project_acts(block, acts, p_in):
+        """``augment(acts) @ p_in`` with the bias row added instead of a ones column."""
+        if p_in is None:
+            return block.augment(acts)
+        if not block.weight_name:
+            return p_in[0].expand(*acts.shape[:-1], p_in.shape[1])
+        n_in = block.module.in_features
+        return F.linear(acts, p_in[:n_in].T, p_in[n_in] if block.bias_name else None)
 
     def flat(self, index: int, grads: torch.Tensor) -> torch.Tensor:
         """Projection of generic-block gradients ``(..., p_block)`` -> ``(..., r_block)``."""
