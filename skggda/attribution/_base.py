@@ -23,24 +23,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from .. import _engine
-from ..models import make_classifier
 from ..utils._groups import canonicalize_groups, check_partition
-from ._net import (
-    PerSampleLoss,
-    check_fitted_net,
-    check_module_accepts,
-    encode_targets,
-    frozen_classes,
-    prepare_net,
-    unwrap_frozen,
-)
+from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap_frozen
 
 _SEED_MAX = np.iinfo(np.int32).max
-
-
-def default_estimator():
-    """The net used when ``estimator=None``: ANN-S (two hidden layers of 50)."""
-    return make_classifier(hidden_layer_sizes=(50, 50))
 
 
 class BaseAttributor(BaseEstimator):
@@ -108,31 +94,16 @@ class BaseAttributor(BaseEstimator):
             labels, originals = canonicalize_groups(groups, X.shape[0])
         rng = check_random_state(self.random_state)
         net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
-        net, frozen = unwrap_frozen(
-            self.estimator if self.estimator is not None else default_estimator()
-        )
-        self._check_estimator_kind(frozen)
-        timings = {}
-
-        start = perf_counter()
-        if frozen:
-            check_fitted_net(net)
-            classes = frozen_classes(net, y)
-            classes = np.unique(y) if classes is None else classes
-            check_module_accepts(net.module_, X, n_outputs=len(classes))
-            y_encoded = encode_targets(y, classes)
-        else:
-            classes = np.unique(y)
-            y_encoded = encode_targets(y, classes)
-            net = prepare_net(net, net_seed, self._training_callbacks())
-            net.fit(X, y_encoded)
-        timings["training"] = perf_counter() - start
-        self.estimator_ = net
-        self.classes_ = classes
+        self._check_estimator_kind(unwrap_frozen(self.estimator)[1])
+        resolved = fit_or_freeze(self.estimator, X, y, net_seed, self._training_callbacks())
+        timings = {"training": resolved.seconds}
+        self.estimator_ = resolved.net
+        self.classes_ = resolved.classes
+        y_encoded = resolved.y_encoded
 
         start = perf_counter()
         if self.grouper is not None:
-            self.grouper_ = self._fit_grouper(X, y, grouper_seed)
+            self.grouper_ = self._fit_grouper(X, y_encoded, grouper_seed)
             labels = check_partition(self.grouper_.labels_, X.shape[0])
             originals = np.arange(labels.max() + 1)
         elif groups is None:

@@ -9,6 +9,8 @@ two and give the clear errors users need when a net does not fit the data.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from time import perf_counter
 
 import numpy as np
 import torch
@@ -140,3 +142,45 @@ def check_module_accepts(module: nn.Module, X, n_outputs: int | None = None):
             f"y has {n_outputs} classes, but the frozen estimator's module outputs "
             f"{out.shape[1]} logits."
         )
+
+
+def default_classifier():
+    """The net used when ``estimator=None``: ANN-S (two hidden layers of 50)."""
+    from ..models import make_classifier
+
+    return make_classifier(hidden_layer_sizes=(50, 50))
+
+
+@dataclass
+class ResolvedNet:
+    """A net ready for attribution, with the label encoding it uses."""
+
+    net: object
+    classes: np.ndarray
+    y_encoded: np.ndarray
+    frozen: bool
+    seconds: float
+
+
+def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet:
+    """Train a clone of ``estimator`` on ``(X, y)``, or take a frozen one as is.
+
+    ``None`` trains :func:`default_classifier`. A :class:`FrozenEstimator`
+    must wrap a fitted net whose module accepts ``X`` and has an output per
+    class of ``y``; its ``classes_`` define the label encoding when they
+    cover ``y``. Trained nets learn the indices of ``np.unique(y)``.
+    """
+    net, frozen = unwrap_frozen(estimator if estimator is not None else default_classifier())
+    start = perf_counter()
+    if frozen:
+        check_fitted_net(net)
+        classes = frozen_classes(net, y)
+        classes = np.unique(y) if classes is None else classes
+        check_module_accepts(net.module_, X, n_outputs=len(classes))
+        y_encoded = encode_targets(y, classes)
+    else:
+        classes = np.unique(y)
+        y_encoded = encode_targets(y, classes)
+        net = prepare_net(net, seed, extra_callbacks)
+        net.fit(X, y_encoded)
+    return ResolvedNet(net, classes, y_encoded, frozen, perf_counter() - start)
