@@ -6,8 +6,15 @@ with the number of groups. Group size 1 is classical per-point attribution.
 """
 
 from .attribution import TracInAttributor
-from .grouping import RandomGrouper
+from .grouping import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["RandomGrouper", "TracInAttributor", "__version__"]
+__all__ = [
+    "GradKMeansGrouper",
+    "KMeansGrouper",
+    "RandomGrouper",
+    "ReprKMeansGrouper",
+    "TracInAttributor",
+    "__version__",
+]

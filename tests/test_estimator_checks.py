@@ -42,7 +42,10 @@ def fast_net():
 
 
 FAST_PARAMS = {
+    "GradKMeansGrouper": dict(group_size=3, estimator=fast_net(), random_state=0),
+    "KMeansGrouper": dict(group_size=3, random_state=0),
     "RandomGrouper": dict(group_size=3, random_state=0),
+    "ReprKMeansGrouper": dict(group_size=3, estimator=fast_net(), random_state=0),
     "TracInAttributor": dict(estimator=fast_net(), random_state=0),
 }
 
@@ -63,7 +66,8 @@ def instances():
 
 
 def test_walk_finds_the_public_estimators():
-    assert {"RandomGrouper", "TracInAttributor"} <= set(public_estimators())
+    assert {"GradKMeansGrouper", "KMeansGrouper", "RandomGrouper", "ReprKMeansGrouper",
+            "TracInAttributor"} <= set(public_estimators())
 
 
 @parametrize_with_checks(instances())

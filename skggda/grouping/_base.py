@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from time import perf_counter
 from numbers import Integral
 
 from sklearn.base import BaseEstimator, _fit_context
@@ -55,12 +56,18 @@ class BaseGrouper(BaseEstimator):
         self : object
             Fitted grouper.
         """
-        X = self._validate_X(X)
+        start = perf_counter()
+        X, y = self._validate_fit_data(X, y)
         n_groups = self._n_groups_for(X.shape[0])
         labels = self._group(X, y, n_groups)
         self.labels_ = check_partition(labels, X.shape[0], n_groups)
         self.n_groups_ = n_groups
+        self.fit_time_ = perf_counter() - start
         return self
+
+    def _validate_fit_data(self, X, y):
+        """``(X, y)`` validated for ``fit``; ``y`` is passed through unless a subclass needs it."""
+        return self._validate_X(X), y
 
     def fit_predict(self, X, y=None):
         """Fit and return the group label of every sample.

@@ -41,6 +41,15 @@ class PerSampleLoss:
         if hasattr(self.criterion, "reduction"):
             self.criterion.reduction = "none"
 
+    @property
+    def is_plain_cross_entropy(self) -> bool:
+        """Unweighted softmax cross-entropy without label smoothing."""
+        return (
+            self.kind == "cross_entropy"
+            and self.criterion.weight is None
+            and self.criterion.label_smoothing == 0
+        )
+
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.kind == "cross_entropy":
             return self.criterion(output, target.long())

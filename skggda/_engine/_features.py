@@ -1,0 +1,133 @@
+"""Per-sample features of a trained net for grouping: representations and their gradients.
+
+The *head* is the last ``nn.Linear`` of the module (registration order); its
+input is the penultimate representation ``h``. Grad-K-Means clusters the
+gradient of each sample's loss with respect to ``h`` (not the parameters).
+For a linear head ``z = W h + b`` under softmax cross-entropy that gradient
+is ``W^T (softmax(z) - onehot(y))``: one forward pass, no backward. Other
+heads and losses fall back to autograd.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._data import batch_slices, forward, module_device, module_dtype, n_samples, to_device
+from ._passes import evaluating
+
+
+def find_head(module: nn.Module) -> tuple[str, nn.Linear]:
+    """``(name, layer)`` of the last ``nn.Linear`` in ``module``."""
+    head = None
+    for name, sub in module.named_modules():
+        if isinstance(sub, nn.Linear):
+            head = (name, sub)
+    if head is None:
+        raise ValueError(
+            "The module has no nn.Linear layer: cannot locate the classification head "
+            "whose input representation Repr-/Grad-K-Means cluster."
+        )
+    return head
+
+
+class _HeadTap:
+    """Hooks on the head: its input (made a leaf when gradients are wanted) and output."""
+
+    def __init__(self, head, need_grad):
+        self.head, self.need_grad = head, need_grad
+        self.input = self.output = None
+
+    def __enter__(self):
+        self._handles = [
+            self.head.register_forward_pre_hook(self._pre),
+            self.head.register_forward_hook(self._post),
+        ]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        return False
+
+    def _pre(self, module, inputs):
+        h = inputs[0].detach()
+        if self.need_grad:
+            h.requires_grad_(True)
+        self.input = h
+        return (h, *inputs[1:])
+
+    def _post(self, module, inputs, output):
+        self.output = output
+
+
+def _batches(module, X, y, batch_size):
+    device, dtype = module_device(module), module_dtype(module)
+    for start, stop in batch_slices(n_samples(X), batch_size):
+        X_batch = to_device(_rows(X, start, stop), device, dtype)
+        y_batch = None if y is None else to_device(y[start:stop], device)
+        yield X_batch, y_batch
+
+
+def _rows(X, start, stop):
+    if isinstance(X, dict):
+        return {k: v[start:stop] for k, v in X.items()}
+    return X[start:stop]
+
+
+def penultimate_representations(module, X, *, batch_size=1024) -> torch.Tensor:
+    """``(n, h)``: the input of the head for every sample (one no-grad forward pass)."""
+    _, head = find_head(module)
+    parts = []
+    with evaluating(module), _HeadTap(head, need_grad=False) as tap, torch.no_grad():
+        for X_batch, _ in _batches(module, X, None, batch_size):
+            forward(module, X_batch)
+            parts.append(tap.input.reshape(tap.input.shape[0], -1))
+    return torch.cat(parts)
+
+
+def preactivation_gradients(module, loss_fn, X, y, *, softmax_cross_entropy, batch_size=1024):
+    """``(n, h)``: gradient of each sample's loss with respect to the head's input.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        ``(output, target) -> (batch,)`` per-sample losses (autograd path).
+    softmax_cross_entropy : bool
+        Whether the module's loss is plain softmax cross-entropy on its
+        output; the closed form is used when, in addition, the head's output
+        *is* the module's output.
+    """
+    _, head = find_head(module)
+    parts = []
+    with evaluating(module):
+        for X_batch, y_batch in _batches(module, X, y, batch_size):
+            parts.append(_batch_preactivation_gradients(
+                module, head, loss_fn, X_batch, y_batch, softmax_cross_entropy))
+    return torch.cat(parts)
+
+
+def _batch_preactivation_gradients(module, head, loss_fn, X_batch, y_batch, closed_form_ok):
+    with torch.no_grad(), _HeadTap(head, need_grad=False) as tap:
+        output = forward(module, X_batch)
+    if closed_form_ok and tap.output is output and output.dim() == 2:
+        return closed_form_preactivation_gradients(head, output, y_batch)
+    with torch.enable_grad(), _HeadTap(head, need_grad=True) as tap:
+        losses = loss_fn(forward(module, X_batch), y_batch)
+        (grad,) = torch.autograd.grad(losses.sum(), tap.input)
+    return grad.reshape(grad.shape[0], -1)
+
+
+def closed_form_preactivation_gradients(head: nn.Linear, logits, y) -> torch.Tensor:
+    """``(softmax(z) - onehot(y)) W`` for a linear head under softmax cross-entropy."""
+    residual = torch.softmax(logits, dim=1)
+    residual[torch.arange(len(y), device=y.device), y] -= 1
+    return residual @ head.weight.detach()
+
+
+__all__ = [
+    "closed_form_preactivation_gradients",
+    "find_head",
+    "penultimate_representations",
+    "preactivation_gradients",
+]

@@ -1,0 +1,380 @@
+"""K-Means that scales with the number of clusters, in torch.
+
+GGDA groups points with K-Means at ``k = n / group_size`` clusters: at group
+size 4 on 60,000 points that is 15,000 clusters, where plain Lloyd iterations
+cost ``n k d`` each. :func:`kmeans` therefore offers:
+
+* ``"lloyd"``: k-means++ seeding and Lloyd iterations over all clusters;
+* ``"hierarchical"`` (coarse to fine): Lloyd with ``k1 = ceil(sqrt(k))``
+  coarse clusters, then, inside every coarse cluster, Lloyd with a share of
+  the ``k`` clusters proportional to its size. One iteration costs about
+  ``2 n d sqrt(k)`` instead of ``n d k``.
+
+The per-cluster problems of the fine level are solved together as padded
+batches (one batched matrix product per iteration), not one by one. Every
+problem stops on its own when its squared center shift falls below
+``tol`` times the mean feature variance (scikit-learn's criterion), or after
+``max_iter`` iterations. Empty clusters are re-seeded at the points farthest
+from their centers, and a last repair guarantees ``k`` non-empty clusters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# Elements of one (segments, points, clusters) distance block held at once.
+_DISTANCE_BUDGET = 1 << 25
+# Up to this many clusters "auto" runs plain Lloyd.
+_FLAT_MAX_CLUSTERS = 128
+# The coarse level of "hierarchical" is fitted on this many points per cluster.
+_COARSE_SAMPLE = 32
+# At most this many problems share one padded batch (each batch stops when
+# all its problems have converged).
+_MAX_PROBLEMS_PER_BATCH = 32
+# k-means++ seeds from at most this many points per cluster...
+_SEED_SAMPLE_PER_CLUSTER = 32
+# ... and only while its passes cost at most this many multiply-adds.
+_SEED_BUDGET = 2e9
+
+
+@dataclass
+class KMeansResult:
+    """Centers ``(k, d)``, labels ``(n,)`` in ``0..k-1``, inertia and iterations."""
+
+    centers: torch.Tensor
+    labels: torch.Tensor
+    inertia: float
+    n_iter: int
+
+
+def kmeans(X, n_clusters, *, algorithm="auto", max_iter=60, tol=1e-3, seed=0) -> KMeansResult:
+    """Cluster the rows of ``X`` into exactly ``n_clusters`` non-empty clusters.
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_samples, n_features)
+        On the device where the work should happen.
+    n_clusters : int
+        ``1 <= n_clusters <= n_samples``.
+    algorithm : {"auto", "lloyd", "hierarchical"}
+        ``"auto"`` is Lloyd up to 128 clusters, hierarchical above.
+    max_iter : int
+        Maximum Lloyd iterations (per level).
+    tol : float
+        Relative tolerance on the squared center shift.
+    seed : int
+
+    Returns
+    -------
+    KMeansResult
+    """
+    n = X.shape[0]
+    if not 1 <= n_clusters <= n:
+        raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters} >= 1.")
+    if algorithm == "auto":
+        algorithm = "lloyd" if n_clusters <= _FLAT_MAX_CLUSTERS else "hierarchical"
+    generator = torch.Generator(device=X.device).manual_seed(int(seed))
+    if algorithm == "lloyd":
+        labels, n_iter = _segmented_lloyd(
+            X, torch.zeros(n, dtype=torch.long, device=X.device), [n_clusters],
+            max_iter, tol, generator,
+        )
+    else:
+        labels, n_iter = _hierarchical(X, n_clusters, max_iter, tol, generator)
+    centers = _centers(X, labels, n_clusters)
+    inertia = float(((X - centers[labels]) ** 2).sum())
+    return KMeansResult(centers, labels, inertia, n_iter)
+
+
+def _hierarchical(X, k, max_iter, tol, generator):
+    n = X.shape[0]
+    k1 = min(math.ceil(math.sqrt(k)), k)
+    # The coarse level only has to cut the space into regions: its centers are
+    # fitted on a subsample, then every point goes to its nearest region.
+    sample = torch.randperm(n, generator=generator, device=X.device)[: _COARSE_SAMPLE * k1]
+    coarse_fit, coarse_iter = _segmented_lloyd(
+        X[sample], torch.zeros(len(sample), dtype=torch.long, device=X.device), [k1],
+        max_iter, tol, generator,
+    )
+    coarse, _ = nearest_center(X, _centers(X[sample], coarse_fit, k1), squared=True)
+    _, coarse = torch.unique(coarse, return_inverse=True)  # drop regions left empty
+    sizes = torch.bincount(coarse).cpu().numpy()
+    shares = allocate_proportionally(k, sizes)
+    fine, fine_iter = _segmented_lloyd(X, coarse, shares, max_iter, tol, generator)
+    return fine, coarse_iter + fine_iter
+
+
+def allocate_proportionally(total: int, sizes) -> list[int]:
+    """Split ``total`` clusters over segments of ``sizes`` points: each >= 1 and <= its size."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    ideal = sizes / sizes.sum() * total
+    shares = np.clip(np.floor(ideal).astype(np.int64), 1, sizes)
+    # hand out (or take back) the rest by largest (smallest) remainder
+    while shares.sum() < total:
+        room = np.where(shares < sizes, ideal - shares, -np.inf)
+        shares[np.argmax(room)] += 1
+    while shares.sum() > total:
+        spare = np.where(shares > 1, shares - ideal, -np.inf)
+        shares[np.argmax(spare)] -= 1
+    return shares.tolist()
+
+
+def _segmented_lloyd(X, segment, n_clusters, max_iter, tol, generator):
+    """Lloyd inside every segment; returns global labels (clusters numbered by segment)."""
+    offsets = np.concatenate([[0], np.cumsum(n_clusters)])
+    members = _members_by_segment(segment, len(n_clusters))
+    labels = torch.empty(X.shape[0], dtype=torch.long, device=X.device)
+    iterations = 0
+    for batch in _segment_batches(members, n_clusters):
+        points = [members[s] for s in batch]
+        local, n_iter = _padded_lloyd(X, points, [n_clusters[s] for s in batch], max_iter,
+                                      tol, generator)
+        iterations = max(iterations, n_iter)
+        for s, idx, lab in zip(batch, points, local):
+            labels[idx] = lab + int(offsets[s])
+    return labels, iterations
+
+
+def _members_by_segment(segment, n_segments):
+    order = torch.argsort(segment, stable=True)
+    counts = torch.bincount(segment, minlength=n_segments).tolist()
+    return list(torch.split(order, counts))
+
+
+def _segment_batches(members, n_clusters):
+    """Group segments of similar size so padding wastes little and memory stays bounded."""
+    order = sorted(range(len(members)), key=lambda s: -len(members[s]))
+    batch = []
+    for s in order:
+        if batch:
+            largest = len(members[batch[0]])
+            k = max(n_clusters[t] for t in batch + [s])
+            if (
+                (len(batch) + 1) * largest * k > _DISTANCE_BUDGET
+                or len(members[s]) < largest / 2
+                or len(batch) == _MAX_PROBLEMS_PER_BATCH
+            ):
+                yield batch
+                batch = []
+        batch.append(s)
+    if batch:
+        yield batch
+
+
+@dataclass
+class _Problems:
+    """Several K-Means problems padded to ``m`` points and ``k_max`` clusters."""
+
+    data: torch.Tensor  # (S, m, d)
+    sq_norms: torch.Tensor  # (S, m)
+    valid: torch.Tensor  # (S, m) real points
+    centers_valid: torch.Tensor  # (S, k_max) real clusters
+
+    @classmethod
+    def gather(cls, X, points, ks):
+        device = X.device
+        m, k_max = max(len(p) for p in points), max(ks)
+        index = torch.stack([
+            torch.nn.functional.pad(p, (0, m - len(p)), value=int(p[0])) for p in points
+        ])
+        sizes = torch.tensor([len(p) for p in points], device=device)
+        data = X[index]
+        return cls(
+            data,
+            (data * data).sum(-1),
+            torch.arange(m, device=device)[None, :] < sizes[:, None],
+            torch.arange(k_max, device=device)[None, :] < torch.tensor(ks, device=device)[:, None],
+        )
+
+    def subset(self, index):
+        """The same problems restricted to points ``index`` of shape ``(S, m')``."""
+        return _Problems(
+            _take(self.data, index), _take(self.sq_norms, index), _take(self.valid, index),
+            self.centers_valid,
+        )
+
+    def thresholds(self, tol):
+        """``tol`` times each problem's mean feature variance (scikit-learn's criterion)."""
+        w = self.valid.to(self.data.dtype)[..., None]
+        count = w.sum(1)
+        mean = (self.data * w).sum(1) / count
+        var = (((self.data - mean[:, None]) ** 2) * w).sum(1) / count
+        return tol * var.mean(1)
+
+
+def _padded_lloyd(X, points, ks, max_iter, tol, generator):
+    """Lloyd on several independent problems at once (padded to a common size).
+
+    ``points[s]`` indexes the rows of problem ``s``; ``ks[s]`` its cluster
+    count. Returns per-problem local labels and the iterations run.
+    """
+    problems = _Problems.gather(X, points, ks)
+    centers = _initial_centers(problems, generator)
+    threshold = problems.thresholds(tol)
+    active = torch.ones(len(points), dtype=torch.bool, device=X.device)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        labels, dist = _assign(problems, centers)
+        new = _update(problems, labels, centers, dist)
+        shift = ((new - centers) ** 2).sum((1, 2))
+        centers = torch.where(active[:, None, None], new, centers)
+        active &= shift > threshold
+        if not active.any():
+            break
+    labels, dist = _assign(problems, centers)
+    return [_repair(labels[s, : len(p)], dist[s, : len(p)], ks[s])
+            for s, p in enumerate(points)], n_iter
+
+
+def _assign(problems, centers):
+    """Nearest valid center of every point and the squared distance; chunked over points."""
+    S, m, _ = problems.data.shape
+    step = max(1, _DISTANCE_BUDGET // max(1, S * centers.shape[1]))
+    c2 = (centers * centers).sum(-1)[:, None, :]
+    labels, dist = [], []
+    for start in range(0, m, step):
+        chunk = slice(start, start + step)
+        d2 = problems.sq_norms[:, chunk, None] + c2 - 2 * torch.bmm(
+            problems.data[:, chunk], centers.transpose(1, 2))
+        d2.masked_fill_(~problems.centers_valid[:, None, :], float("inf"))
+        best = d2.min(-1)
+        labels.append(best.indices)
+        dist.append(best.values.clamp_min_(0))
+    return torch.cat(labels, 1), torch.cat(dist, 1)
+
+
+def _update(problems, labels, centers, dist):
+    """Means of the assigned points; empty clusters re-seeded at the farthest points."""
+    data, valid = problems.data, problems.valid
+    S, m, d = data.shape
+    k_max = centers.shape[1]
+    flat = labels + torch.arange(S, device=data.device)[:, None] * k_max
+    flat = flat.masked_fill(~valid, S * k_max).reshape(-1)  # padding -> a dump bucket
+    sums = torch.zeros(S * k_max + 1, d, dtype=data.dtype, device=data.device)
+    sums.index_add_(0, flat, data.reshape(S * m, d))
+    counts = torch.bincount(flat, minlength=S * k_max + 1)[:-1].view(S, k_max)
+    new = sums[:-1].view(S, k_max, d) / counts.clamp_min(1)[..., None].to(data.dtype)
+    new = torch.where((counts > 0)[..., None], new, centers)
+    empty = (counts == 0) & problems.centers_valid
+    for s in torch.nonzero(empty.any(1)).flatten().tolist():
+        slots = torch.nonzero(empty[s]).flatten()
+        far = dist[s].masked_fill(~valid[s], -1.0).topk(len(slots)).indices
+        new[s, slots] = data[s, far]
+    return new
+
+
+def _initial_centers(problems, generator):
+    """k-means++ seeding on a subsample when that is cheap, else distinct random points.
+
+    k-means++ makes one pass over its points per center. Seeding from at most
+    ``32 k`` points per problem keeps its quality at a fraction of the cost;
+    when even that would cost more than a few Lloyd iterations (thousands of
+    clusters with a handful of points each) Lloyd starts from random points.
+    """
+    S, m, d = problems.data.shape
+    k_max = problems.centers_valid.shape[1]
+    keys = torch.rand(S, m, generator=generator, device=problems.data.device)
+    shuffled = keys.masked_fill(~problems.valid, 2.0).argsort(1)  # valid points first
+    sample = min(m, _SEED_SAMPLE_PER_CLUSTER * k_max)
+    if S * k_max * sample * d > _SEED_BUDGET:
+        return _take(problems.data, shuffled[:, :k_max])
+    return _kmeans_plus_plus(problems.subset(shuffled[:, :sample]), k_max, generator)
+
+
+def _take(data, index):
+    return data[torch.arange(data.shape[0], device=index.device)[:, None], index]
+
+
+def _kmeans_plus_plus(problems, k_max, generator):
+    """Greedy k-means++ seeding of every padded problem at once.
+
+    As in scikit-learn, each step draws ``2 + log(k)`` candidates with
+    probability proportional to the squared distance to the chosen centers
+    and keeps the one that lowers the potential most.
+    """
+    data, valid = problems.data, problems.valid
+    S, m, d = data.shape
+    trials = 2 + int(math.log(k_max)) if k_max > 1 else 1
+    weights = valid.to(data.dtype)
+    rows = torch.arange(S, device=data.device)
+    centers = torch.empty(S, k_max, d, dtype=data.dtype, device=data.device)
+    pick = torch.multinomial(weights, 1, generator=generator).squeeze(1)
+    centers[:, 0] = data[rows, pick]
+    closest = _distances_to(problems, centers[:, :1]).squeeze(2)
+    for j in range(1, k_max):
+        w = closest * weights
+        # problems with only duplicate points left fall back to uniform choice
+        w = torch.where(w.sum(1, keepdim=True) > 0, w, weights)
+        candidates = torch.multinomial(w, trials, replacement=True, generator=generator)
+        d2 = _distances_to(problems, _take(data, candidates))  # (S, m, trials)
+        potential = (torch.minimum(closest[:, :, None], d2) * weights[:, :, None]).sum(1)
+        best = potential.argmin(1)
+        centers[:, j] = data[rows, candidates[rows, best]]
+        closest = torch.minimum(closest, d2[rows, :, best])
+    return centers
+
+
+def _distances_to(problems, points):
+    """``(S, m, t)`` squared distances from every point to ``t`` points per problem."""
+    d2 = (
+        problems.sq_norms[:, :, None]
+        - 2 * torch.bmm(problems.data, points.transpose(1, 2))
+        + (points * points).sum(-1)[:, None, :]
+    )
+    return d2.clamp_min_(0)
+
+
+def _repair(labels, dist, k):
+    """Make every one of the ``k`` clusters non-empty by moving the farthest points."""
+    counts = torch.bincount(labels, minlength=k)
+    if (counts > 0).all():
+        return labels
+    labels, dist = labels.clone(), dist.clone()
+    for cluster in torch.nonzero(counts == 0).flatten().tolist():
+        movable = counts[labels] > 1
+        point = int(dist.masked_fill(~movable, -1.0).argmax())
+        counts[labels[point]] -= 1
+        labels[point] = cluster
+        counts[cluster] = 1
+        dist[point] = 0.0
+    return labels
+
+
+def _centers(X, labels, k):
+    sums = torch.zeros(k, X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, labels, X)
+    counts = torch.bincount(labels, minlength=k).clamp_min(1).to(X.dtype)
+    return sums / counts[:, None]
+
+
+def nearest_center(X, centers, batch_size=4096, squared=False):
+    """Index of the nearest center of every row, and the distance to it, in batches.
+
+    Returns
+    -------
+    labels : Tensor of shape (n,)
+    distances : Tensor of shape (n,)
+        Euclidean (squared when ``squared=True``).
+    """
+    labels, distances = [], []
+    c2 = (centers * centers).sum(-1)
+    for start in range(0, X.shape[0], batch_size):
+        x = X[start:start + batch_size]
+        best = ((x * x).sum(-1, keepdim=True) - 2 * x @ centers.T + c2).min(1)
+        labels.append(best.indices)
+        distances.append(best.values.clamp_min_(0))
+    dist = torch.cat(distances)
+    return torch.cat(labels), dist if squared else dist.sqrt_()
+
+
+def center_distances(X, centers, batch_size=4096):
+    """``(n, k)`` Euclidean distances from every row to every center, in batches."""
+    c2 = (centers * centers).sum(-1)
+    out = []
+    for start in range(0, X.shape[0], batch_size):
+        x = X[start:start + batch_size]
+        out.append(((x * x).sum(-1, keepdim=True) - 2 * x @ centers.T + c2).clamp_min_(0).sqrt_())
+    return torch.cat(out)

@@ -1,0 +1,167 @@
+"""K-Means, Repr-K-Means and Grad-K-Means groupers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GridSearchCV
+from torch import nn
+from torch.nn import functional as F
+
+from skggda import (
+    GradKMeansGrouper,
+    KMeansGrouper,
+    RandomGrouper,
+    ReprKMeansGrouper,
+    TracInAttributor,
+)
+from skggda._engine import _features
+
+from conftest import make_problem, tiny_net
+
+GROUPERS = [KMeansGrouper, ReprKMeansGrouper, GradKMeansGrouper, RandomGrouper]
+
+
+def make(cls, **params):
+    if cls in (ReprKMeansGrouper, GradKMeansGrouper):
+        params.setdefault("estimator", tiny_net())
+    return cls(random_state=0, **params)
+
+
+@pytest.mark.parametrize("cls", GROUPERS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("group_size", [1, 5, 64])
+def test_labels_are_a_partition(problem, cls, group_size):
+    X, y, _, _ = problem
+    grouper = make(cls, group_size=group_size).fit(X, y)
+    k = int(np.ceil(len(y) / group_size))
+    assert grouper.n_groups_ == k
+    assert grouper.labels_.shape == (len(y),)
+    assert set(np.unique(grouper.labels_)) == set(range(k))
+
+
+@pytest.mark.parametrize("cls", GROUPERS[:3], ids=lambda c: c.__name__)
+def test_deterministic_given_random_state(problem, cls):
+    X, y, _, _ = problem
+    a = make(cls, group_size=10).fit(X, y)
+    b = make(cls, group_size=10).fit(X, y)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_)
+
+
+@pytest.mark.parametrize("cls", GROUPERS[:3], ids=lambda c: c.__name__)
+def test_predict_and_transform_follow_the_centers(problem, cls):
+    X, y, _, _ = problem
+    grouper = make(cls, group_size=20).fit(X, y)
+    distances = grouper.transform(X, y)
+    assert distances.shape == (len(y), grouper.n_groups_)
+    np.testing.assert_array_equal(grouper.predict(X, y), distances.argmin(1))
+    # at convergence nearly every training point sits nearest to its own center
+    assert (grouper.predict(X, y) == grouper.labels_).mean() > 0.9
+
+
+def test_kmeans_grouper_centers_in_input_space():
+    X = np.r_[np.full((10, 2), 5.0), np.full((10, 2), -5.0)]
+    grouper = KMeansGrouper(n_groups=2, random_state=0).fit(X)
+    np.testing.assert_allclose(np.sort(grouper.cluster_centers_[:, 0]), [-5.0, 5.0])
+
+
+def test_closed_form_preactivation_gradients_equal_autograd(fitted_net, problem):
+    X, y, _, _ = problem
+    module = fitted_net.module_
+    head = module.head
+    h = module.body(torch.as_tensor(X)).detach().requires_grad_(True)
+    loss = F.cross_entropy(head(h), torch.as_tensor(y), reduction="sum")
+    (expected,) = torch.autograd.grad(loss, h)
+    closed = _features.closed_form_preactivation_gradients(
+        head, head(h).detach(), torch.as_tensor(y))
+    torch.testing.assert_close(closed, expected, rtol=1e-5, atol=1e-6)
+    via_engine = _features.preactivation_gradients(
+        module, lambda o, t: F.cross_entropy(o, t, reduction="none"), X, y,
+        softmax_cross_entropy=False)
+    torch.testing.assert_close(via_engine, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_autograd_fallback_for_a_nonlinear_head_output():
+    class TemperatureNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Linear(3, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(torch.tanh(self.body(x))) / 2.0  # head output is not the output
+
+    torch.manual_seed(0)
+    module = TemperatureNet()
+    X, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 1, 0])
+    loss_fn = lambda o, t: F.cross_entropy(o, t, reduction="none")  # noqa: E731
+    got = _features.preactivation_gradients(module, loss_fn, X, y, softmax_cross_entropy=True)
+    h = torch.tanh(module.body(X)).detach().requires_grad_(True)
+    (expected,) = torch.autograd.grad(loss_fn(module.head(h) / 2.0, y).sum(), h)
+    torch.testing.assert_close(got, expected)
+
+
+def group_purity(labels, flipped):
+    """Size-weighted mean over groups of the majority share (flipped vs clean)."""
+    sizes = np.bincount(labels)
+    noisy = np.bincount(labels, weights=flipped)
+    return float(np.maximum(noisy, sizes - noisy).sum() / sizes.sum())
+
+
+def test_grad_kmeans_groups_separate_flipped_labels():
+    X, y_noisy, _, flipped = make_problem(n=600, noise=0.1, seed=5)
+    net = tiny_net(hidden=(16,), epochs=30).fit(X, y_noisy)
+    frozen = FrozenEstimator(net)
+    grad = GradKMeansGrouper(group_size=16, estimator=frozen, random_state=0).fit(X, y_noisy)
+    rand = RandomGrouper(group_size=16, random_state=0).fit(X)
+    assert group_purity(grad.labels_, flipped) > group_purity(rand.labels_, flipped) + 0.05
+    assert group_purity(grad.labels_, flipped) > 0.95
+
+
+def test_model_groupers_reuse_the_attributors_net(problem):
+    X, y, X_test, y_test = problem
+    attr = TracInAttributor(tiny_net(), grouper=GradKMeansGrouper(group_size=12),
+                            random_state=0).fit(X, y)
+    assert attr.grouper_.estimator_ is attr.estimator_
+    assert attr.n_groups_ == 20
+    np.testing.assert_array_equal(attr.labels_, attr.grouper_.labels_)
+
+
+def test_standalone_model_grouper_trains_its_own_net(problem):
+    X, y, _, _ = problem
+    grouper = GradKMeansGrouper(group_size=40, estimator=tiny_net(), random_state=0).fit(X, y)
+    assert grouper.estimator_.initialized_
+    assert grouper.fit_time_ > 0
+
+
+def test_model_grouper_needs_labels(problem):
+    X, _, _, _ = problem
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        GradKMeansGrouper(estimator=tiny_net()).fit(X)
+
+
+def test_grid_search_over_group_size(problem):
+    X, y, _, _ = problem
+
+    def n_groups(estimator, X, y):  # a scorer reading the fitted attributor
+        return -float(estimator.n_groups_)
+
+    search = GridSearchCV(
+        TracInAttributor(FrozenEstimator(tiny_net().fit(X, y)),
+                         grouper=GradKMeansGrouper(random_state=0)),
+        {"grouper__group_size": [8, 32]}, scoring=n_groups, cv=2,
+    ).fit(X, y)
+    assert [p["grouper__group_size"] for p in search.cv_results_["params"]] == [8, 32]
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], [-15, -4])
+    assert search.best_estimator_.grouper_.group_size == 32
+
+
+@pytest.mark.parametrize("cls", GROUPERS, ids=lambda c: c.__name__)
+def test_every_grouper_plugs_into_tracin(problem, cls):
+    X, y, X_test, y_test = problem
+    attr = TracInAttributor(tiny_net(), grouper=make(cls, group_size=16),
+                            random_state=0).fit(X, y)
+    scores = attr.score_groups(X_test, y_test)
+    assert scores.shape == (15,)
+    assert attr.timings_["grouping"] > 0
