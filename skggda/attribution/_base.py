@@ -196,7 +196,9 @@ class BaseAttributor(BaseEstimator):
 
         Returns
         -------
-        attributions : ndarray of shape (n_samples, n_groups_)
+        attributions : ndarray of shape (n_samples, n_groups_), float32
+            float32 because at group size 1 the matrix has one entry per
+            pair of evaluation and training samples.
         """
         check_is_fitted(self)
         X, y = self._property_data(X, y, allow_default=False)

@@ -205,7 +205,8 @@ class TracInAttributor(BaseAttributor):
         return scores
 
     def _attribute(self, X, y):
-        out = np.zeros((len(X), self.n_groups_))
+        # float32: at group size 1 the matrix has n_test x n_train entries
+        out = np.zeros((len(X), self.n_groups_), dtype=np.float32)
         for index, (plan, weight) in enumerate(self._checkpoint_plans(X, self._checkpoints)):
             if self._group_features is not None:
                 out += weight * self._attribute_projected(plan, X, y, index)
@@ -231,7 +232,7 @@ class TracInAttributor(BaseAttributor):
                 batch_size=self.batch_size, progress=self._progress("group gradients"),
             )
         )
-        out = np.empty((len(X), self.n_groups_))
+        out = np.empty((len(X), self.n_groups_), dtype=np.float32)
         for index, grads in _engine.iter_per_sample_gradients(
             plan, X, y, batch_size=self.batch_size, progress=self._progress("test gradients")
         ):
@@ -240,7 +241,7 @@ class TracInAttributor(BaseAttributor):
 
     def _attribute_streaming(self, plan, X, y):
         """Too many groups to hold their gradients: stream training data per test block."""
-        out = np.empty((len(X), self.n_groups_))
+        out = np.empty((len(X), self.n_groups_), dtype=np.float32)
         for index, grads in _engine.iter_per_sample_gradients(
             plan, X, y, batch_size=_TEST_BLOCK
         ):
