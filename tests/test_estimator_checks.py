@@ -43,9 +43,11 @@ def fast_net():
 
 FAST_PARAMS = {
     "GradKMeansGrouper": dict(group_size=3, estimator=fast_net(), random_state=0),
+    "InfluenceAttributor": dict(estimator=fast_net(), random_state=0),
     "KMeansGrouper": dict(group_size=3, random_state=0),
     "RandomGrouper": dict(group_size=3, random_state=0),
     "ReprKMeansGrouper": dict(group_size=3, estimator=fast_net(), random_state=0),
+    "TRAKAttributor": dict(estimator=fast_net(), n_models=2, random_state=0),
     "TracInAttributor": dict(estimator=fast_net(), random_state=0),
 }
 
@@ -66,8 +68,8 @@ def instances():
 
 
 def test_walk_finds_the_public_estimators():
-    assert {"GradKMeansGrouper", "KMeansGrouper", "RandomGrouper", "ReprKMeansGrouper",
-            "TracInAttributor"} <= set(public_estimators())
+    assert {"GradKMeansGrouper", "InfluenceAttributor", "KMeansGrouper", "RandomGrouper",
+            "ReprKMeansGrouper", "TRAKAttributor", "TracInAttributor"} <= set(public_estimators())
 
 
 @parametrize_with_checks(instances())

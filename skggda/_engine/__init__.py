@@ -10,22 +10,42 @@ from ._data import module_device, module_dtype, n_samples, take, to_device
 from ._passes import (
     ChunkLayout,
     evaluating,
+    function_gradient,
     gradient_dots,
     group_gradients,
     iter_per_sample_gradients,
     loss_gradient,
     per_sample_gradients,
+    per_sample_statistics,
     projected_gradients,
+    sample_values,
 )
 from ._plan import GradientPlan, make_plan, probe_batch, select_parameters
+from ._curvature import (
+    MAX_DENSE_PARAMS,
+    conjugate_gradient,
+    dense_hessian,
+    hessian_vector_products,
+    lissa,
+    solve_dense,
+    solve_kernel,
+)
 from ._projection import Projector, allocate_components
 
 __all__ = [
+    "MAX_DENSE_PARAMS",
     "ChunkLayout",
     "GradientPlan",
     "Projector",
     "allocate_components",
+    "conjugate_gradient",
+    "dense_hessian",
+    "hessian_vector_products",
+    "lissa",
+    "solve_dense",
+    "solve_kernel",
     "evaluating",
+    "function_gradient",
     "gradient_dots",
     "group_gradients",
     "iter_per_sample_gradients",
@@ -35,8 +55,10 @@ __all__ = [
     "module_dtype",
     "n_samples",
     "per_sample_gradients",
+    "per_sample_statistics",
     "probe_batch",
     "projected_gradients",
+    "sample_values",
     "select_parameters",
     "take",
     "to_device",

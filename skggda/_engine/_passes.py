@@ -100,6 +100,30 @@ def loss_gradient(plan, X, y, *, sample_weight=None, batch_size=512, progress=Fa
     return plan.from_param_grads(dict(zip(names, total)))
 
 
+def sample_values(plan, X, y, *, batch_size=512):
+    """``(n,)`` values of the plan's per-sample function (no gradients)."""
+    out = []
+    with evaluating(plan.module), torch.no_grad():
+        for _, X_batch, y_batch in _batches(plan, X, y, batch_size):
+            out.append(_losses(plan, X_batch, y_batch))
+    return torch.cat(out)
+
+
+def function_gradient(plan, fn, X, y):
+    """Gradient of ``fn(module, X, y) -> scalar`` on the whole data, in block layout.
+
+    For properties that are not sums over samples; ``X`` and ``y`` are moved
+    to the module's device in one piece.
+    """
+    device, dtype = module_device(plan.module), module_dtype(plan.module)
+    names, params = list(plan.params), list(plan.params.values())
+    with evaluating(plan.module):
+        value = fn(plan.module, to_device(X, device, dtype), to_device(y, device))
+        grads = torch.autograd.grad(value, params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+    return plan.from_param_grads(dict(zip(names, grads)))
+
+
 # ---------------------------------------------------------------------------
 # dot products with directions (TracIn without stored gradients)
 # ---------------------------------------------------------------------------
@@ -162,6 +186,7 @@ def projected_gradients(
     labels=None,
     n_groups=None,
     fisher=False,
+    group_weights=None,
     batch_size=512,
     progress=False,
 ):
@@ -175,6 +200,9 @@ def projected_gradients(
     fisher : bool
         Also accumulate the per-sample empirical Fisher ``sum_i g_i g_i^T`` of
         the projected gradients.
+    group_weights : ndarray of shape (n_samples,), default=None
+        Multiply each sample's projection by its weight before adding it to
+        its group (the Fisher stays unweighted). TRAK uses this.
 
     Returns
     -------
@@ -188,16 +216,23 @@ def projected_gradients(
     features = torch.zeros(n_rows, r, dtype=dtype, device=device)
     fisher_matrix = torch.zeros(r, r, dtype=dtype, device=device) if fisher else None
     labels_t = None if labels is None else torch.as_tensor(labels, device=device)
+    weights_t = _weights_tensor(group_weights, device, dtype)
     with evaluating(plan.module), LinearCapture(plan.linear_blocks) as capture:
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             batch_features = _project_batch(plan, projector, capture, X_batch, y_batch)
+            if fisher:
+                fisher_matrix += batch_features.T @ batch_features
+            if weights_t is not None:
+                batch_features = batch_features * weights_t[index, None]
             if labels_t is None:
                 features[torch.as_tensor(index, device=device)] = batch_features
             else:
                 features.index_add_(0, labels_t[index], batch_features)
-            if fisher:
-                fisher_matrix += batch_features.T @ batch_features
     return (features, fisher_matrix) if fisher else features
+
+
+def _weights_tensor(weights, device, dtype):
+    return None if weights is None else torch.as_tensor(weights, device=device, dtype=dtype)
 
 
 def _project_batch(plan, projector, capture, X_batch, y_batch):
@@ -318,6 +353,36 @@ def group_gradients(plan, X, y, labels, n_groups, *, batch_size=512, progress=Fa
             for acc, chunk_sum in zip(out, _chunk_sums(plan, capture, X_batch, y_batch, layout)):
                 acc.index_add_(0, layout.chunk_group, chunk_sum)
     return out
+
+
+def per_sample_statistics(plan, X, y, labels, n_groups, *, group_weights=None,
+                          batch_size=512, progress=False):
+    """Exact group gradients and the per-sample empirical Fisher, in one pass.
+
+    For small models (both outputs are dense in the number of parameters
+    ``p``): every batch's per-sample gradients ``(batch, p)`` update the
+    Fisher ``sum_i g_i g_i^T`` and, weighted by ``group_weights`` if given,
+    the group sums.
+
+    Returns
+    -------
+    groups : Tensor of shape (n_groups, p)
+    fisher : Tensor of shape (p, p)
+    """
+    device, dtype = module_device(plan.module), module_dtype(plan.module)
+    p = plan.n_params
+    groups = torch.zeros(int(n_groups), p, dtype=dtype, device=device)
+    fisher = torch.zeros(p, p, dtype=dtype, device=device)
+    labels_t = torch.as_tensor(labels, device=device)
+    weights_t = _weights_tensor(group_weights, device, dtype)
+    for index, grads in iter_per_sample_gradients(plan, X, y, batch_size=batch_size,
+                                                  progress=progress):
+        flat = plan.flatten(grads)
+        fisher += flat.T @ flat
+        if weights_t is not None:
+            flat = flat * weights_t[index, None]
+        groups.index_add_(0, labels_t[index], flat)
+    return groups, fisher
 
 
 def per_sample_gradients(plan, X_batch, y_batch):

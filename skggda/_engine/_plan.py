@@ -142,6 +142,10 @@ class GradientPlan:
         self.linear_blocks = linear_blocks
         self.generic = generic
 
+    def with_loss(self, loss_fn) -> "GradientPlan":
+        """The same blocks differentiating another per-sample function."""
+        return GradientPlan(self.module, loss_fn, self.params, self.linear_blocks, self.generic)
+
     @property
     def blocks(self) -> list:
         return self.linear_blocks + ([self.generic] if self.generic is not None else [])
@@ -169,6 +173,19 @@ class GradientPlan:
         return torch.cat(
             [t.reshape(*t.shape[:d], -1) for t, d in zip(blocks, lead_dims)], dim=-1
         )
+
+    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Inverse of :meth:`flatten`: ``(*lead, n_params)`` to block layout."""
+        lead = flat.shape[:-1]
+        out, start = [], 0
+        for block in self.blocks:
+            stop = start + block.size
+            part = flat[..., start:stop]
+            if isinstance(block, LinearBlock):
+                part = part.reshape(*lead, block.out_dim, block.in_dim)
+            out.append(part)
+            start = stop
+        return out
 
     def __repr__(self):
         linear = ", ".join(b.module_name for b in self.linear_blocks)

@@ -10,6 +10,7 @@ leaves the estimator exactly as it was.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from numbers import Integral
 from time import perf_counter
 
@@ -23,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from .. import _engine
+from ..properties import EvaluationData, Property, resolve_property
 from ..utils._groups import canonicalize_groups, check_partition
 from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap_frozen
 
@@ -40,6 +42,7 @@ class BaseAttributor(BaseEstimator):
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit", "predict_proba"]), None],
         "grouper": [HasMethods(["fit"]), None],
+        "property": [StrOptions({"loss", "margin", "accuracy"}), Property, callable],
         "param_subset": [StrOptions({"all", "last"}), list],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
@@ -94,7 +97,7 @@ class BaseAttributor(BaseEstimator):
             labels, originals = canonicalize_groups(groups, X.shape[0])
         rng = check_random_state(self.random_state)
         net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
-        self._check_estimator_kind(unwrap_frozen(self.estimator)[1])
+        self._check_params(unwrap_frozen(self.estimator)[1])
         resolved = fit_or_freeze(self.estimator, X, y, net_seed, self._training_callbacks())
         timings = {"training": resolved.seconds}
         self.estimator_ = resolved.net
@@ -115,9 +118,11 @@ class BaseAttributor(BaseEstimator):
         self.n_groups_ = len(originals)
 
         self._X_fit, self._y_fit = X, y_encoded
+        self._stage_times = {}
         start = perf_counter()
         self._fit_attribution(X, y_encoded, attribution_seed)
         timings["gradients"] = perf_counter() - start
+        timings.update({f"gradients.{k}": v for k, v in self._stage_times.items()})
         self.timings_ = timings
 
     def _fit_grouper(self, X, y, seed):
@@ -130,8 +135,8 @@ class BaseAttributor(BaseEstimator):
             grouper.set_params(estimator=FrozenEstimator(self.estimator_))
         return grouper.fit(X, y)
 
-    def _check_estimator_kind(self, frozen):
-        """Subclass hook: reject estimator/parameter combinations before any work."""
+    def _check_params(self, frozen):
+        """Subclass hook: reject parameter combinations before any work."""
 
     def _training_callbacks(self):
         """Subclass hook: ``(name, callback)`` pairs added to the net before training."""
@@ -155,9 +160,11 @@ class BaseAttributor(BaseEstimator):
         return X, encode_targets(y, self.classes_)
 
     def _timed(self, stage, compute, *args):
+        self._stage_times = {}
         start = perf_counter()
         result = compute(*args)
-        self.timings_ = {**self.timings_, stage: perf_counter() - start}
+        stages = {f"{stage}.{name}": seconds for name, seconds in self._stage_times.items()}
+        self.timings_ = {**self.timings_, stage: perf_counter() - start, **stages}
         return result
 
     def score_groups(self, X=None, y=None):
@@ -206,6 +213,10 @@ class BaseAttributor(BaseEstimator):
 
     # -- engine plumbing for subclasses -----------------------------------------
 
+    def _make_plan(self, net, X_probe, module=None):
+        """The engine's plan for ``net`` (or a working copy ``module`` of its module)."""
+        return net_plan(net, X_probe, self.param_subset, module)
+
     def _checkpoint_plans(self, X_probe, checkpoints):
         """Yield ``(plan, weight)`` per checkpoint ``(state_dict or None, weight)``.
 
@@ -215,15 +226,50 @@ class BaseAttributor(BaseEstimator):
         module = self.estimator_.module_
         if any(state is not None for state, _ in checkpoints):
             module = copy.deepcopy(module)
-        device, dtype = _engine.module_device(module), _engine.module_dtype(module)
-        probe = _engine.to_device(_engine.probe_batch(X_probe), device, dtype)
-        plan = _engine.make_plan(
-            module, PerSampleLoss(self.estimator_.criterion_), probe, self.param_subset
-        )
+        plan = self._make_plan(self.estimator_, X_probe, module)
         for state, weight in checkpoints:
             if state is not None:
                 module.load_state_dict(state)
             yield plan, weight
+
+    @contextmanager
+    def _stage(self, name):
+        """Time a sub-stage of the current fit/score call (reported in ``timings_``)."""
+        start = perf_counter()
+        try:
+            yield
+        finally:
+            self._stage_times[name] = self._stage_times.get(name, 0.0) + perf_counter() - start
+
+    def _progress(self, label):
+        return label if self.verbose else False
+
+    # -- the property ------------------------------------------------------------
+
+    def _property_gradient(self, plan, X, y, progress=False):
+        """Gradient of the property's badness on ``(X, y)``, in block layout."""
+        prop = resolve_property(self.property)
+        if prop.whole_data:
+            return _engine.function_gradient(
+                plan, lambda module, X_, y_: prop.sign * prop.value(module, X_, y_), X, y)
+        losses = None
+        if prop.needs_losses:
+            losses = _engine.sample_values(plan, X, y, batch_size=self.batch_size).cpu().numpy()
+        weights = prop.weights(EvaluationData(X, y, self.classes_, losses))
+        return _engine.loss_gradient(
+            plan.with_loss(_BadnessTerms(prop, plan.loss_fn)), X, y,
+            sample_weight=weights, batch_size=self.batch_size, progress=progress,
+        )
+
+    def _per_sample_property_plan(self, plan):
+        """A plan whose per-sample function is each evaluation sample's badness term."""
+        prop = resolve_property(self.property)
+        if not getattr(prop, "per_sample", False):
+            raise ValueError(
+                f"property={prop!r} is not a sum of per-sample terms, so a row per "
+                "evaluation sample is undefined; use score_groups instead of attribute."
+            )
+        return plan.with_loss(_BadnessTerms(prop, plan.loss_fn))
 
     def _group_sum(self, per_sample):
         """Sum per-sample values ``(n_train, ...)`` (a tensor) into groups -> numpy."""
@@ -231,3 +277,21 @@ class BaseAttributor(BaseEstimator):
         out = per_sample.new_zeros(self.n_groups_, *per_sample.shape[1:])
         out.index_add_(0, labels, per_sample)
         return out.cpu().numpy()
+
+
+def net_plan(net, X_probe, param_subset, module=None):
+    """The engine's plan for a skorch ``net``, probing its module on a few rows of ``X_probe``."""
+    module = net.module_ if module is None else module
+    device, dtype = _engine.module_device(module), _engine.module_dtype(module)
+    probe = _engine.to_device(_engine.probe_batch(X_probe), device, dtype)
+    return _engine.make_plan(module, PerSampleLoss(net.criterion_), probe, param_subset)
+
+
+class _BadnessTerms:
+    """Per-sample badness ``sign * h(output, y)`` of a property, as an engine loss."""
+
+    def __init__(self, prop, loss_fn):
+        self.prop, self.loss_fn = prop, loss_fn
+
+    def __call__(self, output, y):
+        return self.prop.sign * self.prop.terms(output, y, self.loss_fn)

@@ -59,6 +59,11 @@ class TracInAttributor(BaseAttributor):
         Forms the groups in ``fit`` (e.g. :class:`~skggda.RandomGrouper`). Its
         ``random_state`` and, for model-based groupers, its ``estimator`` are
         filled in from this attributor when left at ``None``.
+    property : {"loss", "margin", "accuracy"}, Property or callable, default="loss"
+        What is attributed: the mean loss, the mean margin or a smooth
+        accuracy on the evaluation data, any :mod:`skggda.properties` object
+        (per-class loss, fairness gap, ...) or ``fn(module, X, y) -> scalar``
+        (treated as lower-is-better; see :func:`~skggda.properties.make_property`).
     checkpoints : {"last", "all"}, default="last"
         ``"last"`` uses the final weights; ``"all"`` sums over the checkpoints
         recorded after every training epoch (needs training: not available
@@ -130,6 +135,7 @@ class TracInAttributor(BaseAttributor):
         estimator=None,
         *,
         grouper=None,
+        property="loss",
         checkpoints="last",
         n_components=None,
         param_subset="all",
@@ -139,6 +145,7 @@ class TracInAttributor(BaseAttributor):
     ):
         self.estimator = estimator
         self.grouper = grouper
+        self.property = property
         self.checkpoints = checkpoints
         self.n_components = n_components
         self.param_subset = param_subset
@@ -148,7 +155,7 @@ class TracInAttributor(BaseAttributor):
 
     # -- training side ------------------------------------------------------------
 
-    def _check_estimator_kind(self, frozen):
+    def _check_params(self, frozen):
         if frozen and self.checkpoints == "all":
             raise ValueError(
                 "checkpoints='all' needs the training run, but the estimator is a "
@@ -182,17 +189,12 @@ class TracInAttributor(BaseAttributor):
     def _projector(self, plan):
         return _engine.Projector(plan, self.n_components, self._projection_seed)
 
-    def _progress(self, label):
-        return label if self.verbose else False
-
     # -- scoring --------------------------------------------------------------------
 
     def _score_groups(self, X, y):
         scores = np.zeros(self.n_groups_)
         for index, (plan, weight) in enumerate(self._checkpoint_plans(X, self._checkpoints)):
-            grad = _engine.loss_gradient(
-                plan, X, y, batch_size=self.batch_size, progress=self._progress("property")
-            )
+            grad = self._property_gradient(plan, X, y, progress=self._progress("property"))
             if self._group_features is not None:
                 features = torch.as_tensor(self._group_features[index], device=grad[0].device)
                 scores += weight * (features @ self._projector(plan).dense(grad)).cpu().numpy()
@@ -218,7 +220,7 @@ class TracInAttributor(BaseAttributor):
 
     def _attribute_projected(self, plan, X, y, index):
         test = _engine.projected_gradients(
-            plan, X, y, self._projector(plan),
+            self._per_sample_property_plan(plan), X, y, self._projector(plan),
             batch_size=self.batch_size, progress=self._progress("test gradients"),
         )
         features = torch.as_tensor(self._group_features[index], device=test.device)
@@ -234,7 +236,8 @@ class TracInAttributor(BaseAttributor):
         )
         out = np.empty((len(X), self.n_groups_), dtype=np.float32)
         for index, grads in _engine.iter_per_sample_gradients(
-            plan, X, y, batch_size=self.batch_size, progress=self._progress("test gradients")
+            self._per_sample_property_plan(plan), X, y, batch_size=self.batch_size,
+            progress=self._progress("test gradients"),
         ):
             out[index] = (plan.flatten(grads) @ groups.T).cpu().numpy()
         return out
@@ -243,7 +246,7 @@ class TracInAttributor(BaseAttributor):
         """Too many groups to hold their gradients: stream training data per test block."""
         out = np.empty((len(X), self.n_groups_), dtype=np.float32)
         for index, grads in _engine.iter_per_sample_gradients(
-            plan, X, y, batch_size=_TEST_BLOCK
+            self._per_sample_property_plan(plan), X, y, batch_size=_TEST_BLOCK
         ):
             dots = _engine.gradient_dots(
                 plan, self._X_fit, self._y_fit, grads,

@@ -1,0 +1,190 @@
+"""Curvature: Hessian-vector products and the inverse-curvature solvers of influence.
+
+All solvers work on flat vectors in the plan's ``flatten`` order and solve
+for several right-hand sides at once (``(m, p)`` in, ``(m, p)`` out). The
+curvature is that of the *mean* training loss ``H = (1/n) sum_i H_i``.
+
+* :func:`dense_hessian` -- the explicit ``p x p`` Hessian (small models);
+* :func:`conjugate_gradient` -- CG on ``(H + damping I) x = v`` with
+  full-data Hessian-vector products;
+* :func:`lissa` -- Agarwal et al.'s stochastic Neumann series as used by
+  Koh & Liang: ``h <- v + (1 - damping) h - (H_batch h) / scale``, averaged
+  over ``repeat`` runs of ``depth`` steps and divided by ``scale``; its fixed
+  point solves ``(H + damping * scale * I) x = v``;
+* :func:`solve_kernel` -- ``(K + damping I)^{-1}`` for an explicit PSD matrix
+  (Fisher / TRAK kernels).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from torch.func import functional_call, grad, jvp, vmap
+from tqdm.auto import tqdm
+
+from ._data import batch_slices, module_device, module_dtype, n_samples, take, to_device
+from ._passes import evaluating
+
+#: Above this many parameters an explicit Hessian is refused.
+MAX_DENSE_PARAMS = 20_000
+
+
+def _hvp_on_batch(plan, X_batch, y_batch):
+    """``V (m, p) -> (m, p)``: products with the Hessian of the batch's mean loss."""
+    names = list(plan.params)
+    primals = {name: plan.params[name].detach() for name in names}
+
+    def mean_loss(params):
+        output = (functional_call(plan.module, params, (), X_batch) if isinstance(X_batch, dict)
+                  else functional_call(plan.module, params, (X_batch,)))
+        return plan.loss_fn(output, y_batch).mean()
+
+    def product(flat):
+        tangent = plan.to_param_grads(plan.unflatten(flat))
+        tangent = {name: tangent[name] for name in names}
+        _, out = jvp(grad(mean_loss), (primals,), (tangent,))
+        return plan.flatten(plan.from_param_grads(out))
+
+    return vmap(product)
+
+
+def hessian_vector_products(plan, X, y, V, *, batch_size=512):
+    """``(m, p)``: products of the full-data mean-loss Hessian with the rows of ``V``."""
+    n = n_samples(X)
+    device, dtype = module_device(plan.module), module_dtype(plan.module)
+    out = torch.zeros_like(V)
+    with evaluating(plan.module):
+        for start, stop in batch_slices(n, batch_size):
+            index = np.arange(start, stop)
+            X_batch = to_device(take(X, index), device, dtype)
+            y_batch = to_device(take(y, index), device)
+            out += (stop - start) / n * _hvp_on_batch(plan, X_batch, y_batch)(V)
+    return out
+
+
+def dense_hessian(plan, X, y, *, batch_size=512, chunk=256, progress=False):
+    """The ``p x p`` Hessian of the mean training loss (for small models)."""
+    p = plan.n_params
+    if p > MAX_DENSE_PARAMS:
+        raise ValueError(
+            f"An explicit Hessian of {p} parameters is too large (limit "
+            f"{MAX_DENSE_PARAMS}); use solver='cg' or 'lissa', or a smaller param_subset."
+        )
+    device, dtype = module_device(plan.module), module_dtype(plan.module)
+    eye = torch.eye(p, dtype=dtype, device=device)
+    columns = []
+    for start in tqdm(range(0, p, chunk), desc=progress or None, disable=not progress,
+                      leave=False):
+        columns.append(hessian_vector_products(plan, X, y, eye[start:start + chunk],
+                                               batch_size=batch_size))
+    H = torch.cat(columns)
+    return (H + H.T) / 2  # symmetric up to rounding
+
+
+def conjugate_gradient(plan, X, y, V, *, damping, max_iter=100, tol=1e-6, batch_size=512,
+                       progress=False):
+    """Solve ``(H + damping I) x = v`` for every row of ``V`` by conjugate gradients."""
+
+    def apply(P):
+        return hessian_vector_products(plan, X, y, P, batch_size=batch_size) + damping * P
+
+    x = torch.zeros_like(V)
+    r = V.clone()
+    direction = r.clone()
+    rs = (r * r).sum(1)
+    target = (tol * V.norm(dim=1)) ** 2
+    for _ in tqdm(range(max_iter), desc=progress or None, disable=not progress, leave=False):
+        if bool((rs <= target).all()):
+            break
+        Ap = apply(direction)
+        curvature = (direction * Ap).sum(1)
+        if bool((curvature <= 0).any()):
+            warnings.warn(
+                "Conjugate gradients met non-positive curvature: the damped Hessian "
+                "is not positive definite. Increase damping.", ConvergenceWarning,
+                stacklevel=3,
+            )
+        alpha = rs / curvature
+        x += alpha[:, None] * direction
+        r -= alpha[:, None] * Ap
+        rs_new = (r * r).sum(1)
+        direction = r + (rs_new / rs.clamp_min(1e-300))[:, None] * direction
+        rs = rs_new
+    else:
+        if not bool((rs <= target).all()):
+            warnings.warn(
+                f"Conjugate gradients did not reach tol={tol} in {max_iter} iterations.",
+                ConvergenceWarning, stacklevel=3,
+            )
+    return x
+
+
+def lissa(plan, X, y, V, *, damping, scale, depth, repeat, batch_size, generator,
+          progress=False):
+    """LiSSA estimates of ``(H + damping * scale * I)^{-1} v`` for every row of ``V``.
+
+    Each of the ``depth`` steps of each of the ``repeat`` runs draws a fresh
+    minibatch of ``batch_size`` training samples.
+    """
+    n = n_samples(X)
+    device, dtype = module_device(plan.module), module_dtype(plan.module)
+    estimate = torch.zeros_like(V)
+    v_norm = V.norm(dim=1).clamp_min(1e-30)
+    steps = tqdm(total=repeat * depth, desc=progress or None, disable=not progress, leave=False)
+    with evaluating(plan.module), steps:
+        for run in range(repeat):
+            h = V.clone()
+            for step in range(depth):
+                index = torch.randint(n, (min(batch_size, n),), generator=generator).numpy()
+                X_batch = to_device(take(X, index), device, dtype)
+                y_batch = to_device(take(y, index), device)
+                h = V + (1 - damping) * h - _hvp_on_batch(plan, X_batch, y_batch)(h) / scale
+                steps.update()
+                if _diverged(h, v_norm):
+                    warnings.warn(
+                        f"LiSSA diverged in run {run + 1} at step {step + 1} (the estimate "
+                        f"grew beyond 1e6 times the vector's norm): either scale={scale} is "
+                        "below the largest Hessian eigenvalue (increase lissa_scale) or the "
+                        "Hessian has negative eigenvalues larger than damping * scale "
+                        "(increase damping).",
+                        ConvergenceWarning, stacklevel=3,
+                    )
+                    return torch.full_like(V, float("nan"))
+            estimate += h / scale
+    return estimate / repeat
+
+
+def _diverged(h, v_norm):
+    norms = h.norm(dim=1)
+    return bool((~torch.isfinite(norms)).any() or (norms > 1e6 * v_norm).any())
+
+
+def solve_kernel(K, V, damping):
+    """``(K + damping I)^{-1} v`` for every row of ``V``; ``K`` symmetric PSD."""
+    A = K + damping * torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+    A64 = A.double()
+    factor, info = torch.linalg.cholesky_ex(A64)
+    if int(info) == 0:
+        return torch.cholesky_solve(V.double().T, factor).T.to(V.dtype)
+    # not positive definite (e.g. damping=0 with a rank-deficient kernel)
+    return (torch.linalg.pinv(A64, hermitian=True) @ V.double().T).T.to(V.dtype)
+
+
+def solve_dense(H, V, damping):
+    """``(H + damping I)^{-1} v`` for a symmetric, possibly indefinite ``H``."""
+    A = (H + damping * torch.eye(H.shape[0], dtype=H.dtype, device=H.device)).double()
+    return torch.linalg.lstsq(A, V.double().T).solution.T.to(V.dtype)
+
+
+__all__ = [
+    "MAX_DENSE_PARAMS",
+    "conjugate_gradient",
+    "dense_hessian",
+    "hessian_vector_products",
+    "lissa",
+    "solve_dense",
+    "solve_kernel",
+]

@@ -1,0 +1,88 @@
+"""Influence with an explicit curvature kernel (Fisher influence, TRAK).
+
+Both methods score group ``j`` as
+
+.. math:: \\tau_j = \\frac{1}{n} v^\\top (\\bar K + \\lambda I)^{-1} G_j
+
+where ``v`` is the (projected) gradient of the property's badness, ``G_j``
+the (projected) gradient sum of group ``j`` and ``K-bar`` a mean outer
+product of gradients: the empirical Fisher ``(1/n) sum_i g_i g_i^T`` of
+per-sample gradients, or the paper's *batched* Fisher ``(1/n) sum_j G_j
+G_j^T`` of group gradients. With a fixed kernel the score is linear in the
+training gradients, so a group's score is the sum of its members' scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import _engine
+
+
+@dataclass
+class KernelState:
+    """The training side of one model: group gradients and the mean kernel (CPU arrays)."""
+
+    group_features: np.ndarray  # (n_groups, r)
+    kernel: np.ndarray  # (r, r), already divided by n
+    n_samples: int
+
+
+def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_weights=None,
+                     batch_size=512, progress=False) -> KernelState:
+    """One pass over the training data: group gradients and the per-sample Fisher.
+
+    ``projector=None`` works in the full parameter space (small models).
+    ``batched=True`` replaces the per-sample Fisher by ``G^T G`` of the groups.
+    """
+    n = _engine.n_samples(X)
+    if projector is not None:
+        groups, fisher = _engine.projected_gradients(
+            plan, X, y, projector, labels=labels, n_groups=n_groups, fisher=True,
+            group_weights=group_weights, batch_size=batch_size, progress=progress,
+        )
+    else:
+        check_dense_size(plan.n_params)
+        groups, fisher = _engine.per_sample_statistics(
+            plan, X, y, labels, n_groups, group_weights=group_weights,
+            batch_size=batch_size, progress=progress,
+        )
+    if batched:
+        fisher = groups.T @ groups
+    return KernelState(groups.cpu().numpy(), (fisher / n).cpu().numpy(), n)
+
+
+def check_dense_size(n_params):
+    """Refuse ``p x p`` kernels beyond :data:`MAX_DENSE_PARAMS` with advice."""
+    if n_params > _engine.MAX_DENSE_PARAMS:
+        raise ValueError(
+            f"Without projection the kernel is {n_params} x {n_params}; set n_components "
+            f"(e.g. 512) or a smaller param_subset."
+        )
+
+
+def property_vector(plan, gradient, projector):
+    """A gradient in block layout as the kernel's coordinates: ``(r,)`` or ``(p,)``."""
+    return projector.dense(gradient) if projector is not None else plan.flatten(gradient)
+
+
+def sample_vectors(plan, X, y, projector, *, batch_size=512, progress=False):
+    """Per-sample gradients of ``plan``'s function in the kernel's coordinates: ``(n, r | p)``."""
+    if projector is not None:
+        return _engine.projected_gradients(plan, X, y, projector, batch_size=batch_size,
+                                           progress=progress)
+    check_dense_size(plan.n_params)
+    return torch.cat([plan.flatten(grads) for _, grads in _engine.iter_per_sample_gradients(
+        plan, X, y, batch_size=batch_size, progress=progress)])
+
+
+def kernel_scores(state: KernelState, vectors, damping):
+    """``(m, n_groups)``: scores of ``m`` badness gradients ``vectors`` against every group."""
+    device, dtype = vectors.device, vectors.dtype
+    kernel = torch.as_tensor(state.kernel, device=device, dtype=dtype)
+    solved = _engine.solve_kernel(kernel, vectors, damping)
+    groups = torch.as_tensor(state.group_features, device=device, dtype=dtype)
+    return (solved @ groups.T / state.n_samples).double().cpu().numpy()

@@ -1,0 +1,303 @@
+"""Property functions: what the attribution is about.
+
+GGDA attributes a *property* ``g(theta)`` of the trained model to groups of
+training data (paper section 3): the mean test loss (default), the loss on
+one class, the mean margin, a smooth accuracy surrogate, a fairness gap
+between two subgroups, or any function of the model.
+
+Every attributor takes ``property=`` (a name, a :class:`Property` or a
+callable) and follows one sign convention: **a higher score means the group
+helps the property** -- removing it is predicted to make the property worse
+(a loss goes up, an accuracy goes down). Internally each property is turned
+into a *badness* (the property itself when lower is better, its negative
+otherwise), and a group's score is the predicted increase of the badness
+when the group is removed.
+
+Most properties are weighted sums of per-sample terms ``sum_i w_i h(x_i, y_i)``;
+for those, :meth:`~skggda.TracInAttributor.attribute` gives one row per
+evaluation sample (the row of sample ``i`` attributes ``h(x_i, y_i)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ClassLoss",
+    "EvaluationData",
+    "FairnessGap",
+    "Margin",
+    "MeanLoss",
+    "Property",
+    "SmoothAccuracy",
+    "make_property",
+]
+
+
+class EvaluationData:
+    """What a property may look at besides the net's outputs.
+
+    Attributes
+    ----------
+    X : ndarray
+        The evaluation inputs.
+    y : ndarray of int
+        Their labels, encoded as class indices.
+    classes : ndarray
+        The original label of every class index.
+    losses : ndarray or None
+        Per-sample losses, when the property asked for them
+        (``needs_losses``).
+    """
+
+    def __init__(self, X, y, classes, losses=None):
+        self.X, self.y, self.classes, self.losses = X, y, classes, losses
+
+
+class Property:
+    """A weighted sum of per-sample terms ``sum_i w_i h(output_i, y_i)``.
+
+    Subclasses define :meth:`terms` (``h`` on a batch of net outputs and
+    encoded labels, given the net's per-sample loss ``loss_fn``) and, when
+    the weights are not ``1 / n``, :meth:`weights`. ``greater_is_better``
+    says which way is good.
+    """
+
+    greater_is_better = False
+    #: Whether one row per evaluation sample (``attribute``) is meaningful.
+    per_sample = True
+    #: Whether :meth:`weights` needs the per-sample losses on the evaluation data.
+    needs_losses = False
+    #: Whether the property is a function of the whole evaluation set (``value``)
+    #: rather than a weighted sum of per-sample ``terms``.
+    whole_data = False
+
+    def terms(self, output, y, loss_fn):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def weights(self, data: EvaluationData) -> np.ndarray:
+        """``(n,)`` weights of the terms (default ``1 / n``: a mean)."""
+        return np.full(len(data.y), 1.0 / max(len(data.y), 1))
+
+    @property
+    def sign(self) -> float:
+        """``+1`` when lower is better (badness = property), else ``-1``."""
+        return -1.0 if self.greater_is_better else 1.0
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+class MeanLoss(Property):
+    """The mean of the net's training loss over the evaluation data (the default).
+
+    Examples
+    --------
+    >>> from skggda.properties import MeanLoss
+    >>> MeanLoss().greater_is_better
+    False
+    """
+
+    def terms(self, output, y, loss_fn):
+        return loss_fn(output, y)
+
+
+class ClassLoss(MeanLoss):
+    """The mean loss over the evaluation samples of one class.
+
+    Parameters
+    ----------
+    label : object
+        The class, as it appears in ``y``.
+
+    Examples
+    --------
+    >>> from skggda.properties import ClassLoss
+    >>> ClassLoss("Bad")
+    ClassLoss(label='Bad')
+    """
+
+    def __init__(self, label):
+        self.label = label
+
+    def weights(self, data):
+        mask = np.asarray(data.classes)[data.y] == self.label
+        if not mask.any():
+            raise ValueError(f"The evaluation data has no sample of class {self.label!r}.")
+        return mask / mask.sum()
+
+
+def _margin(output, y):
+    """TRAK's margin ``z_y - logsumexp_{c != y} z_c`` (= log p_y - log(1 - p_y))."""
+    correct = output.gather(1, y[:, None]).squeeze(1)
+    others = output.scatter(1, y[:, None], float("-inf"))
+    return correct - torch.logsumexp(others, dim=1)
+
+
+def _error_probability(output, y):
+    """``1 - p_y`` computed without cancellation: ``exp(logsumexp_{c != y} z - logsumexp z)``."""
+    others = output.scatter(1, y[:, None], float("-inf"))
+    return torch.exp(torch.logsumexp(others, dim=1) - torch.logsumexp(output, dim=1))
+
+
+class Margin(Property):
+    """The mean classification margin ``log p_y - log(1 - p_y)`` (higher is better).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skggda.properties import Margin
+    >>> float(Margin().terms(torch.tensor([[2.0, 0.0]]), torch.tensor([0]), None))
+    2.0
+    """
+
+    greater_is_better = True
+
+    def terms(self, output, y, loss_fn):
+        return _margin(output, y)
+
+
+class SmoothAccuracy(Property):
+    """A differentiable accuracy: the mean of ``sigmoid(margin / temperature)``.
+
+    As the temperature goes to 0 this tends to the accuracy.
+
+    Parameters
+    ----------
+    temperature : float, default=1.0
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skggda.properties import SmoothAccuracy
+    >>> acc = SmoothAccuracy(temperature=0.01)
+    >>> output, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
+    >>> float(acc.terms(output, y, None).mean())
+    0.5
+    """
+
+    greater_is_better = True
+
+    def __init__(self, temperature=1.0):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}.")
+        self.temperature = temperature
+
+    def terms(self, output, y, loss_fn):
+        return torch.sigmoid(_margin(output, y) / self.temperature)
+
+
+class FairnessGap(Property):
+    """The absolute gap in mean loss between two subgroups of the evaluation data.
+
+    ``|mean loss on A - mean loss on B|`` (lower is better): groups that help
+    close the gap score high.
+
+    Parameters
+    ----------
+    mask : array-like of bool, or callable
+        Membership of subgroup A for every evaluation sample (B is the
+        rest), or a function ``X -> mask`` evaluated on the data passed to
+        ``score_groups``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.properties import FairnessGap
+    >>> gap = FairnessGap(mask=np.array([True, True, False, False]))
+    >>> gap.per_sample
+    False
+    """
+
+    per_sample = False
+    needs_losses = True
+
+    def __init__(self, mask):
+        self.mask = mask
+
+    def subgroup(self, data):
+        mask = self.mask(data.X) if callable(self.mask) else self.mask
+        mask = np.asarray(mask, dtype=bool)
+        n = len(data.y)
+        if mask.shape != (n,):
+            raise ValueError(
+                f"FairnessGap mask has shape {mask.shape} but the evaluation data has "
+                f"{n} samples."
+            )
+        if mask.all() or not mask.any():
+            raise ValueError("FairnessGap needs evaluation samples in both subgroups.")
+        return mask
+
+    def terms(self, output, y, loss_fn):
+        return loss_fn(output, y)
+
+    def weights(self, data):
+        mask = self.subgroup(data)
+        gap = data.losses[mask].mean() - data.losses[~mask].mean()
+        direction = 1.0 if gap >= 0 else -1.0  # d|gap| = sign(gap) d(gap)
+        return direction * np.where(mask, 1.0 / mask.sum(), -1.0 / (~mask).sum())
+
+
+class _CallableProperty(Property):
+    """A property given as ``fn(module, X, y) -> scalar tensor`` on the whole data."""
+
+    per_sample = False
+    whole_data = True
+
+    def __init__(self, fn, greater_is_better=False):
+        self.fn = fn
+        self.greater_is_better = greater_is_better
+
+    def value(self, module, X, y):
+        return self.fn(module, X, y)
+
+    def __repr__(self):
+        name = getattr(self.fn, "__name__", repr(self.fn))
+        return f"make_property({name}, greater_is_better={self.greater_is_better})"
+
+
+def make_property(fn, *, greater_is_better=False):
+    """A property from a function of the model and the evaluation data.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(module, X, y) -> scalar tensor``, differentiable in the module's
+        parameters. ``X`` and ``y`` are the evaluation data as tensors on the
+        module's device (the whole set at once; ``y`` holds class indices).
+    greater_is_better : bool, default=False
+        Orientation: ``False`` for losses and gaps, ``True`` for accuracies.
+
+    Returns
+    -------
+    Property
+
+    Examples
+    --------
+    >>> import torch.nn.functional as F
+    >>> from skggda.properties import make_property
+    >>> worst_loss = make_property(
+    ...     lambda module, X, y: F.cross_entropy(module(X), y, reduction="none").max())
+    >>> worst_loss.greater_is_better
+    False
+    """
+    return _CallableProperty(fn, greater_is_better)
+
+
+_NAMED = {"loss": MeanLoss, "margin": Margin, "accuracy": SmoothAccuracy}
+
+
+def resolve_property(spec) -> Property:
+    """A :class:`Property` from an attributor's ``property`` parameter."""
+    if isinstance(spec, Property):
+        return spec
+    if isinstance(spec, str):
+        if spec not in _NAMED:
+            raise ValueError(f"property={spec!r} is not one of {sorted(_NAMED)}.")
+        return _NAMED[spec]()
+    if callable(spec):
+        return make_property(spec)
+    raise TypeError(f"property must be a name, a Property or a callable, got {spec!r}.")
+

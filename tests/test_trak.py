@@ -1,0 +1,102 @@
+"""TRAKAttributor: against a slow reference, projection, groups and parallel jobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from skggda import RandomGrouper, TRAKAttributor
+
+from conftest import make_problem, tiny_net
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, _, flipped = make_problem(n=160, n_features=4, noise=0.1, seed=11)
+    X_test, y_test, _, _ = make_problem(n=50, n_features=4, seed=12)
+    return X, y, X_test, y_test, flipped
+
+
+def trak(**params):
+    params.setdefault("random_state", 0)
+    return TRAKAttributor(tiny_net(hidden=(6,), epochs=5), n_models=3, **params)
+
+
+def margin(out, y):
+    correct = out.gather(1, y[:, None]).squeeze(1)
+    return correct - torch.logsumexp(out.scatter(1, y[:, None], float("-inf")), 1)
+
+
+def slow_member_scores(net, X, y, X_test, y_test, damping):
+    """One member by hand: margin gradients, their mean kernel, loss gradients, a solve."""
+    module = net.module_.eval()
+    params = list(module.parameters())
+
+    def grad(value):
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(value, params)]).double()
+
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
+    phi = torch.stack([grad(margin(module(X_t[i:i + 1]), y_t[i:i + 1]).sum())
+                       for i in range(len(y))])
+    loss_grads = torch.stack([grad(F.cross_entropy(module(X_t[i:i + 1]), y_t[i:i + 1]))
+                              for i in range(len(y))])
+    v = grad(F.cross_entropy(module(torch.as_tensor(X_test)), torch.as_tensor(y_test)))
+    K = phi.T @ phi / len(y) + damping * torch.eye(phi.shape[1], dtype=phi.dtype)
+    return (loss_grads @ torch.linalg.solve(K, v) / len(y)).numpy()
+
+
+def test_unprojected_trak_equals_slow_reference(data):
+    X, y, X_test, y_test, _ = data
+    attr = trak(damping=1e-2).fit(X, y)
+    expected = np.mean([slow_member_scores(net, X, y, X_test, y_test, 1e-2)
+                        for net in attr.estimators_], axis=0)
+    np.testing.assert_allclose(attr.score_groups(X_test, y_test), expected, rtol=2e-3, atol=1e-6)
+
+
+def test_members_train_on_random_halves(data):
+    X, y, _, _, _ = data
+    attr = trak().fit(X, y)
+    assert len(attr.estimators_) == 3
+    assert all(len(subset) == 80 for subset in attr.subsets_)
+    assert not np.array_equal(attr.subsets_[0], attr.subsets_[1])
+
+
+def test_projection_approaches_unprojected_ranking(data):
+    X, y, X_test, y_test, _ = data
+    exact = trak().fit(X, y).score_groups(X_test, y_test)
+
+    def mean_corr(r):
+        return np.mean([np.corrcoef(trak(n_components=r, random_state=s).fit(X, y)
+                                    .score_groups(X_test, y_test), exact)[0, 1]
+                        for s in range(1)])
+
+    # the ensembles differ between seeds, so compare projections of one ensemble
+    low = np.corrcoef(trak(n_components=4).fit(X, y).score_groups(X_test, y_test), exact)[0, 1]
+    high = np.corrcoef(trak(n_components=40).fit(X, y).score_groups(X_test, y_test), exact)[0, 1]
+    assert high > low
+    assert high > 0.9
+    assert mean_corr(40) == pytest.approx(high)
+
+
+def test_group_scores_are_sums_of_member_scores(data):
+    X, y, X_test, y_test, _ = data
+    points = trak(n_components=16).fit(X, y).score_groups(X_test, y_test)
+    grouped = trak(n_components=16, grouper=RandomGrouper(group_size=8, random_state=0)).fit(X, y)
+    np.testing.assert_allclose(grouped.score_groups(X_test, y_test),
+                               np.bincount(grouped.labels_, points), rtol=1e-3, atol=1e-7)
+
+
+def test_parallel_jobs_give_the_same_ensemble(data):
+    X, y, X_test, y_test, _ = data
+    sequential = trak(n_components=8).fit(X, y).score_groups(X_test, y_test)
+    parallel = trak(n_components=8, n_jobs=2).fit(X, y).score_groups(X_test, y_test)
+    np.testing.assert_allclose(parallel, sequential, rtol=1e-5, atol=1e-9)
+
+
+def test_attribute_rows_average_to_score_groups(data):
+    X, y, X_test, y_test, _ = data
+    attr = trak(n_components=8, grouper=RandomGrouper(group_size=10, random_state=0)).fit(X, y)
+    np.testing.assert_allclose(attr.attribute(X_test, y_test).mean(0),
+                               attr.score_groups(X_test, y_test), rtol=1e-4, atol=1e-7)
