@@ -258,6 +258,35 @@ class _CallableProperty(Property):
         return f"make_property({name}, greater_is_better={self.greater_is_better})"
 
 
+def property_terms(prop, net, X, y_encoded, classes):
+    """``(value, terms)`` of a property for a fitted skorch ``net`` on ``(X, y)``.
+
+    ``value`` is the property itself (not the badness); ``terms`` the
+    per-sample terms ``h`` (``None`` for whole-data properties).
+    """
+    from .utils._skorch import PerSampleLoss  # skorch glue stays out of import time
+
+    module = net.module_
+    device = next(module.parameters()).device
+    dtype = next(module.parameters()).dtype
+    X_t = torch.as_tensor(np.asarray(X), device=device, dtype=dtype)
+    y_t = torch.as_tensor(np.asarray(y_encoded), device=device)
+    loss_fn = PerSampleLoss(net.criterion_)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            if prop.whole_data:
+                return float(prop.value(module, X_t, y_t)), None
+            output = torch.cat([module(X_t[i:i + 4096]) for i in range(0, len(X_t), 4096)])
+            terms = prop.terms(output, y_t, loss_fn).double().cpu().numpy()
+            losses = loss_fn(output, y_t).double().cpu().numpy() if prop.needs_losses else None
+    finally:
+        module.train(was_training)
+    weights = prop.weights(EvaluationData(np.asarray(X), np.asarray(y_encoded), classes, losses))
+    return float(weights @ terms), terms  # FairnessGap's weights carry the gap's sign
+
+
 def make_property(fn, *, greater_is_better=False):
     """A property from a function of the model and the evaluation data.
 

@@ -11,6 +11,9 @@ import torch
 
 from skggda.models import make_classifier
 
+# Tiny nets train faster on one thread, and a busy machine does not stall them.
+torch.set_num_threads(1)
+
 #: Where the real data sets live for the slow tests (README of ../shared/data).
 DATA_DIR = Path(
     os.environ.get("SKGGDA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

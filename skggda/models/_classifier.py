@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from contextlib import contextmanager
 from numbers import Integral
 
@@ -15,6 +16,10 @@ from ._callbacks import OneCycleSchedule
 from ._mlp import MLP
 
 _DIM_PARAMS = ("n_features", "n_classes")
+# torch's RNG is global to the process: seeded fits in concurrent threads
+# (joblib's threading backend, Dask thread workers) would interleave their
+# draws, so they take turns.
+_SEEDED_FIT_LOCK = threading.RLock()
 
 
 class SeededNeuralNetClassifier(NeuralNetClassifier):
@@ -56,7 +61,7 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
         if not isinstance(seed, Integral):
             seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
         cuda = str(self.device).startswith("cuda") and torch.cuda.is_available()
-        with torch.random.fork_rng(devices=None if cuda else []):
+        with _SEEDED_FIT_LOCK, torch.random.fork_rng(devices=None if cuda else []):
             torch.manual_seed(int(seed))
             yield
 

@@ -1,0 +1,191 @@
+"""Counterfactual ground truth: group leave-one-out and the linear datamodeling score.
+
+Both retrain the model on subsets of the training groups and compare the
+*actual* change of the property with what the group scores predict. With
+skggda's sign convention a group's score is the predicted increase of the
+property's badness (loss up / accuracy down) when the group is removed, so:
+
+* group leave-one-out gives, per group, ``badness(without j) - badness(all)``:
+  the quantity the scores estimate (good scores correlate positively);
+* the linear datamodeling score (LDS, Park et al. 2023) trains on random
+  subsets ``S`` holding ``subset_fraction`` of the groups and rank-correlates
+  the predicted badness ``badness(all) + sum_{j not in S} score_j`` with the
+  actual one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed
+from scipy.stats import spearmanr
+from sklearn.base import clone
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+
+from ..properties import property_terms, resolve_property
+
+_SEED_MAX = np.iinfo(np.int32).max
+
+
+def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes):
+    """Retrain on ``keep``; return the badness and per-sample badness terms (a joblib job)."""
+    net = clone(estimator)
+    if "random_state" in net.get_params(deep=False):
+        net.set_params(random_state=int(seed))
+    net.fit(X[keep], y[keep])
+    value, terms = property_terms(prop, net, X_test, y_test, classes)
+    return prop.sign * value, None if terms is None else prop.sign * terms
+
+
+def _encode(y, y_test):
+    encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
+    return encoder.transform(y), encoder.transform(y_test), encoder.classes_
+
+
+@dataclass
+class GroupLOOResult:
+    """Actual effect of removing each group.
+
+    Attributes
+    ----------
+    effect : ndarray of shape (n_groups,)
+        ``badness(without group j) - badness(all)``, mean over seeds.
+    effect_sem : ndarray of shape (n_groups,)
+    full_badness : float
+        Badness with all groups (mean over seeds).
+    n_seeds : int
+    """
+
+    effect: np.ndarray
+    effect_sem: np.ndarray
+    full_badness: float
+    n_seeds: int
+
+    def correlation(self, scores):
+        """Spearman correlation of group scores with the actual effects."""
+        return float(spearmanr(scores, self.effect)[0])
+
+
+def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="loss",
+                        n_seeds=1, n_jobs=None, random_state=None):
+    """Retrain without each group in turn (``n_groups + 1`` trainings per seed).
+
+    Parameters
+    ----------
+    estimator : classifier
+        The training recipe, cloned for every training.
+    X, y : array-like
+        Training data.
+    X_test, y_test : array-like
+        Evaluation data of the property.
+    labels : array-like of shape (n_samples,)
+        Group of every training sample.
+    property : str, Property or callable, default="loss"
+        As for the attributors.
+    n_seeds : int, default=1
+        Trainings per subset (the effects are averaged).
+    n_jobs : int, default=None
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    GroupLOOResult
+    """
+    X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
+    y, y_test, classes = _encode(y, y_test)
+    prop = resolve_property(property)
+    seeds = check_random_state(random_state).randint(_SEED_MAX, size=n_seeds)
+    k = int(labels.max()) + 1
+    subsets = [np.arange(len(y))] + [np.flatnonzero(labels != j) for j in range(k)]
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_and_measure)(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
+        for seed in seeds for keep in subsets
+    )
+    badness = np.array([value for value, _ in results]).reshape(n_seeds, k + 1)
+    effect = badness[:, 1:] - badness[:, :1]
+    sem = effect.std(0, ddof=1) / np.sqrt(n_seeds) if n_seeds > 1 else np.zeros(k)
+    return GroupLOOResult(effect.mean(0), sem, float(badness[:, 0].mean()), n_seeds)
+
+
+@dataclass
+class LDSResult:
+    """Linear datamodeling score of group attributions.
+
+    Attributes
+    ----------
+    score : float
+        Mean Spearman correlation between predicted and actual badness (over
+        evaluation samples when the scores are per sample, else the one
+        correlation of the aggregate property).
+    score_sem : float
+        Standard error over evaluation samples (0 for an aggregate property).
+    predicted, actual : ndarray of shape (n_subsets,) or (n_subsets, n_samples)
+    subsets : ndarray of shape (n_subsets, n_groups), bool
+        Which groups every subset kept.
+    """
+
+    score: float
+    score_sem: float
+    predicted: np.ndarray
+    actual: np.ndarray
+    subsets: np.ndarray
+
+
+def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *,
+                              property="loss", n_subsets=20, subset_fraction=0.5, n_seeds=1,
+                              n_jobs=None, random_state=None):
+    """LDS for groups: retrain on random subsets of groups, rank-correlate with the prediction.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_groups,) or (n_test, n_groups)
+        Group scores of the aggregate property, or per evaluation sample (the
+        output of ``attribute``; the property's per-sample terms are then
+        compared one evaluation sample at a time).
+    labels : array-like of shape (n_samples,)
+    property : str, Property or callable, default="loss"
+    n_subsets : int, default=20
+    subset_fraction : float, default=0.5
+        Fraction of the groups every subset keeps.
+    n_seeds : int, default=1
+        Trainings per subset (averaged).
+
+    See :func:`group_leave_one_out` for the other parameters.
+
+    Returns
+    -------
+    LDSResult
+    """
+    X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
+    scores = np.asarray(scores, dtype=float)
+    y, y_test, classes = _encode(y, y_test)
+    prop = resolve_property(property)
+    per_sample = scores.ndim == 2
+    if per_sample and not prop.per_sample:
+        raise ValueError(f"property={prop!r} has no per-sample terms for 2-D scores.")
+    k = scores.shape[-1]
+    rng = check_random_state(random_state)
+    kept_groups = np.zeros((n_subsets, k), dtype=bool)
+    for m in range(n_subsets):
+        kept_groups[m, rng.choice(k, max(1, int(round(subset_fraction * k))), replace=False)] = True
+    seeds = rng.randint(_SEED_MAX, size=n_seeds)
+    subsets = [np.arange(len(y))] + [np.flatnonzero(kept[labels]) for kept in kept_groups]
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_and_measure)(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
+        for seed in seeds for keep in subsets
+    )
+    index = 1 if per_sample else 0
+    actual = np.array([r[index] for r in results], dtype=float)
+    actual = actual.reshape(n_seeds, n_subsets + 1, *actual.shape[1:]).mean(0)
+    full, actual = actual[0], actual[1:]
+    removed_scores = (~kept_groups).astype(float) @ (scores.T if per_sample else scores)
+    predicted = full + removed_scores
+    if per_sample:
+        rho = np.array([spearmanr(predicted[:, i], actual[:, i])[0]
+                        for i in range(actual.shape[1])])
+        rho = rho[np.isfinite(rho)]
+        sem = rho.std(ddof=1) / np.sqrt(len(rho)) if len(rho) > 1 else 0.0
+        return LDSResult(float(rho.mean()), float(sem), predicted, actual, kept_groups)
+    return LDSResult(float(spearmanr(predicted, actual)[0]), 0.0, predicted, actual, kept_groups)

@@ -1,0 +1,124 @@
+"""Scorers for ``GridSearchCV``: judge a fitted attributor on the validation fold.
+
+Each scorer is called as ``scorer(attributor, X_val, y_val)`` on an
+attributor fitted on the training fold. The validation fold is the
+property's evaluation data: the scorer attributes the property on it, removes
+training points by score, retrains the attributor's net recipe on what is
+left and measures accuracy on the validation fold. Greater is better for
+every scorer, as ``GridSearchCV`` expects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..utils._skorch import encode_targets
+from ._datamodels import linear_datamodeling_score
+from ._removal import removal_score
+
+
+def _fold(attributor, X_val, y_val):
+    """The attributor's training fold and the encoded validation fold."""
+    X, y = attributor._X_fit, attributor._y_fit
+    return X, y, np.asarray(X_val, dtype=np.float32), encode_targets(y_val, attributor.classes_)
+
+
+def make_pruning_scorer(fraction=0.5, *, n_seeds=1, random_state=0):
+    """Validation accuracy after pruning the ``fraction`` least important training points.
+
+    Parameters
+    ----------
+    fraction : float, default=0.5
+    n_seeds : int, default=1
+        Retrainings averaged per evaluation.
+    random_state : int, default=0
+
+    Returns
+    -------
+    scorer : callable ``(attributor, X_val, y_val) -> float``
+
+    Examples
+    --------
+    >>> from skggda.metrics import make_pruning_scorer
+    >>> scorer = make_pruning_scorer(fraction=0.25)
+    >>> scorer.__name__
+    'pruning_25'
+    """
+    def scorer(attributor, X_val, y_val):
+        X, y, X_val, y_val = _fold(attributor, X_val, y_val)
+        scores = attributor.score_groups(X_val, attributor.classes_[y_val])
+        result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
+                               attributor.labels_, [fraction], most_important=False,
+                               n_seeds=n_seeds, random_state=random_state)
+        return float(result.accuracy[0])
+
+    scorer.__name__ = f"pruning_{round(100 * fraction)}"
+    return scorer
+
+
+def make_retraining_scorer(fraction=0.1, *, n_seeds=1, random_state=0):
+    """Validation accuracy *drop* after removing the ``fraction`` most important points.
+
+    The drop is measured against retraining on all training points with the
+    same seeds; a larger drop means the attribution found the points that
+    matter.
+
+    Parameters
+    ----------
+    fraction : float, default=0.1
+    n_seeds : int, default=1
+    random_state : int, default=0
+
+    Returns
+    -------
+    scorer : callable ``(attributor, X_val, y_val) -> float``
+
+    Examples
+    --------
+    >>> from skggda.metrics import make_retraining_scorer
+    >>> make_retraining_scorer().__name__
+    'retraining_10'
+    """
+    def scorer(attributor, X_val, y_val):
+        X, y, X_val, y_val = _fold(attributor, X_val, y_val)
+        scores = attributor.score_groups(X_val, attributor.classes_[y_val])
+        result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
+                               attributor.labels_, [fraction], most_important=True,
+                               n_seeds=n_seeds, random_state=random_state)
+        return float(result.full_accuracy - result.accuracy[0])
+
+    scorer.__name__ = f"retraining_{round(100 * fraction)}"
+    return scorer
+
+
+def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
+    """Linear datamodeling score of the attributor's group scores on the validation fold.
+
+    Parameters
+    ----------
+    n_subsets : int, default=10
+    subset_fraction : float, default=0.5
+    random_state : int, default=0
+
+    Returns
+    -------
+    scorer : callable ``(attributor, X_val, y_val) -> float``
+
+    Examples
+    --------
+    >>> from skggda.metrics import make_lds_scorer
+    >>> make_lds_scorer().__name__
+    'lds'
+    """
+    def scorer(attributor, X_val, y_val):
+        X, y, X_val, y_val = _fold(attributor, X_val, y_val)
+        scores = attributor.score_groups(X_val, attributor.classes_[y_val])
+        result = linear_datamodeling_score(
+            attributor.estimator_, X, y, X_val, y_val, scores, attributor.labels_,
+            property=attributor.property, n_subsets=n_subsets,
+            subset_fraction=subset_fraction, random_state=random_state,
+        )
+        return result.score
+
+    scorer.__name__ = "lds"
+    return scorer

@@ -1,0 +1,146 @@
+"""Evaluation metrics against hand-computed cases, and their retraining machinery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GridSearchCV
+
+from skggda import GradKMeansGrouper, RandomGrouper, TracInAttributor
+from skggda.metrics import (
+    group_leave_one_out,
+    linear_datamodeling_score,
+    make_lds_scorer,
+    make_pruning_scorer,
+    make_retraining_scorer,
+    points_to_remove,
+    pruning_score,
+    removal_order,
+    retraining_score,
+)
+
+from conftest import make_problem, tiny_net
+
+
+def test_removal_takes_whole_groups_then_part_of_the_last():
+    scores = np.array([3.0, 1.0, 2.0])
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 2])  # sizes 2, 3, 5
+    # most important first: group 0 (2 points), group 2 (5), then group 1 (3)
+    removed = points_to_remove(scores, labels, 0.4, random_state=0)
+    assert len(removed) == 4
+    assert {0, 1} <= set(removed)
+    assert set(removed) - {0, 1} <= {5, 6, 7, 8, 9}
+    least = points_to_remove(scores, labels, 0.4, most_important=False, random_state=0)
+    assert set(least) >= {2, 3, 4} and len(set(least) & {5, 6, 7, 8, 9}) == 1
+
+
+def test_partial_group_is_chosen_at_random():
+    labels = np.zeros(100, dtype=int)
+    picks = [set(points_to_remove([1.0], labels, 0.1, random_state=s)) for s in range(5)]
+    assert len({frozenset(p) for p in picks}) == 5
+
+
+def test_removal_order_is_a_permutation_grouped_by_score():
+    labels = np.random.RandomState(0).randint(0, 7, 50)
+    scores = np.random.RandomState(1).normal(size=7)
+    order = removal_order(scores, labels, random_state=0)
+    assert sorted(order) == list(range(50))
+    group_sequence = labels[order]
+    firsts = [g for i, g in enumerate(group_sequence) if i == 0 or g != group_sequence[i - 1]]
+    assert firsts == list(np.argsort(-scores))
+
+
+def test_fraction_out_of_range():
+    with pytest.raises(ValueError, match="fraction must be in"):
+        points_to_remove([1.0], [0, 0], 1.5)
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    X, y, _, flipped = make_problem(n=240, noise=0.2, seed=21)
+    X_test, y_test, _, _ = make_problem(n=120, seed=22)
+    return X, y, X_test, y_test, flipped
+
+
+def test_removing_flipped_labels_first_prunes_well(noisy):
+    X, y, X_test, y_test, flipped = noisy
+    scores = np.where(flipped, -1.0, 1.0)  # an oracle attribution
+    net = tiny_net(hidden=(8,), epochs=15)
+    result = pruning_score(net, X, y, X_test, y_test, scores, np.arange(len(y)),
+                           fractions=[0.2], n_seeds=2, random_state=0)
+    assert result.accuracy.shape == (1,) and result.n_seeds == 2
+    assert result.accuracy[0] > result.random_accuracy[0]
+    assert result.accuracy[0] >= result.full_accuracy
+    assert result.kept_class_share.shape == (1, 2)
+    assert "random removal" in result.as_table()
+
+
+def test_retraining_score_removes_the_helpful_points(noisy):
+    X, y, X_test, y_test, flipped = noisy
+    scores = np.where(flipped, -1.0, 1.0)
+    result = retraining_score(tiny_net(hidden=(8,), epochs=15), X, y, X_test, y_test, scores,
+                              np.arange(len(y)), fractions=[0.5], n_seeds=1, random_state=0)
+    assert result.accuracy[0] < result.random_accuracy[0]
+    assert result.accuracy_sem.shape == (1,)
+
+
+def test_group_loo_effects_follow_the_sign_convention(noisy):
+    X, y, X_test, y_test, flipped = noisy
+    labels = np.where(flipped, 0, 1 + np.arange(len(y)) % 3)  # group 0: every flipped label
+    loo = group_leave_one_out(tiny_net(hidden=(8,), epochs=15), X, y, X_test, y_test, labels,
+                              random_state=0)
+    assert loo.effect.shape == (4,)
+    # removing the flipped labels lowers the test loss: a negative effect
+    assert loo.effect[0] < 0
+    assert loo.correlation([-1.0, 1.0, 1.0, 1.0]) > 0
+
+
+def test_lds_of_tracin_group_scores_is_positive(noisy):
+    X, y, X_test, y_test, _ = noisy
+    attr = TracInAttributor(tiny_net(hidden=(8,), epochs=10),
+                            grouper=GradKMeansGrouper(group_size=24), random_state=0).fit(X, y)
+    scores = attr.score_groups(X_test, y_test)
+    lds = linear_datamodeling_score(tiny_net(hidden=(8,), epochs=10), X, y, X_test, y_test,
+                                    scores, attr.labels_, n_subsets=10, random_state=0)
+    assert lds.predicted.shape == lds.actual.shape == (10,)
+    assert lds.score > 0
+    matrix = attr.attribute(X_test[:10], y_test[:10])
+    per_sample = linear_datamodeling_score(tiny_net(hidden=(8,), epochs=3), X, y,
+                                           X_test[:10], y_test[:10], matrix, attr.labels_,
+                                           n_subsets=4, random_state=0)
+    assert per_sample.actual.shape == (4, 10)
+
+
+@pytest.mark.parametrize("make_scorer", [make_pruning_scorer, make_retraining_scorer,
+                                         make_lds_scorer])
+def test_scorers_drive_grid_search_over_group_size(noisy, make_scorer):
+    X, y, _, _, _ = noisy
+    kwargs = {"n_subsets": 4} if make_scorer is make_lds_scorer else {}
+    search = GridSearchCV(
+        TracInAttributor(FrozenEstimator(tiny_net(hidden=(8,), epochs=5).fit(X, y)),
+                         grouper=RandomGrouper(random_state=0)),
+        {"grouper__group_size": [16, 64]}, scoring=make_scorer(**kwargs), cv=2,
+    ).fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_retrainings_spread_over_a_dask_cluster(noisy):
+    distributed = pytest.importorskip("distributed")
+    from joblib import parallel_config
+
+    X, y, X_test, y_test, flipped = noisy
+    scores = np.where(flipped, -1.0, 1.0)
+    labels = np.arange(len(y))
+    kwargs = dict(fractions=[0.2], n_seeds=2, random_state=0)
+    local = pruning_score(tiny_net(hidden=(4,), epochs=3), X, y, X_test, y_test, scores,
+                          labels, **kwargs)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        with parallel_config(backend="dask"):
+            remote = pruning_score(tiny_net(hidden=(4,), epochs=3), X, y, X_test, y_test,
+                                   scores, labels, n_jobs=-1, **kwargs)
+        assert client.run(lambda: 1)  # the workers were there
+    np.testing.assert_allclose(remote.accuracy, local.accuracy)
+    np.testing.assert_allclose(remote.random_accuracy, local.random_accuracy)
