@@ -42,10 +42,11 @@ random_state=0), n_components=512, random_state=0)``, timing ``fit(X, y)`` +
 ``attribute(X_test, y_test)`` with 10,000 test points, for g = 1 (``grouper=
 None``: singletons, no grouping) and 4 ... 1024. The stage rows are
 ``attr.timings_`` (``other`` = total minus the stages: validation, checks).
-The g = 1 matrix is 10,000 x 60,000 float64 (4.5 GiB; ~9 GiB at peak with the
-float32 product): it is only run when ``MemAvailable`` allows, and every
-matrix is freed before the next one. Each g is run ``--attr-repeats`` times
-(default 1: the g = 1 run alone moves ~10 GiB). Check: summing the g = 1
+The g = 1 matrix is 10,000 x 60,000 float32 (2.2 GiB; ``attribute`` holds
+about three such buffers at its peak, ~5.5 GiB RSS measured): it is only run
+when ``MemAvailable`` allows, and every matrix is freed before the next one.
+Each g is run ``--attr-repeats`` times (default 1: the g = 1 run alone moves
+several GiB). Check: summing the g = 1
 matrix's columns over the groups of g must give the g matrix (the projection
 is linear and seeded identically); the max relative difference on the first
 ``CHECK_ROWS`` test rows is printed.
@@ -247,8 +248,8 @@ def attribution_part(X, y, X_test, y_test, frozen, device, repeats):
     reference = None  # first CHECK_ROWS rows of the g=1 matrix
     for g in ATTR_GROUP_SIZES:
         k = n if g == 1 else math.ceil(n / g)
-        # out (float64) + the float32 product + its float32 weighted copy
-        need = n_test * k * (8 + 4 + 4)
+        # attribute's float32 output + the float32 product + its weighted copy
+        need = n_test * k * (4 + 4 + 4)
         available = mem_available_bytes()
         if available is not None and need > 0.8 * available:
             rows[g] = {"skipped": f"needs ~{need / 2**30:.1f} GiB, "
@@ -403,7 +404,9 @@ def format_attribution(result):
     if 1 in ran:
         _row(lines, "speed-up over g=1", cells(lambda r: rows[1]["seconds"] / r["seconds"],
                                                 "{:.2f}x"))
-    _row(lines, "matrix (GiB, float64)", cells(lambda r: r["matrix_bytes"] / 2**30, "{:.3f}"))
+    dtypes = sorted({rows[g]["dtype"] for g in ran})
+    _row(lines, f"matrix (GiB, {'/'.join(dtypes)})",
+         cells(lambda r: r["matrix_bytes"] / 2**30, "{:.3f}"))
     _row(lines, "peak RSS so far (GiB)", cells(lambda r: r["peak_rss_bytes"] / 2**30, "{:.1f}"))
     _row(lines, "check: group sums of g=1 (rel.)",
          cells(lambda r: r["check_vs_g1"] if r["check_vs_g1"] is not None else float("nan"),
@@ -534,7 +537,7 @@ def main(argv=None):
                 f"GradKMeansGrouper(g), n_components={N_COMPONENTS}), fit(X, y) + attribute"
                 f"(X_test, y_test) with {len(X_test)} test points; each g run "
                 f"{args.attr_repeats}x"
-                + (" (once: g=1 alone moves ~10 GiB)" if args.attr_repeats == 1 else ", fastest")
+                + (" (once: g=1 alone moves several GiB)" if args.attr_repeats == 1 else ", fastest")
                 + " --"
             )
             print(format_attribution(result))

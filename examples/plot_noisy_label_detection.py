@@ -14,11 +14,14 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 
 from skggda import RandomGrouper, TracInAttributor
-from skggda.cli import load_noisy_split
+from skggda.datasets import load_tabular_fallback
+from skggda.experiments import flip_labels
 from skggda.metrics import detection_curve, noisy_label_auc
 from skggda.models import make_classifier
 
-X, y, X_test, y_test, flipped = load_noisy_split("breast_cancer", noise=0.1, seed=0)
+data = load_tabular_fallback("breast_cancer")
+X, X_test, y_test = data.X_train, data.X_test, data.y_test
+y, flipped = flip_labels(data.y_train, noise=0.1, seed=0)
 net = make_classifier((50, 50), max_epochs=40, lr=1e-2, random_state=0).fit(X, y)
 
 fig, (curves, summary) = plt.subplots(1, 2, figsize=(10, 4))

@@ -1,7 +1,9 @@
-"""The command line's main job, end to end on small settings."""
+"""The command line, end to end on tiny configurations in a temporary folder."""
 
 from __future__ import annotations
 
+import csv
+import json
 import subprocess
 import sys
 
@@ -9,33 +11,60 @@ import pytest
 
 from skggda.cli import main
 
-
-def test_main_job_prints_a_readable_table(capsys):
-    assert main(["--quiet", "--epochs", "5", "--group-sizes", "1", "8"]) == 0
-    out = capsys.readouterr().out
-    assert "TracIn group attribution on breast_cancer" in out
-    assert "noisy-label AUC" in out
-    lines = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
-    assert [row[0] for row in lines[:2]] == ["1", "8"]
-    assert int(lines[0][1]) == 455 and int(lines[1][1]) == 57
-    assert "most harmful training points" in out
+TINY = ["--quiet", "--epochs", "3", "--n-train", "120"]
 
 
-def test_digits_multiclass(capsys):
-    assert main(["--quiet", "--dataset", "digits", "--epochs", "3", "--group-sizes", "32"]) == 0
-    assert "on digits" in capsys.readouterr().out
+def test_noisy_label_grid_writes_tables_and_files(tmp_path, capsys):
+    out = tmp_path / "results"
+    code = main(TINY + ["--group-sizes", "1", "8", "--groupers", "grad", "random",
+                        "--output", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Noisy-label detection" in printed and "baseline: random order 0.500" in printed
+    rows = list(csv.DictReader((out / "records.csv").open()))
+    # per-point once, then one row per grouper at group size 8
+    assert sorted((r["grouper"], r["group_size"]) for r in rows) == [
+        ("grad", "8"), ("none", "1"), ("random", "8")]
+    assert all(0 <= float(r["value"]) <= 1 for r in rows)
+    assert all(float(r["runtime_s"]) > 0 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert {s["metric"] for s in summary} == {"auc"}
+
+
+def test_pruning_task_with_two_attributors_and_a_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "prune"
+    code = main(TINY + ["--tasks", "pruning", "--attributors", "tracin", "fisher",
+                        "--group-sizes", "16", "--groupers", "random", "--output", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Dataset pruning" in printed and "random removal" in printed
+    assert len(list(out.glob("pruning_accuracy_at_*pct.png"))) == 3
+    rows = list(csv.DictReader((out / "records.csv").open()))
+    assert {r["metric"] for r in rows} == {"accuracy@25%", "accuracy@50%", "accuracy@75%"}
+    assert {r["attributor"] for r in rows} == {"tracin", "fisher"}
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--noise", "1.5"], "--noise must be in [0, 1)"),
-    (["--group-sizes", "0"], "--group-sizes must be positive"),
+    (["--noise", "1.5"], "must be in [0, 1)"),
+    (["--group-sizes", "0"], "must be a positive integer"),
     (["--dataset", "imagenet"], "invalid choice: 'imagenet'"),
+    (["--attributors", "shapley"], "invalid choice: 'shapley'"),
 ])
 def test_bad_options_exit_with_usage_error(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_missing_dataset_names_the_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--quiet", "--dataset", "heloc", "--data-home", str(tmp_path),
+              "--output", str(tmp_path / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "heloc_dataset_v1.csv" in err and "SKGGDA_DATA" in err
 
 
 def test_python_dash_m_entry_point():

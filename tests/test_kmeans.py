@@ -74,12 +74,37 @@ def test_nearest_center_agrees_with_brute_force():
     torch.testing.assert_close(dist, brute.min(1).values, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("total,sizes", [(10, [5, 5]), (7, [100, 1, 1]), (3, [1, 1, 1]),
-                                         (50, [10, 20, 30])])
-def test_allocate_proportionally(total, sizes):
-    shares = allocate_proportionally(total, sizes)
-    assert sum(shares) == total
-    assert all(1 <= s <= n for s, n in zip(shares, sizes))
+@pytest.mark.parametrize("total,weights,caps,expected", [
+    (10, [1, 1], [5, 5], [5, 5]),
+    (7, [100, 1, 1], [100, 1, 1], [5, 1, 1]),
+    (3, [1, 1, 1], [1, 1, 1], [1, 1, 1]),
+    (10, [0, 0, 5], [3, 3, 100], [1, 1, 8]),
+    (9, [1, 0, 0], [3, 3, 3], [3, 3, 3]),  # the capped share flows to the others
+])
+def test_allocate_proportionally(total, weights, caps, expected):
+    assert allocate_proportionally(total, weights, caps) == expected
+
+
+def test_allocate_proportionally_respects_caps_at_random():
+    rng = np.random.RandomState(0)
+    for _ in range(2000):
+        n = rng.randint(1, 30)
+        caps = rng.randint(1, 40, n) * (rng.rand(n) < 0.7) + 1
+        weights = rng.exponential(size=n) * (rng.rand(n) < 0.8)
+        total = rng.randint(n, caps.sum() + 1)
+        shares = np.array(allocate_proportionally(total, weights, caps))
+        assert shares.sum() == total and (shares >= 1).all() and (shares <= caps).all()
+
+
+def test_concentrated_features_do_not_starve_the_spread_out_points():
+    """Most points nearly identical (well-classified samples' tiny gradients)."""
+    rng = np.random.RandomState(0)
+    spread = rng.normal(size=(1000, 6)) * 3
+    X = torch.as_tensor(np.r_[rng.normal(size=(3000, 6)) * 0.01, spread].astype(np.float32))
+    flat = kmeans(X, 200, algorithm="lloyd", seed=0)
+    coarse_to_fine = kmeans(X, 200, algorithm="hierarchical", seed=0)
+    assert coarse_to_fine.inertia <= 1.15 * flat.inertia
+    assert (torch.bincount(coarse_to_fine.labels, minlength=200) > 0).all()
 
 
 def test_too_many_clusters_is_an_error():

@@ -32,6 +32,12 @@ _DISTANCE_BUDGET = 1 << 25
 _FLAT_MAX_CLUSTERS = 128
 # The coarse level of "hierarchical" is fitted on this many points per cluster.
 _COARSE_SAMPLE = 32
+# After "hierarchical", global Lloyd iterations (at most _POLISH_ITER) run when
+# one costs at most this many multiply-adds (n k d).
+_POLISH_BUDGET = 2e10
+_POLISH_ITER = 10
+# Regions are cut again at most this many times.
+_MAX_DEPTH = 3
 # At most this many problems share one padded batch (each batch stops when
 # all its problems have converged).
 _MAX_PROBLEMS_PER_BATCH = 32
@@ -85,42 +91,110 @@ def kmeans(X, n_clusters, *, algorithm="auto", max_iter=60, tol=1e-3, seed=0) ->
         )
     else:
         labels, n_iter = _hierarchical(X, n_clusters, max_iter, tol, generator)
+        if n * n_clusters * X.shape[1] <= _POLISH_BUDGET:
+            # region boundaries cost some inertia; where a global Lloyd
+            # iteration is cheap, a few of them recover it
+            (labels,), polish_iter = _padded_lloyd(
+                X, [torch.arange(n, device=X.device)], [n_clusters], _POLISH_ITER, tol,
+                generator, init=_centers(X, labels, n_clusters)[None],
+            )
+            n_iter += polish_iter
     centers = _centers(X, labels, n_clusters)
     inertia = float(((X - centers[labels]) ** 2).sum())
     return KMeansResult(centers, labels, inertia, n_iter)
 
 
-def _hierarchical(X, k, max_iter, tol, generator):
+def _hierarchical(X, k, max_iter, tol, generator, depth=0):
     n = X.shape[0]
     k1 = min(math.ceil(math.sqrt(k)), k)
     # The coarse level only has to cut the space into regions: its centers are
     # fitted on a subsample, then every point goes to its nearest region.
     sample = torch.randperm(n, generator=generator, device=X.device)[: _COARSE_SAMPLE * k1]
-    coarse_fit, coarse_iter = _segmented_lloyd(
+    coarse_fit, n_iter = _segmented_lloyd(
         X[sample], torch.zeros(len(sample), dtype=torch.long, device=X.device), [k1],
         max_iter, tol, generator,
     )
-    coarse, _ = nearest_center(X, _centers(X[sample], coarse_fit, k1), squared=True)
-    _, coarse = torch.unique(coarse, return_inverse=True)  # drop regions left empty
-    sizes = torch.bincount(coarse).cpu().numpy()
-    shares = allocate_proportionally(k, sizes)
-    fine, fine_iter = _segmented_lloyd(X, coarse, shares, max_iter, tol, generator)
-    return fine, coarse_iter + fine_iter
+    region, _ = nearest_center(X, _centers(X[sample], coarse_fit, k1), squared=True)
+    _, region = torch.unique(region, return_inverse=True)  # drop regions left empty
+    n_regions = int(region.max()) + 1
+    sizes = torch.bincount(region, minlength=n_regions).cpu().numpy()
+    # Clusters go where the inertia is (as Lloyd would put them), not where the
+    # points are: a dense, tight region must not soak up most of the clusters.
+    # With k_r clusters a region's inertia falls like I_r k_r^(-2/d), so the
+    # total is smallest for k_r proportional to I_r^(d / (d + 2)).
+    d = X.shape[1]
+    weights = _region_inertia(X, region, n_regions) ** (d / (d + 2))
+    shares = np.asarray(allocate_proportionally(k, weights, sizes))
+    labels = torch.empty(n, dtype=torch.long, device=X.device)
+    flat = np.ones(n_regions, dtype=bool)
+    if depth < _MAX_DEPTH:
+        # a region that still needs many more clusters than a fine problem
+        # usually gets is cut into regions of its own
+        flat = shares <= max(_FLAT_MAX_CLUSTERS, 2 * k1)
+    offsets = np.concatenate([[0], np.cumsum(shares)])
+    for r in np.flatnonzero(~flat):
+        members = torch.nonzero(region == r).squeeze(1)
+        sub, sub_iter = _hierarchical(X[members], int(shares[r]), max_iter, tol, generator,
+                                      depth + 1)
+        labels[members] = sub + int(offsets[r])
+        n_iter = max(n_iter, sub_iter)
+    if flat.any():
+        keep = torch.as_tensor(flat, device=X.device)[region]
+        # renumber the flat regions 0..m-1 for the batched solver
+        flat_ids = np.cumsum(flat) - 1
+        segment = torch.as_tensor(flat_ids, device=X.device)[region[keep]]
+        fine, fine_iter = _segmented_lloyd(X[keep], segment, shares[flat].tolist(), max_iter,
+                                           tol, generator)
+        starts = torch.as_tensor(offsets[:-1][flat], device=X.device)
+        first = torch.as_tensor(np.concatenate([[0], np.cumsum(shares[flat])[:-1]]),
+                                device=X.device)
+        labels[keep] = fine - first[segment] + starts[segment]
+        n_iter = max(n_iter, fine_iter)
+    return labels, n_iter
 
 
-def allocate_proportionally(total: int, sizes) -> list[int]:
-    """Split ``total`` clusters over segments of ``sizes`` points: each >= 1 and <= its size."""
-    sizes = np.asarray(sizes, dtype=np.int64)
-    ideal = sizes / sizes.sum() * total
-    shares = np.clip(np.floor(ideal).astype(np.int64), 1, sizes)
-    # hand out (or take back) the rest by largest (smallest) remainder
-    while shares.sum() < total:
-        room = np.where(shares < sizes, ideal - shares, -np.inf)
-        shares[np.argmax(room)] += 1
-    while shares.sum() > total:
-        spare = np.where(shares > 1, shares - ideal, -np.inf)
-        shares[np.argmax(spare)] -= 1
-    return shares.tolist()
+def _region_inertia(X, region, n_regions):
+    """Sum of squared distances to the region means, per region."""
+    d = X.shape[1]
+    sums = torch.zeros(n_regions, d, dtype=X.dtype, device=X.device).index_add_(0, region, X)
+    counts = torch.bincount(region, minlength=n_regions).to(X.dtype)
+    squares = torch.zeros(n_regions, dtype=X.dtype, device=X.device).index_add_(
+        0, region, (X * X).sum(1))
+    inertia = squares - (sums * sums).sum(1) / counts.clamp_min(1)
+    return inertia.clamp_min(0).double().cpu().numpy()
+
+
+def allocate_proportionally(total: int, weights, caps) -> list[int]:
+    """Split ``total`` clusters over segments in proportion to ``weights``.
+
+    Every segment gets at least one cluster and at most ``caps`` (its number
+    of points); the share a capped segment cannot take goes to the others
+    (water-filling), and rounding uses the largest remainders.
+    """
+    weights = np.maximum(np.asarray(weights, dtype=float), 0.0)
+    caps = np.asarray(caps, dtype=np.int64)
+    if not len(caps) <= total <= caps.sum():
+        raise ValueError(f"Cannot split {total} clusters over {len(caps)} segments of "
+                         f"{int(caps.sum())} points.")
+    room = (caps - 1).astype(float)
+    extra = np.zeros(len(caps))
+    remaining, free = float(total - len(caps)), room > 0
+    while remaining > 1e-9 and free.any():
+        w = np.where(free, weights, 0.0)
+        w = np.where(free, 1.0, 0.0) if w.sum() == 0 else w
+        step = remaining * w / w.sum()
+        over = free & (extra + step >= room)
+        if not over.any():
+            extra += step
+            break
+        remaining -= (room[over] - extra[over]).sum()
+        extra[over] = room[over]
+        free &= ~over
+    shares = np.floor(extra).astype(np.int64)
+    leftover = total - len(caps) - int(shares.sum())
+    order = np.argsort(-(extra - shares) + (shares >= room) * 2.0, kind="stable")
+    shares[order[:leftover]] += 1
+    return (1 + shares).tolist()
 
 
 def _segmented_lloyd(X, segment, n_clusters, max_iter, tol, generator):
@@ -206,14 +280,15 @@ class _Problems:
         return tol * var.mean(1)
 
 
-def _padded_lloyd(X, points, ks, max_iter, tol, generator):
+def _padded_lloyd(X, points, ks, max_iter, tol, generator, init=None):
     """Lloyd on several independent problems at once (padded to a common size).
 
     ``points[s]`` indexes the rows of problem ``s``; ``ks[s]`` its cluster
-    count. Returns per-problem local labels and the iterations run.
+    count; ``init`` optional starting centers ``(S, k_max, d)``. Returns
+    per-problem local labels and the iterations run.
     """
     problems = _Problems.gather(X, points, ks)
-    centers = _initial_centers(problems, generator)
+    centers = _initial_centers(problems, generator) if init is None else init
     threshold = problems.thresholds(tol)
     active = torch.ones(len(points), dtype=torch.bool, device=X.device)
     n_iter = 0

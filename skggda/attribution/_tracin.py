@@ -207,15 +207,18 @@ class TracInAttributor(BaseAttributor):
         return scores
 
     def _attribute(self, X, y):
-        # float32: at group size 1 the matrix has n_test x n_train entries
-        out = np.zeros((len(X), self.n_groups_), dtype=np.float32)
+        out = None
         for index, (plan, weight) in enumerate(self._checkpoint_plans(X, self._checkpoints)):
             if self._group_features is not None:
-                out += weight * self._attribute_projected(plan, X, y, index)
+                part = self._attribute_projected(plan, X, y, index)
             elif self.n_groups_ * plan.n_params * 4 <= _MAX_GROUP_GRADIENT_BYTES:
-                out += weight * self._attribute_exact(plan, X, y)
+                part = self._attribute_exact(plan, X, y)
             else:
-                out += weight * self._attribute_streaming(plan, X, y)
+                part = self._attribute_streaming(plan, X, y)
+            # at group size 1 the matrix is n_test x n_train: no avoidable copies
+            if weight != 1.0:
+                part *= np.float32(weight)
+            out = part if out is None else np.add(out, part, out=out)
         return out
 
     def _attribute_projected(self, plan, X, y, index):

@@ -130,8 +130,10 @@ def _count_classes(y, classes):
 def _as_arrays(X):
     """pandas objects to numpy (skorch would turn a DataFrame into a dict of columns)."""
     if hasattr(X, "to_numpy") and not isinstance(X, torch.Tensor):
-        # pandas may hand out read-only views; torch wants writable memory
-        return np.require(X.to_numpy(), requirements="W")
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray) and not X.flags.writeable:
+        # pandas hands out read-only views; torch wants writable memory
+        X = X.copy()
     return X
 
 

@@ -1,0 +1,32 @@
+"""Experiment grids: the paper's evaluation protocol, run from Python or the command line."""
+
+from ._grid import (
+    ATTRIBUTORS,
+    DATASETS,
+    GROUPERS,
+    MODELS,
+    TASKS,
+    GridConfig,
+    Record,
+    flip_labels,
+    load_dataset,
+    run_grid,
+)
+from ._report import format_tables, plot_runtime_fidelity, summarize, write_files
+
+__all__ = [
+    "ATTRIBUTORS",
+    "DATASETS",
+    "GROUPERS",
+    "MODELS",
+    "TASKS",
+    "GridConfig",
+    "Record",
+    "flip_labels",
+    "format_tables",
+    "load_dataset",
+    "plot_runtime_fidelity",
+    "run_grid",
+    "summarize",
+    "write_files",
+]
