@@ -47,6 +47,8 @@ def to_device(X, device: torch.device, dtype: torch.dtype | None = None):
     """Convert a batch to tensors on ``device``; floating arrays take ``dtype``."""
     if isinstance(X, dict):
         return {key: to_device(value, device, dtype) for key, value in X.items()}
+    if isinstance(X, np.ndarray) and not X.flags.writeable:
+        X = np.array(X)  # a batch-sized copy: torch wants writable memory
     tensor = torch.as_tensor(X)
     if dtype is not None and tensor.is_floating_point():
         return tensor.to(device=device, dtype=dtype, non_blocking=True)
