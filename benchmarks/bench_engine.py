@@ -77,13 +77,17 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import time
+import warnings
 
 import numpy as np
 import sklearn
 import torch
 import torch.nn.functional as F
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 
 import skggda
@@ -96,15 +100,29 @@ N_COMPONENTS = 512
 N_FIT_NET = 2000
 REPEATS = 2
 TARGETS = {"tracin_max_L": 3.0, "projected_max_L": 5.0, "min_speedup": 30.0}
+# influence / TRAK part (its own table and targets per workload)
+INFLUENCE_TARGETS = {
+    "fisher_max_L": 6.0,  # Fisher (both variants) at every group size
+    "lissa_min_hvp_share": 0.80,  # timings_['scoring.solve'] / end to end
+    "lissa_max_growth": 1.30,  # LiSSA total at g=1024 / at g=1
+    "trak_overhead_max_L": 6.0,  # ensemble / n_models - one member's training
+}
+LISSA = dict(damping=1e-3, lissa_repeat=20, lissa_depth=200, lissa_scale=50.0,
+             lissa_batch_size=128)  # the paper's defaults
+LISSA_MAX_RUN_SECONDS = 180.0  # beyond this (one run at g=1), LiSSA runs at g=1 and 1024 only
+TRAK_MODELS = 10
+TRAK_RECIPE = dict(max_epochs=1, lr=1e-2, random_state=0)
+TRAK_TRAIN_FRACTION = 0.5  # TRAKAttributor's default
 
 WORKLOADS = {
     "heloc": dict(
         title="HELOC size (ANN-S)", n=7896, n_features=23, n_classes=2,
-        hidden=(50, 50), n_test=2000, naive_subset=2000,
+        hidden=(50, 50), n_test=2000, naive_subset=2000, trak_group_sizes=GROUP_SIZES,
     ),
     "mnist": dict(
         title="MNIST size (MLP 150x3)", n=60000, n_features=784, n_classes=10,
         hidden=(150, 150, 150), n_test=2000, naive_subset=500,
+        trak_group_sizes=(1, 64, 1024),  # ~1 min per TRAK run: three columns keep the run short
     ),
 }
 
@@ -308,13 +326,22 @@ def naive_agreement(naive_g1, tracin_g1, X, subset):
 # ---------------------------------------------------------------------------
 
 
-def run_workload(name, spec, device, repeats=REPEATS):
+def setup_workload(spec, device):
+    """``(X, y, X_test, y_test), module, net``: data, the L module and the frozen net.
+
+    Deterministic: calling it again gives the same data, module and net.
+    """
     X, y, X_test, y_test = make_data(spec)
     torch.manual_seed(0)
     module = MLP(spec["n_features"], spec["n_classes"], spec["hidden"]).to(device).eval()
     net = make_classifier(spec["hidden"], max_epochs=1, random_state=0, device=str(device))
     net.fit(X[:N_FIT_NET], y[:N_FIT_NET])
     net.module_.eval()
+    return (X, y, X_test, y_test), module, net
+
+
+def run_workload(name, spec, device, repeats=REPEATS):
+    (X, y, X_test, y_test), module, net = setup_workload(spec, device)
 
     L = epoch_seconds(module, X, y, device, repeats)
     tracin, stages, projected = {}, {}, {}
@@ -365,6 +392,176 @@ def verdicts(result):
         f"projected <= {p_max:g} L": (worst_projected <= p_max, f"worst {worst_projected:.2f} L"),
         f">= {s_min:g}x faster than naive": (worst_speedup >= s_min, f"worst {worst_speedup:.0f}x"),
     }
+
+
+# ---------------------------------------------------------------------------
+# influence functions and TRAK (Fisher, LiSSA, TRAK ensembles)
+# ---------------------------------------------------------------------------
+
+
+def attributor_run(make_attr, data, device, repeats):
+    """Fastest of ``repeats`` runs of ``make_attr().fit(X, y).score_groups(X_test, y_test)``.
+
+    Returns ``{"seconds", "timings", "warnings", "finite", "runs"}``: the
+    fastest run's ``timings_``, the messages of the ``ConvergenceWarning``s
+    it raised, whether its scores are all finite, and every run's seconds.
+    Other warnings are shown as usual.
+    """
+    X, y, X_test, y_test = data
+    runs = []
+    for _ in range(repeats):
+        attr = make_attr()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            seconds, scores = timed(lambda: attr.fit(X, y).score_groups(X_test, y_test), device)
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        runs.append({
+            "seconds": seconds, "timings": dict(attr.timings_),
+            "warnings": [str(w.message) for w in caught
+                         if issubclass(w.category, ConvergenceWarning)],
+            "finite": bool(np.isfinite(scores).all()),
+        })
+        del attr, scores
+    best = dict(min(runs, key=lambda r: r["seconds"]))
+    best["runs"] = [r["seconds"] for r in runs]
+    best["warnings_all_runs"] = sum(len(r["warnings"]) for r in runs)
+    return best
+
+
+def fisher_rows(net, data, variant, device, repeats):
+    """Fisher influence (``n_components=512``) of the frozen net at every group size."""
+
+    def make(g):
+        return lambda: skggda.InfluenceAttributor(
+            FrozenEstimator(net), grouper=skggda.RandomGrouper(group_size=g, random_state=0),
+            solver="fisher", fisher=variant, n_components=N_COMPONENTS,
+            batch_size=BATCH_SIZE, random_state=0,
+        )
+
+    return {g: attributor_run(make(g), data, device, repeats) for g in GROUP_SIZES}
+
+
+def lissa_steps_done(messages, lissa):
+    """Hessian-vector products LiSSA took before it stopped, from its divergence warning."""
+    total = lissa["lissa_repeat"] * lissa["lissa_depth"]
+    for message in messages:
+        found = re.search(r"diverged in run (\d+) at step (\d+)", message)
+        if found:
+            run, step = (int(v) for v in found.groups())
+            return (run - 1) * lissa["lissa_depth"] + step, total
+    return total, total
+
+
+def lissa_rows(net, data, lissa, device, repeats):
+    """LiSSA (paper defaults) of the frozen net: ``(rows, note)``.
+
+    All group sizes, unless the run at g=1 takes longer than
+    ``LISSA_MAX_RUN_SECONDS``: then g=1 and g=1024 only (``note`` says so).
+    """
+
+    def make(g):
+        return lambda: skggda.InfluenceAttributor(
+            FrozenEstimator(net), grouper=skggda.RandomGrouper(group_size=g, random_state=0),
+            solver="lissa", batch_size=BATCH_SIZE, random_state=0, **lissa,
+        )
+
+    rows, note = {}, None
+    for g in GROUP_SIZES:
+        if note is not None and g != GROUP_SIZES[-1]:
+            continue
+        rows[g] = attributor_run(make(g), data, device, repeats)
+        rows[g]["hvp_steps"] = lissa_steps_done(rows[g]["warnings"], lissa)
+        if g == 1 and rows[g]["seconds"] > LISSA_MAX_RUN_SECONDS:
+            note = (f"one LiSSA run took {rows[g]['seconds']:.0f} s > "
+                    f"{LISSA_MAX_RUN_SECONDS:.0f} s: run at g=1 and g={GROUP_SIZES[-1]} only")
+    return rows, note
+
+
+def trak_recipe(spec, device):
+    """The unfitted net every TRAK member clones: 1 epoch, lr 1e-2."""
+    return make_classifier(spec["hidden"], device=str(device), **TRAK_RECIPE)
+
+
+def member_training_seconds(recipe, X, y, device, repeats):
+    """Seconds to train one member alone: ``clone(recipe).fit`` on a random half (min)."""
+    n = len(X)
+    half = np.sort(np.random.RandomState(0).choice(
+        n, max(1, int(round(TRAK_TRAIN_FRACTION * n))), replace=False))
+    seconds, _ = timed(lambda: clone(recipe).fit(X[half], y[half]), device, repeats)
+    return seconds
+
+
+def trak_rows(recipe, data, group_sizes, device, repeats):
+    """TRAK (10 members, ``n_components=512``) at ``group_sizes``."""
+
+    def make(g):
+        return lambda: skggda.TRAKAttributor(
+            recipe, grouper=skggda.RandomGrouper(group_size=g, random_state=0),
+            n_models=TRAK_MODELS, train_fraction=TRAK_TRAIN_FRACTION,
+            n_components=N_COMPONENTS, batch_size=BATCH_SIZE, random_state=0,
+        )
+
+    return {g: attributor_run(make(g), data, device, repeats) for g in group_sizes}
+
+
+def run_influence(spec, device, repeats, quick=False):
+    """Fisher (batched, empirical), LiSSA and TRAK on the workload's data and frozen net.
+
+    ``quick`` divides LiSSA's ``lissa_repeat`` by 10 (its cost does not
+    depend on n, so ``--quick`` would not shorten it otherwise).
+    """
+    data, _, net = setup_workload(spec, device)
+    X, y = data[:2]
+    lissa = dict(LISSA, lissa_repeat=max(1, LISSA["lissa_repeat"] // 10)) if quick else LISSA
+    recipe = trak_recipe(spec, device)
+    out = {
+        "fisher_batched": fisher_rows(net, data, "batched", device, repeats),
+        "fisher_empirical": fisher_rows(net, data, "empirical", device, repeats),
+        "lissa_params": lissa,
+    }
+    out["lissa"], out["lissa_note"] = lissa_rows(net, data, lissa, device, repeats)
+    out["trak_group_sizes"] = list(spec["trak_group_sizes"])
+    out["trak_member_training_seconds"] = member_training_seconds(recipe, X, y, device, repeats)
+    out["trak"] = trak_rows(recipe, data, spec["trak_group_sizes"], device, repeats)
+    return out
+
+
+def trak_per_model(row, training):
+    """``(ensemble / n_models, overhead = that - one member's training)`` in seconds."""
+    per_model = row["timings"].get("gradients.ensemble", float("nan")) / TRAK_MODELS
+    return per_model, per_model - training
+
+
+def influence_verdicts(result):
+    """``{target: (passed, detail)}`` of the influence / TRAK part, on the worst cell."""
+    L, inf = result["L_seconds"], result["influence"]
+    T = INFLUENCE_TARGETS
+    out = {}
+    for variant in ("batched", "empirical"):
+        rows = inf[f"fisher_{variant}"]
+        g = max(rows, key=lambda g: rows[g]["seconds"])
+        worst = rows[g]["seconds"] / L
+        out[f"Fisher ({variant}) <= {T['fisher_max_L']:g} L"] = (
+            worst <= T["fisher_max_L"], f"worst {worst:.2f} L at g={g}")
+    lissa = inf["lissa"]
+    shares = {g: r["timings"].get("scoring.solve", 0.0) / r["seconds"] for g, r in lissa.items()}
+    g = min(shares, key=shares.get)
+    diverged = sum(r["hvp_steps"][0] < r["hvp_steps"][1] for r in lissa.values())
+    note = f"; diverged early at {diverged} of {len(lissa)} group sizes" if diverged else ""
+    out[f"LiSSA HVP share >= {T['lissa_min_hvp_share']:.0%}"] = (
+        shares[g] >= T["lissa_min_hvp_share"], f"worst {shares[g]:.1%} at g={g}{note}")
+    g_last = GROUP_SIZES[-1]
+    growth = lissa[g_last]["seconds"] / lissa[1]["seconds"]
+    out[f"LiSSA g={g_last} <= {T['lissa_max_growth']:g}x g=1"] = (
+        growth <= T["lissa_max_growth"], f"{growth:.2f}x{note}")
+    training = inf["trak_member_training_seconds"]
+    overheads = {g: trak_per_model(r, training)[1] / L for g, r in inf["trak"].items()}
+    g = max(overheads, key=overheads.get)
+    out[f"TRAK per model <= training + {T['trak_overhead_max_L']:g} L"] = (
+        overheads[g] <= T["trak_overhead_max_L"], f"worst overhead {overheads[g]:.2f} L at g={g}")
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -426,6 +623,99 @@ def print_report(result, meta):
         print(f"  target {target:<34} {'PASS' if ok else 'FAIL'}  ({detail})")
 
 
+def stage_keys(rows):
+    """``timings_`` keys of all ``rows``: top-level stages in pipeline order, each
+    followed by its dotted sub-stages."""
+    keys = []
+    for row in rows.values():
+        keys += [k for k in row["timings"] if k not in keys]
+    order = ["training", "grouping", "gradients", "scoring"]
+    tops = [k for k in order if k in keys] + [k for k in keys if "." not in k and k not in order]
+    return [(top, [k for k in keys if k.startswith(top + ".")]) for top in tops]
+
+
+def format_influence(result):
+    """Rows = methods and their stages, columns = group sizes, cells = ratio to L."""
+    L, inf = result["L_seconds"], result["influence"]
+    width = 40
+    head = f"{'method (ratio to L)':<{width}}" + "".join(f"{'g=' + str(g):>9}" for g in GROUP_SIZES)
+    lines = [head, "-" * len(head)]
+
+    def row(label, rows, value_of, fmt="{:.2f}"):
+        cells = (fmt.format(value_of(rows[g])) if g in rows else "-" for g in GROUP_SIZES)
+        lines.append(f"{label:<{width}}" + "".join(f"{c:>9}" for c in cells))
+
+    def method(label, rows):
+        row(label, rows, lambda r: r["seconds"] / L)
+        for top, subs in stage_keys(rows):
+            row(f"  timings_['{top}']", rows, lambda r: r["timings"].get(top, 0.0) / L)
+            for sub in subs:
+                row(f"    ['{sub}']", rows, lambda r: r["timings"].get(sub, 0.0) / L)
+        row("  other (validation, checks)", rows, lambda r: (
+            r["seconds"] - sum(v for k, v in r["timings"].items() if "." not in k)) / L)
+
+    for variant in ("batched", "empirical"):
+        method(f"Fisher r={N_COMPONENTS}, {variant} (fit+score)", inf[f"fisher_{variant}"])
+    lissa, p = inf["lissa"], inf["lissa_params"]
+    method(f"LiSSA {p['lissa_repeat']}x{p['lissa_depth']} HVPs of {p['lissa_batch_size']} "
+           "(fit+score)", lissa)
+    row("  HVP share: scoring.solve / total", lissa,
+        lambda r: r["timings"].get("scoring.solve", 0.0) / r["seconds"], "{:.1%}")
+    row("  HVPs done (fastest run)", lissa, lambda r: r["hvp_steps"][0], "{}")
+    row("  ConvergenceWarnings (all repeats)", lissa, lambda r: r["warnings_all_runs"], "{}")
+    row("  scores finite (fastest run)", lissa, lambda r: "yes" if r["finite"] else "NO", "{}")
+    trak, training = inf["trak"], inf["trak_member_training_seconds"]
+    method(f"TRAK {TRAK_MODELS} models, r={N_COMPONENTS} (fit+score)", trak)
+    row(f"  per model: ensemble / {TRAK_MODELS}", trak,
+        lambda r: trak_per_model(r, training)[0] / L)
+    row("  per model: one member trained alone", trak, lambda r: training / L)
+    row("  per model: overhead (ensemble - train)", trak,
+        lambda r: trak_per_model(r, training)[1] / L)
+    row(f"  same, + scoring / {TRAK_MODELS} (info)", trak, lambda r: (
+        trak_per_model(r, training)[1] + r["timings"].get("scoring", 0.0) / TRAK_MODELS) / L)
+    return "\n".join(lines)
+
+
+def print_contention(load, what):
+    if load is not None:
+        print(
+            f"contention: other processes used {load['others_cpu']:.1f} CPU-s and steal "
+            f"{load['steal']:.1f} s during {what}'s {load['wall']:.1f} s "
+            f"(this process: {load['own_cpu']:.1f} CPU-s)"
+        )
+
+
+def print_influence_report(result, meta):
+    inf, p = result["influence"], result["influence"]["lissa_params"]
+    print(
+        f"\n-- {result['title']}: influence functions and TRAK, fit + score_groups(X_test, "
+        f"y_test), min of {meta['repeats']}; same L ({result['L_seconds']:.4f} s) --"
+    )
+    print(
+        f"Fisher: InfluenceAttributor(frozen net, solver='fisher', n_components={N_COMPONENTS}); "
+        f"LiSSA: damping {p['damping']:g}, repeat {p['lissa_repeat']}, depth "
+        f"{p['lissa_depth']}, scale {p['lissa_scale']:g}, batch {p['lissa_batch_size']}; "
+        f"TRAK: make_classifier({tuple(result['hidden'])}, max_epochs="
+        f"{TRAK_RECIPE['max_epochs']}, lr={TRAK_RECIPE['lr']:g}), {TRAK_MODELS} members on "
+        f"random halves (timings_['training'] = the net on all data, for the groupers)"
+    )
+    print(format_influence(result))
+    if inf["lissa_note"]:
+        print(f"LiSSA: {inf['lissa_note']}")
+    skipped = [g for g in GROUP_SIZES if g not in inf["trak"]]
+    if skipped:
+        print(f"TRAK: run at g={', '.join(map(str, inf['trak_group_sizes']))} only on this "
+              f"workload (each run trains {TRAK_MODELS + 1} nets)")
+    warned = {m for r in inf["lissa"].values() for m in r["warnings"]}
+    for message in sorted(warned):
+        print(f"LiSSA warning: {message}")
+    print(f"TRAK member training alone: {inf['trak_member_training_seconds']:.3f} s "
+          f"(clone(recipe).fit on a random half, min of {meta['repeats']})")
+    print_contention(inf.get("contention"), "the influence part")
+    for target, (ok, detail) in influence_verdicts(result).items():
+        print(f"  target {target:<34} {'PASS' if ok else 'FAIL'}  ({detail})")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="n / 10 (and test / 10): smoke run")
@@ -433,6 +723,8 @@ def parse_args(argv=None):
         "--workloads", nargs="+", choices=sorted(WORKLOADS), default=["heloc", "mnist"]
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--no-influence", action="store_true",
+                        help="skip the influence / TRAK part (Fisher, LiSSA, TRAK)")
     parser.add_argument(
         "--repeats", type=int, default=REPEATS,
         help=f"time every measurement this many times, keep the fastest (default {REPEATS})",
@@ -469,7 +761,22 @@ def environment(args, device):
     }
 
 
+def with_contention(fn):
+    """``(fn(), contention)``: the result and the CPU others took while it ran."""
+    start, counters = time.perf_counter(), cpu_counters()
+    value = fn()
+    return value, contention(counters, cpu_counters(), time.perf_counter() - start)
+
+
+def all_verdicts(result):
+    out = dict(verdicts(result))
+    if "influence" in result:
+        out.update(influence_verdicts(result))
+    return out
+
+
 def main(argv=None):
+    wall_start = time.perf_counter()
     args = parse_args(argv)
     torch.set_num_threads(args.threads or available_cores())
     torch.manual_seed(0)
@@ -482,21 +789,26 @@ def main(argv=None):
         spec = dict(WORKLOADS[name])
         if args.quick:
             spec.update(n=spec["n"] // 10, n_test=spec["n_test"] // 10)
-        start, counters = time.perf_counter(), cpu_counters()
-        result = run_workload(name, spec, device, args.repeats)
-        result["contention"] = contention(
-            counters, cpu_counters(), time.perf_counter() - start
-        )
+        result, load = with_contention(lambda: run_workload(name, spec, device, args.repeats))
+        result["contention"] = load
         print_report(result, meta)
+        if not args.no_influence:
+            result["influence"], load = with_contention(
+                lambda: run_influence(spec, device, args.repeats, args.quick))
+            result["influence"]["contention"] = load
+            print_influence_report(result, meta)
         results.append(result)
     meta["loadavg_after"] = round(os.getloadavg()[0], 2)
+    meta["wall_seconds"] = time.perf_counter() - wall_start
     print(f"\nload average (1 min): before {meta['loadavg_before']}, after {meta['loadavg_after']}")
-    all_ok = all(ok for r in results for ok, _ in verdicts(r).values())
+    print(f"total wall time: {meta['wall_seconds']:.1f} s")
+    all_ok = all(ok for r in results for ok, _ in all_verdicts(r).values())
     print(f"\nOVERALL: {'PASS' if all_ok else 'FAIL'}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"meta": meta, "targets": TARGETS, "group_sizes": GROUP_SIZES, "results": results},
+                {"meta": meta, "targets": TARGETS, "influence_targets": INFLUENCE_TARGETS,
+                 "group_sizes": GROUP_SIZES, "results": results},
                 f, indent=2, default=str,
             )
         print(f"wrote {args.json}")

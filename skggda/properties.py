@@ -49,6 +49,14 @@ class EvaluationData:
     losses : ndarray or None
         Per-sample losses, when the property asked for them
         (``needs_losses``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.properties import ClassLoss, EvaluationData
+    >>> data = EvaluationData(np.zeros((4, 2)), np.array([0, 1, 1, 0]), np.array(["a", "b"]))
+    >>> ClassLoss("b").weights(data).tolist()
+    [0.0, 0.5, 0.5, 0.0]
     """
 
     def __init__(self, X, y, classes, losses=None):
@@ -62,6 +70,17 @@ class Property:
     encoded labels, given the net's per-sample loss ``loss_fn``) and, when
     the weights are not ``1 / n``, :meth:`weights`. ``greater_is_better``
     says which way is good.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skggda.properties import Property
+    >>> class Confidence(Property):
+    ...     greater_is_better = True
+    ...     def terms(self, output, y, loss_fn):
+    ...         return torch.softmax(output, 1).max(1).values
+    >>> Confidence().sign
+    -1.0
     """
 
     greater_is_better = False

@@ -180,7 +180,7 @@ class BaseAttributor(BaseEstimator):
 
         Returns
         -------
-        scores : ndarray of shape (n_groups_,)
+        scores : ndarray of shape (n_groups,)
             Higher means the group helps: removing it is predicted to make the
             property worse (test loss goes up). Entry ``j`` belongs to
             ``groups_[j]``.
@@ -203,7 +203,7 @@ class BaseAttributor(BaseEstimator):
 
         Returns
         -------
-        attributions : ndarray of shape (n_samples, n_groups_), float32
+        attributions : ndarray of shape (n_samples, n_groups), float32
             float32 because at group size 1 the matrix has one entry per
             pair of evaluation and training samples.
         """

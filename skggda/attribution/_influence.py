@@ -80,7 +80,7 @@ class InfluenceAttributor(BaseAttributor):
 
     Attributes
     ----------
-    estimator_, grouper_, labels_, groups_, n_groups_, classes_, n_features_in_
+    estimator_, grouper_, labels_, groups_, n_groups_, classes_, n_features_in_ : see :class:`TracInAttributor`
         As for :class:`TracInAttributor`.
     timings_ : dict of str to float
         Seconds per stage; dotted keys break a stage down (e.g.

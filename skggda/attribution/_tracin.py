@@ -90,7 +90,7 @@ class TracInAttributor(BaseAttributor):
         The fitted grouper, when ``grouper`` was given.
     labels_ : ndarray of shape (n_samples,)
         Group of every training sample, in ``0..n_groups_-1``.
-    groups_ : ndarray of shape (n_groups_,)
+    groups_ : ndarray of shape (n_groups,)
         Original label of each group (the values passed as ``groups``).
     n_groups_ : int
         Number of groups.

@@ -69,7 +69,7 @@ class TRAKAttributor(BaseAttributor):
         The ensemble members.
     subsets_ : list of ndarray
         Training indices of every member.
-    estimator_, grouper_, labels_, groups_, n_groups_, classes_, timings_, n_features_in_
+    estimator_, grouper_, labels_, groups_, n_groups_, classes_, timings_, n_features_in_ : see :class:`TracInAttributor`
         As for :class:`TracInAttributor`.
 
     Examples

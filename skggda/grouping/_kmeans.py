@@ -102,7 +102,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
 
         Returns
         -------
-        distances : ndarray of shape (n_samples, n_groups_)
+        distances : ndarray of shape (n_samples, n_groups)
         """
         check_is_fitted(self)
         distances = center_distances(*self._whitened(X, y), batch_size=self.batch_size)
@@ -139,7 +139,7 @@ class KMeansGrouper(_KMeansGrouper):
     labels_ : ndarray of shape (n_samples,)
         Group of every training sample, in ``0..n_groups_-1``; no group is empty.
     n_groups_ : int
-    cluster_centers_ : ndarray of shape (n_groups_, n_features)
+    cluster_centers_ : ndarray of shape (n_groups, n_features)
         Centers in the original feature space.
     inertia_ : float
         Sum of squared distances to the centers, in the whitened space.
@@ -263,7 +263,7 @@ _MODEL_PARAMETERS = """
     labels_ : ndarray of shape (n_samples,)
         Group of every training sample, in ``0..n_groups_-1``; no group is empty.
     n_groups_ : int
-    cluster_centers_ : ndarray of shape (n_groups_, n_hidden)
+    cluster_centers_ : ndarray of shape (n_groups, n_hidden)
         Centers in the (unwhitened) feature space.
     estimator_ : skorch NeuralNetClassifier
         The net the features come from.

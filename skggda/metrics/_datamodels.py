@@ -56,6 +56,14 @@ class GroupLOOResult:
     full_badness : float
         Badness with all groups (mean over seeds).
     n_seeds : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import GroupLOOResult
+    >>> result = GroupLOOResult(np.array([0.1, -0.2, 0.05]), np.zeros(3), 0.5, 1)
+    >>> result.correlation([1.0, -1.0, 0.0])
+    1.0
     """
 
     effect: np.ndarray
@@ -92,6 +100,18 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
     Returns
     -------
     GroupLOOResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import group_leave_one_out
+    >>> from skggda.models import make_classifier
+    >>> X = np.random.RandomState(0).normal(size=(60, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> loo = group_leave_one_out(make_classifier((4,), max_epochs=2), X, y, X, y,
+    ...                           np.arange(60) % 3, random_state=0)
+    >>> loo.effect.shape
+    (3,)
     """
     X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
     y, y_test, classes = _encode(y, y_test)
@@ -124,6 +144,13 @@ class LDSResult:
     predicted, actual : ndarray of shape (n_subsets,) or (n_subsets, n_samples)
     subsets : ndarray of shape (n_subsets, n_groups), bool
         Which groups every subset kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import LDSResult
+    >>> LDSResult(0.4, 0.0, np.zeros(3), np.zeros(3), np.ones((3, 2), bool)).score
+    0.4
     """
 
     score: float
@@ -157,6 +184,19 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
     Returns
     -------
     LDSResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import linear_datamodeling_score
+    >>> from skggda.models import make_classifier
+    >>> X = np.random.RandomState(0).normal(size=(60, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> lds = linear_datamodeling_score(make_classifier((4,), max_epochs=2), X, y, X, y,
+    ...                                 np.zeros(6), np.arange(60) % 6, n_subsets=4,
+    ...                                 random_state=0)
+    >>> lds.actual.shape
+    (4,)
     """
     X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
     scores = np.asarray(scores, dtype=float)

@@ -98,6 +98,16 @@ class RemovalResult:
     n_seeds : int
     most_important : bool
         What was removed first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import RemovalResult
+    >>> result = RemovalResult(np.array([0.5]), np.array([0.7]), np.array([0.01]),
+    ...                        np.array([0.72]), np.array([0.01]), 0.74, 0.0,
+    ...                        np.array([[0.5, 0.5]]), 2, False)
+    >>> print(result.as_table().splitlines()[2])
+                          50%   70.0 ±  1.0%   72.0 ±  1.0%
     """
 
     fractions: np.ndarray
@@ -170,6 +180,20 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     Returns
     -------
     RemovalResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import removal_score
+    >>> from skggda.models import make_classifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(80, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> scores = rng.normal(size=80)  # an attribution, one group per point
+    >>> result = removal_score(make_classifier((4,), max_epochs=2), X, y, X, y, scores,
+    ...     np.arange(80), [0.25], most_important=True, n_seeds=1, random_state=0)
+    >>> result.accuracy.shape, result.random_accuracy.shape
+    ((1,), (1,))
     """
     X, X_test = np.asarray(X), np.asarray(X_test)
     encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
@@ -218,6 +242,20 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
     Returns
     -------
     RemovalResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import retraining_score
+    >>> from skggda.models import make_classifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(80, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> scores = rng.normal(size=80)  # an attribution, one group per point
+    >>> result = retraining_score(make_classifier((4,), max_epochs=2), X, y, X, y, scores,
+    ...     np.arange(80), fractions=[0.25], n_seeds=1, random_state=0)
+    >>> result.accuracy.shape, result.random_accuracy.shape
+    ((1,), (1,))
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=True, n_seeds=n_seeds, n_jobs=n_jobs,
@@ -233,6 +271,20 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     Returns
     -------
     RemovalResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import pruning_score
+    >>> from skggda.models import make_classifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(80, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> scores = rng.normal(size=80)  # an attribution, one group per point
+    >>> result = pruning_score(make_classifier((4,), max_epochs=2), X, y, X, y, scores,
+    ...     np.arange(80), fractions=[0.25], n_seeds=1, random_state=0)
+    >>> result.accuracy.shape, result.random_accuracy.shape
+    ((1,), (1,))
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=False, n_seeds=n_seeds, n_jobs=n_jobs,

@@ -21,6 +21,13 @@ class OneCycleSchedule(Callback):
     **kwargs
         Passed to :class:`torch.optim.lr_scheduler.OneCycleLR` (for example
         ``pct_start``); ``max_lr`` defaults to the net's ``lr``.
+
+    Examples
+    --------
+    >>> from skggda.models import OneCycleSchedule, make_classifier
+    >>> net = make_classifier((8,), callbacks=[("warmup", OneCycleSchedule(pct_start=0.1))])
+    >>> [name for name, _ in net.callbacks]
+    ['warmup', 'one_cycle']
     """
 
     def __init__(self, **kwargs):
@@ -65,6 +72,18 @@ class CheckpointRecorder(Callback):
         ``state_dict`` copies (on the CPU), one per epoch.
     learning_rates_ : list of float
         Mean learning rate of each epoch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.models import CheckpointRecorder, make_classifier
+    >>> X = np.random.RandomState(0).normal(size=(64, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype("int64")
+    >>> recorder = CheckpointRecorder()
+    >>> _ = make_classifier((4,), max_epochs=3, random_state=0,
+    ...                     callbacks=[("ckpt", recorder)]).fit(X, y)
+    >>> len(recorder.checkpoints_), len(recorder.learning_rates_)
+    (3, 3)
     """
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):

@@ -175,14 +175,14 @@ def make_classifier(
     :class:`~skggda.models.MLP`, shuffled batches of 128, all training data
     used for training (``train_split=None``). Paper settings (appendix B.1.2):
 
-    ========  ====================  =====  ======  ============
-    model     hidden_layer_sizes    lr     epochs  weight_decay
-    ========  ====================  =====  ======  ============
-    LR        ``()``                0.1    200     0
-    ANN-S     ``(50, 50)``          1e-3   300     4e-4
-    ANN-M     ``(200, 50)``         5e-4   400     4e-4
-    MNIST MLP ``(150, 150, 150)``   1e-3   50      0
-    ========  ====================  =====  ======  ============
+    ==========  ====================  =====  ======  ============
+    model       hidden_layer_sizes    lr     epochs  weight_decay
+    ==========  ====================  =====  ======  ============
+    LR          ``()``                0.1    200     0
+    ANN-S       ``(50, 50)``          1e-3   300     4e-4
+    ANN-M       ``(200, 50)``         5e-4   400     4e-4
+    MNIST MLP   ``(150, 150, 150)``   1e-3   50      0
+    ==========  ====================  =====  ======  ============
 
     Parameters
     ----------
