@@ -44,6 +44,44 @@ check.
 Targets (PASS/FAIL per workload): TracIn <= 3 L and projected <= 5 L at every
 group size, and TracIn >= 30x faster than the naive loop at every group size.
 
+Influence functions and TRAK (a second table per workload, same L, same
+data and frozen net; ``--no-influence`` skips it). Every cell is ``fit(X, y)``
++ ``score_groups(X_test, y_test)`` (min over ``--repeats``), with all keys of
+``attr.timings_`` printed as indented stage rows:
+
+* ``Fisher r=512, batched`` / ``empirical`` --
+  ``InfluenceAttributor(FrozenEstimator(net), grouper=RandomGrouper(g),
+  solver="fisher", fisher=..., n_components=512)``. Target: <= 6 L at every
+  group size (each variant).
+* ``LiSSA`` -- ``solver="lissa"`` with the paper's defaults (damping 1e-3,
+  ``lissa_repeat`` 20, ``lissa_depth`` 200, ``lissa_scale`` 50,
+  ``lissa_batch_size`` 128): its cost is the same at every group size by
+  design. Run at every group size unless one run at g=1 takes more than
+  ``LISSA_MAX_RUN_SECONDS`` (then g=1 and g=1024 only; the report says so).
+  Targets: the Hessian-vector products (``timings_['scoring.solve']``) are
+  >= 80% of the total at every group size ("dominated by HVPs"), and the
+  total at g=1024 is within 1.3x of g=1 ("does not grow with k"). LiSSA stops
+  early with a ``ConvergenceWarning`` (and NaN scores) when it diverges --
+  possible on random-data nets, whose Hessian is indefinite; the rows ``HVPs
+  done`` and ``ConvergenceWarnings`` show it, and a truncated run makes its
+  time meaningless.
+* ``TRAK 10 models`` -- ``TRAKAttributor(recipe, grouper=RandomGrouper(g),
+  n_models=10, n_components=512)`` with ``recipe = make_classifier(hidden,
+  max_epochs=1, lr=1e-2, random_state=0)`` unfitted: each member trains one
+  epoch on a random half (``timings_['gradients.ensemble']``: the 10
+  trainings and their gradient passes); ``timings_['training']`` is the net
+  trained once on all data (for the groupers), excluded from the per-model
+  figures. ``one member trained alone`` is ``clone(recipe).fit`` on a random
+  half, timed separately (min over ``--repeats``). Target: per-model overhead
+  = ensemble / 10 - one member's training <= 6 L at every group size run (the
+  row ``+ scoring / 10`` adds each member's share of ``score_groups``, for
+  information). All group sizes on HELOC size; g = 1, 64, 1024 on MNIST size
+  (each run trains 11 nets: ~35 s there on 2 cores).
+
+``--quick`` also divides LiSSA's ``lissa_repeat`` by 10 (its cost does not
+depend on n); quick ratios are dominated by fixed overheads and only check
+that the script runs.
+
 How to read it
 --------------
 A ratio of 1.5 means the method costs one and a half training epochs,
@@ -64,6 +102,10 @@ Usage
     python benchmarks/bench_engine.py --quick            # n / 10: smoke run
     python benchmarks/bench_engine.py --workloads heloc --json out.json
     python benchmarks/bench_engine.py --device cuda --threads 8
+    python benchmarks/bench_engine.py --no-influence     # TracIn table only (~4 min)
+
+A full run takes ~30 minutes on 2 cores, most of it LiSSA at MNIST size
+(~80 s a run, 12 runs).
 
 ``--threads`` defaults to the number of cores available to the process;
 ``--device`` defaults to ``cuda`` when available. Data stays in host memory

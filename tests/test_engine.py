@@ -101,10 +101,46 @@ def test_plan_uses_linear_fast_path_where_it_can():
     assert plan.n_params == sum(p.numel() for p in module.parameters())
 
 
-def test_plan_sends_conv_and_norm_to_the_generic_block():
+def test_plan_puts_convs_on_the_fast_path_and_norms_in_the_generic_block():
     plan = _engine.make_plan(ConvNet().eval(), per_sample_loss, torch.zeros(3, 2, 4, 4))
-    assert [b.module_name for b in plan.linear_blocks] == ["head"]
-    assert plan.generic.names == ["conv.weight", "conv.bias", "norm.weight", "norm.bias"]
+    assert [b.module_name for b in plan.linear_blocks] == ["conv", "head"]
+    assert plan.generic.names == ["norm.weight", "norm.bias"]
+
+
+class StridedConvNet(nn.Module):
+    """Convolutions with stride, dilation, no bias and a non-square kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, (3, 2), stride=2, padding=1, bias=False)
+        self.b = nn.Conv2d(4, 5, 3, dilation=2, padding=2)
+        self.grouped = nn.Conv2d(5, 5, 1, groups=5)  # grouped: generic path
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.grouped(torch.relu(self.b(torch.relu(self.a(x)))))
+        return self.head(h.mean((2, 3)))
+
+
+def test_conv_fast_path_matches_reference_with_stride_dilation_and_groups():
+    torch.manual_seed(0)
+    module = StridedConvNet()
+    X, y = data(n=9, shape=(3, 7, 6))
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    assert [b.module_name for b in plan.linear_blocks] == ["a", "b", "head"]
+    assert plan.generic.names == ["grouped.weight", "grouped.bias"]
+    expected = reference_gradients(module, X, y)
+    got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    labels = np.array([0, 1, 1, 2, 0, 2, 2, 1, 0])
+    groups = flat_in_param_order(plan, _engine.group_gradients(plan, X, y, labels, 3,
+                                                               batch_size=4), module)
+    torch.testing.assert_close(groups, torch.zeros(3, expected.shape[1]).index_add_(
+        0, torch.as_tensor(labels), expected), rtol=1e-4, atol=1e-5)
+    v = expected.mean(0)
+    dots = _engine.gradient_dots(plan, X, y, [t[None] for t in plan.from_param_grads(
+        _unflatten_param_order(plan, module, v))], batch_size=4)
+    torch.testing.assert_close(dots[:, 0].float(), expected @ v, rtol=1e-4, atol=1e-5)
 
 
 def test_per_sample_gradients_match_one_backward_per_sample(case):

@@ -83,13 +83,14 @@ class LinearCapture:
                 )
             a_parts, d_parts = [], []
             for act in acts:
-                batch = act.shape[0]
-                act = act.reshape(batch, -1, act.shape[-1])
+                act = block.activation_rows(act)
                 grad = next(grads)
                 if grad is None:  # this output does not reach the loss
-                    grad = act.new_zeros(batch, act.shape[1], block.out_dim)
+                    grad = act.new_zeros(act.shape[0], act.shape[1], block.out_dim)
+                else:
+                    grad = block.gradient_rows(grad.detach())
                 a_parts.append(act)
-                d_parts.append(grad.detach().reshape(batch, -1, block.out_dim))
+                d_parts.append(grad)
             if len(a_parts) == 1:
                 result.append((a_parts[0], d_parts[0]))
             else:

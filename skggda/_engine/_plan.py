@@ -2,10 +2,12 @@
 
 A :class:`GradientPlan` splits the selected parameters into *blocks*:
 
-* one :class:`LinearBlock` per ``nn.Linear`` that is called with the batch as
-  its leading dimension and owns its parameters alone. Its per-sample gradient
-  is an outer product of the layer's output gradient and input activation,
-  which the engine reads from hooks during one ordinary backward pass;
+* one :class:`LinearBlock` per ``nn.Linear`` (or :class:`ConvBlock` per
+  ``nn.Conv2d``) that is called with the batch as its leading dimension and
+  owns its parameters alone. Its per-sample gradient is a sum of outer
+  products of the layer's output gradients and input activations (one per
+  token or output position), which the engine reads from hooks during one
+  backward pass;
 * one :class:`GenericBlock` holding everything else (convolutions, embeddings,
   norm layers, shared weights, ...), handled by ``torch.func``.
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ._data import forward
 
@@ -41,11 +44,28 @@ class LinearBlock:
         return self.module.out_features
 
     @property
+    def n_inputs(self) -> int:
+        """Width of one activation row (before the bias column)."""
+        return self.module.in_features
+
+    @property
     def in_dim(self) -> int:
         """Columns of the augmented activation: inputs (if weight) plus a one (if bias)."""
-        return (self.module.in_features if self.weight_name else 0) + (
-            1 if self.bias_name else 0
-        )
+        return (self.n_inputs if self.weight_name else 0) + (1 if self.bias_name else 0)
+
+    def activation_rows(self, activation: torch.Tensor) -> torch.Tensor:
+        """A call's input as ``(batch, rows, n_inputs)``."""
+        return activation.reshape(activation.shape[0], -1, activation.shape[-1])
+
+    def gradient_rows(self, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient of a call's output as ``(batch, rows, out_dim)``."""
+        return grad.reshape(grad.shape[0], -1, self.out_dim)
+
+    def _weight_matrix(self, weight_grad):
+        return weight_grad
+
+    def _weight_tensor(self, matrix):
+        return matrix
 
     @property
     def size(self) -> int:
@@ -72,7 +92,7 @@ class LinearBlock:
         """
         out = 0
         if self.weight_name:
-            out = (values[..., : self.module.in_features] * activation).sum(-1)
+            out = (values[..., : self.n_inputs] * activation).sum(-1)
         if self.bias_name:
             out = out + values[..., -1]
         return out
@@ -80,19 +100,53 @@ class LinearBlock:
     def from_param_grads(self, grads: dict) -> torch.Tensor:
         parts = []
         if self.weight_name:
-            parts.append(grads[self.weight_name])
+            parts.append(self._weight_matrix(grads[self.weight_name]))
         if self.bias_name:
             parts.append(grads[self.bias_name].unsqueeze(-1))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def to_param_grads(self, matrix: torch.Tensor) -> dict:
         out = {}
-        n_in = self.module.in_features
         if self.weight_name:
-            out[self.weight_name] = matrix[..., :n_in]
+            out[self.weight_name] = self._weight_tensor(matrix[..., : self.n_inputs])
         if self.bias_name:
             out[self.bias_name] = matrix[..., -1]
         return out
+
+
+@dataclass(eq=False)
+class ConvBlock(LinearBlock):
+    """An ``nn.Conv2d`` (``groups=1``, zero padding) on the same fast path.
+
+    A convolution is a linear layer applied at every output position to the
+    unfolded input patch: its rows are the ``H' W'`` positions, its inputs
+    the ``C_in k_h k_w`` patch entries, and its weight the
+    ``(C_out, C_in k_h k_w)`` matrix.
+    """
+
+    @property
+    def out_dim(self) -> int:
+        return self.module.out_channels
+
+    @property
+    def n_inputs(self) -> int:
+        kh, kw = self.module.kernel_size
+        return self.module.in_channels * kh * kw
+
+    def activation_rows(self, activation):
+        conv = self.module
+        patches = F.unfold(activation, conv.kernel_size, dilation=conv.dilation,
+                           padding=conv.padding, stride=conv.stride)
+        return patches.transpose(1, 2)
+
+    def gradient_rows(self, grad):
+        return grad.flatten(2).transpose(1, 2)
+
+    def _weight_matrix(self, weight_grad):
+        return weight_grad.flatten(-3)
+
+    def _weight_tensor(self, matrix):
+        return matrix.reshape(*matrix.shape[:-1], *self.module.weight.shape[1:])
 
 
 @dataclass(eq=False)
@@ -239,6 +293,21 @@ def select_parameters(module: nn.Module, param_subset="all") -> dict:
     return {n: named[n] for n in named if n in selected}
 
 
+def _block_type(module):
+    """The fast-path block class for ``module``, or ``None`` for the generic path."""
+    if type(module).forward is nn.Linear.forward and isinstance(module, nn.Linear):
+        return LinearBlock
+    if (
+        isinstance(module, nn.Conv2d)
+        and type(module).forward is nn.Conv2d.forward
+        and module.groups == 1
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+    ):
+        return ConvBlock
+    return None
+
+
 def _shared_parameter_ids(module: nn.Module) -> set:
     """Ids of parameters owned by more than one module (tied weights)."""
     owners: dict[int, int] = {}
@@ -296,7 +365,7 @@ def make_plan(module, loss_fn, X_probe, param_subset="all") -> GradientPlan:
 
     candidates = {}
     for mod_name, mod in module.named_modules():
-        if not isinstance(mod, nn.Linear) or type(mod).forward is not nn.Linear.forward:
+        if _block_type(mod) is None:
             continue
         own = [p for p in mod.parameters(recurse=False) if id(p) in by_id]
         if own and not any(id(p) in shared for p in mod.parameters(recurse=False)):
@@ -314,7 +383,7 @@ def make_plan(module, loss_fn, X_probe, param_subset="all") -> GradientPlan:
             continue
         weight_name = by_id.get(id(mod.weight))
         bias_name = by_id.get(id(mod.bias)) if mod.bias is not None else None
-        linear_blocks.append(LinearBlock(mod_name, mod, weight_name, bias_name))
+        linear_blocks.append(_block_type(mod)(mod_name, mod, weight_name, bias_name))
         covered.update(n for n in (weight_name, bias_name) if n)
     rest = [n for n in params if n not in covered]
     generic = GenericBlock(rest, [params[n] for n in rest]) if rest else None

@@ -161,7 +161,7 @@ class Projector:
             return block.augment(acts)
         if not block.weight_name:
             return p_in[0].expand(*acts.shape[:-1], p_in.shape[1])
-        n_in = block.module.in_features
+        n_in = block.n_inputs
         return F.linear(acts, p_in[:n_in].T, p_in[n_in] if block.bias_name else None)
 
     def flat(self, index: int, grads: torch.Tensor) -> torch.Tensor:
