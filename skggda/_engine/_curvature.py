@@ -36,8 +36,10 @@ def _hvp_on_batch(plan, X_batch, y_batch):
     """``V (m, p) -> (m, p)``: products with the Hessian of the batch's mean loss."""
     names = list(plan.params)
     primals = {name: plan.params[name].detach() for name in names}
+    constants = {n: p.detach() for n, p in plan.module.named_parameters() if n not in primals}
 
     def mean_loss(params):
+        params = {**constants, **params}
         output = (functional_call(plan.module, params, (), X_batch) if isinstance(X_batch, dict)
                   else functional_call(plan.module, params, (X_batch,)))
         return plan.loss_fn(output, y_batch).mean()

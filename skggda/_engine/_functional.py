@@ -24,12 +24,20 @@ def _detached(plan, names):
     return {name: plan.params[name].detach() for name in names}
 
 
+def _constants(plan, names):
+    """Every other parameter, detached: ``torch.func`` must not trace through them."""
+    names = set(names)
+    return {n: p.detach() for n, p in plan.module.named_parameters() if n not in names}
+
+
 def per_sample_grads(plan, names, X, y) -> dict:
     """Gradients of each sample's loss: name -> ``(batch, *param.shape)``."""
 
+    constants = _constants(plan, names)
+
     def sample_loss(params, x, target):
         x = tree_map(lambda t: t.unsqueeze(0), x)
-        out = _call(plan.module, params, x)
+        out = _call(plan.module, {**constants, **params}, x)
         return plan.loss_fn(out, target.unsqueeze(0)).sum()
 
     return vmap(grad(sample_loss), in_dims=(None, 0, 0))(_detached(plan, names), X, y)
@@ -42,8 +50,10 @@ def chunk_grads(plan, names, X, y, mask) -> dict:
     name -> ``(chunks, *param.shape)``.
     """
 
+    constants = _constants(plan, names)
+
     def chunk_loss(params, x, target, weight):
-        out = _call(plan.module, params, x)
+        out = _call(plan.module, {**constants, **params}, x)
         return (plan.loss_fn(out, target) * weight).sum()
 
     return vmap(grad(chunk_loss), in_dims=(None, 0, 0, 0))(
@@ -58,9 +68,10 @@ def directional_derivatives(plan, X, y, tangents: dict) -> torch.Tensor:
     """
     primals = _detached(plan, list(plan.params))
     tangents = {name: tangents[name] for name in primals}  # pytree order must match
+    constants = _constants(plan, primals)
 
     def losses(params):
-        return plan.loss_fn(_call(plan.module, params, X), y)
+        return plan.loss_fn(_call(plan.module, {**constants, **params}, X), y)
 
     def along(tangent):
         return jvp(losses, (primals,), (tangent,))[1]

@@ -14,8 +14,9 @@ from sklearn.utils import check_random_state
 
 from ._callbacks import OneCycleSchedule
 from ._mlp import MLP
+from ._resnet import ResNet18
 
-_DIM_PARAMS = ("n_features", "n_classes")
+_DIM_PARAMS = ("n_features", "n_classes", "in_channels")
 # torch's RNG is global to the process: seeded fits in concurrent threads
 # (joblib's threading backend, Dask thread workers) would interleave their
 # draws, so they take turns.
@@ -29,9 +30,10 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
       inside :func:`torch.random.fork_rng`: fits are repeatable and the
       caller's global torch RNG is left exactly as it was. ``None`` uses the
       global RNG as skorch does.
-    * Modules whose constructor takes ``n_features`` / ``n_classes`` (such as
-      :class:`~skggda.models.MLP`) get them from the training data unless they
-      are set with ``module__n_features`` / ``module__n_classes``.
+    * Modules whose constructor takes ``n_features`` / ``n_classes`` /
+      ``in_channels`` (such as :class:`~skggda.models.MLP` and
+      :class:`~skggda.models.ResNet18`) get them from the training data unless
+      they are set with ``module__...``.
     * Floating inputs are cast to the module's dtype, so float64 arrays work.
 
     All other parameters are skorch's; see :class:`skorch.NeuralNetClassifier`.
@@ -73,6 +75,8 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
             dims["n_features"] = int(np.prod(np.shape(X)[1:]))
         if "n_classes" in wanted and y is not None:
             dims["n_classes"] = _count_classes(y, self.classes)
+        if "in_channels" in wanted and not isinstance(X, dict) and np.ndim(X) == 4:
+            dims["in_channels"] = int(np.shape(X)[1])
         self.module_dims_ = dims
 
     def get_params_for(self, prefix):
@@ -224,6 +228,69 @@ def make_classifier(
         module=MLP,
         module__hidden_layer_sizes=tuple(hidden_layer_sizes),
         module__activation=activation,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        optimizer__weight_decay=weight_decay,
+        lr=lr,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        train_split=None,
+        iterator_train__shuffle=True,
+        callbacks=callbacks,
+        device=device,
+        verbose=verbose,
+        random_state=random_state,
+        **kwargs,
+    )
+
+
+def make_resnet_classifier(
+    *,
+    width=64,
+    lr=1e-2,
+    max_epochs=50,
+    batch_size=512,
+    weight_decay=0.0,
+    device="cpu",
+    random_state=None,
+    verbose=0,
+    **kwargs,
+):
+    """A skorch classifier training :class:`~skggda.models.ResNet18` with the paper's recipe.
+
+    Adam with PyTorch's ``OneCycleLR`` peaking at ``lr`` (paper, appendix
+    B.1.2: 0.01, 50 epochs, batches of 512, no weight decay). Inputs are
+    images of shape ``(n, C, H, W)``; ``C`` and the number of classes come
+    from the data.
+
+    Parameters
+    ----------
+    width : int, default=64
+        Channels of the first stage.
+    lr, max_epochs, batch_size, weight_decay, device, random_state, verbose
+        As for :func:`make_classifier`.
+    **kwargs
+        Other :class:`skorch.NeuralNetClassifier` parameters.
+
+    Returns
+    -------
+    SeededNeuralNetClassifier
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.models import make_resnet_classifier
+    >>> X = np.random.RandomState(0).normal(size=(16, 1, 8, 8)).astype("float32")
+    >>> y = np.arange(16) % 2
+    >>> net = make_resnet_classifier(width=4, max_epochs=1, random_state=0).fit(X, y)
+    >>> net.predict_proba(X).shape
+    (16, 2)
+    """
+    callbacks = list(kwargs.pop("callbacks", None) or [])
+    callbacks.append(("one_cycle", OneCycleSchedule()))
+    return SeededNeuralNetClassifier(
+        module=ResNet18,
+        module__width=width,
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.Adam,
         optimizer__weight_decay=weight_decay,
