@@ -96,15 +96,15 @@ def case(request):
 def test_plan_uses_linear_fast_path_where_it_can():
     module = mlp()
     plan = _engine.make_plan(module, per_sample_loss, torch.zeros(3, 5))
-    assert [b.module_name for b in plan.linear_blocks] == ["0", "2", "4"]
+    assert [b.module_name for b in plan.hook_blocks] == ["0", "2", "4"]
     assert plan.generic is None
     assert plan.n_params == sum(p.numel() for p in module.parameters())
 
 
-def test_plan_puts_convs_on_the_fast_path_and_norms_in_the_generic_block():
+def test_plan_puts_convs_and_norms_on_the_hook_path():
     plan = _engine.make_plan(ConvNet().eval(), per_sample_loss, torch.zeros(3, 2, 4, 4))
-    assert [b.module_name for b in plan.linear_blocks] == ["conv", "head"]
-    assert plan.generic.names == ["norm.weight", "norm.bias"]
+    assert [b.module_name for b in plan.hook_blocks] == ["conv", "norm", "head"]
+    assert plan.generic is None
 
 
 class StridedConvNet(nn.Module):
@@ -127,8 +127,9 @@ def test_conv_fast_path_matches_reference_with_stride_dilation_and_groups():
     module = StridedConvNet()
     X, y = data(n=9, shape=(3, 7, 6))
     plan = _engine.make_plan(module, per_sample_loss, X[:5])
-    assert [b.module_name for b in plan.linear_blocks] == ["a", "b", "head"]
+    assert [b.module_name for b in plan.hook_blocks] == ["a", "b", "head"]
     assert plan.generic.names == ["grouped.weight", "grouped.bias"]
+    assert plan.generic is not None
     expected = reference_gradients(module, X, y)
     got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
@@ -207,16 +208,7 @@ def test_gradient_dots_equal_explicit_dot_products(case):
 
 def _split_flat(plan, flat):
     """Flat vectors in plan.flatten order -> per-parameter tensors with a leading dim."""
-    out, start = {}, 0
-    for block in plan.blocks:
-        stop = start + block.size
-        chunk = flat[:, start:stop]
-        if isinstance(block, GenericBlock):
-            out.update(block.to_param_grads(chunk))
-        else:
-            out.update(block.to_param_grads(chunk.reshape(-1, block.out_dim, block.in_dim)))
-        start = stop
-    return out
+    return plan.to_param_grads(plan.unflatten(flat))
 
 
 def test_linear_and_generic_paths_agree_on_a_linear_net():
@@ -310,7 +302,7 @@ def test_linear_called_twice_and_tied_weights():
     module = Shared()
     X, y = data(n=12, shape=(4,), classes=4)
     plan = _engine.make_plan(module, per_sample_loss, X[:5])
-    assert [b.module_name for b in plan.linear_blocks] == ["inner"]
+    assert [b.module_name for b in plan.hook_blocks] == ["inner"]
     expected = reference_gradients(module, X, y)
     got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)

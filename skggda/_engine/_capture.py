@@ -16,8 +16,8 @@ from contextlib import contextmanager
 import torch
 
 
-class LinearCapture:
-    """Context manager recording activations and outputs of linear blocks.
+class HookCapture:
+    """Context manager recording the inputs and outputs of the plan's hook blocks.
 
     Inside the context, run a forward pass and pass the summed per-sample loss
     to :meth:`rows`. It differentiates the loss with respect to the captured
@@ -26,7 +26,9 @@ class LinearCapture:
     activations ``A`` of shape ``(batch, rows, in_features)`` and output
     gradients ``D`` of shape ``(batch, rows, out)``. The bias column of ones
     is not materialised; see :meth:`LinearBlock.augment` and
-    :meth:`LinearBlock.contract`.
+    :meth:`LinearBlock.contract`. Convolutions give their unfolded patches
+    as rows and normalisation layers their normalised inputs (each block
+    says how, in ``activation_rows`` / ``gradient_rows``).
     """
 
     def __init__(self, blocks):

@@ -26,9 +26,8 @@ from torch.utils._pytree import tree_map
 from tqdm.auto import tqdm
 
 from . import _functional
-from ._capture import LinearCapture
+from ._capture import HookCapture
 from ._data import batch_slices, forward, module_device, module_dtype, n_samples, take, to_device
-from ._plan import LinearBlock
 
 
 @contextmanager
@@ -145,7 +144,7 @@ def gradient_dots(plan, X, y, directions, *, batch_size=512, progress=False):
     out = torch.zeros(n_samples(X), m, dtype=torch.float64, device=module_device(plan.module))
     with evaluating(plan.module):
         if plan.generic is None:
-            _linear_dots(plan, X, y, directions, batch_size, progress, out)
+            _hook_dots(plan, X, y, directions, batch_size, progress, out)
         else:
             tangents = plan.to_param_grads(directions)
             for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
@@ -154,21 +153,15 @@ def gradient_dots(plan, X, y, directions, *, batch_size=512, progress=False):
     return out
 
 
-def _linear_dots(plan, X, y, directions, batch_size, progress, out):
-    """Per-sample ``sum_t d_t^T V a_t`` for every linear block, as one GEMM per block."""
-    m = directions[0].shape[0]
-    # (m, out, in) -> (out, m * in): one matmul of the output gradients gives d^T V
-    # for all m directions at once.
-    flat_dirs = [v.permute(1, 0, 2).reshape(v.shape[1], -1) for v in directions]
-    with LinearCapture(plan.linear_blocks) as capture:
+def _hook_dots(plan, X, y, directions, batch_size, progress, out):
+    """Per-sample dot products for hook blocks, read off their captured rows."""
+    prepared = [block.prepare_directions(v) for block, v in zip(plan.hook_blocks, directions)]
+    with HookCapture(plan.hook_blocks) as capture:
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
             dots = 0.0
-            for block, (acts, grads), v in zip(plan.linear_blocks, rows, flat_dirs):
-                batch, n_rows = grads.shape[:2]
-                dv = (grads.reshape(batch * n_rows, -1) @ v).view(batch * n_rows, m, -1)
-                per_row = block.contract(dv, acts.reshape(batch * n_rows, 1, -1))
-                dots = dots + per_row.view(batch, n_rows, m).sum(1)
+            for block, (acts, grads), v in zip(plan.hook_blocks, rows, prepared):
+                dots = dots + block.dots(acts, grads, v)
             out[index] = dots.double()
 
 
@@ -217,7 +210,7 @@ def projected_gradients(
     fisher_matrix = torch.zeros(r, r, dtype=dtype, device=device) if fisher else None
     labels_t = None if labels is None else torch.as_tensor(labels, device=device)
     weights_t = _weights_tensor(group_weights, device, dtype)
-    with evaluating(plan.module), LinearCapture(plan.linear_blocks) as capture:
+    with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             batch_features = _project_batch(plan, projector, capture, X_batch, y_batch)
             if fisher:
@@ -237,7 +230,7 @@ def _weights_tensor(weights, device, dtype):
 
 def _project_batch(plan, projector, capture, X_batch, y_batch):
     parts = []
-    if plan.linear_blocks:
+    if plan.hook_blocks:
         rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
         for index, (acts, grads) in enumerate(rows):
             parts.append(projector.rows(index, acts, grads))
@@ -245,7 +238,7 @@ def _project_batch(plan, projector, capture, X_batch, y_batch):
         with capture.paused():
             grads = _functional.per_sample_grads(plan, plan.generic.names, X_batch, y_batch)
         flat = plan.generic.from_param_grads(grads)
-        parts.append(projector.flat(len(plan.linear_blocks), flat))
+        parts.append(projector.flat(len(plan.hook_blocks), flat))
     return torch.cat(parts, dim=1)
 
 
@@ -310,12 +303,10 @@ class ChunkLayout:
 def _chunk_sums(plan, capture, X_batch, y_batch, layout: ChunkLayout):
     """Per-chunk gradient sums of one batch, in block layout ``(n_chunks, ...)``."""
     sums = []
-    if plan.linear_blocks:
+    if plan.hook_blocks:
         rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
-        for block, (acts, grads) in zip(plan.linear_blocks, rows):
-            a = layout.pad(block.augment(acts)).flatten(1, 2)  # (chunks, cap * rows, in_aug)
-            d = layout.pad(grads).flatten(1, 2)  # (chunks, cap * rows, out)
-            sums.append(torch.bmm(d.transpose(1, 2), a))
+        for block, (acts, grads) in zip(plan.hook_blocks, rows):
+            sums.append(block.chunk_sums(acts, grads, layout))
     if plan.generic is not None:
         X_pad = tree_map(lambda t: layout.pad(t, fill=t[:1]), X_batch)
         y_pad = layout.pad(y_batch, fill=y_batch[:1])
@@ -325,10 +316,6 @@ def _chunk_sums(plan, capture, X_batch, y_batch, layout: ChunkLayout):
             grads = _functional.chunk_grads(plan, plan.generic.names, X_pad, y_pad, mask)
         sums.append(plan.generic.from_param_grads(grads))
     return sums
-
-
-def _block_shape(block):
-    return (block.out_dim, block.in_dim) if isinstance(block, LinearBlock) else (block.size,)
 
 
 def group_gradients(plan, X, y, labels, n_groups, *, batch_size=512, progress=False):
@@ -344,10 +331,10 @@ def group_gradients(plan, X, y, labels, n_groups, *, batch_size=512, progress=Fa
     order = np.argsort(labels, kind="stable")
     labels_t = torch.as_tensor(labels, device=device)
     out = [
-        torch.zeros(int(n_groups), *_block_shape(b), dtype=dtype, device=device)
+        torch.zeros(int(n_groups), *b.shape, dtype=dtype, device=device)
         for b in plan.blocks
     ]
-    with evaluating(plan.module), LinearCapture(plan.linear_blocks) as capture:
+    with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, order, progress):
             layout = ChunkLayout.from_sorted_labels(labels_t[index])
             for acc, chunk_sum in zip(out, _chunk_sums(plan, capture, X_batch, y_batch, layout)):
@@ -388,7 +375,7 @@ def per_sample_statistics(plan, X, y, labels, n_groups, *, group_weights=None,
 def per_sample_gradients(plan, X_batch, y_batch):
     """Per-sample loss gradients of one batch (already on the device), block layout."""
     layout = ChunkLayout.singletons(y_batch.shape[0], y_batch.device)
-    with evaluating(plan.module), LinearCapture(plan.linear_blocks) as capture:
+    with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
         return _chunk_sums(plan, capture, X_batch, y_batch, layout)
 
 

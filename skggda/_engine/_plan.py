@@ -72,6 +72,28 @@ class LinearBlock:
         return self.out_dim * self.in_dim
 
     @property
+    def shape(self) -> tuple:
+        """Shape of this block's gradient (without leading dimensions)."""
+        return (self.out_dim, self.in_dim)
+
+    def prepare_directions(self, directions):
+        """``(m, out, in)`` -> ``(out, m * in)``: one matmul of ``D`` then serves all ``m``."""
+        return directions.permute(1, 0, 2).reshape(directions.shape[1], -1)
+
+    def dots(self, acts, grads, prepared):
+        """``(batch, m)``: each sample's gradient dotted with the prepared directions."""
+        batch, n_rows = grads.shape[:2]
+        dv = (grads.reshape(batch * n_rows, -1) @ prepared).view(batch * n_rows, -1, self.in_dim)
+        per_row = self.contract(dv, acts.reshape(batch * n_rows, 1, -1))
+        return per_row.view(batch, n_rows, -1).sum(1)
+
+    def chunk_sums(self, acts, grads, layout):
+        """Gradient sums over the padded chunks of ``layout``: ``(n_chunks, out, in)``."""
+        a = layout.pad(self.augment(acts)).flatten(1, 2)  # (chunks, cap * rows, in_aug)
+        d = layout.pad(grads).flatten(1, 2)  # (chunks, cap * rows, out)
+        return torch.bmm(d.transpose(1, 2), a)
+
+    @property
     def names(self) -> list[str]:
         return [n for n in (self.weight_name, self.bias_name) if n is not None]
 
@@ -150,6 +172,85 @@ class ConvBlock(LinearBlock):
 
 
 @dataclass(eq=False)
+class NormBlock:
+    """An affine normalisation (``LayerNorm`` over the last dimension, or a
+    ``BatchNorm`` with running statistics in eval mode) on the hook path.
+
+    Its output is ``weight * x_hat + bias`` per channel, so a sample's
+    gradient is ``(sum_rows d * x_hat, sum_rows d)``: the hook keeps the
+    normalised input ``x_hat`` and the output gradient ``d`` as rows.
+    Gradients have shape ``(channels, k)`` with one column per selected
+    parameter (weight first).
+    """
+
+    module_name: str
+    module: nn.Module
+    weight_name: str | None
+    bias_name: str | None
+
+    @property
+    def channels(self) -> int:
+        return self.module.weight.shape[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in (self.weight_name, self.bias_name) if n is not None]
+
+    @property
+    def shape(self) -> tuple:
+        return (self.channels, len(self.names))
+
+    @property
+    def size(self) -> int:
+        return self.channels * len(self.names)
+
+    def _channels_last(self, x):
+        return x if isinstance(self.module, nn.LayerNorm) else x.movedim(1, -1)
+
+    def activation_rows(self, x):
+        """The normalised input ``x_hat`` as ``(batch, rows, channels)``."""
+        m = self.module
+        if isinstance(m, nn.LayerNorm):
+            mean = x.mean(-1, keepdim=True)
+            var = x.var(-1, unbiased=False, keepdim=True)
+            x_hat = (x - mean) / torch.sqrt(var + m.eps)
+        else:
+            x = self._channels_last(x)
+            x_hat = (x - m.running_mean) / torch.sqrt(m.running_var + m.eps)
+        return x_hat.reshape(x_hat.shape[0], -1, self.channels)
+
+    def gradient_rows(self, grad):
+        grad = self._channels_last(grad)
+        return grad.reshape(grad.shape[0], -1, self.channels)
+
+    def per_sample(self, acts, grads):
+        """``(batch, channels, k)`` per-sample gradients from the rows."""
+        parts = []
+        if self.weight_name:
+            parts.append((grads * acts).sum(1))
+        if self.bias_name:
+            parts.append(grads.sum(1))
+        return torch.stack(parts, dim=-1)
+
+    def prepare_directions(self, directions):
+        return directions
+
+    def dots(self, acts, grads, prepared):
+        return torch.einsum("bck,mck->bm", self.per_sample(acts, grads), prepared)
+
+    def chunk_sums(self, acts, grads, layout):
+        per_sample = self.per_sample(acts, grads)
+        out = per_sample.new_zeros(layout.n_chunks, *per_sample.shape[1:])
+        return out.index_add_(0, layout.chunk_id, per_sample)
+
+    def from_param_grads(self, grads: dict) -> torch.Tensor:
+        return torch.stack([grads[n] for n in self.names], dim=-1)
+
+    def to_param_grads(self, tensor: torch.Tensor) -> dict:
+        return {n: tensor[..., i] for i, n in enumerate(self.names)}
+
+
+@dataclass(eq=False)
 class GenericBlock:
     """Parameters differentiated with ``torch.func``, flattened into one vector."""
 
@@ -159,6 +260,10 @@ class GenericBlock:
     @property
     def size(self) -> int:
         return sum(p.numel() for p in self.params)
+
+    @property
+    def shape(self) -> tuple:
+        return (self.size,)
 
     def from_param_grads(self, grads: dict) -> torch.Tensor:
         lead = grads[self.names[0]].shape[: grads[self.names[0]].dim() - self.params[0].dim()]
@@ -185,24 +290,25 @@ class GradientPlan:
         ``loss_fn(output, target) -> Tensor of shape (batch,)``: per-sample losses.
     params : dict of str to Parameter
         The selected parameters, by name in ``module.named_parameters()``.
-    linear_blocks : list of LinearBlock
+    hook_blocks : list of LinearBlock, ConvBlock or NormBlock
+        Blocks whose per-sample gradients are read from forward hooks.
     generic : GenericBlock or None
     """
 
-    def __init__(self, module, loss_fn, params, linear_blocks, generic):
+    def __init__(self, module, loss_fn, params, hook_blocks, generic):
         self.module = module
         self.loss_fn = loss_fn
         self.params = params
-        self.linear_blocks = linear_blocks
+        self.hook_blocks = hook_blocks
         self.generic = generic
 
     def with_loss(self, loss_fn) -> "GradientPlan":
         """The same blocks differentiating another per-sample function."""
-        return GradientPlan(self.module, loss_fn, self.params, self.linear_blocks, self.generic)
+        return GradientPlan(self.module, loss_fn, self.params, self.hook_blocks, self.generic)
 
     @property
     def blocks(self) -> list:
-        return self.linear_blocks + ([self.generic] if self.generic is not None else [])
+        return self.hook_blocks + ([self.generic] if self.generic is not None else [])
 
     @property
     def n_params(self) -> int:
@@ -220,13 +326,11 @@ class GradientPlan:
 
     def flatten(self, blocks: list[torch.Tensor]) -> torch.Tensor:
         """Block layout with leading dims ``lead`` to one ``(*lead, n_params)`` tensor."""
-        lead_dims = [
-            t.dim() - (2 if isinstance(b, LinearBlock) else 1)
-            for b, t in zip(self.blocks, blocks)
-        ]
-        return torch.cat(
-            [t.reshape(*t.shape[:d], -1) for t, d in zip(blocks, lead_dims)], dim=-1
-        )
+        parts = []
+        for block, tensor in zip(self.blocks, blocks):
+            lead = tensor.shape[: tensor.dim() - len(block.shape)]
+            parts.append(tensor.reshape(*lead, -1))
+        return torch.cat(parts, dim=-1)
 
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Inverse of :meth:`flatten`: ``(*lead, n_params)`` to block layout."""
@@ -234,18 +338,15 @@ class GradientPlan:
         out, start = [], 0
         for block in self.blocks:
             stop = start + block.size
-            part = flat[..., start:stop]
-            if isinstance(block, LinearBlock):
-                part = part.reshape(*lead, block.out_dim, block.in_dim)
-            out.append(part)
+            out.append(flat[..., start:stop].reshape(*lead, *block.shape))
             start = stop
         return out
 
     def __repr__(self):
-        linear = ", ".join(b.module_name for b in self.linear_blocks)
+        hooked = ", ".join(b.module_name for b in self.hook_blocks)
         generic = len(self.generic.names) if self.generic else 0
         return (
-            f"GradientPlan(n_params={self.n_params}, linear=[{linear}], "
+            f"GradientPlan(n_params={self.n_params}, hooks=[{hooked}], "
             f"generic_params={generic})"
         )
 
@@ -293,10 +394,26 @@ def select_parameters(module: nn.Module, param_subset="all") -> dict:
     return {n: named[n] for n in named if n in selected}
 
 
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
 def _block_type(module):
     """The fast-path block class for ``module``, or ``None`` for the generic path."""
     if type(module).forward is nn.Linear.forward and isinstance(module, nn.Linear):
         return LinearBlock
+    if (
+        type(module) is nn.LayerNorm
+        and module.elementwise_affine
+        and len(module.normalized_shape) == 1
+    ):
+        return NormBlock
+    if (
+        type(module) in _BATCH_NORMS
+        and module.affine
+        and module.track_running_stats
+        and module.running_mean is not None
+    ):
+        return NormBlock  # in eval mode, where the passes run it
     if (
         isinstance(module, nn.Conv2d)
         and type(module).forward is nn.Conv2d.forward
@@ -377,17 +494,17 @@ def make_plan(module, loss_fn, X_probe, param_subset="all") -> GradientPlan:
     finally:
         module.train(was_training)
 
-    linear_blocks, covered = [], set()
+    hook_blocks, covered = [], set()
     for mod_name, mod in candidates.items():
         if mod_name not in fast:
             continue
         weight_name = by_id.get(id(mod.weight))
         bias_name = by_id.get(id(mod.bias)) if mod.bias is not None else None
-        linear_blocks.append(_block_type(mod)(mod_name, mod, weight_name, bias_name))
+        hook_blocks.append(_block_type(mod)(mod_name, mod, weight_name, bias_name))
         covered.update(n for n in (weight_name, bias_name) if n)
     rest = [n for n in params if n not in covered]
     generic = GenericBlock(rest, [params[n] for n in rest]) if rest else None
-    return GradientPlan(module, loss_fn, params, linear_blocks, generic)
+    return GradientPlan(module, loss_fn, params, hook_blocks, generic)
 
 
 def probe_batch(X, n: int | None = None):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ._plan import LinearBlock
+from ._plan import LinearBlock, NormBlock
 
 
 def allocate_components(sizes: list[int], n_components: int) -> list[int]:
@@ -139,12 +139,15 @@ class Projector:
     def rows(self, index: int, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         """Per-sample projection of linear block ``index`` from its captured rows.
 
-        ``acts``: ``(batch, rows, in_features)``, ``grads``: ``(batch, rows, out)``
+        ``acts``: ``(batch, rows, n_inputs)``, ``grads``: ``(batch, rows, out)``
         -> ``(batch, r_block)``.
         """
         keep = self.dims[index]
         if keep == 0:
             return acts.new_zeros(acts.shape[0], 0)
+        block = self._blocks[index]
+        if isinstance(block, NormBlock):  # few parameters: project per-sample gradients
+            return self.flat(index, block.per_sample(acts, grads).flatten(1))
         p_out, p_in = self._maps[index]
         projected_grads = _apply(grads, p_out)
         projected_acts = self._project_acts(self._blocks[index], acts, p_in)
@@ -183,7 +186,8 @@ class Projector:
                 product = _apply(_apply(tensor, p_in).transpose(-1, -2), p_out).transpose(-1, -2)
                 parts.append(self._finish(product, index))
             else:
-                parts.append(self.flat(index, tensor))
+                lead = tensor.shape[: tensor.dim() - len(block.shape)]
+                parts.append(self.flat(index, tensor.reshape(*lead, -1)))
         return torch.cat(parts, dim=-1)
 
 

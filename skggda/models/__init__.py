@@ -4,13 +4,18 @@ from ._callbacks import CheckpointRecorder, OneCycleSchedule
 from ._classifier import SeededNeuralNetClassifier, make_classifier, make_resnet_classifier
 from ._mlp import MLP
 from ._resnet import ResNet18
+from ._text import LAST_BLOCK, PairTokenizer, TextClassifier, make_text_classifier
 
 __all__ = [
+    "LAST_BLOCK",
     "MLP",
+    "PairTokenizer",
     "CheckpointRecorder",
     "OneCycleSchedule",
     "ResNet18",
     "SeededNeuralNetClassifier",
+    "TextClassifier",
     "make_classifier",
     "make_resnet_classifier",
+    "make_text_classifier",
 ]
