@@ -18,7 +18,7 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -88,6 +88,7 @@ class PairTokenizer(TransformerMixin, BaseEstimator):
         self.max_length = max_length
         self.model_path = model_path
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Load the tokenizer.
 
