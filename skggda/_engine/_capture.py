@@ -20,15 +20,10 @@ class HookCapture:
     """Context manager recording the inputs and outputs of the plan's hook blocks.
 
     Inside the context, run a forward pass and pass the summed per-sample loss
-    to :meth:`rows`. It differentiates the loss with respect to the captured
+    to :meth:`calls`. It differentiates the loss with respect to the captured
     *outputs* only -- weight gradients are never formed, which saves about a
-    third of an ordinary backward pass -- and returns, per block, the input
-    activations ``A`` of shape ``(batch, rows, in_features)`` and output
-    gradients ``D`` of shape ``(batch, rows, out)``. The bias column of ones
-    is not materialised; see :meth:`LinearBlock.augment` and
-    :meth:`LinearBlock.contract`. Convolutions give their unfolded patches
-    as rows and normalisation layers their normalised inputs (each block
-    says how, in ``activation_rows`` / ``gradient_rows``).
+    third of an ordinary backward pass -- and returns, per block, every
+    call's input and output gradient.
     """
 
     def __init__(self, blocks):
@@ -72,30 +67,27 @@ class HookCapture:
 
         return hook
 
-    def rows(self, loss: torch.Tensor):
-        """Per block ``(A, D)``: the batch first, all rows of a sample in dim 1."""
+    def calls(self, loss: torch.Tensor):
+        """Per block, the list of its calls' ``(input, output_gradient)`` in this batch.
+
+        Tensors are raw (as the layer saw them, detached); an output that does
+        not reach the loss has a zero gradient. Blocks turn calls into rows
+        (``HookBlock.rows``) or use them directly (a convolution's dot
+        products are convolutions, with no unfolding).
+        """
         outputs = [out for per_block in self._outputs for out in per_block]
         grads = iter(torch.autograd.grad(loss, outputs, allow_unused=True))
         result = []
-        for block, acts in zip(self.blocks, self._acts):
+        for block, acts, outs in zip(self.blocks, self._acts, self._outputs):
             if not acts:
                 raise RuntimeError(
-                    f"Linear layer {block.module_name!r} was not called in this batch; "
+                    f"Layer {block.module_name!r} was not called in this batch; "
                     "its gradient cannot be captured."
                 )
-            a_parts, d_parts = [], []
-            for act in acts:
-                act = block.activation_rows(act)
+            calls = []
+            for act, out in zip(acts, outs):
                 grad = next(grads)
-                if grad is None:  # this output does not reach the loss
-                    grad = act.new_zeros(act.shape[0], act.shape[1], block.out_dim)
-                else:
-                    grad = block.gradient_rows(grad.detach())
-                a_parts.append(act)
-                d_parts.append(grad)
-            if len(a_parts) == 1:
-                result.append((a_parts[0], d_parts[0]))
-            else:
-                result.append((torch.cat(a_parts, dim=1), torch.cat(d_parts, dim=1)))
+                calls.append((act, torch.zeros_like(out) if grad is None else grad.detach()))
+            result.append(calls)
         self._clear()
         return result

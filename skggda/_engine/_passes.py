@@ -158,10 +158,10 @@ def _hook_dots(plan, X, y, directions, batch_size, progress, out):
     prepared = [block.prepare_directions(v) for block, v in zip(plan.hook_blocks, directions)]
     with HookCapture(plan.hook_blocks) as capture:
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
-            rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
+            calls = capture.calls(_losses(plan, X_batch, y_batch).sum())
             dots = 0.0
-            for block, (acts, grads), v in zip(plan.hook_blocks, rows, prepared):
-                dots = dots + block.dots(acts, grads, v)
+            for block, block_calls, v in zip(plan.hook_blocks, calls, prepared):
+                dots = dots + block.dots(block_calls, v)
             out[index] = dots.double()
 
 
@@ -231,9 +231,9 @@ def _weights_tensor(weights, device, dtype):
 def _project_batch(plan, projector, capture, X_batch, y_batch):
     parts = []
     if plan.hook_blocks:
-        rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
-        for index, (acts, grads) in enumerate(rows):
-            parts.append(projector.rows(index, acts, grads))
+        calls = capture.calls(_losses(plan, X_batch, y_batch).sum())
+        for index, block_calls in enumerate(calls):
+            parts.append(projector.project_calls(index, block_calls))
     if plan.generic is not None:
         with capture.paused():
             grads = _functional.per_sample_grads(plan, plan.generic.names, X_batch, y_batch)
@@ -304,9 +304,9 @@ def _chunk_sums(plan, capture, X_batch, y_batch, layout: ChunkLayout):
     """Per-chunk gradient sums of one batch, in block layout ``(n_chunks, ...)``."""
     sums = []
     if plan.hook_blocks:
-        rows = capture.rows(_losses(plan, X_batch, y_batch).sum())
-        for block, (acts, grads) in zip(plan.hook_blocks, rows):
-            sums.append(block.chunk_sums(acts, grads, layout))
+        calls = capture.calls(_losses(plan, X_batch, y_batch).sum())
+        for block, block_calls in zip(plan.hook_blocks, calls):
+            sums.append(block.chunk_sums(block_calls, layout))
     if plan.generic is not None:
         X_pad = tree_map(lambda t: layout.pad(t, fill=t[:1]), X_batch)
         y_pad = layout.pad(y_batch, fill=y_batch[:1])

@@ -76,22 +76,43 @@ class LinearBlock:
         """Shape of this block's gradient (without leading dimensions)."""
         return (self.out_dim, self.in_dim)
 
+    def rows(self, calls):
+        """``(A, D)``: activations ``(batch, rows, n_inputs)`` and output gradients
+        ``(batch, rows, out_dim)`` of all calls, a sample's rows in dim 1."""
+        acts = [self.activation_rows(a) for a, _ in calls]
+        grads = [self.gradient_rows(g) for _, g in calls]
+        if len(calls) == 1:
+            return acts[0], grads[0]
+        return torch.cat(acts, dim=1), torch.cat(grads, dim=1)
+
     def prepare_directions(self, directions):
         """``(m, out, in)`` -> ``(out, m * in)``: one matmul of ``D`` then serves all ``m``."""
         return directions.permute(1, 0, 2).reshape(directions.shape[1], -1)
 
-    def dots(self, acts, grads, prepared):
+    def dots(self, calls, prepared):
         """``(batch, m)``: each sample's gradient dotted with the prepared directions."""
+        acts, grads = self.rows(calls)
         batch, n_rows = grads.shape[:2]
         dv = (grads.reshape(batch * n_rows, -1) @ prepared).view(batch * n_rows, -1, self.in_dim)
         per_row = self.contract(dv, acts.reshape(batch * n_rows, 1, -1))
         return per_row.view(batch, n_rows, -1).sum(1)
 
-    def chunk_sums(self, acts, grads, layout):
+    def chunk_sums(self, calls, layout):
         """Gradient sums over the padded chunks of ``layout``: ``(n_chunks, out, in)``."""
+        acts, grads = self.rows(calls)
         a = layout.pad(self.augment(acts)).flatten(1, 2)  # (chunks, cap * rows, in_aug)
         d = layout.pad(grads).flatten(1, 2)  # (chunks, cap * rows, out)
         return torch.bmm(d.transpose(1, 2), a)
+
+    def project_inputs(self, activation, p_in):
+        """``augment(rows(activation)) @ p_in`` -> ``(batch, rows, r_in)``, no ones column."""
+        rows = self.activation_rows(activation)
+        if p_in is None:
+            return self.augment(rows)
+        if not self.weight_name:
+            return p_in[0].expand(*rows.shape[:-1], p_in.shape[1])
+        n_in = self.n_inputs
+        return F.linear(rows, p_in[:n_in].T, p_in[n_in] if self.bias_name else None)
 
     @property
     def names(self) -> list[str]:
@@ -164,6 +185,45 @@ class ConvBlock(LinearBlock):
     def gradient_rows(self, grad):
         return grad.flatten(2).transpose(1, 2)
 
+    def _conv(self, x, weight, bias=None):
+        conv = self.module
+        return F.conv2d(x, weight, bias, stride=conv.stride, padding=conv.padding,
+                        dilation=conv.dilation)
+
+    def prepare_directions(self, directions):
+        """Directions as ``(m * out, C_in, k_h, k_w)`` kernels and ``(m, out)`` biases."""
+        weight = bias = None
+        if self.weight_name:
+            weight = self._weight_tensor(directions[..., : self.n_inputs]).flatten(0, 1)
+        if self.bias_name:
+            bias = directions[..., -1]
+        return weight, bias
+
+    def dots(self, calls, prepared):
+        """Dot products without unfolding: convolve the input with each direction
+        as a kernel and contract with the output gradient (``sum_l d_l . V a_l``)."""
+        weight, bias = prepared
+        total = 0.0
+        for x, grad in calls:
+            batch, m = x.shape[0], (weight if weight is not None else bias).shape[0]
+            if weight is not None:
+                m = weight.shape[0] // self.out_dim
+                response = self._conv(x, weight).flatten(2)  # (batch, m * out, L)
+                total = total + (response.view(batch, m, self.out_dim, -1)
+                                 * grad.flatten(2).unsqueeze(1)).sum((2, 3))
+            if bias is not None:
+                total = total + grad.flatten(2).sum(-1) @ bias.T
+        return total
+
+    def project_inputs(self, activation, p_in):
+        """``P_in`` applied to every unfolded patch, as a convolution: ``(batch, L, r_in)``."""
+        if p_in is None or not self.weight_name:
+            return super().project_inputs(activation, p_in)
+        n_in = self.n_inputs
+        kernel = p_in[:n_in].T.reshape(p_in.shape[1], *self.module.weight.shape[1:])
+        bias = p_in[n_in] if self.bias_name else None
+        return self._conv(activation, kernel, bias).flatten(2).transpose(1, 2)
+
     def _weight_matrix(self, weight_grad):
         return weight_grad.flatten(-3)
 
@@ -223,6 +283,14 @@ class NormBlock:
         grad = self._channels_last(grad)
         return grad.reshape(grad.shape[0], -1, self.channels)
 
+    def rows(self, calls):
+        """``(x_hat, D)`` rows of all calls, ``(batch, rows, channels)`` each."""
+        acts = [self.activation_rows(a) for a, _ in calls]
+        grads = [self.gradient_rows(g) for _, g in calls]
+        if len(calls) == 1:
+            return acts[0], grads[0]
+        return torch.cat(acts, dim=1), torch.cat(grads, dim=1)
+
     def per_sample(self, acts, grads):
         """``(batch, channels, k)`` per-sample gradients from the rows."""
         parts = []
@@ -235,11 +303,11 @@ class NormBlock:
     def prepare_directions(self, directions):
         return directions
 
-    def dots(self, acts, grads, prepared):
-        return torch.einsum("bck,mck->bm", self.per_sample(acts, grads), prepared)
+    def dots(self, calls, prepared):
+        return torch.einsum("bck,mck->bm", self.per_sample(*self.rows(calls)), prepared)
 
-    def chunk_sums(self, acts, grads, layout):
-        per_sample = self.per_sample(acts, grads)
+    def chunk_sums(self, calls, layout):
+        per_sample = self.per_sample(*self.rows(calls))
         out = per_sample.new_zeros(layout.n_chunks, *per_sample.shape[1:])
         return out.index_add_(0, layout.chunk_id, per_sample)
 

@@ -27,7 +27,6 @@ import math
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ._plan import LinearBlock, NormBlock
 
@@ -136,36 +135,29 @@ class Projector:
         flat = product.reshape(*product.shape[:-2], -1)[..., : self.dims[index]]
         return flat * self._scales[index]
 
-    def rows(self, index: int, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-        """Per-sample projection of linear block ``index`` from its captured rows.
+    def project_calls(self, index: int, calls) -> torch.Tensor:
+        """Per-sample projection of hook block ``index`` from its captured calls.
 
-        ``acts``: ``(batch, rows, n_inputs)``, ``grads``: ``(batch, rows, out)``
-        -> ``(batch, r_block)``.
+        ``(batch, r_block)``: for a linear or convolution block
+        ``sum_rows (P_out^T d)(P_in^T a)^T`` over all its calls.
         """
         keep = self.dims[index]
-        if keep == 0:
-            return acts.new_zeros(acts.shape[0], 0)
         block = self._blocks[index]
+        batch = calls[0][0].shape[0]
+        if keep == 0:
+            return calls[0][0].new_zeros(batch, 0)
         if isinstance(block, NormBlock):  # few parameters: project per-sample gradients
-            return self.flat(index, block.per_sample(acts, grads).flatten(1))
+            return self.flat(index, block.per_sample(*block.rows(calls)).flatten(1))
         p_out, p_in = self._maps[index]
-        projected_grads = _apply(grads, p_out)
-        projected_acts = self._project_acts(self._blocks[index], acts, p_in)
-        if grads.shape[1] == 1:  # one row per sample: an outer product, no reduction
-            product = projected_grads.transpose(1, 2) * projected_acts
-        else:
-            product = torch.bmm(projected_grads.transpose(1, 2), projected_acts)
+        product = 0
+        for activation, grad in calls:
+            projected_acts = block.project_inputs(activation, p_in)
+            projected_grads = _apply(block.gradient_rows(grad), p_out)
+            if projected_grads.shape[1] == 1:  # one row: an outer product, no reduction
+                product = product + projected_grads.transpose(1, 2) * projected_acts
+            else:
+                product = product + torch.bmm(projected_grads.transpose(1, 2), projected_acts)
         return self._finish(product, index)
-
-    @staticmethod
-    def _project_acts(block, acts, p_in):
-        """``augment(acts) @ p_in`` with the bias row added instead of a ones column."""
-        if p_in is None:
-            return block.augment(acts)
-        if not block.weight_name:
-            return p_in[0].expand(*acts.shape[:-1], p_in.shape[1])
-        n_in = block.n_inputs
-        return F.linear(acts, p_in[:n_in].T, p_in[n_in] if block.bias_name else None)
 
     def flat(self, index: int, grads: torch.Tensor) -> torch.Tensor:
         """Projection of generic-block gradients ``(..., p_block)`` -> ``(..., r_block)``."""

@@ -16,23 +16,34 @@ from sklearn.frozen import FrozenEstimator
 from tqdm.auto import tqdm
 
 from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
-from ..datasets import load_heloc, load_mnist, load_tabular_fallback, make_heloc_like
+from sklearn.utils import Bunch
+
+from ..datasets import load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback, make_heloc_like
 from ..grouping import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
 from ..metrics import noisy_label_auc, pruning_score, retraining_score
-from ..models import make_classifier
+from ..models import (
+    LAST_BLOCK,
+    PairTokenizer,
+    make_classifier,
+    make_resnet_classifier,
+    make_text_classifier,
+)
 
-#: The paper's models (appendix B.1.2): hidden layers, learning rate, epochs, weight decay.
+#: The paper's models (appendix B.1.2): learning rate, epochs, weight decay, batch size,
+#: and for MLPs the hidden layers. ResNet-18 takes images, "text" tokenized pairs.
 MODELS = {
-    "lr": dict(hidden=(), lr=0.1, epochs=200, weight_decay=0.0),
-    "ann-s": dict(hidden=(50, 50), lr=1e-3, epochs=300, weight_decay=4e-4),
-    "ann-m": dict(hidden=(200, 50), lr=5e-4, epochs=400, weight_decay=4e-4),
-    "mlp": dict(hidden=(150, 150, 150), lr=1e-3, epochs=50, weight_decay=0.0),
+    "lr": dict(hidden=(), lr=0.1, epochs=200, weight_decay=0.0, batch_size=128),
+    "ann-s": dict(hidden=(50, 50), lr=1e-3, epochs=300, weight_decay=4e-4, batch_size=128),
+    "ann-m": dict(hidden=(200, 50), lr=5e-4, epochs=400, weight_decay=4e-4, batch_size=128),
+    "mlp": dict(hidden=(150, 150, 150), lr=1e-3, epochs=50, weight_decay=0.0, batch_size=512),
+    "resnet18": dict(lr=1e-2, epochs=50, weight_decay=0.0, batch_size=512),
+    "text": dict(lr=2e-5, epochs=3, weight_decay=0.0, batch_size=32),
 }
 ATTRIBUTORS = ("tracin", "fisher", "lissa", "trak")
 GROUPERS = {"random": RandomGrouper, "kmeans": KMeansGrouper, "repr": ReprKMeansGrouper,
             "grad": GradKMeansGrouper}
 TASKS = ("noisy", "retraining", "pruning")
-DATASETS = ("breast_cancer", "digits", "heloc_like", "heloc", "mnist")
+DATASETS = ("breast_cancer", "digits", "heloc_like", "heloc", "mnist", "cifar_like", "qnli")
 #: Fractions removed per task (paper sections 5.4.1 and 5.4.2).
 FRACTIONS = {"retraining": (0.01, 0.05, 0.10, 0.20), "pruning": (0.25, 0.50, 0.75)}
 
@@ -69,6 +80,9 @@ class GridConfig:
     lissa_repeat: int = 20
     retrain_seeds: int = 1
     n_train: int | None = None
+    resnet_width: int = 64
+    max_length: int = 64
+    param_subset: object = "auto"
     data_home: str | None = None
     device: str = "cpu"
     n_jobs: int | None = None
@@ -86,6 +100,7 @@ def load_dataset(config):
     ((455, 30), (114, 30))
     """
     name = config.dataset
+    images = config.model == "resnet18"
     if name == "heloc":
         data = load_heloc(data_home=config.data_home)
     elif name == "heloc_like":
@@ -93,29 +108,67 @@ def load_dataset(config):
     elif name == "mnist":
         n_test = None if config.n_train is None else max(1000, config.n_train // 6)
         data = load_mnist(data_home=config.data_home, n_train=config.n_train, n_test=n_test,
-                          flatten=True)
+                          flatten=not images)
+    elif name == "cifar_like":
+        data = make_cifar_like(n_samples=config.n_train or 2000, flatten=not images)
+    elif name == "qnli":
+        data = load_qnli_dev(data_home=config.data_home)
     elif name in ("breast_cancer", "digits"):
         data = load_tabular_fallback(name)
     else:
         raise ValueError(f"Unknown dataset {name!r}; choose from {DATASETS}.")
-    X, y = data.X_train, data.y_train
-    if config.n_train is not None and name != "mnist" and config.n_train < len(y):
+    X, y, X_test = data.X_train, data.y_train, data.X_test
+    if config.n_train is not None and name not in ("mnist", "cifar_like") and config.n_train < len(y):
         keep = np.random.RandomState(0).permutation(len(y))[: config.n_train]
         X, y = X[keep], y[keep]
-    return X, y, data.X_test, data.y_test
+    if (name == "qnli") != (config.model == "text"):
+        raise ValueError("The qnli data set goes with model='text' and only with it.")
+    if config.model == "text":
+        tokenizer = PairTokenizer(max_length=config.max_length).fit(X)
+        X, X_test = tokenizer.transform(X), tokenizer.transform(X_test)
+    return X, y, X_test, data.y_test
+
+
+def make_cifar_like(n_samples=2000, *, flatten=False, random_state=0):
+    """A CIFAR-10-shaped synthetic set: ``(n, 3, 32, 32)`` images of 10 classes.
+
+    Each class is a smooth random colour pattern plus noise, so small nets
+    learn it; it exercises the 3-channel path without the real data.
+    """
+    rng = np.random.RandomState(random_state)
+    n_test = max(200, n_samples // 5)
+    patterns = rng.normal(size=(10, 3, 4, 4))
+    patterns = np.kron(patterns, np.ones((1, 1, 8, 8)))  # 4 x 4 blocks of 8 x 8 pixels
+    y = rng.randint(10, size=n_samples + n_test)
+    X = (patterns[y] + rng.normal(scale=1.5, size=(len(y), 3, 32, 32))).astype(np.float32)
+    if flatten:
+        X = X.reshape(len(X), -1)
+    return Bunch(X_train=X[:n_samples], y_train=y[:n_samples], X_test=X[n_samples:],
+                 y_test=y[n_samples:])
 
 
 def make_net(config, seed):
     spec = MODELS[config.model]
-    return make_classifier(
-        spec["hidden"], lr=spec["lr"] if config.lr is None else config.lr,
-        max_epochs=spec["epochs"] if config.epochs is None else config.epochs,
-        weight_decay=spec["weight_decay"], device=config.device, random_state=seed,
-    )
+    recipe = dict(lr=spec["lr"] if config.lr is None else config.lr,
+                  max_epochs=spec["epochs"] if config.epochs is None else config.epochs,
+                  weight_decay=spec["weight_decay"], batch_size=spec["batch_size"],
+                  device=config.device, random_state=seed)
+    if config.model == "resnet18":
+        return make_resnet_classifier(width=config.resnet_width, **recipe)
+    if config.model == "text":
+        return make_text_classifier(**recipe)
+    return make_classifier(spec["hidden"], **recipe)
+
+
+def param_subset(config):
+    """``"auto"``: the last block and the head for the text encoder, everything otherwise."""
+    if config.param_subset != "auto":
+        return config.param_subset
+    return list(LAST_BLOCK) if config.model == "text" else "all"
 
 
 def make_attributor(name, net, grouper, config, seed):
-    common = dict(grouper=grouper, random_state=seed)
+    common = dict(grouper=grouper, param_subset=param_subset(config), random_state=seed)
     if name == "tracin":
         return TracInAttributor(net, **common)
     if name == "fisher":
