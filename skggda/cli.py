@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--version", action="version", version=f"skggda {__version__}")
     add("--dataset", choices=DATASETS, default=_DEFAULTS.dataset,
-        help="heloc and mnist read the data folder (--data-home / SKGGDA_DATA); "
-        "the others need no file (default: %(default)s)")
+        help="heloc, mnist and qnli (with --model text) read the data folder "
+        "(--data-home / SKGGDA_DATA); the others need no file (default: %(default)s)")
     add("--model", choices=sorted(MODELS), default=_DEFAULTS.model,
         help="the paper's models (default: %(default)s)")
     add("--attributors", nargs="+", choices=ATTRIBUTORS, default=list(_DEFAULTS.attributors))
@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--retrain-seeds", type=_positive_ints, default=_DEFAULTS.retrain_seeds,
         help="retrainings per removal (default: %(default)s)")
     add("--n-train", type=_positive_ints, default=None, help="subsample the training set")
+    add("--resnet-width", type=_positive_ints, default=_DEFAULTS.resnet_width,
+        help="channels of ResNet-18's first stage (default: %(default)s)")
+    add("--max-length", type=_positive_ints, default=_DEFAULTS.max_length,
+        help="tokens per text pair for --model text (default: %(default)s)")
+    add("--param-subset", nargs="+", default=None, metavar="NAME",
+        help="attribute only these parameters / modules (default: the last block and "
+        "the head for --model text, everything otherwise)")
     add("--data-home", default=None, help="folder holding heloc/ and mnist/")
     add("--device", default="cpu", help="torch device (default: cpu)")
     add("--n-jobs", type=int, default=None, help="parallel retrainings (joblib)")
@@ -99,6 +106,7 @@ def config_from_args(args) -> GridConfig:
         values[key] = tuple(values[key])
     if args.paper_recipe:
         values["epochs"] = values["lr"] = None
+    values["param_subset"] = list(args.param_subset) if args.param_subset else "auto"
     return GridConfig(**values)
 
 
@@ -112,7 +120,7 @@ def main(argv=None) -> int:
           f"seeds {list(config.seeds)})")
     try:
         records = run_grid(config, progress=not args.quiet)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError, ImportError) as error:
         parser.exit(2, f"skggda: error: {error}\n")
     summary = summarize(records)
     print(format_tables(summary))

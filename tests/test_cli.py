@@ -71,3 +71,19 @@ def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "skggda", "--version"],
                             capture_output=True, text=True, check=True)
     assert result.stdout.startswith("skggda ")
+
+
+def test_images_through_resnet(tmp_path, capsys):
+    code = main(["--quiet", "--dataset", "cifar_like", "--model", "resnet18", "--resnet-width",
+                 "4", "--n-train", "64", "--epochs", "1", "--group-sizes", "1", "16",
+                 "--groupers", "grad", "--output", str(tmp_path)])
+    assert code == 0
+    rows = list(csv.DictReader((tmp_path / "records.csv").open()))
+    assert [r["n_groups"] for r in rows] == ["64", "4"]
+
+
+def test_qnli_needs_the_text_model(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--quiet", "--dataset", "qnli", "--output", str(tmp_path)])
+    assert info.value.code == 2
+    assert "qnli data set goes with model='text'" in capsys.readouterr().err

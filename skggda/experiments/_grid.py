@@ -101,6 +101,11 @@ def load_dataset(config):
     """
     name = config.dataset
     images = config.model == "resnet18"
+    if (name == "qnli") != (config.model == "text"):
+        raise ValueError("The qnli data set goes with model='text' and only with it.")
+    if images and name not in ("mnist", "cifar_like"):
+        raise ValueError(f"model='resnet18' needs images: dataset 'mnist' or 'cifar_like', "
+                         f"not {name!r}.")
     if name == "heloc":
         data = load_heloc(data_home=config.data_home)
     elif name == "heloc_like":
@@ -121,8 +126,6 @@ def load_dataset(config):
     if config.n_train is not None and name not in ("mnist", "cifar_like") and config.n_train < len(y):
         keep = np.random.RandomState(0).permutation(len(y))[: config.n_train]
         X, y = X[keep], y[keep]
-    if (name == "qnli") != (config.model == "text"):
-        raise ValueError("The qnli data set goes with model='text' and only with it.")
     if config.model == "text":
         tokenizer = PairTokenizer(max_length=config.max_length).fit(X)
         X, X_test = tokenizer.transform(X), tokenizer.transform(X_test)
