@@ -1,0 +1,195 @@
+"""Images and text: TracIn and Fisher on ResNet-18 and on the MiniLM text classifier.
+
+What is measured (issue: "TracIn and Fisher (r = 512) on MNIST-size ResNet-18
+and on the text classifier at group sizes 1-1024 as ratios to one
+forward+backward epoch over the same data"):
+
+* ``resnet``: ResNet-18 (CIFAR variant, ``--width`` channels in the first
+  stage) on MNIST-shaped images (1 x 28 x 28, 10 classes), ``--n`` training
+  images. Every attributed parameter (convolutions, batch norms, head). L is
+  one forward+backward epoch of the same module over the same images.
+  Target: aggregate TracIn <= 4 L at every group size.
+* ``text``: the MiniLM pair classifier on QNLI pairs (or random tokens when
+  the data folder is missing), ``--max-length`` tokens. Attribution of the
+  last encoder block and the head (``skggda.models.LAST_BLOCK``); L is one
+  forward+backward epoch of the *whole* model (its own). Target: last-block
+  TracIn <= 3 L at every group size.
+
+Rows: ``tracin`` (fit + score_groups of the mean test loss, frozen net,
+random groups) and ``fisher`` (InfluenceAttributor, n_components=512,
+batched Fisher), ratios to L; the minimum of ``--repeats`` runs. The
+ratios do not depend on ``--n``; the CPU cost does (ResNet-18 at full width
+is ~1 GFLOP per image forward+backward), hence the defaults.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/bench_models.py                 # both
+    PYTHONPATH=. python benchmarks/bench_models.py --workloads resnet --width 64 --n 2048
+    PYTHONPATH=. python benchmarks/bench_models.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.frozen import FrozenEstimator
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_engine import contention, cpu_counters, synchronize  # noqa: E402
+
+import skggda  # noqa: E402
+import skggda.datasets  # noqa: E402
+import skggda.models  # noqa: E402
+from skggda import InfluenceAttributor, RandomGrouper, TracInAttributor  # noqa: E402
+
+GROUP_SIZES = (1, 4, 16, 64, 256, 1024)
+BATCH_SIZE = 128
+
+
+def best_of(fn, repeats, device):
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def epoch_seconds(module, X, y, device, repeats):
+    """L: one forward+backward epoch (mean cross-entropy, batches of BATCH_SIZE)."""
+    module.train(False)
+
+    def epoch():
+        for start in range(0, len(X), BATCH_SIZE):
+            xb = torch.as_tensor(X[start:start + BATCH_SIZE], device=device)
+            yb = torch.as_tensor(y[start:start + BATCH_SIZE], device=device)
+            loss = torch.nn.functional.cross_entropy(module(xb), yb)
+            module.zero_grad()
+            loss.backward()
+
+    return best_of(epoch, repeats, device)
+
+
+def image_workload(args, device):
+    rng = np.random.RandomState(0)
+    n = args.n
+    patterns = rng.normal(size=(10, 1, 7, 7))
+    patterns = np.kron(patterns, np.ones((1, 1, 4, 4)))
+    y = rng.randint(10, size=n + 512)
+    X = (patterns[y] + rng.normal(scale=1.0, size=(len(y), 1, 28, 28))).astype(np.float32)
+    net = skggda.models.make_resnet_classifier(width=args.width, max_epochs=1, batch_size=128,
+                                               device=device, random_state=0)
+    net.fit(X[:n], y[:n])
+    return dict(name=f"ResNet-18 (width {args.width}) on {n} MNIST-shaped images",
+                net=net, X=X[:n], y=y[:n], X_test=X[n:], y_test=y[n:], subset="all",
+                target=4.0, L_module=net.module_)
+
+
+def text_workload(args, device):
+    from skggda.models import LAST_BLOCK, PairTokenizer, make_text_classifier
+
+    n = args.n
+    try:
+        data = skggda.datasets.load_qnli_dev(data_home=args.data_home)
+        pairs, y = data.X_train, data.y_train
+        source = "QNLI dev pairs"
+    except FileNotFoundError:
+        rng = np.random.RandomState(0)
+        pairs = np.array([[f"q {i} {rng.randint(1000)}", f"s {rng.randint(1000)}"]
+                          for i in range(n + 256)], dtype=object)
+        y = rng.randint(2, size=len(pairs))
+        source = "synthetic pairs"
+    tokens = PairTokenizer(max_length=args.max_length).fit(pairs).transform(pairs[: n + 256])
+    y = y[: n + 256]
+    net = make_text_classifier(max_epochs=1, batch_size=32, device=device, random_state=0)
+    net.fit(tokens[:128], y[:128])
+    return dict(name=f"MiniLM pair classifier on {n} {source}, {args.max_length} tokens",
+                net=net, X=tokens[:n], y=y[:n], X_test=tokens[n:], y_test=y[n:],
+                subset=list(LAST_BLOCK), target=3.0, L_module=net.module_)
+
+
+def attribution_seconds(make, work, group_size, repeats, device):
+    grouper = None if group_size == 1 else RandomGrouper(group_size=group_size, random_state=0)
+
+    def run():
+        attr = make(FrozenEstimator(work["net"]), grouper).fit(work["X"], work["y"])
+        attr.score_groups(work["X_test"], work["y_test"])
+
+    return best_of(run, repeats, device)
+
+
+def run(work, args, device):
+    L = epoch_seconds(work["L_module"], work["X"].astype(np.float32)
+                      if work["X"].dtype != np.float32 else work["X"], work["y"], device,
+                      args.repeats)
+    rows = {}
+    makers = {
+        "tracin": lambda net, grouper: TracInAttributor(
+            net, grouper=grouper, param_subset=work["subset"], batch_size=BATCH_SIZE),
+        "fisher": lambda net, grouper: InfluenceAttributor(
+            net, grouper=grouper, param_subset=work["subset"], n_components=512,
+            batch_size=BATCH_SIZE, random_state=0),
+    }
+    sizes = [g for g in GROUP_SIZES if g <= len(work["y"])]
+    for name, make in makers.items():
+        rows[name] = [attribution_seconds(make, work, g, args.repeats, device) / L
+                      for g in sizes]
+    return L, sizes, rows
+
+
+def report(work, L, sizes, rows, load):
+    print(f"\n=== {work['name']} ===")
+    print(f"L = {L:.3f} s (forward+backward epoch of the whole model, batch {BATCH_SIZE})")
+    header = f"{'method (ratio to L)':<22}" + "".join(f"{'g=' + str(g):>9}" for g in sizes)
+    print(header + "\n" + "-" * len(header))
+    for name, ratios in rows.items():
+        print(f"{name:<22}" + "".join(f"{r:>9.2f}" for r in ratios))
+    c = contention(*load)
+    if c is not None:
+        print(f"contention: other processes used {c['others_cpu']:.1f} CPU-s and steal "
+              f"{c['steal']:.1f} s during {c['wall']:.1f} s (this process: {c['own_cpu']:.1f})")
+    worst = max(rows["tracin"])
+    verdict = "PASS" if worst <= work["target"] else "FAIL"
+    print(f"  target TracIn <= {work['target']:.0f} L at every group size   {verdict}  "
+          f"(worst {worst:.2f} L)")
+    return verdict
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", nargs="+", default=["resnet", "text"],
+                        choices=["resnet", "text"])
+    parser.add_argument("--n", type=int, default=1024)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="n=256, width 8, one repeat")
+    parser.add_argument("--data-home", default=os.environ.get(
+        "SKGGDA_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.width, args.repeats = 256, 8, 1
+    device = torch.device(args.device)
+    print(f"skggda {skggda.__version__}, torch {torch.__version__}, device {device}, "
+          f"{torch.get_num_threads()} threads, n={args.n}")
+    verdicts = []
+    for name in args.workloads:
+        work = (image_workload if name == "resnet" else text_workload)(args, device)
+        before, start = cpu_counters(), time.perf_counter()
+        L, sizes, rows = run(work, args, device)
+        load = (before, cpu_counters(), time.perf_counter() - start)
+        verdicts.append(report(work, L, sizes, rows, load))
+    print("\nOVERALL:", "PASS" if all(v == "PASS" for v in verdicts) else "FAIL")
+
+
+if __name__ == "__main__":
+    main()
