@@ -23,6 +23,21 @@ def _fold(attributor, X_val, y_val):
     return X, y, np.asarray(X_val, dtype=np.float32), encode_targets(y_val, attributor.classes_)
 
 
+def _removal_scorer(name, read, fraction, *, most_important, n_seeds, random_state):
+    """A scorer removing ``fraction`` of the fold by group score and reading the result."""
+
+    def scorer(attributor, X_val, y_val):
+        X, y, X_val, y_val = _fold(attributor, X_val, y_val)
+        scores = attributor.score_groups(X_val, attributor.classes_[y_val])
+        result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
+                               attributor.labels_, [fraction], most_important=most_important,
+                               n_seeds=n_seeds, random_state=random_state)
+        return read(result)
+
+    scorer.__name__ = name
+    return scorer
+
+
 def make_pruning_scorer(fraction=0.5, *, n_seeds=1, random_state=0):
     """Validation accuracy after pruning the ``fraction`` least important training points.
 
@@ -44,16 +59,11 @@ def make_pruning_scorer(fraction=0.5, *, n_seeds=1, random_state=0):
     >>> scorer.__name__
     'pruning_25'
     """
-    def scorer(attributor, X_val, y_val):
-        X, y, X_val, y_val = _fold(attributor, X_val, y_val)
-        scores = attributor.score_groups(X_val, attributor.classes_[y_val])
-        result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
-                               attributor.labels_, [fraction], most_important=False,
-                               n_seeds=n_seeds, random_state=random_state)
+    def accuracy(result):
         return float(result.accuracy[0])
 
-    scorer.__name__ = f"pruning_{round(100 * fraction)}"
-    return scorer
+    return _removal_scorer(f"pruning_{round(100 * fraction)}", accuracy, fraction,
+                           most_important=False, n_seeds=n_seeds, random_state=random_state)
 
 
 def make_retraining_scorer(fraction=0.1, *, n_seeds=1, random_state=0):
@@ -79,16 +89,11 @@ def make_retraining_scorer(fraction=0.1, *, n_seeds=1, random_state=0):
     >>> make_retraining_scorer().__name__
     'retraining_10'
     """
-    def scorer(attributor, X_val, y_val):
-        X, y, X_val, y_val = _fold(attributor, X_val, y_val)
-        scores = attributor.score_groups(X_val, attributor.classes_[y_val])
-        result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
-                               attributor.labels_, [fraction], most_important=True,
-                               n_seeds=n_seeds, random_state=random_state)
+    def accuracy_drop(result):
         return float(result.full_accuracy - result.accuracy[0])
 
-    scorer.__name__ = f"retraining_{round(100 * fraction)}"
-    return scorer
+    return _removal_scorer(f"retraining_{round(100 * fraction)}", accuracy_drop, fraction,
+                           most_important=True, n_seeds=n_seeds, random_state=random_state)
 
 
 def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):

@@ -222,24 +222,10 @@ def make_classifier(
     >>> float((net.predict(X) == y).mean()) > 0.9
     True
     """
-    callbacks = list(kwargs.pop("callbacks", None) or [])
-    callbacks.append(("one_cycle", OneCycleSchedule()))
-    return SeededNeuralNetClassifier(
-        module=MLP,
-        module__hidden_layer_sizes=tuple(hidden_layer_sizes),
-        module__activation=activation,
-        criterion=torch.nn.CrossEntropyLoss,
-        optimizer=torch.optim.Adam,
-        optimizer__weight_decay=weight_decay,
-        lr=lr,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        train_split=None,
-        iterator_train__shuffle=True,
-        callbacks=callbacks,
-        device=device,
-        verbose=verbose,
-        random_state=random_state,
+    return paper_recipe(
+        MLP, module__hidden_layer_sizes=tuple(hidden_layer_sizes),
+        module__activation=activation, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
+        weight_decay=weight_decay, device=device, random_state=random_state, verbose=verbose,
         **kwargs,
     )
 
@@ -286,11 +272,25 @@ def make_resnet_classifier(
     >>> net.predict_proba(X).shape
     (16, 2)
     """
+    return paper_recipe(
+        ResNet18, module__width=width, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
+        weight_decay=weight_decay, device=device, random_state=random_state, verbose=verbose,
+        **kwargs,
+    )
+
+
+def paper_recipe(module, *, lr, max_epochs, batch_size, weight_decay, device, random_state,
+                 verbose, **kwargs):
+    """A :class:`SeededNeuralNetClassifier` training ``module`` the paper's way.
+
+    Adam with weight decay, one-cycle learning rate stepped every batch,
+    cross-entropy on logits, shuffled batches, all data used for training.
+    Extra ``callbacks`` in ``kwargs`` run before the schedule.
+    """
     callbacks = list(kwargs.pop("callbacks", None) or [])
     callbacks.append(("one_cycle", OneCycleSchedule()))
     return SeededNeuralNetClassifier(
-        module=ResNet18,
-        module__width=width,
+        module=module,
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.Adam,
         optimizer__weight_decay=weight_decay,

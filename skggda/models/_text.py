@@ -23,8 +23,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._callbacks import OneCycleSchedule
-from ._classifier import SeededNeuralNetClassifier
+from ._classifier import paper_recipe
 
 #: The last encoder block and the head: what text attribution differentiates by default.
 LAST_BLOCK = ["transformer.encoder.layer.5", "head"]
@@ -209,21 +208,8 @@ def make_text_classifier(
     >>> net.module.__name__
     'TextClassifier'
     """
-    callbacks = list(kwargs.pop("callbacks", None) or [])
-    callbacks.append(("one_cycle", OneCycleSchedule()))
-    return SeededNeuralNetClassifier(
-        module=TextClassifier,
-        criterion=torch.nn.CrossEntropyLoss,
-        optimizer=torch.optim.Adam,
-        optimizer__weight_decay=weight_decay,
-        lr=lr,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        train_split=None,
-        iterator_train__shuffle=True,
-        callbacks=callbacks,
-        device=device,
-        verbose=verbose,
-        random_state=random_state,
+    return paper_recipe(
+        TextClassifier, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
+        weight_decay=weight_decay, device=device, random_state=random_state, verbose=verbose,
         **kwargs,
     )
