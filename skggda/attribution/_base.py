@@ -93,8 +93,7 @@ class BaseAttributor(BaseEstimator):
             )
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
         check_classification_targets(y)
-        if groups is not None:
-            labels, originals = canonicalize_groups(groups, X.shape[0])
+        given = None if groups is None else canonicalize_groups(groups, X.shape[0])
         rng = check_random_state(self.random_state)
         net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
         self._check_params(unwrap_frozen(self.estimator)[1])
@@ -105,17 +104,9 @@ class BaseAttributor(BaseEstimator):
         y_encoded = resolved.y_encoded
 
         start = perf_counter()
-        if self.grouper is not None:
-            self.grouper_ = self._fit_grouper(X, y_encoded, grouper_seed)
-            labels = check_partition(self.grouper_.labels_, X.shape[0])
-            originals = np.arange(labels.max() + 1)
-        elif groups is None:
-            labels = np.arange(X.shape[0], dtype=np.int64)
-            originals = labels.copy()
+        self.labels_, self.groups_ = self._form_groups(X, y_encoded, given, grouper_seed)
+        self.n_groups_ = len(self.groups_)
         timings["grouping"] = perf_counter() - start
-        self.labels_ = labels
-        self.groups_ = originals
-        self.n_groups_ = len(originals)
 
         self._X_fit, self._y_fit = X, y_encoded
         self._stage_times = {}
@@ -124,6 +115,17 @@ class BaseAttributor(BaseEstimator):
         timings["gradients"] = perf_counter() - start
         timings.update({f"gradients.{k}": v for k, v in self._stage_times.items()})
         self.timings_ = timings
+
+    def _form_groups(self, X, y, given, seed):
+        """``(labels, originals)`` from the grouper, the ``groups`` argument, or singletons."""
+        if given is not None:
+            return given
+        if self.grouper is None:
+            labels = np.arange(X.shape[0], dtype=np.int64)
+            return labels, labels.copy()
+        self.grouper_ = self._fit_grouper(X, y, seed)
+        labels = check_partition(self.grouper_.labels_, X.shape[0])
+        return labels, np.arange(labels.max() + 1)
 
     def _fit_grouper(self, X, y, seed):
         grouper = clone(self.grouper)
