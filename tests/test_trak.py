@@ -100,3 +100,15 @@ def test_attribute_rows_average_to_score_groups(data):
     attr = trak(n_components=8, grouper=RandomGrouper(group_size=10, random_state=0)).fit(X, y)
     np.testing.assert_allclose(attr.attribute(X_test, y_test).mean(0),
                                attr.score_groups(X_test, y_test), rtol=1e-4, atol=1e-7)
+
+
+def test_warm_start_reuses_the_ensemble_for_a_new_grouping(data):
+    X, y, X_test, y_test, _ = data
+    attr = trak(n_components=16, warm_start=True).fit(X, y)
+    nets = list(attr.estimators_)
+    points = attr.score_groups(X_test, y_test)
+    attr.set_params(grouper=RandomGrouper(group_size=8, random_state=0)).fit(X, y)
+    assert all(a is b for a, b in zip(attr.estimators_, nets))
+    np.testing.assert_allclose(attr.score_groups(X_test, y_test),
+                               np.bincount(attr.labels_, points), rtol=1e-3, atol=1e-7)
+    assert attr.training_seconds_ > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from time import perf_counter
 from numbers import Integral, Real
 
 import numpy as np
@@ -60,6 +61,11 @@ class TRAKAttributor(BaseAttributor):
     batch_size : int, default=512
     n_jobs : int, default=None
         Parallel trainings (joblib semantics: ``None`` is 1, ``-1`` all cores).
+    warm_start : bool, default=False
+        Refit with the ensemble already trained (same data, same
+        ``random_state``) and only recompute the kernels: changing the
+        grouper then costs one pass per member instead of ``n_models``
+        trainings.
     verbose : int, default=0
     random_state : int, RandomState instance or None, default=None
 
@@ -69,6 +75,9 @@ class TRAKAttributor(BaseAttributor):
         The ensemble members.
     subsets_ : list of ndarray
         Training indices of every member.
+    training_seconds_ : float
+        Seconds spent training the members (kept across warm starts: part of
+        TRAK's cost whichever grouping uses the ensemble).
     estimator_, grouper_, labels_, groups_, n_groups_, classes_, timings_, n_features_in_ : see :class:`TracInAttributor`
         As for :class:`TracInAttributor`.
 
@@ -93,6 +102,7 @@ class TRAKAttributor(BaseAttributor):
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "damping": [Interval(Real, 0, None, closed="left")],
         "n_jobs": [Integral, None],
+        "warm_start": ["boolean"],
     }
 
     def __init__(
@@ -108,6 +118,7 @@ class TRAKAttributor(BaseAttributor):
         param_subset="all",
         batch_size=512,
         n_jobs=None,
+        warm_start=False,
         verbose=0,
         random_state=None,
     ):
@@ -121,6 +132,7 @@ class TRAKAttributor(BaseAttributor):
         self.param_subset = param_subset
         self.batch_size = batch_size
         self.n_jobs = n_jobs
+        self.warm_start = warm_start
         self.verbose = verbose
         self.random_state = random_state
 
@@ -128,20 +140,38 @@ class TRAKAttributor(BaseAttributor):
         rng = np.random.RandomState(seed)
         n = len(y)
         size = max(1, int(round(self.train_fraction * n)))
-        self.subsets_ = [np.sort(rng.choice(n, size, replace=False)) for _ in range(self.n_models)]
+        subsets = [np.sort(rng.choice(n, size, replace=False)) for _ in range(self.n_models)]
         seeds = rng.randint(_SEED_MAX, size=self.n_models)
         self._projection_seed = int(rng.randint(_SEED_MAX))
-        template = self.estimator_ if self.estimator is None else self.estimator
-        template = getattr(template, "estimator", template)  # a frozen net's recipe
         setup = _MemberSetup(self.labels_, self.n_groups_, self.param_subset, self.batch_size,
                              self.n_components, self._projection_seed)
+        if self._can_reuse_members(subsets):
+            # warm start: same ensemble, new groups -- only the kernel states change
+            with self._stage("ensemble"):
+                self._states = Parallel(n_jobs=self.n_jobs)(
+                    delayed(_member_state)(setup, net, X, y) for net in self.estimators_
+                )
+            return
+        template = self.estimator_ if self.estimator is None else self.estimator
+        template = getattr(template, "estimator", template)  # a frozen net's recipe
         with self._stage("ensemble"):
             members = Parallel(n_jobs=self.n_jobs)(
                 delayed(_fit_member)(setup, template, X, y, subset, int(member_seed))
-                for subset, member_seed in zip(self.subsets_, seeds)
+                for subset, member_seed in zip(subsets, seeds)
             )
-        self.estimators_ = [net for net, _ in members]
-        self._states = [state for _, state in members]
+        self.subsets_ = subsets
+        self.estimators_ = [net for net, _, _ in members]
+        self._states = [state for _, state, _ in members]
+        self.training_seconds_ = float(sum(seconds for _, _, seconds in members))
+
+    def _can_reuse_members(self, subsets):
+        previous = getattr(self, "subsets_", None)
+        return (
+            self.warm_start
+            and previous is not None
+            and len(previous) == len(subsets)
+            and all(np.array_equal(a, b) for a, b in zip(previous, subsets))
+        )
 
     def _projector(self, plan):
         return _projector(plan, self.n_components, self._projection_seed)
@@ -184,17 +214,26 @@ def _projector(plan, n_components, seed):
 
 
 def _fit_member(setup, template, X, y, subset, seed):
-    """Train one ensemble member on ``subset`` and compute its kernel state (a joblib job)."""
+    """Train one ensemble member on ``subset``; ``(net, kernel state, training seconds)``.
+
+    A joblib job.
+    """
     net = prepare_net(template, seed)
+    start = perf_counter()
     net.fit(X[subset], y[subset])
+    seconds = perf_counter() - start
+    return net, _member_state(setup, net, X, y), seconds
+
+
+def _member_state(setup, net, X, y):
+    """One pass over all training data: the member's margin kernel and group gradients."""
     plan = net_plan(net, X, setup.param_subset)
     margin_plan = plan.with_loss(_margin)
     # grad loss_i = -(1 - p_i) grad margin_i for softmax cross-entropy
     weights = -_engine.sample_values(plan.with_loss(_error_probability), X, y,
                                      batch_size=setup.batch_size).cpu().numpy()
-    state = fit_kernel_state(
+    return fit_kernel_state(
         margin_plan, X, y, setup.labels, setup.n_groups,
         _projector(margin_plan, setup.n_components, setup.projection_seed),
         batched=False, group_weights=weights, batch_size=setup.batch_size,
     )
-    return net, state
