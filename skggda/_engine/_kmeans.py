@@ -32,9 +32,9 @@ _DISTANCE_BUDGET = 1 << 25
 _FLAT_MAX_CLUSTERS = 128
 # The coarse level of "hierarchical" is fitted on this many points per cluster.
 _COARSE_SAMPLE = 32
-# After "hierarchical", global Lloyd iterations (at most _POLISH_ITER) run when
-# one costs at most this many multiply-adds (n k d).
-_POLISH_BUDGET = 2e10
+# After "hierarchical", _POLISH_ITER global Lloyd iterations run when together
+# they cost at most this many multiply-adds (n k d each): small problems only.
+_POLISH_BUDGET = 2e9
 _POLISH_ITER = 10
 # Regions are cut again at most this many times.
 _MAX_DEPTH = 3
@@ -91,7 +91,7 @@ def kmeans(X, n_clusters, *, algorithm="auto", max_iter=60, tol=1e-3, seed=0) ->
         )
     else:
         labels, n_iter = _hierarchical(X, n_clusters, max_iter, tol, generator)
-        if n * n_clusters * X.shape[1] <= _POLISH_BUDGET:
+        if n * n_clusters * X.shape[1] * _POLISH_ITER <= _POLISH_BUDGET:
             # region boundaries cost some inertia; where a global Lloyd
             # iteration is cheap, a few of them recover it
             (labels,), polish_iter = _padded_lloyd(
@@ -264,6 +264,11 @@ class _Problems:
             torch.arange(k_max, device=device)[None, :] < torch.tensor(ks, device=device)[:, None],
         )
 
+    def select(self, problems):
+        """Only the problems ``problems`` (a tensor of indices)."""
+        return _Problems(self.data[problems], self.sq_norms[problems], self.valid[problems],
+                         self.centers_valid[problems])
+
     def subset(self, index):
         """The same problems restricted to points ``index`` of shape ``(S, m')``."""
         return _Problems(
@@ -290,16 +295,20 @@ def _padded_lloyd(X, points, ks, max_iter, tol, generator, init=None):
     problems = _Problems.gather(X, points, ks)
     centers = _initial_centers(problems, generator) if init is None else init
     threshold = problems.thresholds(tol)
-    active = torch.ones(len(points), dtype=torch.bool, device=X.device)
+    # iterate on the problems still moving; converged ones drop out of the batch
+    working, index = problems, torch.arange(len(points), device=X.device)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        labels, dist = _assign(problems, centers)
-        new = _update(problems, labels, centers, dist)
-        shift = ((new - centers) ** 2).sum((1, 2))
-        centers = torch.where(active[:, None, None], new, centers)
-        active &= shift > threshold
-        if not active.any():
+        current = centers[index]
+        labels, dist = _assign(working, current)
+        new = _update(working, labels, current, dist)
+        moving = ((new - current) ** 2).sum((1, 2)) > threshold[index]
+        centers[index] = new
+        if not moving.any():
             break
+        if moving.sum() <= len(index) // 2:
+            keep = torch.nonzero(moving).squeeze(1)
+            working, index = working.select(keep), index[keep]
     labels, dist = _assign(problems, centers)
     return [_repair(labels[s, : len(p)], dist[s, : len(p)], ks[s])
             for s, p in enumerate(points)], n_iter

@@ -214,7 +214,7 @@ def projected_gradients(
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             batch_features = _project_batch(plan, projector, capture, X_batch, y_batch)
             if fisher:
-                fisher_matrix += batch_features.T @ batch_features
+                fisher_matrix.addmm_(batch_features.T, batch_features)
             if weights_t is not None:
                 batch_features = batch_features * weights_t[index, None]
             if labels_t is None:

@@ -40,10 +40,12 @@ def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_
     """
     n = _engine.n_samples(X)
     if projector is not None:
-        groups, fisher = _engine.projected_gradients(
-            plan, X, y, projector, labels=labels, n_groups=n_groups, fisher=True,
+        # the per-sample Fisher costs n r^2: skip it when the batched one is used
+        out = _engine.projected_gradients(
+            plan, X, y, projector, labels=labels, n_groups=n_groups, fisher=not batched,
             group_weights=group_weights, batch_size=batch_size, progress=progress,
         )
+        groups, fisher = (out, None) if batched else out
     else:
         check_dense_size(plan.n_params)
         groups, fisher = _engine.per_sample_statistics(
