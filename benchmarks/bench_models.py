@@ -15,6 +15,12 @@ forward+backward epoch over the same data"):
   forward+backward epoch of the *whole* model (its own). Target: last-block
   TracIn <= 3 L at every group size.
 
+Part 2 (``--fidelity``, on by default) measures what the parameter subset
+costs in fidelity: TracIn group scores (mean test loss, random groups of 1
+and 16) computed on a subset of the parameters, against the scores on every
+parameter: Spearman rank correlation, overlap of the 10% lowest-scoring
+groups (where mislabeled data sits), and the time as a ratio to L.
+
 Rows: ``tracin`` (fit + score_groups of the mean test loss, frozen net,
 random groups) and ``fisher`` (InfluenceAttributor, n_components=512,
 batched Fisher), ratios to L; the minimum of ``--repeats`` runs. The
@@ -90,7 +96,8 @@ def image_workload(args, device):
     net.fit(X[:n], y[:n])
     return dict(name=f"ResNet-18 (width {args.width}) on {n} MNIST-shaped images",
                 net=net, X=X[:n], y=y[:n], X_test=X[n:], y_test=y[n:], subset="all",
-                target=4.0, L_module=net.module_)
+                target=4.0, L_module=net.module_,
+                subsets={"layer4 + head": ["layer4", "head"], "head only": "last"})
 
 
 def text_workload(args, device):
@@ -113,7 +120,8 @@ def text_workload(args, device):
     net.fit(tokens[:128], y[:128])
     return dict(name=f"MiniLM pair classifier on {n} {source}, {args.max_length} tokens",
                 net=net, X=tokens[:n], y=y[:n], X_test=tokens[n:], y_test=y[n:],
-                subset=list(LAST_BLOCK), target=3.0, L_module=net.module_)
+                subset=list(LAST_BLOCK), target=3.0, L_module=net.module_,
+                subsets={"last block + head": list(LAST_BLOCK), "head only": "last"})
 
 
 def attribution_seconds(make, work, group_size, repeats, device):
@@ -126,10 +134,13 @@ def attribution_seconds(make, work, group_size, repeats, device):
     return best_of(run, repeats, device)
 
 
+def workload_epoch_seconds(work, args, device):
+    X = work["X"] if work["X"].dtype == np.float32 else work["X"].astype(np.float32)
+    return epoch_seconds(work["L_module"], X, work["y"], device, args.repeats)
+
+
 def run(work, args, device):
-    L = epoch_seconds(work["L_module"], work["X"].astype(np.float32)
-                      if work["X"].dtype != np.float32 else work["X"], work["y"], device,
-                      args.repeats)
+    L = workload_epoch_seconds(work, args, device)
     rows = {}
     makers = {
         "tracin": lambda net, grouper: TracInAttributor(
@@ -143,6 +154,38 @@ def run(work, args, device):
         rows[name] = [attribution_seconds(make, work, g, args.repeats, device) / L
                       for g in sizes]
     return L, sizes, rows
+
+
+def subset_fidelity(work, L, args, device):
+    """Rank agreement of TracIn scores on parameter subsets with all parameters."""
+    from scipy.stats import spearmanr
+
+    def scores(subset, group_size):
+        grouper = (None if group_size == 1
+                   else RandomGrouper(group_size=group_size, random_state=0))
+        attr = TracInAttributor(FrozenEstimator(work["net"]), grouper=grouper,
+                                param_subset=subset, batch_size=BATCH_SIZE)
+        synchronize(device)
+        start = time.perf_counter()
+        values = attr.fit(work["X"], work["y"]).score_groups(work["X_test"], work["y_test"])
+        synchronize(device)
+        return values, time.perf_counter() - start
+
+    def low_overlap(a, b):
+        m = max(1, len(a) // 10)
+        return len(set(np.argsort(a)[:m]) & set(np.argsort(b)[:m])) / m
+
+    print(f"\n-- parameter subsets: TracIn scores against all parameters "
+          f"({work['name']}) --")
+    print(f"{'subset':<22}{'g':>5}{'spearman':>10}{'low-10% overlap':>17}{'time / L':>10}")
+    for group_size in (1, 16):
+        full, seconds = scores("all", group_size)
+        print(f"{'all parameters':<22}{group_size:>5}{1.0:>10.3f}{1.0:>17.2f}{seconds / L:>10.2f}")
+        for label, subset in work["subsets"].items():
+            part, seconds = scores(subset, group_size)
+            rho = spearmanr(full, part).statistic
+            print(f"{label:<22}{group_size:>5}{rho:>10.3f}"
+                  f"{low_overlap(full, part):>17.2f}{seconds / L:>10.2f}")
 
 
 def report(work, L, sizes, rows, load):
@@ -171,6 +214,9 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-fidelity", dest="fidelity", action="store_false",
+                        help="skip part 2 (parameter subsets against all parameters)")
+    parser.add_argument("--fidelity-only", action="store_true", help="run part 2 only")
     parser.add_argument("--quick", action="store_true", help="n=256, width 8, one repeat")
     parser.add_argument("--data-home", default=os.environ.get(
         "SKGGDA_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
@@ -184,11 +230,18 @@ def main(argv=None):
     verdicts = []
     for name in args.workloads:
         work = (image_workload if name == "resnet" else text_workload)(args, device)
-        before, start = cpu_counters(), time.perf_counter()
-        L, sizes, rows = run(work, args, device)
-        load = (before, cpu_counters(), time.perf_counter() - start)
-        verdicts.append(report(work, L, sizes, rows, load))
-    print("\nOVERALL:", "PASS" if all(v == "PASS" for v in verdicts) else "FAIL")
+        if args.fidelity_only:
+            L = workload_epoch_seconds(work, args, device)
+            print(f"\n=== {work['name']} ===\nL = {L:.3f} s")
+        else:
+            before, start = cpu_counters(), time.perf_counter()
+            L, sizes, rows = run(work, args, device)
+            load = (before, cpu_counters(), time.perf_counter() - start)
+            verdicts.append(report(work, L, sizes, rows, load))
+        if args.fidelity or args.fidelity_only:
+            subset_fidelity(work, L, args, device)
+    if verdicts:
+        print("\nOVERALL:", "PASS" if all(v == "PASS" for v in verdicts) else "FAIL")
 
 
 if __name__ == "__main__":

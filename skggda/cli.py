@@ -68,12 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="G", help="1 is per-point attribution (default: 1 4 16 64)")
     add("--tasks", nargs="+", choices=TASKS, default=list(_DEFAULTS.tasks))
     add("--seeds", nargs="+", type=int, default=list(_DEFAULTS.seeds))
-    add("--epochs", type=_positive_ints, default=_DEFAULTS.epochs,
-        help="training epochs (default: %(default)s; see --paper-recipe)")
-    add("--lr", type=float, default=_DEFAULTS.lr,
-        help="peak learning rate (default: %(default)s; see --paper-recipe)")
+    add("--epochs", type=_positive_ints, default=None,
+        help="training epochs (default: 40, or 2 to fine-tune --model text; "
+        "see --paper-recipe)")
+    add("--lr", type=float, default=None,
+        help="peak learning rate (default: 0.01, or 5e-5 to fine-tune --model text; "
+        "see --paper-recipe)")
     add("--paper-recipe", action="store_true",
-        help="train with the paper's epochs and learning rate for the model")
+        help="default to the paper's epochs and learning rate for the model "
+        "(--epochs / --lr still win)")
     add("--noise", type=_fraction, default=_DEFAULTS.noise,
         help="fraction of flipped labels for the noisy task (default: %(default)s)")
     add("--n-components", type=_positive_ints, default=_DEFAULTS.n_components,
@@ -104,8 +107,7 @@ def config_from_args(args) -> GridConfig:
     values = {k: v for k, v in vars(args).items() if k in names}
     for key in ("attributors", "groupers", "group_sizes", "tasks", "seeds"):
         values[key] = tuple(values[key])
-    if args.paper_recipe:
-        values["epochs"] = values["lr"] = None
+    values["recipe"] = "paper" if args.paper_recipe else "short"
     values["param_subset"] = list(args.param_subset) if args.param_subset else "auto"
     return GridConfig(**values)
 

@@ -87,3 +87,30 @@ def test_qnli_needs_the_text_model(tmp_path, capsys):
         main(["--quiet", "--dataset", "qnli", "--output", str(tmp_path)])
     assert info.value.code == 2
     assert "qnli data set goes with model='text'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, model, lr, epochs", [
+    ([], "ann-s", 1e-2, 40),
+    (["--model", "text"], "text", 5e-5, 2),
+    (["--paper-recipe"], "ann-s", 1e-3, 300),
+    (["--paper-recipe", "--model", "text"], "text", 2e-5, 3),
+    (["--paper-recipe", "--epochs", "7"], "ann-s", 1e-3, 7),
+    (["--lr", "0.5", "--model", "text"], "text", 0.5, 2),
+])
+def test_training_recipe_per_model(argv, model, lr, epochs):
+    # The pretrained text encoder must never get the from-scratch rate of 1e-2 by default.
+    from skggda.cli import build_parser, config_from_args
+    from skggda.experiments._grid import make_net
+
+    config = config_from_args(build_parser().parse_args(argv))
+    assert config.model == model
+    net = make_net(config, seed=0)  # not initialized: the text encoder is not loaded
+    assert (net.lr, net.max_epochs) == (lr, epochs)
+
+
+def test_unknown_recipe_is_a_clear_error():
+    from skggda.experiments import GridConfig
+    from skggda.experiments._grid import make_net
+
+    with pytest.raises(ValueError, match="recipe must be 'short' or 'paper'"):
+        make_net(GridConfig(recipe="fast"), seed=0)
