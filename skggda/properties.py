@@ -148,6 +148,11 @@ class ClassLoss(MeanLoss):
         return mask / mask.sum()
 
 
+def _logits(output, loss_fn):
+    """The class logits behind ``output`` (log-probabilities for ``NLLLoss`` nets)."""
+    return loss_fn.logits(output) if hasattr(loss_fn, "logits") else output
+
+
 def _margin(output, y):
     """TRAK's margin ``z_y - logsumexp_{c != y} z_c`` (= log p_y - log(1 - p_y))."""
     correct = output.gather(1, y[:, None]).squeeze(1)
@@ -175,7 +180,7 @@ class Margin(Property):
     greater_is_better = True
 
     def terms(self, output, y, loss_fn):
-        return _margin(output, y)
+        return _margin(_logits(output, loss_fn), y)
 
 
 class SmoothAccuracy(Property):
@@ -205,7 +210,7 @@ class SmoothAccuracy(Property):
         self.temperature = temperature
 
     def terms(self, output, y, loss_fn):
-        return torch.sigmoid(_margin(output, y) / self.temperature)
+        return torch.sigmoid(_margin(_logits(output, loss_fn), y) / self.temperature)
 
 
 class FairnessGap(Property):

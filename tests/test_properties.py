@@ -116,3 +116,42 @@ def test_mask_can_be_computed_from_X(double_attr):
     by_array = TracInAttributor(FrozenEstimator(net),
                                 property=FairnessGap(X[:, 0] > 0)).fit(X, y)
     np.testing.assert_allclose(by_function.score_groups(), by_array.score_groups())
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense = torch.nn.Linear(6, 3)
+
+    def forward(self, X):
+        return self.dense(X)
+
+
+class _Probabilities(_Logits):
+    """skorch's default convention: the module outputs probabilities, the criterion is NLL."""
+
+    def forward(self, X):
+        return torch.softmax(self.dense(X), dim=-1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda net: TracInAttributor(net, property="margin"),
+    lambda net: TracInAttributor(net, property="accuracy"),
+    lambda net: __import__("skggda").TRAKAttributor(net, n_models=2, random_state=0),
+])
+def test_margin_reads_logits_of_probability_nets(problem, make):
+    # A net that outputs probabilities (NLLLoss) must score like the same net outputting logits.
+    from skggda.models import SeededNeuralNetClassifier
+
+    X, y, X_test, y_test = problem
+    nets = {}
+    for module, criterion in ((_Logits, torch.nn.CrossEntropyLoss),
+                              (_Probabilities, torch.nn.NLLLoss)):
+        # same seed, same architecture: TRAK's members start from the same weights too
+        nets[module] = SeededNeuralNetClassifier(
+            module, criterion=criterion, max_epochs=3, lr=0.1, train_split=None, verbose=0,
+            random_state=0).fit(X, y)
+    nets[_Probabilities].module_.load_state_dict(nets[_Logits].module_.state_dict())
+    scores = [make(FrozenEstimator(net)).fit(X, y).score_groups(X_test, y_test)
+              for net in nets.values()]
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-3, atol=1e-6)

@@ -202,3 +202,12 @@ def test_timings_cover_every_stage(problem, frozen):
     attr.attribute(X_test[:4], y_test[:4])
     assert set(attr.timings_) == {"training", "grouping", "gradients", "scoring", "attribution"}
     assert all(t >= 0 for t in attr.timings_.values())
+
+
+def test_frozen_net_on_labels_not_starting_at_zero_uses_label_as_logit_index(problem):
+    # skorch fits integer labels as they are: label 2 is logit 2, whatever classes_ says.
+    X, y, X_test, y_test = problem
+    net = tiny_net().fit(X, y + 1)  # labels {1, 2}, three logits
+    scores = TracInAttributor(FrozenEstimator(net)).fit(X, y + 1).score_groups(X_test, y_test + 1)
+    np.testing.assert_allclose(scores, slow_tracin(net, X, y + 1, X_test, y_test + 1),
+                               rtol=1e-4, atol=1e-6)

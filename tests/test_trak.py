@@ -112,3 +112,18 @@ def test_warm_start_reuses_the_ensemble_for_a_new_grouping(data):
     np.testing.assert_allclose(attr.score_groups(X_test, y_test),
                                np.bincount(attr.labels_, points), rtol=1e-3, atol=1e-7)
     assert attr.training_seconds_ > 0
+
+
+@pytest.mark.parametrize("change", ["labels", "features", "recipe"])
+def test_warm_start_retrains_when_data_or_recipe_change(data, change):
+    X, y, _, _, _ = data
+    attr = trak(n_components=16, warm_start=True).fit(X, y)
+    nets = list(attr.estimators_)
+    if change == "labels":
+        y = 1 - y
+    elif change == "features":
+        X = X + 1
+    else:
+        attr.set_params(estimator=tiny_net(hidden=(7,), epochs=5))
+    attr.fit(X, y)
+    assert not any(a is b for a, b in zip(attr.estimators_, nets))

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from time import perf_counter
 from numbers import Integral, Real
 
+import joblib
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.utils._param_validation import Interval
 
 from .. import _engine
-from ..properties import _error_probability, _margin
+from ..properties import _error_probability, _logits, _margin
 from ..utils._skorch import prepare_net
 from ._base import BaseAttributor, net_plan
 from ._kernel import fit_kernel_state, kernel_scores, property_vector, sample_vectors
@@ -62,8 +63,10 @@ class TRAKAttributor(BaseAttributor):
     n_jobs : int, default=None
         Parallel trainings (joblib semantics: ``None`` is 1, ``-1`` all cores).
     warm_start : bool, default=False
-        Refit with the ensemble already trained (same data, same
-        ``random_state``) and only recompute the kernels: changing the
+        Refit with the ensemble already trained and only recompute the
+        kernels, when the data, the net's parameters, ``n_models``,
+        ``train_fraction`` and ``random_state`` are unchanged (checked with
+        a hash of them; otherwise the ensemble is retrained): changing the
         grouper then costs one pass per member instead of ``n_models``
         trainings.
     verbose : int, default=0
@@ -145,33 +148,30 @@ class TRAKAttributor(BaseAttributor):
         self._projection_seed = int(rng.randint(_SEED_MAX))
         setup = _MemberSetup(self.labels_, self.n_groups_, self.param_subset, self.batch_size,
                              self.n_components, self._projection_seed)
-        if self._can_reuse_members(subsets):
+        template = self.estimator_ if self.estimator is None else self.estimator
+        template = getattr(template, "estimator", template)  # a frozen net's recipe
+        fingerprint = joblib.hash((X, y, template.get_params(deep=False), subsets, seeds))
+        if self._can_reuse_members(fingerprint):
             # warm start: same ensemble, new groups -- only the kernel states change
             with self._stage("ensemble"):
                 self._states = Parallel(n_jobs=self.n_jobs)(
                     delayed(_member_state)(setup, net, X, y) for net in self.estimators_
                 )
             return
-        template = self.estimator_ if self.estimator is None else self.estimator
-        template = getattr(template, "estimator", template)  # a frozen net's recipe
         with self._stage("ensemble"):
             members = Parallel(n_jobs=self.n_jobs)(
                 delayed(_fit_member)(setup, template, X, y, subset, int(member_seed))
                 for subset, member_seed in zip(subsets, seeds)
             )
         self.subsets_ = subsets
+        self._members_fingerprint = fingerprint
         self.estimators_ = [net for net, _, _ in members]
         self._states = [state for _, state, _ in members]
         self.training_seconds_ = float(sum(seconds for _, _, seconds in members))
 
-    def _can_reuse_members(self, subsets):
-        previous = getattr(self, "subsets_", None)
-        return (
-            self.warm_start
-            and previous is not None
-            and len(previous) == len(subsets)
-            and all(np.array_equal(a, b) for a, b in zip(previous, subsets))
-        )
+    def _can_reuse_members(self, fingerprint):
+        # Reuse only what was trained on the very same data, recipe and subsets.
+        return self.warm_start and getattr(self, "_members_fingerprint", None) == fingerprint
 
     def _projector(self, plan):
         return _projector(plan, self.n_components, self._projection_seed)
@@ -195,6 +195,16 @@ class TRAKAttributor(BaseAttributor):
                                      self._projector(plan), batch_size=self.batch_size)
             out += kernel_scores(state, vectors, self.damping).astype(np.float32)
         return out / self.n_models
+
+
+class _OfLogits:
+    """``fn(logits, y)`` on the net's class logits (picklable, for joblib jobs)."""
+
+    def __init__(self, fn, loss_fn):
+        self.fn, self.loss_fn = fn, loss_fn
+
+    def __call__(self, output, y):
+        return self.fn(_logits(output, self.loss_fn), y)
 
 
 @dataclass
@@ -228,10 +238,10 @@ def _fit_member(setup, template, X, y, subset, seed):
 def _member_state(setup, net, X, y):
     """One pass over all training data: the member's margin kernel and group gradients."""
     plan = net_plan(net, X, setup.param_subset)
-    margin_plan = plan.with_loss(_margin)
+    margin_plan = plan.with_loss(_OfLogits(_margin, plan.loss_fn))
     # grad loss_i = -(1 - p_i) grad margin_i for softmax cross-entropy
-    weights = -_engine.sample_values(plan.with_loss(_error_probability), X, y,
-                                     batch_size=setup.batch_size).cpu().numpy()
+    weights = -_engine.sample_values(plan.with_loss(_OfLogits(_error_probability, plan.loss_fn)),
+                                     X, y, batch_size=setup.batch_size).cpu().numpy()
     return fit_kernel_state(
         margin_plan, X, y, setup.labels, setup.n_groups,
         _projector(margin_plan, setup.n_components, setup.projection_seed),

@@ -50,12 +50,22 @@ class PerSampleLoss:
             and self.criterion.label_smoothing == 0
         )
 
+    def logits(self, output: torch.Tensor) -> torch.Tensor:
+        """Class scores whose softmax is the net's predicted distribution.
+
+        The module's output itself, except for skorch's ``NLLLoss`` nets,
+        whose modules output probabilities: their log. Margins, the smooth
+        accuracy and TRAK read these.
+        """
+        if self.kind == "nll_of_probabilities":
+            return torch.log(output + torch.finfo(output.dtype).eps)
+        return output
+
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.kind == "cross_entropy":
             return self.criterion(output, target.long())
         if self.kind == "nll_of_probabilities":
-            eps = torch.finfo(output.dtype).eps
-            return self.criterion(torch.log(output + eps), target.long())
+            return self.criterion(self.logits(output), target.long())
         losses = self.criterion(output, target)
         return losses.reshape(losses.shape[0], -1).sum(1)
 
@@ -107,12 +117,21 @@ def encode_targets(y, classes):
 
 
 def frozen_classes(net, y):
-    """Classes a pretrained net was trained on, if they cover ``y``; else ``None``."""
+    """The label of each logit of a pretrained net, if its classes cover ``y``; else ``None``.
+
+    skorch trains on the integer labels as given (``CrossEntropyLoss`` reads
+    them as logit indices), so a net fitted on labels ``{1, 2}`` has the
+    logit of label 2 at index 2, not at its position in ``classes_``.
+    """
     try:
         classes = np.asarray(net.classes_)
     except AttributeError:
         return None
-    return classes if np.isin(np.asarray(y), classes).all() else None
+    if not np.isin(np.asarray(y), classes).all():
+        return None
+    if classes.dtype.kind in "iu" and len(classes) and classes.min() >= 0:
+        return np.arange(int(classes.max()) + 1)
+    return classes
 
 
 def _expected_n_features(module: nn.Module):
