@@ -106,12 +106,15 @@ def test_warm_start_reuses_the_ensemble_for_a_new_grouping(data):
     X, y, X_test, y_test, _ = data
     attr = trak(n_components=16, warm_start=True).fit(X, y)
     nets = list(attr.estimators_)
+    trained = attr.training_seconds_
+    assert trained == pytest.approx(attr.timings_["gradients.training"], abs=0.05)
     points = attr.score_groups(X_test, y_test)
     attr.set_params(grouper=RandomGrouper(group_size=8, random_state=0)).fit(X, y)
     assert all(a is b for a, b in zip(attr.estimators_, nets))
     np.testing.assert_allclose(attr.score_groups(X_test, y_test),
                                np.bincount(attr.labels_, points), rtol=1e-3, atol=1e-7)
-    assert attr.training_seconds_ > 0
+    assert attr.training_seconds_ == trained > 0  # the ensemble's cost stays on record
+    assert "gradients.training" not in attr.timings_ and "gradients.kernels" in attr.timings_
 
 
 @pytest.mark.parametrize("change", ["labels", "features", "recipe"])

@@ -79,8 +79,10 @@ class TRAKAttributor(BaseAttributor):
     subsets_ : list of ndarray
         Training indices of every member.
     training_seconds_ : float
-        Seconds spent training the members (kept across warm starts: part of
-        TRAK's cost whichever grouping uses the ensemble).
+        Wall-clock seconds spent training the members (``timings_``'s
+        ``"gradients.training"`` of the fit that trained them; kept across
+        warm starts: part of TRAK's cost whichever grouping uses the
+        ensemble).
     estimator_, grouper_, labels_, groups_, n_groups_, classes_, timings_, n_features_in_ : see :class:`TracInAttributor`
         As for :class:`TracInAttributor`.
 
@@ -151,23 +153,23 @@ class TRAKAttributor(BaseAttributor):
         template = self.estimator_ if self.estimator is None else self.estimator
         template = getattr(template, "estimator", template)  # a frozen net's recipe
         fingerprint = joblib.hash((X, y, template.get_params(deep=False), subsets, seeds))
-        if self._can_reuse_members(fingerprint):
-            # warm start: same ensemble, new groups -- only the kernel states change
-            with self._stage("ensemble"):
-                self._states = Parallel(n_jobs=self.n_jobs)(
-                    delayed(_member_state)(setup, net, X, y) for net in self.estimators_
+        if not self._can_reuse_members(fingerprint):
+            # Training and the kernel pass are separate stages so that the
+            # training's wall-clock time is known whatever n_jobs is.
+            start = perf_counter()
+            with self._stage("training"):
+                self.estimators_ = Parallel(n_jobs=self.n_jobs)(
+                    delayed(_fit_member)(template, X, y, subset, int(member_seed))
+                    for subset, member_seed in zip(subsets, seeds)
                 )
-            return
-        with self._stage("ensemble"):
-            members = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_member)(setup, template, X, y, subset, int(member_seed))
-                for subset, member_seed in zip(subsets, seeds)
+            self.training_seconds_ = perf_counter() - start
+            self.subsets_ = subsets
+            self._members_fingerprint = fingerprint
+        # a warm start lands here directly: same ensemble, new groups
+        with self._stage("kernels"):
+            self._states = Parallel(n_jobs=self.n_jobs)(
+                delayed(_member_state)(setup, net, X, y) for net in self.estimators_
             )
-        self.subsets_ = subsets
-        self._members_fingerprint = fingerprint
-        self.estimators_ = [net for net, _, _ in members]
-        self._states = [state for _, state, _ in members]
-        self.training_seconds_ = float(sum(seconds for _, _, seconds in members))
 
     def _can_reuse_members(self, fingerprint):
         # Reuse only what was trained on the very same data, recipe and subsets.
@@ -223,16 +225,10 @@ def _projector(plan, n_components, seed):
     return None if n_components is None else _engine.Projector(plan, n_components, seed)
 
 
-def _fit_member(setup, template, X, y, subset, seed):
-    """Train one ensemble member on ``subset``; ``(net, kernel state, training seconds)``.
-
-    A joblib job.
-    """
+def _fit_member(template, X, y, subset, seed):
+    """Train one ensemble member on ``subset`` (a joblib job)."""
     net = prepare_net(template, seed)
-    start = perf_counter()
-    net.fit(X[subset], y[subset])
-    seconds = perf_counter() - start
-    return net, _member_state(setup, net, X, y), seconds
+    return net.fit(X[subset], y[subset])
 
 
 def _member_state(setup, net, X, y):

@@ -315,7 +315,7 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
         scores = attr.score_groups(X_test, y_test)
         t = attr.timings_
         attribution_s = t["gradients"] + t["scoring"]
-        if reused:  # the ensemble's training is part of every TRAK cell's cost
+        if reused:  # the ensemble's (wall-clock) training is part of every TRAK cell's cost
             attribution_s += attr.training_seconds_
         base = dict(task=task, dataset=config.dataset, model=config.model, attributor=attributor,
                     grouper=grouper, group_size=group_size, seed=seed, n_groups=attr.n_groups_,
