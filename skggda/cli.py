@@ -41,6 +41,10 @@ def _positive_ints(text):
     return value
 
 
+def _components(text):
+    return None if text.lower() == "none" else _positive_ints(text)
+
+
 def _fraction(text):
     value = float(text)
     if not 0 <= value < 1:
@@ -79,8 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(--epochs / --lr still win)")
     add("--noise", type=_fraction, default=_DEFAULTS.noise,
         help="fraction of flipped labels for the noisy task (default: %(default)s)")
-    add("--n-components", type=_positive_ints, default=_DEFAULTS.n_components,
-        help="projection for Fisher and TRAK (default: %(default)s, the paper's HELOC value)")
+    add("--n-components", type=_components, default=_DEFAULTS.n_components,
+        help="projection for Fisher and TRAK; 'none' for no projection (default: "
+        "%(default)s, the paper's HELOC value)")
+    add("--damping", type=float, default=_DEFAULTS.damping,
+        help="added to the curvature by the influence solvers and TRAK (default: "
+        "%(default)s, the paper's LiSSA value)")
     add("--trak-models", type=_positive_ints, default=_DEFAULTS.trak_models)
     add("--lissa-depth", type=_positive_ints, default=_DEFAULTS.lissa_depth)
     add("--lissa-repeat", type=_positive_ints, default=_DEFAULTS.lissa_repeat)

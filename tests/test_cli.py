@@ -114,3 +114,15 @@ def test_unknown_recipe_is_a_clear_error():
 
     with pytest.raises(ValueError, match="recipe must be 'short' or 'paper'"):
         make_net(GridConfig(recipe="fast"), seed=0)
+
+
+def test_exact_and_cg_influence_as_ground_truth_rows(tmp_path, capsys):
+    # cg and the explicit Hessian solve the same system: damped enough to be positive
+    # definite, they agree.
+    out = tmp_path / "solvers"
+    code = main(TINY + ["--attributors", "cg", "exact", "fisher", "--n-components", "none",
+                        "--damping", "1.0", "--group-sizes", "1", "--output", str(out)])
+    assert code == 0
+    rows = {r["attributor"]: float(r["value"]) for r in csv.DictReader((out / "records.csv").open())}
+    assert set(rows) == {"cg", "exact", "fisher"}
+    assert rows["cg"] == pytest.approx(rows["exact"], abs=1e-3)

@@ -44,7 +44,9 @@ MODELS = {
 #: (a rate like 1e-2 destroys its pretrained weights).
 SHORT_RECIPE = {name: dict(epochs=40, lr=1e-2) for name in MODELS}
 SHORT_RECIPE["text"] = dict(epochs=2, lr=5e-5)
-ATTRIBUTORS = ("tracin", "fisher", "lissa", "trak")
+#: "cg" and "exact" are influence with conjugate gradients and with the explicit
+#: Hessian (small models): ground truth for the Fisher and LiSSA approximations.
+ATTRIBUTORS = ("tracin", "fisher", "lissa", "trak", "cg", "exact")
 GROUPERS = {"random": RandomGrouper, "kmeans": KMeansGrouper, "repr": ReprKMeansGrouper,
             "grad": GradKMeansGrouper}
 TASKS = ("noisy", "retraining", "pruning")
@@ -82,7 +84,8 @@ class GridConfig:
     lr: float | None = None
     recipe: str = "short"
     noise: float = 0.1
-    n_components: int = 16
+    n_components: int | None = 16
+    damping: float = 1e-3
     trak_models: int = 10
     lissa_depth: int = 200
     lissa_repeat: int = 20
@@ -185,11 +188,14 @@ def make_attributor(name, net, grouper, config, seed):
     common = dict(grouper=grouper, param_subset=param_subset(config), random_state=seed)
     if name == "tracin":
         return TracInAttributor(net, **common)
+    common["damping"] = config.damping
     if name == "fisher":
         return InfluenceAttributor(net, n_components=config.n_components, **common)
     if name == "lissa":
         return InfluenceAttributor(net, solver="lissa", lissa_depth=config.lissa_depth,
                                    lissa_repeat=config.lissa_repeat, **common)
+    if name in ("cg", "exact"):
+        return InfluenceAttributor(net, solver=name, **common)
     if name == "trak":
         return TRAKAttributor(net, n_models=config.trak_models, n_components=config.n_components,
                               n_jobs=config.n_jobs, warm_start=True, **common)
