@@ -144,3 +144,15 @@ def test_retrainings_spread_over_a_dask_cluster(noisy):
         assert client.run(lambda: 1)  # the workers were there
     np.testing.assert_allclose(remote.accuracy, local.accuracy)
     np.testing.assert_allclose(remote.random_accuracy, local.random_accuracy)
+
+
+def test_retraining_without_a_whole_class_keeps_its_output():
+    # Class-pure groups: leaving out the group of the last class must not shrink the head
+    # (the test loss of that class is still measured) nor crash.
+    X, y, _, _ = make_problem(n=120, n_classes=3, seed=5)
+    X_test, y_test, _, _ = make_problem(n=60, n_classes=3, seed=6)
+    loo = group_leave_one_out(tiny_net(hidden=(8,), epochs=30), X, y, X_test, y_test, y,
+                              n_seeds=1, random_state=0)
+    assert np.isfinite(loo.effect).all()
+    # removing a whole class raises the test loss (of that class above all)
+    assert (loo.effect > 0.2).all()

@@ -20,20 +20,18 @@ from dataclasses import dataclass
 import numpy as np
 from joblib import Parallel, delayed
 from scipy.stats import spearmanr
-from sklearn.base import clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 
 from ..properties import property_terms, resolve_property
+from ._removal import retraining_clone
 
 _SEED_MAX = np.iinfo(np.int32).max
 
 
 def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes):
     """Retrain on ``keep``; return the badness and per-sample badness terms (a joblib job)."""
-    net = clone(estimator)
-    if "random_state" in net.get_params(deep=False):
-        net.set_params(random_state=int(seed))
+    net = retraining_clone(estimator, seed, len(classes))
     net.fit(X[keep], y[keep])
     value, terms = property_terms(prop, net, X_test, y_test, classes)
     return prop.sign * value, None if terms is None else prop.sign * terms

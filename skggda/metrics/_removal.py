@@ -144,11 +144,26 @@ def _sem(values, axis=0):
         np.delete(values.shape, axis))
 
 
-def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed):
-    """Train a clone on ``X[keep]`` with ``seed`` and return its test accuracy (a joblib job)."""
+def retraining_clone(estimator, seed, n_classes):
+    """An unfitted clone seeded with ``seed`` that keeps an output for every class.
+
+    A kept subset may lack a class (Grad-K-Means groups are often
+    class-pure); a skorch net would then infer a smaller head from it. Its
+    ``classes`` parameter, when unset, is fixed to all ``n_classes``
+    encoded labels.
+    """
     net = clone(estimator)
-    if "random_state" in net.get_params(deep=False):
-        net.set_params(random_state=seed)
+    params = net.get_params(deep=False)
+    if "random_state" in params:
+        net.set_params(random_state=int(seed))
+    if "classes" in params and params["classes"] is None:
+        net.set_params(classes=np.arange(n_classes))
+    return net
+
+
+def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes):
+    """Train a clone on ``X[keep]`` with ``seed`` and return its test accuracy (a joblib job)."""
+    net = retraining_clone(estimator, seed, n_classes)
     net.fit(X[keep], y[keep])
     return float(np.mean(np.asarray(net.predict(X_test)) == y_test))
 
@@ -213,7 +228,8 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
             at_random.append(np.setdiff1d(everything, random_removed))
             jobs += [(by_score[-1], seed), (at_random[-1], seed)]
     accuracies = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_and_score)(estimator, X, y, X_test, y_test, keep, int(seed))
+        delayed(_fit_and_score)(estimator, X, y, X_test, y_test, keep, int(seed),
+                                len(encoder.classes_))
         for keep, seed in jobs
     )
     per_seed = np.asarray(accuracies).reshape(n_seeds, 1 + 2 * len(fractions))
