@@ -100,6 +100,20 @@ def test_pipeline_with_scaler_and_routed_groups(data, routing):
     assert attr.score_groups(scaled, y_test).shape == (8,)
 
 
+def test_scorers_take_a_pipeline_and_transform_the_validation_fold(data):
+    X, y, X_test, y_test = data
+    X, X_test = X * 10 + 3, X_test * 10 + 3  # only right once scaled
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("attr", TracInAttributor(tiny_net(), grouper=RandomGrouper(group_size=25),
+                                               random_state=0))]).fit(X, y)
+    scorer = make_pruning_scorer(0.25)
+    direct = scorer(pipe[-1], pipe[:-1].transform(X_test), y_test)
+    assert scorer(pipe, X_test, y_test) == direct
+    search = GridSearchCV(pipe, {"attr__grouper__group_size": [25, 50]}, scoring=scorer,
+                          cv=2, error_score="raise").fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
 def test_frozen_net_survives_clone_and_search(data):
     X, y, _, _ = data
     net = tiny_net().fit(X, y)
@@ -130,6 +144,7 @@ def test_pickled_attributor_scores_new_data_without_the_training_side(tmp_path, 
     path = tmp_path / "attributor.joblib"
     joblib.dump(attributor, path)
     loaded = joblib.load(path)
+    del loaded._X_fit  # scoring new data must not need a pass over the training side
     np.testing.assert_allclose(loaded.score_groups(X_test, y_test), expected, rtol=1e-5)
     assert loaded.timings_["gradients"] == attributor.timings_["gradients"]
 

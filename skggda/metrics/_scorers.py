@@ -1,7 +1,7 @@
 """Scorers for ``GridSearchCV``: judge a fitted attributor on the validation fold.
 
 Each scorer is called as ``scorer(attributor, X_val, y_val)`` on an
-attributor fitted on the training fold. The validation fold is the
+attributor (or a pipeline ending in one) fitted on the training fold. The validation fold is the
 property's evaluation data: the scorer attributes the property on it, removes
 training points by score, retrains the attributor's net recipe on what is
 left and measures accuracy on the validation fold. Greater is better for
@@ -17,17 +17,26 @@ from ._datamodels import linear_datamodeling_score
 from ._removal import removal_score
 
 
-def _fold(attributor, X_val, y_val):
-    """The attributor's training fold and the encoded validation fold."""
+def _fold(estimator, X_val, y_val):
+    """``(attributor, X, y, X_val, y_val)``: the attributor, its training fold, and the
+    validation fold as the attributor sees it (encoded labels).
+
+    ``estimator`` is an attributor or a :class:`~sklearn.pipeline.Pipeline`
+    ending in one, whose other steps then transform ``X_val`` first.
+    """
+    attributor = estimator
+    if hasattr(estimator, "steps"):
+        X_val, attributor = estimator[:-1].transform(X_val), estimator[-1]
     X, y = attributor._X_fit, attributor._y_fit
-    return X, y, np.asarray(X_val, dtype=np.float32), encode_targets(y_val, attributor.classes_)
+    return (attributor, X, y, np.asarray(X_val, dtype=np.float32),
+            encode_targets(y_val, attributor.classes_))
 
 
 def _removal_scorer(name, read, fraction, *, most_important, n_seeds, random_state):
     """A scorer removing ``fraction`` of the fold by group score and reading the result."""
 
-    def scorer(attributor, X_val, y_val):
-        X, y, X_val, y_val = _fold(attributor, X_val, y_val)
+    def scorer(estimator, X_val, y_val):
+        attributor, X, y, X_val, y_val = _fold(estimator, X_val, y_val)
         scores = attributor.score_groups(X_val, attributor.classes_[y_val])
         result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
                                attributor.labels_, [fraction], most_important=most_important,
@@ -50,7 +59,8 @@ def make_pruning_scorer(fraction=0.5, *, n_seeds=1, random_state=0):
 
     Returns
     -------
-    scorer : callable ``(attributor, X_val, y_val) -> float``
+    scorer : callable ``(estimator, X_val, y_val) -> float``
+        ``estimator``: an attributor, or a pipeline ending in one.
 
     Examples
     --------
@@ -81,7 +91,8 @@ def make_retraining_scorer(fraction=0.1, *, n_seeds=1, random_state=0):
 
     Returns
     -------
-    scorer : callable ``(attributor, X_val, y_val) -> float``
+    scorer : callable ``(estimator, X_val, y_val) -> float``
+        ``estimator``: an attributor, or a pipeline ending in one.
 
     Examples
     --------
@@ -107,7 +118,8 @@ def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
 
     Returns
     -------
-    scorer : callable ``(attributor, X_val, y_val) -> float``
+    scorer : callable ``(estimator, X_val, y_val) -> float``
+        ``estimator``: an attributor, or a pipeline ending in one.
 
     Examples
     --------
@@ -115,8 +127,8 @@ def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
     >>> make_lds_scorer().__name__
     'lds'
     """
-    def scorer(attributor, X_val, y_val):
-        X, y, X_val, y_val = _fold(attributor, X_val, y_val)
+    def scorer(estimator, X_val, y_val):
+        attributor, X, y, X_val, y_val = _fold(estimator, X_val, y_val)
         scores = attributor.score_groups(X_val, attributor.classes_[y_val])
         result = linear_datamodeling_score(
             attributor.estimator_, X, y, X_val, y_val, scores, attributor.labels_,
