@@ -211,3 +211,11 @@ def test_frozen_net_on_labels_not_starting_at_zero_uses_label_as_logit_index(pro
     scores = TracInAttributor(FrozenEstimator(net)).fit(X, y + 1).score_groups(X_test, y_test + 1)
     np.testing.assert_allclose(scores, slow_tracin(net, X, y + 1, X_test, y_test + 1),
                                rtol=1e-4, atol=1e-6)
+
+
+def test_refit_without_grouper_drops_the_old_grouper(problem, frozen):
+    X, y, _, _ = problem
+    attr = TracInAttributor(frozen, grouper=RandomGrouper(group_size=40)).fit(X, y)
+    assert attr.grouper_.labels_.shape == (len(y),)
+    attr.set_params(grouper=None).fit(X, y, groups=np.arange(len(y)) % 3)
+    assert not hasattr(attr, "grouper_") and attr.n_groups_ == 3

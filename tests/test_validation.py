@@ -138,3 +138,38 @@ def test_invalid_parameter_types():
 
     with pytest.raises(InvalidParameterError, match="'checkpoints' parameter"):
         TracInAttributor(checkpoints="first").fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def _failing_refits():
+    from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper,
+                        TRAKAttributor)
+
+    def narrow_and_too_many_groups(estimator, X, y):
+        estimator.set_params(n_groups=10).fit(X[:5, :3], y[:5])
+
+    def groups_of_wrong_length(estimator, X, y):
+        estimator.fit(X[:, :3], y, groups=np.arange(5))
+
+    return [
+        (lambda: InfluenceAttributor(tiny_net(), n_components=4, random_state=0),
+         groups_of_wrong_length),
+        (lambda: TRAKAttributor(tiny_net(), n_models=2, n_components=4, random_state=0),
+         groups_of_wrong_length),
+        (lambda: RandomGrouper(group_size=40, random_state=0), narrow_and_too_many_groups),
+        (lambda: KMeansGrouper(group_size=40, random_state=0), narrow_and_too_many_groups),
+        (lambda: GradKMeansGrouper(group_size=40, estimator=tiny_net(), random_state=0),
+         narrow_and_too_many_groups),
+    ]
+
+
+@pytest.mark.parametrize("make, refit", _failing_refits())
+def test_every_estimator_keeps_its_fit_when_a_refit_fails(problem, make, refit):
+    X, y, _, _ = problem
+    estimator = make().fit(X, y)
+    before = state(estimator)
+    params = estimator.get_params(deep=False)
+    with pytest.raises(ValueError):
+        refit(estimator, X, y)
+    estimator.set_params(**params)  # the refit may have changed a parameter on purpose
+    assert state(estimator) == before
+    assert estimator.n_features_in_ == X.shape[1]

@@ -27,6 +27,7 @@ from .. import _engine
 from ..properties import EvaluationData, Property, resolve_property
 from ..utils._groups import canonicalize_groups, check_partition
 from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap_frozen
+from ..utils._state import restored_on_error
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -77,13 +78,8 @@ class BaseAttributor(BaseEstimator):
         self : object
             Fitted attributor.
         """
-        snapshot = dict(self.__dict__)
-        try:
+        with restored_on_error(self):
             self._fit(X, y, groups)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
         return self
 
     def _fit(self, X, y, groups):
@@ -118,6 +114,7 @@ class BaseAttributor(BaseEstimator):
 
     def _form_groups(self, X, y, given, seed):
         """``(labels, originals)`` from the grouper, the ``groups`` argument, or singletons."""
+        self.__dict__.pop("grouper_", None)  # only a fit that used a grouper has one
         if given is not None:
             return given
         if self.grouper is None:

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import validate_data
 
 from ..utils._groups import check_partition
+from ..utils._state import restored_on_error
 
 
 class BaseGrouper(BaseEstimator):
@@ -57,11 +58,12 @@ class BaseGrouper(BaseEstimator):
             Fitted grouper.
         """
         start = perf_counter()
-        X, y = self._validate_fit_data(X, y)
-        n_groups = self._n_groups_for(X.shape[0])
-        labels = self._group(X, y, n_groups)
-        self.labels_ = check_partition(labels, X.shape[0], n_groups)
-        self.n_groups_ = n_groups
+        with restored_on_error(self):
+            X, y = self._validate_fit_data(X, y)
+            n_groups = self._n_groups_for(X.shape[0])
+            labels = self._group(X, y, n_groups)
+            self.labels_ = check_partition(labels, X.shape[0], n_groups)
+            self.n_groups_ = n_groups
         self.fit_time_ = perf_counter() - start
         return self
 
