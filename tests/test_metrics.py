@@ -35,3 +35,24 @@ def test_groups_are_inspected_whole_in_score_order():
 def test_nothing_noisy_is_an_error():
     with pytest.raises(ValueError, match="is_noisy marks no sample"):
         noisy_label_auc([1.0], [0, 0], [False, False])
+
+
+def test_tied_scores_give_the_expected_curve_whatever_the_group_ids():
+    # all scores equal: inspecting in random order, the expected AUC is the diagonal's
+    noisy = np.zeros(10, dtype=bool)
+    noisy[0] = True
+    assert noisy_label_auc(np.zeros(10), np.arange(10), noisy) == pytest.approx(0.5)
+    # ties between two of three groups are merged, the third stays apart
+    inspected, found = detection_curve([1.0, 1.0, -5.0], [0, 1, 2, 2], [True, False, False, True])
+    np.testing.assert_allclose(inspected, [0, 0.5, 1])
+    np.testing.assert_allclose(found, [0, 0.5, 1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_scores_are_rejected(bad):
+    from skggda.metrics import points_to_remove
+
+    with pytest.raises(ValueError, match="1 NaN or infinite values"):
+        noisy_label_auc([0.0, bad], [0, 1], [True, False])
+    with pytest.raises(ValueError, match="cannot be ranked"):
+        points_to_remove([0.0, bad], [0, 1], 0.5)

@@ -5,12 +5,23 @@ from __future__ import annotations
 import numpy as np
 
 
+def check_finite_scores(scores):
+    """Reject NaN / infinite scores: sorting would silently put them last."""
+    if not np.isfinite(scores).all():
+        raise ValueError(
+            f"scores contain {int((~np.isfinite(scores)).sum())} NaN or infinite values "
+            f"(a diverged solver, e.g. LiSSA: see its ConvergenceWarning); they cannot be "
+            f"ranked."
+        )
+
+
 def detection_curve(scores, labels, is_noisy):
     """Fraction of noisy points found against fraction of points inspected.
 
     Groups are inspected whole, in order of increasing score (most harmful
-    first). Inside a group the inspection order is arbitrary, so the curve is
-    the expected one: linear between group boundaries.
+    first). Inside a group the inspection order is arbitrary, and so is the
+    order among groups with equal scores, so the curve is the expected one:
+    linear between the boundaries of groups (of tied groups taken together).
 
     Parameters
     ----------
@@ -23,9 +34,9 @@ def detection_curve(scores, labels, is_noisy):
 
     Returns
     -------
-    inspected : ndarray of shape (n_groups + 1,)
+    inspected : ndarray of shape (n_distinct_scores + 1,)
         Fraction of training points inspected, from 0 to 1.
-    found : ndarray of shape (n_groups + 1,)
+    found : ndarray of shape (n_distinct_scores + 1,)
         Fraction of noisy points found.
 
     Examples
@@ -43,9 +54,13 @@ def detection_curve(scores, labels, is_noisy):
         )
     if not is_noisy.any():
         raise ValueError("is_noisy marks no sample: there is nothing to detect.")
-    order = np.argsort(scores, kind="stable")
-    sizes = np.bincount(labels, minlength=len(scores))[order]
-    noisy = np.bincount(labels, weights=is_noisy, minlength=len(scores))[order]
+    check_finite_scores(scores)
+    distinct, block = np.unique(scores, return_inverse=True)  # tied groups: one block
+    sizes = np.bincount(block, weights=np.bincount(labels, minlength=len(scores)),
+                        minlength=len(distinct))
+    noisy = np.bincount(block, weights=np.bincount(labels, weights=is_noisy,
+                                                   minlength=len(scores)),
+                        minlength=len(distinct))
     inspected = np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
     found = np.concatenate([[0.0], np.cumsum(noisy) / noisy.sum()])
     return inspected, found

@@ -24,6 +24,8 @@ from sklearn.base import clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 
+from ._noisy_labels import check_finite_scores
+
 _SEED_MAX = np.iinfo(np.int32).max
 
 
@@ -52,6 +54,7 @@ def removal_order(scores, labels, *, most_important=True, random_state=None):
     """
     scores = np.asarray(scores, dtype=float)
     labels = np.asarray(labels)
+    check_finite_scores(scores)
     rng = check_random_state(random_state)
     tiebreak = rng.permutation(len(scores))
     rank = np.lexsort((tiebreak, -scores if most_important else scores))
