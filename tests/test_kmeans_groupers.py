@@ -12,10 +12,12 @@ from torch.nn import functional as F
 
 from skggda import (
     GradKMeansGrouper,
+    InfluenceAttributor,
     KMeansGrouper,
     RandomGrouper,
     ReprKMeansGrouper,
     TracInAttributor,
+    TRAKAttributor,
 )
 from skggda._engine import _features
 
@@ -157,11 +159,40 @@ def test_grid_search_over_group_size(problem):
     assert search.best_estimator_.grouper_.group_size == 32
 
 
+ATTRIBUTORS = {
+    "tracin": lambda net, grouper: TracInAttributor(net, grouper=grouper, random_state=0),
+    "fisher": lambda net, grouper: InfluenceAttributor(net, grouper=grouper, n_components=8,
+                                                      random_state=0),
+    "trak": lambda net, grouper: TRAKAttributor(net, grouper=grouper, n_models=2,
+                                                n_components=8, random_state=0),
+}
+
+
+@pytest.mark.parametrize("attributor", sorted(ATTRIBUTORS))
 @pytest.mark.parametrize("cls", GROUPERS, ids=lambda c: c.__name__)
-def test_every_grouper_plugs_into_tracin(problem, cls):
+def test_every_grouper_plugs_into_every_attributor(problem, cls, attributor):
     X, y, X_test, y_test = problem
-    attr = TracInAttributor(tiny_net(), grouper=make(cls, group_size=16),
-                            random_state=0).fit(X, y)
+    attr = ATTRIBUTORS[attributor](tiny_net(), make(cls, group_size=16)).fit(X, y)
     scores = attr.score_groups(X_test, y_test)
-    assert scores.shape == (15,)
+    assert scores.shape == (15,) and np.isfinite(scores).all()
     assert attr.timings_["grouping"] > 0
+    np.testing.assert_array_equal(attr.labels_, attr.grouper_.labels_)
+
+
+@pytest.mark.parametrize("cls", [ReprKMeansGrouper, GradKMeansGrouper], ids=lambda c: c.__name__)
+def test_model_groupers_without_labels_use_the_nets_predictions(problem, cls):
+    X, y, X_test, _ = problem
+    grouper = make(cls, group_size=20).fit(X, y)
+    predicted = grouper.estimator_.predict(X_test)
+    np.testing.assert_array_equal(grouper.predict(X_test), grouper.predict(X_test, predicted))
+    np.testing.assert_allclose(grouper.transform(X_test), grouper.transform(X_test, predicted))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a CPU-only machine")
+def test_grouper_fitted_for_a_gpu_predicts_on_a_cpu_only_machine(problem):
+    X, y, _, _ = problem
+    grouper = KMeansGrouper(group_size=20, random_state=0).fit(X)
+    expected = grouper.predict(X)
+    grouper.set_params(device="cuda")  # as if fitted on a GPU and reloaded here
+    np.testing.assert_array_equal(grouper.predict(X), expected)
+    assert grouper.transform(X).shape == (len(X), grouper.n_groups_)

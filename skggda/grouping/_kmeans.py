@@ -29,8 +29,11 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
     """K-Means on whitened per-sample features; subclasses say which features.
 
     Like :class:`~sklearn.cluster.KMeans`, ``transform`` maps samples to
-    their distances to the ``n_groups_`` centers (so ``fit_transform(X, y)``
-    is ``fit(X, y).transform(X)``).
+    their distances to the ``n_groups_`` centers, and ``fit_transform(X, y)``
+    is ``fit(X, y).transform(X)``. For the model-based groupers
+    ``transform(X)`` without labels reads the features at the net's
+    *predicted* labels, which can differ from the true labels ``labels_``
+    came from: call ``transform(X, y)`` for those.
     """
 
     _parameter_constraints: dict = {
@@ -179,14 +182,19 @@ class KMeansGrouper(_KMeansGrouper):
         self.random_state = random_state
 
     def _fit_features(self, X, y):
-        return self._as_tensor(X)
+        return self._as_tensor(X, self.device)
 
     def _features(self, X, y):
-        return self._as_tensor(self._validate_X(X, reset=False))
+        # a grouper fitted on a GPU and reloaded on a CPU-only machine still predicts
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            device = torch.device("cpu")
+        return self._as_tensor(self._validate_X(X, reset=False), device)
 
-    def _as_tensor(self, X):
+    @staticmethod
+    def _as_tensor(X, device):
         return torch.as_tensor(np.asarray(X, dtype=np.float32).reshape(len(X), -1),
-                               device=self.device)
+                               device=device)
 
 
 class _ModelGrouper(_KMeansGrouper):
