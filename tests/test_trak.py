@@ -64,20 +64,18 @@ def test_members_train_on_random_halves(data):
 
 
 def test_projection_approaches_unprojected_ranking(data):
+    from scipy.stats import spearmanr
+
     X, y, X_test, y_test, _ = data
-    exact = trak().fit(X, y).score_groups(X_test, y_test)
+    exact = trak().fit(X, y).score_groups(X_test, y_test)  # 44 parameters, no projection
 
-    def mean_corr(r):
-        return np.mean([np.corrcoef(trak(n_components=r, random_state=s).fit(X, y)
-                                    .score_groups(X_test, y_test), exact)[0, 1]
-                        for s in range(1)])
+    def rank_agreement(r):  # the same random_state: the same ensemble, projected to r dims
+        return spearmanr(trak(n_components=r).fit(X, y).score_groups(X_test, y_test),
+                         exact).statistic
 
-    # the ensembles differ between seeds, so compare projections of one ensemble
-    low = np.corrcoef(trak(n_components=4).fit(X, y).score_groups(X_test, y_test), exact)[0, 1]
-    high = np.corrcoef(trak(n_components=40).fit(X, y).score_groups(X_test, y_test), exact)[0, 1]
+    low, high = rank_agreement(4), rank_agreement(40)
     assert high > low
     assert high > 0.9
-    assert mean_corr(40) == pytest.approx(high)
 
 
 def test_group_scores_are_sums_of_member_scores(data):
