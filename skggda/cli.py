@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr", type=float, default=None,
         help="peak learning rate (default: 0.01, or 5e-5 to fine-tune --model text; "
         "see --paper-recipe)")
+    add("--batch-size", type=_positive_ints, default=None,
+        help="training batch size (default: the paper's for the model; small subsamples "
+        "of MNIST want smaller batches to get enough steps)")
     add("--paper-recipe", action="store_true",
         help="default to the paper's epochs and learning rate for the model "
         "(--epochs / --lr still win)")

@@ -96,6 +96,7 @@ def test_qnli_needs_the_text_model(tmp_path, capsys):
     (["--paper-recipe", "--model", "text"], "text", 2e-5, 3),
     (["--paper-recipe", "--epochs", "7"], "ann-s", 1e-3, 7),
     (["--lr", "0.5", "--model", "text"], "text", 0.5, 2),
+    (["--batch-size", "16"], "ann-s", 1e-2, 40),
 ])
 def test_training_recipe_per_model(argv, model, lr, epochs):
     # The pretrained text encoder must never get the from-scratch rate of 1e-2 by default.
@@ -106,6 +107,7 @@ def test_training_recipe_per_model(argv, model, lr, epochs):
     assert config.model == model
     net = make_net(config, seed=0)  # not initialized: the text encoder is not loaded
     assert (net.lr, net.max_epochs) == (lr, epochs)
+    assert net.batch_size == (16 if "--batch-size" in argv else 32 if model == "text" else 128)
 
 
 def test_unknown_recipe_is_a_clear_error():

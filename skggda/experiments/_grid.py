@@ -62,7 +62,8 @@ class GridConfig:
     ``epochs`` / ``lr`` of ``None`` take the values of ``recipe`` for
     ``model``: ``"short"`` (:data:`SHORT_RECIPE`: 40 epochs at a peak of 1e-2
     for the models trained from scratch, 2 epochs at 5e-5 for the pretrained
-    text encoder) or ``"paper"`` (:data:`MODELS`, appendix B). ``fractions``
+    text encoder) or ``"paper"`` (:data:`MODELS`, appendix B); a
+    ``batch_size`` of ``None`` is the paper's for ``model``. ``fractions``
     maps the removal tasks to the fractions removed.
 
     Examples
@@ -82,6 +83,7 @@ class GridConfig:
     seeds: tuple = (0,)
     epochs: int | None = None
     lr: float | None = None
+    batch_size: int | None = None
     recipe: str = "short"
     noise: float = 0.1
     n_components: int | None = 16
@@ -168,7 +170,8 @@ def make_net(config, seed):
     defaults = spec if config.recipe == "paper" else SHORT_RECIPE[config.model]
     recipe = dict(lr=defaults["lr"] if config.lr is None else config.lr,
                   max_epochs=defaults["epochs"] if config.epochs is None else config.epochs,
-                  weight_decay=spec["weight_decay"], batch_size=spec["batch_size"],
+                  weight_decay=spec["weight_decay"],
+                  batch_size=spec["batch_size"] if config.batch_size is None else config.batch_size,
                   device=config.device, random_state=seed)
     if config.model == "resnet18":
         return make_resnet_classifier(width=config.resnet_width, **recipe)
