@@ -29,6 +29,9 @@ def test_noisy_label_grid_writes_tables_and_files(tmp_path, capsys):
     assert all(float(r["runtime_s"]) > 0 for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert {s["metric"] for s in summary} == {"auc"}
+    # the attributed net's test accuracy is on record (bundled data: well above chance)
+    assert all(0.8 < s["full_accuracy"] <= 1 for s in summary)
+    assert "the attributed net's test accuracy" in printed
 
 
 def test_pruning_task_with_two_attributors_and_a_plot(tmp_path, capsys):
