@@ -142,8 +142,6 @@ def main(argv=None) -> int:
     print("\nruntime = grouping + attribution on a trained net (training is shared)")
     print("wrote " + ", ".join(str(p) for p in paths + plots))
     if not plots:
-        print("no plots: matplotlib is not installed (pip install matplotlib)")
-    if not plots:
         print("(no plot: install matplotlib for the runtime-vs-fidelity figures)")
     return 0
 

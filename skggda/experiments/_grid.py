@@ -308,7 +308,7 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
     start = perf_counter()
     net.fit(X, y_train)
     training_s = perf_counter() - start
-    # how good the attributed net is: (for the noisy task: trained on the flipped labels)
+    # how good the attributed net is (for the noisy task: trained on the flipped labels)
     test_accuracy = float(np.mean(np.asarray(net.predict(X_test)) == y_test))
     out, ensembles = [], {}
     for attributor, grouper, group_size in cells:
