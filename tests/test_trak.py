@@ -128,3 +128,18 @@ def test_warm_start_retrains_when_data_or_recipe_change(data, change):
         attr.set_params(estimator=tiny_net(hidden=(7,), epochs=5))
     attr.fit(X, y)
     assert not any(a is b for a, b in zip(attr.estimators_, nets))
+
+
+def test_warm_start_with_a_frozen_trained_net_as_recipe(data):
+    # The experiment grid's use: a fitted net (its callbacks hold a live scheduler and
+    # optimizer) is the members' recipe; the ensemble is reused for a new grouping.
+    from sklearn.frozen import FrozenEstimator
+
+    X, y, X_test, y_test, _ = data
+    net = tiny_net(hidden=(6,), epochs=5).fit(X, y)
+    attr = TRAKAttributor(FrozenEstimator(net), n_models=2, n_components=8, warm_start=True,
+                          random_state=0).fit(X, y)
+    nets = list(attr.estimators_)
+    attr.set_params(grouper=RandomGrouper(group_size=8, random_state=0)).fit(X, y)
+    assert all(a is b for a, b in zip(attr.estimators_, nets))
+    assert attr.score_groups(X_test, y_test).shape == (attr.n_groups_,)

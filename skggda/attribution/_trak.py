@@ -8,6 +8,7 @@ from numbers import Integral, Real
 
 import joblib
 import numpy as np
+import torch
 from joblib import Parallel, delayed
 from sklearn.utils._param_validation import Interval
 
@@ -152,7 +153,8 @@ class TRAKAttributor(BaseAttributor):
                              self.n_components, self._projection_seed)
         template = self.estimator_ if self.estimator is None else self.estimator
         template = getattr(template, "estimator", template)  # a frozen net's recipe
-        fingerprint = joblib.hash((X, y, template.get_params(deep=False), subsets, seeds))
+        fingerprint = joblib.hash((X, y, _describe(template.get_params(deep=False)),
+                                   subsets, seeds))
         if not self._can_reuse_members(fingerprint):
             # Training and the kernel pass are separate stages so that the
             # training's wall-clock time is known whatever n_jobs is.
@@ -197,6 +199,34 @@ class TRAKAttributor(BaseAttributor):
                                      self._projector(plan), batch_size=self.batch_size)
             out += kernel_scores(state, vectors, self.damping).astype(np.float32)
         return out / self.n_models
+
+
+def _describe(value):
+    """A hashable description of a training recipe (net parameters, recursively).
+
+    A fitted net's parameters hold live objects (a callback's scheduler and
+    its optimizer, whose state is keyed by tensors) that neither pickle
+    stably nor hash; what defines the recipe is their types and their own
+    parameters.
+    """
+    if value is None or isinstance(value, (str, bytes, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if isinstance(value, dict):
+        return sorted((str(k), _describe(v)) for k, v in value.items())
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, torch.nn.Module):
+        return repr(value)  # the architecture
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return joblib.hash(np.asarray(value.detach().cpu() if torch.is_tensor(value) else value))
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if hasattr(value, "get_params"):
+        return kind, _describe(value.get_params(deep=False))
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', kind)}"
+    return kind
 
 
 class _OfLogits:
