@@ -31,13 +31,33 @@ _PROBE_SIZE = 5
 
 
 @dataclass(eq=False)
-class LinearBlock:
-    """An ``nn.Linear`` whose selected weight and/or bias use the hook fast path."""
+class _HookBlock:
+    """A module whose per-sample gradients are read off its hooked input and
+    output gradient: its selected weight and / or bias, and how its calls
+    become rows (``activation_rows`` / ``gradient_rows``, in subclasses)."""
 
     module_name: str
-    module: nn.Linear
+    module: nn.Module
     weight_name: str | None
     bias_name: str | None
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in (self.weight_name, self.bias_name) if n is not None]
+
+    def rows(self, calls):
+        """``(A, D)``: activation rows and output-gradient rows of all calls,
+        ``(batch, rows, ...)`` each, a sample's rows in dim 1."""
+        acts = [self.activation_rows(a) for a, _ in calls]
+        grads = [self.gradient_rows(g) for _, g in calls]
+        if len(calls) == 1:
+            return acts[0], grads[0]
+        return torch.cat(acts, dim=1), torch.cat(grads, dim=1)
+
+
+@dataclass(eq=False)
+class LinearBlock(_HookBlock):
+    """An ``nn.Linear`` whose selected weight and/or bias use the hook fast path."""
 
     @property
     def out_dim(self) -> int:
@@ -76,15 +96,6 @@ class LinearBlock:
         """Shape of this block's gradient (without leading dimensions)."""
         return (self.out_dim, self.in_dim)
 
-    def rows(self, calls):
-        """``(A, D)``: activations ``(batch, rows, n_inputs)`` and output gradients
-        ``(batch, rows, out_dim)`` of all calls, a sample's rows in dim 1."""
-        acts = [self.activation_rows(a) for a, _ in calls]
-        grads = [self.gradient_rows(g) for _, g in calls]
-        if len(calls) == 1:
-            return acts[0], grads[0]
-        return torch.cat(acts, dim=1), torch.cat(grads, dim=1)
-
     def prepare_directions(self, directions):
         """``(m, out, in)`` -> ``(out, m * in)``: one matmul of ``D`` then serves all ``m``."""
         return directions.permute(1, 0, 2).reshape(directions.shape[1], -1)
@@ -113,10 +124,6 @@ class LinearBlock:
             return p_in[0].expand(*rows.shape[:-1], p_in.shape[1])
         n_in = self.n_inputs
         return F.linear(rows, p_in[:n_in].T, p_in[n_in] if self.bias_name else None)
-
-    @property
-    def names(self) -> list[str]:
-        return [n for n in (self.weight_name, self.bias_name) if n is not None]
 
     def augment(self, activation: torch.Tensor) -> torch.Tensor:
         """Activation columns matching this block's gradient matrix."""
@@ -203,13 +210,12 @@ class ConvBlock(LinearBlock):
         """Dot products without unfolding: convolve the input with each direction
         as a kernel and contract with the output gradient (``sum_l d_l . V a_l``)."""
         weight, bias = prepared
+        m = weight.shape[0] // self.out_dim if weight is not None else bias.shape[0]
         total = 0.0
         for x, grad in calls:
-            batch, m = x.shape[0], (weight if weight is not None else bias).shape[0]
             if weight is not None:
-                m = weight.shape[0] // self.out_dim
                 response = self._conv(x, weight).flatten(2)  # (batch, m * out, L)
-                total = total + (response.view(batch, m, self.out_dim, -1)
+                total = total + (response.view(x.shape[0], m, self.out_dim, -1)
                                  * grad.flatten(2).unsqueeze(1)).sum((2, 3))
             if bias is not None:
                 total = total + grad.flatten(2).sum(-1) @ bias.T
@@ -232,7 +238,7 @@ class ConvBlock(LinearBlock):
 
 
 @dataclass(eq=False)
-class NormBlock:
+class NormBlock(_HookBlock):
     """An affine normalisation (``LayerNorm`` over the last dimension, or a
     ``BatchNorm`` with running statistics in eval mode) on the hook path.
 
@@ -243,18 +249,9 @@ class NormBlock:
     parameter (weight first).
     """
 
-    module_name: str
-    module: nn.Module
-    weight_name: str | None
-    bias_name: str | None
-
     @property
     def channels(self) -> int:
         return self.module.weight.shape[0]
-
-    @property
-    def names(self) -> list[str]:
-        return [n for n in (self.weight_name, self.bias_name) if n is not None]
 
     @property
     def shape(self) -> tuple:
@@ -282,14 +279,6 @@ class NormBlock:
     def gradient_rows(self, grad):
         grad = self._channels_last(grad)
         return grad.reshape(grad.shape[0], -1, self.channels)
-
-    def rows(self, calls):
-        """``(x_hat, D)`` rows of all calls, ``(batch, rows, channels)`` each."""
-        acts = [self.activation_rows(a) for a, _ in calls]
-        grads = [self.gradient_rows(g) for _, g in calls]
-        if len(calls) == 1:
-            return acts[0], grads[0]
-        return torch.cat(acts, dim=1), torch.cat(grads, dim=1)
 
     def per_sample(self, acts, grads):
         """``(batch, channels, k)`` per-sample gradients from the rows."""
