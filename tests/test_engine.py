@@ -241,6 +241,26 @@ def test_projection_of_group_sums_equals_sum_of_projections(case):
     torch.testing.assert_close(per_sample, dense, rtol=1e-4, atol=1e-5)
 
 
+def test_group_weights_from_the_same_forward_equal_precomputed_weights(case):
+    module, plan, X, y = case
+    projector = _engine.Projector(plan, 24, seed=0)
+    labels = np.random.RandomState(1).randint(0, 5, len(y))
+
+    def weight_of(output, target):  # any per-sample function of the output
+        return output.logsumexp(dim=-1).reshape(len(target), -1).mean(1) - 1.0
+
+    weights = _engine.sample_values(plan.with_loss(weight_of), X, y, batch_size=8)
+    kwargs = dict(labels=labels, n_groups=5, fisher=True, batch_size=8)
+    expected, fisher = _engine.projected_gradients(
+        plan, X, y, projector, group_weights=weights.cpu().numpy(), **kwargs)
+    got, same_fisher = _engine.projected_gradients(
+        plan, X, y, projector, group_weights=weight_of, **kwargs)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(same_fisher, fisher)
+    assert not torch.allclose(got, _engine.projected_gradients(
+        plan, X, y, projector, labels=labels, n_groups=5, batch_size=8))  # weights matter
+
+
 def test_projection_preserves_inner_products_on_average():
     module = mlp()
     X, y = data()
@@ -363,3 +383,55 @@ def test_numpy_inputs_stream_in_batches():
     b = _engine.gradient_dots(plan, X, y, [torch.ones(1, 7, 6), torch.ones(1, 7, 8),
                                           torch.ones(1, 3, 8)], batch_size=100)
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("width", [7, 255, 256, 301])
+def test_gram_equals_the_full_product(width):
+    rows = torch.randn(53, width, dtype=torch.float64)
+    torch.testing.assert_close(_engine.gram(rows), rows.T @ rows)
+
+
+@pytest.mark.parametrize("width", [5, 300])
+def test_gram_accumulator_over_batches_that_straddle_its_buffer(width, monkeypatch):
+    from skggda._engine import _gram
+
+    # a buffer of 3 rows: batches of 4 and 2 rows cross its edge in every way
+    monkeypatch.setattr(_gram, "MAX_BUFFER_ENTRIES", 3 * width)
+    rows = torch.randn(23, width, dtype=torch.float64)
+    acc = _engine.GramAccumulator(width, dtype=rows.dtype, device=rows.device)
+    for start, stop in [(0, 4), (4, 6), (6, 7), (7, 19), (19, 23)]:
+        acc.add(rows[start:stop])
+    torch.testing.assert_close(acc.result(), rows.T @ rows)
+
+
+@pytest.mark.parametrize("damping", [1e-3, 1e-7])
+@pytest.mark.parametrize("n_rhs", [1, 40])
+def test_solve_kernel_matches_a_float64_solve(damping, n_rhs):
+    # a badly conditioned kernel: refined float32 solves must still match float64
+    rows = torch.randn(300, 64, dtype=torch.float64) * torch.logspace(0, -3, 64, dtype=torch.float64)
+    K64 = rows.T @ rows / 300
+    V = torch.randn(n_rhs, 64)
+    expected = torch.linalg.solve(K64 + damping * torch.eye(64, dtype=torch.float64),
+                                  V.double().T).T
+    got = _engine.solve_kernel(K64.float(), V, damping)
+    # float32 entries of K differ from K64 by rounding: compare to what that perturbs
+    rel = (got.double() - expected).norm() / expected.norm()
+    assert rel < 1e-3
+    same_input = torch.linalg.solve(K64.float().double() + damping * torch.eye(64, dtype=torch.float64),
+                                    V.double().T).T
+    torch.testing.assert_close(got.double(), same_input, rtol=1e-5, atol=1e-6 * float(same_input.abs().max()))
+
+
+def test_solve_kernel_refines_a_float32_factor_when_it_can():
+    from skggda._engine._curvature import _solve_refined
+
+    rows = torch.randn(300, 64)
+    K = rows.T @ rows / 300
+    V = torch.randn(1, 64)
+    refined = _solve_refined(K, V, 1e-3)
+    assert refined is not None  # the fast path was taken, and it is the float64 answer
+    expected = torch.linalg.solve(K.double() + 1e-3 * torch.eye(64, dtype=torch.float64),
+                                  V.double().T).T
+    torch.testing.assert_close(refined.double(), expected, rtol=1e-6, atol=1e-7)
+    # a singular float32 factor gives up instead of returning a poor answer
+    assert _solve_refined(torch.zeros(4, 4), torch.ones(1, 4), 0.0) is None

@@ -30,12 +30,14 @@ from ._curvature import (
     solve_dense,
     solve_kernel,
 )
+from ._gram import GramAccumulator, gram
 from ._projection import Projector, allocate_components
 
 __all__ = [
     "MAX_DENSE_PARAMS",
     "ChunkLayout",
     "GradientPlan",
+    "GramAccumulator",
     "Projector",
     "allocate_components",
     "conjugate_gradient",
@@ -46,6 +48,7 @@ __all__ = [
     "solve_kernel",
     "evaluating",
     "function_gradient",
+    "gram",
     "gradient_dots",
     "group_gradients",
     "iter_per_sample_gradients",

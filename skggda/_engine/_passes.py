@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from . import _functional
 from ._capture import HookCapture
 from ._data import batch_slices, forward, module_device, module_dtype, n_samples, take, to_device
+from ._gram import GramAccumulator
 
 
 @contextmanager
@@ -193,9 +194,11 @@ def projected_gradients(
     fisher : bool
         Also accumulate the per-sample empirical Fisher ``sum_i g_i g_i^T`` of
         the projected gradients.
-    group_weights : ndarray of shape (n_samples,), default=None
+    group_weights : ndarray of shape (n_samples,) or callable, default=None
         Multiply each sample's projection by its weight before adding it to
-        its group (the Fisher stays unweighted). TRAK uses this.
+        its group (the Fisher stays unweighted). A callable ``(output, y) ->
+        (batch,)`` is evaluated on each batch's module output in the same
+        forward pass (no second pass over the data). TRAK uses this.
 
     Returns
     -------
@@ -207,39 +210,50 @@ def projected_gradients(
     r = projector.n_components
     n_rows = n_samples(X) if labels is None else int(n_groups)
     features = torch.zeros(n_rows, r, dtype=dtype, device=device)
-    fisher_matrix = torch.zeros(r, r, dtype=dtype, device=device) if fisher else None
+    gram = (GramAccumulator(r, dtype=dtype, device=device, expected_rows=n_samples(X))
+            if fisher else None)
     labels_t = None if labels is None else torch.as_tensor(labels, device=device)
-    weights_t = _weights_tensor(group_weights, device, dtype)
+    weight_of = group_weights if callable(group_weights) else None
+    weights_t = None if weight_of else _weights_tensor(group_weights, device, dtype)
     with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
-            batch_features = _project_batch(plan, projector, capture, X_batch, y_batch)
+            batch_features, output = _project_batch(plan, projector, capture, X_batch, y_batch,
+                                                    need_output=weight_of is not None)
             if fisher:
-                fisher_matrix.addmm_(batch_features.T, batch_features)
-            if weights_t is not None:
+                gram.add(batch_features)
+            if weight_of is not None:
+                batch_features = batch_features * weight_of(output, y_batch)[:, None]
+            elif weights_t is not None:
                 batch_features = batch_features * weights_t[index, None]
             if labels_t is None:
                 features[torch.as_tensor(index, device=device)] = batch_features
             else:
                 features.index_add_(0, labels_t[index], batch_features)
-    return (features, fisher_matrix) if fisher else features
+    return (features, gram.result()) if fisher else features
 
 
 def _weights_tensor(weights, device, dtype):
     return None if weights is None else torch.as_tensor(weights, device=device, dtype=dtype)
 
 
-def _project_batch(plan, projector, capture, X_batch, y_batch):
+def _project_batch(plan, projector, capture, X_batch, y_batch, need_output=False):
+    """``(features (batch, r), module output, detached, or None)`` of one batch."""
     parts = []
+    output = None
     if plan.hook_blocks:
-        calls = capture.calls(_losses(plan, X_batch, y_batch).sum())
+        output = forward(plan.module, X_batch)
+        calls = capture.calls(plan.loss_fn(output, y_batch).sum())
         for index, block_calls in enumerate(calls):
             parts.append(projector.project_calls(index, block_calls))
     if plan.generic is not None:
         with capture.paused():
             grads = _functional.per_sample_grads(plan, plan.generic.names, X_batch, y_batch)
+            if output is None and need_output:
+                with torch.no_grad():
+                    output = forward(plan.module, X_batch)
         flat = plan.generic.from_param_grads(grads)
         parts.append(projector.flat(len(plan.hook_blocks), flat))
-    return torch.cat(parts, dim=1)
+    return torch.cat(parts, dim=1), None if output is None else output.detach()
 
 
 # ---------------------------------------------------------------------------
@@ -359,17 +373,17 @@ def per_sample_statistics(plan, X, y, labels, n_groups, *, group_weights=None,
     device, dtype = module_device(plan.module), module_dtype(plan.module)
     p = plan.n_params
     groups = torch.zeros(int(n_groups), p, dtype=dtype, device=device)
-    fisher = torch.zeros(p, p, dtype=dtype, device=device)
+    fisher = GramAccumulator(p, dtype=dtype, device=device, expected_rows=n_samples(X))
     labels_t = torch.as_tensor(labels, device=device)
     weights_t = _weights_tensor(group_weights, device, dtype)
     for index, grads in iter_per_sample_gradients(plan, X, y, batch_size=batch_size,
                                                   progress=progress):
         flat = plan.flatten(grads)
-        fisher += flat.T @ flat
+        fisher.add(flat)
         if weights_t is not None:
             flat = flat * weights_t[index, None]
         groups.index_add_(0, labels_t[index], flat)
-    return groups, fisher
+    return groups, fisher.result()
 
 
 def per_sample_gradients(plan, X_batch, y_batch):

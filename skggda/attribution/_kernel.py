@@ -37,8 +37,14 @@ def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_
 
     ``projector=None`` works in the full parameter space (small models).
     ``batched=True`` replaces the per-sample Fisher by ``G^T G`` of the groups.
+    ``group_weights`` (see :func:`_engine.projected_gradients`) may be a
+    callable ``(output, y) -> (batch,)``, evaluated in the same pass.
     """
     n = _engine.n_samples(X)
+    if projector is None and callable(group_weights):
+        # the dense path takes weights as an array: one forward pass for them
+        group_weights = _engine.sample_values(plan.with_loss(group_weights), X, y,
+                                              batch_size=batch_size).cpu().numpy()
     if projector is not None:
         # the per-sample Fisher costs n r^2: skip it when the batched one is used
         out = _engine.projected_gradients(
@@ -53,7 +59,7 @@ def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_
             batch_size=batch_size, progress=progress,
         )
     if batched:
-        fisher = groups.T @ groups
+        fisher = _engine.gram(groups)
     return KernelState(groups.cpu().numpy(), (fisher / n).cpu().numpy(), n)
 
 

@@ -265,11 +265,16 @@ def _member_state(setup, net, X, y):
     """One pass over all training data: the member's margin kernel and group gradients."""
     plan = net_plan(net, X, setup.param_subset)
     margin_plan = plan.with_loss(_OfLogits(_margin, plan.loss_fn))
-    # grad loss_i = -(1 - p_i) grad margin_i for softmax cross-entropy
-    weights = -_engine.sample_values(plan.with_loss(_OfLogits(_error_probability, plan.loss_fn)),
-                                     X, y, batch_size=setup.batch_size).cpu().numpy()
+    # grad loss_i = -(1 - p_i) grad margin_i for softmax cross-entropy: the
+    # weights come from the same forward pass as the margin gradients
+    weights = _OfLogits(_negative_error_probability, plan.loss_fn)
     return fit_kernel_state(
         margin_plan, X, y, setup.labels, setup.n_groups,
         _projector(margin_plan, setup.n_components, setup.projection_seed),
         batched=False, group_weights=weights, batch_size=setup.batch_size,
     )
+
+
+def _negative_error_probability(logits, y):
+    """``-(1 - p_y)``: a sample's loss gradient over its margin gradient."""
+    return -_error_probability(logits, y)
