@@ -104,6 +104,7 @@ Usage
     python benchmarks/bench_engine.py --workloads heloc --json out.json
     python benchmarks/bench_engine.py --device cuda --threads 8
     python benchmarks/bench_engine.py --no-influence     # TracIn table only (~4 min)
+    python benchmarks/bench_engine.py --no-lissa         # influence part without LiSSA
 
 A full run takes ~30 minutes on 2 cores, most of it LiSSA at MNIST size
 (~80 s a run, 12 runs).
@@ -549,11 +550,12 @@ def trak_rows(recipe, data, group_sizes, device, repeats):
     return {g: attributor_run(make(g), data, device, repeats) for g in group_sizes}
 
 
-def run_influence(spec, device, repeats, quick=False):
+def run_influence(spec, device, repeats, quick=False, with_lissa=True):
     """Fisher (batched, empirical), LiSSA and TRAK on the workload's data and frozen net.
 
     ``quick`` divides LiSSA's ``lissa_repeat`` by 10 (its cost does not
-    depend on n, so ``--quick`` would not shorten it otherwise).
+    depend on n, so ``--quick`` would not shorten it otherwise);
+    ``with_lissa=False`` skips LiSSA (no rows, no verdicts).
     """
     data, _, net = setup_workload(spec, device)
     X, y = data[:2]
@@ -564,7 +566,8 @@ def run_influence(spec, device, repeats, quick=False):
         "fisher_empirical": fisher_rows(net, data, "empirical", device, repeats),
         "lissa_params": lissa,
     }
-    out["lissa"], out["lissa_note"] = lissa_rows(net, data, lissa, device, repeats)
+    out["lissa"], out["lissa_note"] = (lissa_rows(net, data, lissa, device, repeats)
+                                       if with_lissa else ({}, "skipped (--no-lissa)"))
     out["trak_group_sizes"] = list(spec["trak_group_sizes"])
     out["trak_member_training_seconds"] = member_training_seconds(recipe, X, y, device, repeats)
     out["trak"] = trak_rows(recipe, data, spec["trak_group_sizes"], device, repeats)
@@ -591,6 +594,8 @@ def influence_verdicts(result):
         out[f"Fisher ({variant}) <= {T['fisher_max_L']:g} L"] = (
             worst <= T["fisher_max_L"], f"worst {worst:.2f} L at g={g}")
     lissa = inf["lissa"]
+    if not lissa:
+        return out | trak_verdict(inf, L)
     shares = {g: r["timings"].get("scoring.solve", 0.0) / r["seconds"] for g, r in lissa.items()}
     g = min(shares, key=shares.get)
     diverged = sum(r["hvp_steps"][0] < r["hvp_steps"][1] for r in lissa.values())
@@ -601,6 +606,13 @@ def influence_verdicts(result):
     growth = lissa[g_last]["seconds"] / lissa[1]["seconds"]
     out[f"LiSSA g={g_last} <= {T['lissa_max_growth']:g}x g=1"] = (
         growth <= T["lissa_max_growth"], f"{growth:.2f}x{note}")
+    return out | trak_verdict(inf, L)
+
+
+def trak_verdict(inf, L):
+    """``{target: (passed, detail)}`` of TRAK's per-model overhead, on the worst cell."""
+    T = INFLUENCE_TARGETS
+    out = {}
     training = inf["trak_member_training_seconds"]
     overheads = {g: trak_per_model(r, training)[1] / L for g, r in inf["trak"].items()}
     g = max(overheads, key=overheads.get)
@@ -702,13 +714,15 @@ def format_influence(result):
     for variant in ("batched", "empirical"):
         method(f"Fisher r={N_COMPONENTS}, {variant} (fit+score)", inf[f"fisher_{variant}"])
     lissa, p = inf["lissa"], inf["lissa_params"]
-    method(f"LiSSA {p['lissa_repeat']}x{p['lissa_depth']} HVPs of {p['lissa_batch_size']} "
-           "(fit+score)", lissa)
-    row("  HVP share: scoring.solve / total", lissa,
-        lambda r: r["timings"].get("scoring.solve", 0.0) / r["seconds"], "{:.1%}")
-    row("  HVPs done (fastest run)", lissa, lambda r: r["hvp_steps"][0], "{}")
-    row("  ConvergenceWarnings (all repeats)", lissa, lambda r: r["warnings_all_runs"], "{}")
-    row("  scores finite (fastest run)", lissa, lambda r: "yes" if r["finite"] else "NO", "{}")
+    if lissa:
+        method(f"LiSSA {p['lissa_repeat']}x{p['lissa_depth']} HVPs of {p['lissa_batch_size']} "
+               "(fit+score)", lissa)
+        row("  HVP share: scoring.solve / total", lissa,
+            lambda r: r["timings"].get("scoring.solve", 0.0) / r["seconds"], "{:.1%}")
+        row("  HVPs done (fastest run)", lissa, lambda r: r["hvp_steps"][0], "{}")
+        row("  ConvergenceWarnings (all repeats)", lissa, lambda r: r["warnings_all_runs"], "{}")
+        row("  scores finite (fastest run)", lissa, lambda r: "yes" if r["finite"] else "NO",
+            "{}")
     trak, training = inf["trak"], inf["trak_member_training_seconds"]
     method(f"TRAK {TRAK_MODELS} models, r={N_COMPONENTS} (fit+score)", trak)
     row(f"  per model: ensemble / {TRAK_MODELS}", trak,
@@ -770,6 +784,8 @@ def parse_args(argv=None):
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--no-influence", action="store_true",
                         help="skip the influence / TRAK part (Fisher, LiSSA, TRAK)")
+    parser.add_argument("--no-lissa", action="store_true",
+                        help="influence part without LiSSA (most of its time at MNIST size)")
     parser.add_argument(
         "--repeats", type=int, default=REPEATS,
         help=f"time every measurement this many times, keep the fastest (default {REPEATS})",
@@ -839,7 +855,8 @@ def main(argv=None):
         print_report(result, meta)
         if not args.no_influence:
             result["influence"], load = with_contention(
-                lambda: run_influence(spec, device, args.repeats, args.quick))
+                lambda: run_influence(spec, device, args.repeats, args.quick,
+                                      with_lissa=not args.no_lissa))
             result["influence"]["contention"] = load
             print_influence_report(result, meta)
         results.append(result)

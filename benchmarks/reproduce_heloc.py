@@ -32,6 +32,7 @@ Run, e.g.::
     PYTHONPATH=. python benchmarks/reproduce_heloc.py --tables table3 --seeds 0 1 2
     PYTHONPATH=. python benchmarks/reproduce_heloc.py --tables table5 retraining --seeds 0 1 2
     PYTHONPATH=. python benchmarks/reproduce_heloc.py --tables solvers fisher-full --seeds 0 1 2
+    PYTHONPATH=. python benchmarks/reproduce_heloc.py --tables table5 --epochs 40 --stratify
 
 Every table is printed and written as CSV/JSON (with plots) under
 ``--output/<table>``. Runtimes are grouping + attribution on the trained
@@ -75,7 +76,8 @@ PAPER = {
 def configs(args):
     heloc = GridConfig(dataset="heloc", model="ann-s", epochs=args.epochs, lr=args.lr,
                        seeds=tuple(args.seeds), n_components=16, data_home=args.data_home,
-                       retrain_seeds=args.retrain_seeds, n_jobs=args.n_jobs,
+                       retrain_seeds=args.retrain_seeds, stratify=args.stratify,
+                       n_jobs=args.n_jobs,
                        lissa_depth=args.lissa_depth, lissa_repeat=args.lissa_repeat)
     return {
         "table3": replace(heloc, tasks=("noisy",), attributors=tuple(args.attributors),
@@ -110,6 +112,8 @@ def main(argv=None):
     parser.add_argument("--lissa-depth", type=int, default=200)
     parser.add_argument("--lissa-repeat", type=int, default=20)
     parser.add_argument("--retrain-seeds", type=int, default=1)
+    parser.add_argument("--stratify", action="store_true",
+                        help="removal tables remove the same share of every class")
     parser.add_argument("--mnist-n-train", type=int, default=10_000)
     parser.add_argument("--mnist-epochs", type=int, default=10)
     parser.add_argument("--data-home", default=str(Path(__file__).resolve().parents[2]

@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lissa-repeat", type=_positive_ints, default=_DEFAULTS.lissa_repeat)
     add("--retrain-seeds", type=_positive_ints, default=_DEFAULTS.retrain_seeds,
         help="retrainings per removal (default: %(default)s)")
+    add("--stratify", action="store_true",
+        help="removal tasks remove the same share of every class (the random baseline too)")
     add("--n-train", type=_positive_ints, default=None, help="subsample the training set")
     add("--resnet-width", type=_positive_ints, default=_DEFAULTS.resnet_width,
         help="channels of ResNet-18's first stage (default: %(default)s)")

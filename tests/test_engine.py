@@ -241,6 +241,23 @@ def test_projection_of_group_sums_equals_sum_of_projections(case):
     torch.testing.assert_close(per_sample, dense, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("labels", ["none", "permutation"])
+def test_fisher_of_per_sample_rows_taken_at_the_end(labels):
+    # every sample its own row: the Fisher is one product of the stored rows
+    module = mlp()
+    X, y = data(n=45)
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    projector = _engine.Projector(plan, 12, seed=0)
+    reference = _engine.projected_gradients(plan, X, y, projector, batch_size=8)
+    order = np.random.RandomState(3).permutation(len(y))
+    kwargs = {} if labels == "none" else dict(labels=order, n_groups=len(y))
+    rows, fisher = _engine.projected_gradients(plan, X, y, projector, fisher=True,
+                                               batch_size=8, **kwargs)
+    expected_rows = reference if labels == "none" else reference[np.argsort(order)]
+    torch.testing.assert_close(rows, expected_rows)
+    torch.testing.assert_close(fisher, reference.T @ reference, rtol=1e-4, atol=1e-5)
+
+
 def test_group_weights_from_the_same_forward_equal_precomputed_weights(case):
     module, plan, X, y = case
     projector = _engine.Projector(plan, 24, seed=0)

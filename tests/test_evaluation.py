@@ -51,6 +51,38 @@ def test_removal_order_is_a_permutation_grouped_by_score():
     assert firsts == list(np.argsort(-scores))
 
 
+def test_stratified_removal_takes_each_class_in_its_groups_order():
+    scores = np.array([3.0, 1.0, 2.0])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    classes = np.array([0, 0, 0, 1, 0, 1, 1, 1, 0, 0, 1, 1])  # 6 points of each class
+    removed = points_to_remove(scores, labels, 0.5, stratify=classes, random_state=0)
+    # class 0, group 0 first (3 points); class 1: group 0 (1 point), then group 2
+    # (2 points) -- whole groups in score order inside each class
+    assert set(removed) == {0, 1, 2, 3, 10, 11}
+    least = points_to_remove(scores, labels, 0.5, most_important=False, stratify=classes,
+                             random_state=0)
+    # class 0: group 1 (1 point), group 2 (2 of its 2); class 1: group 1 (3 points)
+    assert set(least) == {4, 8, 9, 5, 6, 7}
+    # a part of the last group, at random: class 0 needs 2 of group 0's 3 points
+    part = points_to_remove(scores, labels, 1 / 3, stratify=classes, random_state=0)
+    assert len(part) == 4 and len(set(part) & {0, 1, 2}) == 2 and 3 in part
+    with pytest.raises(ValueError, match="stratify has shape"):
+        points_to_remove(scores, labels, 0.5, stratify=classes[:5])
+
+
+def test_stratified_pruning_keeps_class_proportions(noisy):
+    X, y, X_test, y_test, _ = noisy
+    scores = np.where(y == 1, 1.0, -1.0)  # an order that would remove class 0 first
+    kwargs = dict(fractions=[0.5], n_seeds=1, random_state=0)
+    plain = pruning_score(tiny_net(hidden=(8,), epochs=3), X, y, X_test, y_test, scores,
+                          np.arange(len(y)), **kwargs)
+    balanced = pruning_score(tiny_net(hidden=(8,), epochs=3), X, y, X_test, y_test, scores,
+                             np.arange(len(y)), stratify=True, **kwargs)
+    share = np.bincount(y) / len(y)
+    assert plain.kept_class_share[0, 0] < 0.05  # class 0 gone
+    np.testing.assert_allclose(balanced.kept_class_share[0], share, atol=0.01)
+
+
 def test_fraction_out_of_range():
     with pytest.raises(ValueError, match="fraction must be in"):
         points_to_remove([1.0], [0, 0], 1.5)

@@ -4,10 +4,11 @@ An ``r x r`` kernel of ``n`` projected gradients costs ``n r^2``
 multiply-adds, which on a small net is many times the work of the training
 epoch itself. Two things make it cheaper without changing the result:
 
-* symmetry: only the upper block triangle is multiplied (a ``b x b`` block
-  split costs ``(b + 1) / (2 b)`` of the full product) and mirrored once at
-  the end -- a plain GEMM cannot skip the lower half, and the BLAS ``syrk``
-  that can is not faster than these blocked GEMMs in practice;
+* symmetry: only the diagonal and upper blocks are multiplied (a ``b x b``
+  block split costs ``(b + 1) / (2 b)`` of the full product) and the lower
+  ones are copied from them once at the end. A plain GEMM cannot skip the
+  lower half; BLAS ``syrk`` can, but measured no faster than these blocked
+  GEMMs (and torch does not expose it);
 * large products: rows from many small batches are buffered and multiplied
   together, since a ``(512 x r)^T (512 x r)`` product per batch runs well
   below the speed of one tall product.
@@ -21,31 +22,35 @@ import torch
 MIN_BLOCKED_WIDTH = 256
 #: Blocks per side of the triangle (10 of 16 block products are computed).
 N_BLOCKS = 4
-#: Buffer at most this many entries of rows before multiplying them (16 MiB in float32).
-MAX_BUFFER_ENTRIES = 1 << 22
+#: Buffer at most this many entries of rows before multiplying them (4 MiB in
+#: float32: 2,048 rows of 512, as fast as one product of all rows, and little
+#: fresh memory to fault in on every pass).
+MAX_BUFFER_ENTRIES = 1 << 20
+
+
+def _block_edges(width: int) -> list[int]:
+    """Block boundaries of the triangle; one block (a plain product) for narrow matrices."""
+    n_blocks = N_BLOCKS if width >= MIN_BLOCKED_WIDTH else 1
+    return [round(width * i / n_blocks) for i in range(n_blocks + 1)]
 
 
 def add_gram_upper_(out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``out += rows^T rows`` on the upper block triangle only; returns ``out``.
+    """``out += rows^T rows`` on the diagonal and upper blocks only; returns ``out``.
 
-    The strictly lower blocks of ``out`` are left untouched: call
+    The blocks below the diagonal blocks are left untouched: call
     :func:`mirror_upper_` once after the last update.
     """
-    r = rows.shape[1]
-    if r < MIN_BLOCKED_WIDTH:
-        return out.addmm_(rows.T, rows)
-    edges = [round(r * i / N_BLOCKS) for i in range(N_BLOCKS + 1)]
+    edges = _block_edges(rows.shape[1])
     for start, stop in zip(edges[:-1], edges[1:]):
         out[start:stop, start:] += rows[:, start:stop].T @ rows[:, start:]
     return out
 
 
 def mirror_upper_(out: torch.Tensor) -> torch.Tensor:
-    """Copy the upper triangle of the square ``out`` onto its lower triangle, in place."""
-    if out.shape[0] < MIN_BLOCKED_WIDTH:
-        return out  # filled by a plain product
-    lower = torch.tril_indices(*out.shape, offset=-1, device=out.device)
-    out[lower[0], lower[1]] = out[lower[1], lower[0]]
+    """Fill the blocks below the diagonal of ``out`` from those above it, in place."""
+    edges = _block_edges(out.shape[0])
+    for start, stop in zip(edges[1:-1], edges[2:]):
+        out[start:stop, :start] = out[:start, start:stop].T
     return out
 
 

@@ -25,7 +25,7 @@ import torch
 from torch.utils._pytree import tree_map
 from tqdm.auto import tqdm
 
-from . import _functional
+from . import _functional, _gram
 from ._capture import HookCapture
 from ._data import batch_slices, forward, module_device, module_dtype, n_samples, take, to_device
 from ._gram import GramAccumulator
@@ -208,10 +208,15 @@ def projected_gradients(
     device = module_device(plan.module)
     dtype = module_dtype(plan.module)
     r = projector.n_components
-    n_rows = n_samples(X) if labels is None else int(n_groups)
+    n = n_samples(X)
+    n_rows = n if labels is None else int(n_groups)
     features = torch.zeros(n_rows, r, dtype=dtype, device=device)
-    gram = (GramAccumulator(r, dtype=dtype, device=device, expected_rows=n_samples(X))
-            if fisher else None)
+    # Rows that are the samples themselves, unweighted, give the Fisher at the
+    # end in one product (no buffer); otherwise it accumulates batch by batch.
+    fisher_at_end = fisher and group_weights is None and (
+        labels is None or (n_rows == n and np.unique(labels).size == n))
+    gram = (GramAccumulator(r, dtype=dtype, device=device, expected_rows=n)
+            if fisher and not fisher_at_end else None)
     labels_t = None if labels is None else torch.as_tensor(labels, device=device)
     weight_of = group_weights if callable(group_weights) else None
     weights_t = None if weight_of else _weights_tensor(group_weights, device, dtype)
@@ -219,7 +224,7 @@ def projected_gradients(
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             batch_features, output = _project_batch(plan, projector, capture, X_batch, y_batch,
                                                     need_output=weight_of is not None)
-            if fisher:
+            if gram is not None:
                 gram.add(batch_features)
             if weight_of is not None:
                 batch_features = batch_features * weight_of(output, y_batch)[:, None]
@@ -229,7 +234,9 @@ def projected_gradients(
                 features[torch.as_tensor(index, device=device)] = batch_features
             else:
                 features.index_add_(0, labels_t[index], batch_features)
-    return (features, gram.result()) if fisher else features
+    if not fisher:
+        return features
+    return features, _gram.gram(features) if fisher_at_end else gram.result()
 
 
 def _weights_tensor(weights, device, dtype):

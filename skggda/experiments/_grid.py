@@ -63,7 +63,8 @@ class GridConfig:
     for the models trained from scratch, 2 epochs at 5e-5 for the pretrained
     text encoder) or ``"paper"`` (:data:`MODELS`, appendix B); a
     ``batch_size`` of ``None`` is the paper's for ``model``. ``fractions``
-    maps the removal tasks to the fractions removed.
+    maps the removal tasks to the fractions removed; ``stratify`` removes the
+    same share of every class (and stratifies the random baseline too).
 
     Examples
     --------
@@ -91,6 +92,7 @@ class GridConfig:
     lissa_depth: int = 200
     lissa_repeat: int = 20
     retrain_seeds: int = 1
+    stratify: bool = False
     n_train: int | None = None
     resnet_width: int = 64
     max_length: int = 64
@@ -346,7 +348,8 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
 def _removal_records(task, config, net, X, y, X_test, y_test, scores, labels, seed, base):
     score = retraining_score if task == "retraining" else pruning_score
     result = score(net, X, y, X_test, y_test, scores, labels, fractions=config.fractions[task],
-                   n_seeds=config.retrain_seeds, n_jobs=config.n_jobs, random_state=seed)
+                   stratify=config.stratify, n_seeds=config.retrain_seeds, n_jobs=config.n_jobs,
+                   random_state=seed)
     return [
         Record(metric=f"accuracy@{fraction:.0%}", value=float(acc), baseline=float(rand),
                full_accuracy=result.full_accuracy,

@@ -6,7 +6,9 @@
   retrain: a good attribution keeps accuracy (higher is better).
 
 Points are removed by whole groups in score order; the last group needed is
-removed partially, its points chosen at random (paper section 5.4.1). Every
+removed partially, its points chosen at random (paper section 5.4.1); with
+``stratify`` the same share of every class goes, each class in the score
+order of its points' groups. Every
 result carries the mean and standard error over retraining seeds, a
 random-removal baseline trained on the same seeds, the accuracy with no
 removal, and the class balance of what was kept. Retrainings are independent
@@ -64,23 +66,71 @@ def removal_order(scores, labels, *, most_important=True, random_state=None):
     return np.lexsort((inside, position[labels]))
 
 
-def points_to_remove(scores, labels, fraction, *, most_important=True, random_state=None):
+def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=None,
+                     random_state=None):
     """Indices of the ``fraction`` of training points removed first.
 
     Whole groups in score order; the last group partially, its points at
     random. ``round(fraction * n)`` points are returned.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_groups,)
+    labels : array-like of shape (n_samples,)
+        Group of every training point.
+    fraction : float in [0, 1]
+    most_important : bool, default=True
+        Highest scores first; ``False``: lowest first (pruning).
+    stratify : array-like of shape (n_samples,), default=None
+        Class of every training point: remove ``round(fraction * n_c)``
+        points of each class ``c``, each class in the score order of its
+        points' groups (as ``train_test_split(stratify=y)`` keeps class
+        proportions). A group holding several classes is split between them.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    removed : ndarray, sorted
 
     Examples
     --------
     >>> from skggda.metrics import points_to_remove
     >>> sorted(points_to_remove([5.0, 1.0], [0, 0, 1, 1], 0.5).tolist())
     [0, 1]
+    >>> sorted(points_to_remove([5.0, 1.0], [0, 0, 1, 1], 0.5, stratify=[0, 1, 0, 1]).tolist())
+    [0, 1]
     """
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
-    order = removal_order(scores, labels, most_important=most_important,
-                          random_state=random_state)
-    return np.sort(order[: int(round(fraction * len(order)))])
+    labels = np.asarray(labels)
+    if stratify is None:
+        order = removal_order(scores, labels, most_important=most_important,
+                              random_state=random_state)
+        return np.sort(order[: int(round(fraction * len(order)))])
+    stratify = np.asarray(stratify)
+    if stratify.shape != labels.shape:
+        raise ValueError(f"stratify has shape {stratify.shape}; expected one class per "
+                         f"training point, shape {labels.shape}.")
+    rng = check_random_state(random_state)
+    removed = []
+    for value in np.unique(stratify):
+        members = np.flatnonzero(stratify == value)
+        order = removal_order(scores, labels[members], most_important=most_important,
+                              random_state=rng)
+        removed.append(members[order[: int(round(fraction * len(members)))]])
+    return np.sort(np.concatenate(removed))
+
+
+def _random_removal(n, size_or_fraction, stratify, seed):
+    """The random-removal baseline: ``size`` points, or ``fraction`` of every class."""
+    rng = np.random.RandomState(seed)
+    if stratify is None:
+        return rng.permutation(n)[:size_or_fraction]
+    removed = []
+    for value in np.unique(stratify):
+        members = np.flatnonzero(stratify == value)
+        removed.append(rng.permutation(members)[: int(round(size_or_fraction * len(members)))])
+    return np.concatenate(removed)
 
 
 @dataclass
@@ -172,7 +222,7 @@ def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes):
 
 
 def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
-                  most_important, n_seeds=3, n_jobs=None, random_state=None):
+                  most_important, stratify=False, n_seeds=3, n_jobs=None, random_state=None):
     """Retrain without the points ranked first by ``scores``; see the module docstring.
 
     Parameters
@@ -191,6 +241,9 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     fractions : sequence of float
     most_important : bool
         Remove the highest-scoring points first (``True``) or the lowest.
+    stratify : bool, default=False
+        Remove the same share of every class of ``y`` (see
+        :func:`points_to_remove`); the random baseline is then stratified too.
     n_seeds : int, default=3
     n_jobs : int, default=None
     random_state : int, RandomState instance or None, default=None
@@ -221,12 +274,14 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     seeds = rng.randint(_SEED_MAX, size=n_seeds)
     everything = np.arange(n)
     by_score, at_random, jobs = [], [], []
+    classes = y if stratify else None
     for seed in seeds:
         jobs.append((everything, seed))
         for fraction in fractions:
             removed = points_to_remove(scores, labels, fraction, most_important=most_important,
-                                       random_state=seed)
-            random_removed = np.random.RandomState(seed).permutation(n)[: len(removed)]
+                                       stratify=classes, random_state=seed)
+            random_removed = _random_removal(n, fraction if stratify else len(removed),
+                                             classes, seed)
             by_score.append(np.setdiff1d(everything, removed))
             at_random.append(np.setdiff1d(everything, random_removed))
             jobs += [(by_score[-1], seed), (at_random[-1], seed)]
@@ -252,8 +307,8 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
 
 
 def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
-                     fractions=(0.01, 0.05, 0.10, 0.20), n_seeds=3, n_jobs=None,
-                     random_state=None):
+                     fractions=(0.01, 0.05, 0.10, 0.20), stratify=False, n_seeds=3,
+                     n_jobs=None, random_state=None):
     """Test accuracy after removing the *most* important points (lower is better).
 
     See :func:`removal_score` for the parameters.
@@ -277,12 +332,13 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
     ((1,), (1,))
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
-                         most_important=True, n_seeds=n_seeds, n_jobs=n_jobs,
-                         random_state=random_state)
+                         most_important=True, stratify=stratify, n_seeds=n_seeds,
+                         n_jobs=n_jobs, random_state=random_state)
 
 
 def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
-                  fractions=(0.25, 0.50, 0.75), n_seeds=3, n_jobs=None, random_state=None):
+                  fractions=(0.25, 0.50, 0.75), stratify=False, n_seeds=3, n_jobs=None,
+                  random_state=None):
     """Test accuracy after removing the *least* important points (higher is better).
 
     See :func:`removal_score` for the parameters.
@@ -306,5 +362,5 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     ((1,), (1,))
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
-                         most_important=False, n_seeds=n_seeds, n_jobs=n_jobs,
-                         random_state=random_state)
+                         most_important=False, stratify=stratify, n_seeds=n_seeds,
+                         n_jobs=n_jobs, random_state=random_state)

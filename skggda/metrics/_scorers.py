@@ -32,7 +32,7 @@ def _fold(estimator, X_val, y_val):
             encode_targets(y_val, attributor.classes_))
 
 
-def _removal_scorer(name, read, fraction, *, most_important, n_seeds, random_state):
+def _removal_scorer(name, read, fraction, *, most_important, stratify, n_seeds, random_state):
     """A scorer removing ``fraction`` of the fold by group score and reading the result."""
 
     def scorer(estimator, X_val, y_val):
@@ -40,19 +40,21 @@ def _removal_scorer(name, read, fraction, *, most_important, n_seeds, random_sta
         scores = attributor.score_groups(X_val, attributor.classes_[y_val])
         result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
                                attributor.labels_, [fraction], most_important=most_important,
-                               n_seeds=n_seeds, random_state=random_state)
+                               stratify=stratify, n_seeds=n_seeds, random_state=random_state)
         return read(result)
 
     scorer.__name__ = name
     return scorer
 
 
-def make_pruning_scorer(fraction=0.5, *, n_seeds=1, random_state=0):
+def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state=0):
     """Validation accuracy after pruning the ``fraction`` least important training points.
 
     Parameters
     ----------
     fraction : float, default=0.5
+    stratify : bool, default=False
+        Prune the same share of every class (see :func:`points_to_remove`).
     n_seeds : int, default=1
         Retrainings averaged per evaluation.
     random_state : int, default=0
@@ -73,10 +75,11 @@ def make_pruning_scorer(fraction=0.5, *, n_seeds=1, random_state=0):
         return float(result.accuracy[0])
 
     return _removal_scorer(f"pruning_{round(100 * fraction)}", accuracy, fraction,
-                           most_important=False, n_seeds=n_seeds, random_state=random_state)
+                           most_important=False, stratify=stratify, n_seeds=n_seeds,
+                           random_state=random_state)
 
 
-def make_retraining_scorer(fraction=0.1, *, n_seeds=1, random_state=0):
+def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_state=0):
     """Validation accuracy *drop* after removing the ``fraction`` most important points.
 
     The drop is measured against retraining on all training points with the
@@ -86,6 +89,8 @@ def make_retraining_scorer(fraction=0.1, *, n_seeds=1, random_state=0):
     Parameters
     ----------
     fraction : float, default=0.1
+    stratify : bool, default=False
+        Remove the same share of every class (see :func:`points_to_remove`).
     n_seeds : int, default=1
     random_state : int, default=0
 
@@ -104,7 +109,8 @@ def make_retraining_scorer(fraction=0.1, *, n_seeds=1, random_state=0):
         return float(result.full_accuracy - result.accuracy[0])
 
     return _removal_scorer(f"retraining_{round(100 * fraction)}", accuracy_drop, fraction,
-                           most_important=True, n_seeds=n_seeds, random_state=random_state)
+                           most_important=True, stratify=stratify, n_seeds=n_seeds,
+                           random_state=random_state)
 
 
 def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
