@@ -44,8 +44,11 @@ check.
 Targets (PASS/FAIL per workload): TracIn <= 3 L and projected <= 5 L at every
 group size, and TracIn >= 30x faster than the naive loop at every group size.
 
-Influence functions and TRAK (a second table per workload, same L, same
-data and frozen net; ``--no-influence`` skips it). Every cell is ``fit(X, y)``
+Influence functions and TRAK (a second table per workload, same data and
+frozen net; ``--no-influence`` skips it). Its L is the fastest of the
+workload's L and one epoch timed before every run of this part (the
+machine's speed drifts over minutes on a shared host: an L caught in a slow
+phase would flatter every ratio). Every cell is ``fit(X, y)``
 + ``score_groups(X_test, y_test)`` (min over ``--repeats``), with all keys of
 ``attr.timings_`` printed as indented stage rows:
 
@@ -443,7 +446,25 @@ def verdicts(result):
 # ---------------------------------------------------------------------------
 
 
-def attributor_run(make_attr, data, device, repeats):
+class EpochClock:
+    """Times one epoch (L) before every timed run of the influence part.
+
+    The machine's speed drifts over minutes on a shared host; an L taken
+    only at the start can fall in a slow (or fast) phase and skew every
+    ratio. The influence tables divide by the fastest epoch seen anywhere
+    in the part (or at the workload's start), so a ratio is never flattered
+    by a slow L.
+    """
+
+    def __init__(self, module, X, y, device):
+        self.module, self.X, self.y, self.device = module, X, y, device
+        self.samples = []
+
+    def tick(self):
+        self.samples.append(epoch_seconds(self.module, self.X, self.y, self.device, 1))
+
+
+def attributor_run(make_attr, data, device, repeats, clock=None):
     """Fastest of ``repeats`` runs of ``make_attr().fit(X, y).score_groups(X_test, y_test)``.
 
     Returns ``{"seconds", "timings", "warnings", "finite", "runs"}``: the
@@ -454,6 +475,8 @@ def attributor_run(make_attr, data, device, repeats):
     X, y, X_test, y_test = data
     runs = []
     for _ in range(repeats):
+        if clock is not None:
+            clock.tick()
         attr = make_attr()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
@@ -474,7 +497,7 @@ def attributor_run(make_attr, data, device, repeats):
     return best
 
 
-def fisher_rows(net, data, variant, device, repeats):
+def fisher_rows(net, data, variant, device, repeats, clock=None):
     """Fisher influence (``n_components=512``) of the frozen net at every group size."""
 
     def make(g):
@@ -484,7 +507,7 @@ def fisher_rows(net, data, variant, device, repeats):
             batch_size=BATCH_SIZE, random_state=0,
         )
 
-    return {g: attributor_run(make(g), data, device, repeats) for g in GROUP_SIZES}
+    return {g: attributor_run(make(g), data, device, repeats, clock) for g in GROUP_SIZES}
 
 
 def lissa_steps_done(messages, lissa):
@@ -498,7 +521,7 @@ def lissa_steps_done(messages, lissa):
     return total, total
 
 
-def lissa_rows(net, data, lissa, device, repeats):
+def lissa_rows(net, data, lissa, device, repeats, clock=None):
     """LiSSA (paper defaults) of the frozen net: ``(rows, note)``.
 
     All group sizes, unless the run at g=1 takes longer than
@@ -515,7 +538,7 @@ def lissa_rows(net, data, lissa, device, repeats):
     for g in GROUP_SIZES:
         if note is not None and g != GROUP_SIZES[-1]:
             continue
-        rows[g] = attributor_run(make(g), data, device, repeats)
+        rows[g] = attributor_run(make(g), data, device, repeats, clock)
         rows[g]["hvp_steps"] = lissa_steps_done(rows[g]["warnings"], lissa)
         if g == 1 and rows[g]["seconds"] > LISSA_MAX_RUN_SECONDS:
             note = (f"one LiSSA run took {rows[g]['seconds']:.0f} s > "
@@ -537,7 +560,7 @@ def member_training_seconds(recipe, X, y, device, repeats):
     return seconds
 
 
-def trak_rows(recipe, data, group_sizes, device, repeats):
+def trak_rows(recipe, data, group_sizes, device, repeats, clock=None):
     """TRAK (10 members, ``n_components=512``) at ``group_sizes``."""
 
     def make(g):
@@ -547,7 +570,7 @@ def trak_rows(recipe, data, group_sizes, device, repeats):
             n_components=N_COMPONENTS, batch_size=BATCH_SIZE, random_state=0,
         )
 
-    return {g: attributor_run(make(g), data, device, repeats) for g in group_sizes}
+    return {g: attributor_run(make(g), data, device, repeats, clock) for g in group_sizes}
 
 
 def run_influence(spec, device, repeats, quick=False, with_lissa=True):
@@ -559,18 +582,20 @@ def run_influence(spec, device, repeats, quick=False, with_lissa=True):
     """
     data, _, net = setup_workload(spec, device)
     X, y = data[:2]
+    clock = EpochClock(net.module_, X, y, device)
     lissa = dict(LISSA, lissa_repeat=max(1, LISSA["lissa_repeat"] // 10)) if quick else LISSA
     recipe = trak_recipe(spec, device)
     out = {
-        "fisher_batched": fisher_rows(net, data, "batched", device, repeats),
-        "fisher_empirical": fisher_rows(net, data, "empirical", device, repeats),
+        "fisher_batched": fisher_rows(net, data, "batched", device, repeats, clock),
+        "fisher_empirical": fisher_rows(net, data, "empirical", device, repeats, clock),
         "lissa_params": lissa,
     }
-    out["lissa"], out["lissa_note"] = (lissa_rows(net, data, lissa, device, repeats)
+    out["lissa"], out["lissa_note"] = (lissa_rows(net, data, lissa, device, repeats, clock)
                                        if with_lissa else ({}, "skipped (--no-lissa)"))
     out["trak_group_sizes"] = list(spec["trak_group_sizes"])
     out["trak_member_training_seconds"] = member_training_seconds(recipe, X, y, device, repeats)
-    out["trak"] = trak_rows(recipe, data, spec["trak_group_sizes"], device, repeats)
+    out["trak"] = trak_rows(recipe, data, spec["trak_group_sizes"], device, repeats, clock)
+    out["L_samples"] = clock.samples
     return out
 
 
@@ -584,7 +609,8 @@ def trak_per_model(row, training):
 
 def influence_verdicts(result):
     """``{target: (passed, detail)}`` of the influence / TRAK part, on the worst cell."""
-    L, inf = result["L_seconds"], result["influence"]
+    inf = result["influence"]
+    L = inf["L_seconds"]
     T = INFLUENCE_TARGETS
     out = {}
     for variant in ("batched", "empirical"):
@@ -693,7 +719,8 @@ def stage_keys(rows):
 
 def format_influence(result):
     """Rows = methods and their stages, columns = group sizes, cells = ratio to L."""
-    L, inf = result["L_seconds"], result["influence"]
+    inf = result["influence"]
+    L = inf["L_seconds"]
     width = 40
     head = f"{'method (ratio to L)':<{width}}" + "".join(f"{'g=' + str(g):>9}" for g in GROUP_SIZES)
     lines = [head, "-" * len(head)]
@@ -748,7 +775,13 @@ def print_influence_report(result, meta):
     inf, p = result["influence"], result["influence"]["lissa_params"]
     print(
         f"\n-- {result['title']}: influence functions and TRAK, fit + score_groups(X_test, "
-        f"y_test), min of {meta['repeats']}; same L ({result['L_seconds']:.4f} s) --"
+        f"y_test), min of {meta['repeats']} --"
+    )
+    samples = inf["L_samples"]
+    print(
+        f"L = {inf['L_seconds']:.4f} s: the fastest of the workload's L and {len(samples)} "
+        f"epochs timed before the runs below (those ranged {min(samples):.4f}-"
+        f"{max(samples):.4f} s)"
     )
     print(
         f"Fisher: InfluenceAttributor(frozen net, solver='fisher', n_components={N_COMPONENTS}); "
@@ -858,6 +891,8 @@ def main(argv=None):
                 lambda: run_influence(spec, device, args.repeats, args.quick,
                                       with_lissa=not args.no_lissa))
             result["influence"]["contention"] = load
+            result["influence"]["L_seconds"] = min(
+                [result["L_seconds"], *result["influence"]["L_samples"]])
             print_influence_report(result, meta)
         results.append(result)
     meta["loadavg_after"] = round(os.getloadavg()[0], 2)

@@ -22,10 +22,9 @@ import torch
 MIN_BLOCKED_WIDTH = 256
 #: Blocks per side of the triangle (10 of 16 block products are computed).
 N_BLOCKS = 4
-#: Buffer at most this many entries of rows before multiplying them (4 MiB in
-#: float32: 2,048 rows of 512, as fast as one product of all rows, and little
-#: fresh memory to fault in on every pass).
-MAX_BUFFER_ENTRIES = 1 << 20
+#: Buffer at most this many entries of rows before multiplying them (16 MiB in
+#: float32: 8,192 rows of 512; 2,048 rows measured 4% slower on HELOC size).
+MAX_BUFFER_ENTRIES = 1 << 22
 
 
 def _block_edges(width: int) -> list[int]:
