@@ -46,9 +46,10 @@ group size, and TracIn >= 30x faster than the naive loop at every group size.
 
 Influence functions and TRAK (a second table per workload, same data and
 frozen net; ``--no-influence`` skips it). Its L is the fastest of the
-workload's L and one epoch timed before every run of this part (the
-machine's speed drifts over minutes on a shared host: an L caught in a slow
-phase would flatter every ratio). Every cell is ``fit(X, y)``
+workload's L and one epoch timed before every run of this part: single
+epochs timed between runs vary several-fold (after heavy runs, or under
+other load), and an L caught slow would flatter every ratio. Every cell is
+``fit(X, y)``
 + ``score_groups(X_test, y_test)`` (min over ``--repeats``), with all keys of
 ``attr.timings_`` printed as indented stage rows:
 
@@ -449,11 +450,10 @@ def verdicts(result):
 class EpochClock:
     """Times one epoch (L) before every timed run of the influence part.
 
-    The machine's speed drifts over minutes on a shared host; an L taken
-    only at the start can fall in a slow (or fast) phase and skew every
-    ratio. The influence tables divide by the fastest epoch seen anywhere
-    in the part (or at the workload's start), so a ratio is never flattered
-    by a slow L.
+    Single epochs vary several-fold between runs (after a heavy run, or
+    under other load); an L taken only at the start can be caught slow and
+    flatter every ratio. The influence tables divide by the fastest epoch
+    seen anywhere in the part (or at the workload's start).
     """
 
     def __init__(self, module, X, y, device):
@@ -900,7 +900,8 @@ def main(argv=None):
     print(f"\nload average (1 min): before {meta['loadavg_before']}, after {meta['loadavg_after']}")
     print(f"total wall time: {meta['wall_seconds']:.1f} s")
     all_ok = all(ok for r in results for ok, _ in all_verdicts(r).values())
-    print(f"\nOVERALL: {'PASS' if all_ok else 'FAIL'}")
+    skipped = " (LiSSA not run: --no-lissa)" if args.no_lissa and not args.no_influence else ""
+    print(f"\nOVERALL: {'PASS' if all_ok else 'FAIL'}{skipped}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

@@ -50,6 +50,9 @@ for offset, (name, result) in zip([-0.3, -0.1, 0.1], results.items()):
 baseline = next(iter(results.values()))
 ax.bar(x + 0.3, 100 * baseline.random_accuracy, 0.2, yerr=100 * baseline.random_accuracy_sem,
        label="random removal", color="grey")
+stratified = results["Grad-K-Means, 32, stratified"]
+ax.scatter(x + 0.1, 100 * stratified.random_accuracy, marker="_", s=300, color="k", zorder=3,
+           label="stratified random removal")
 ax.axhline(100 * baseline.full_accuracy, color="k", ls="--", lw=1, label="no removal")
 ax.set(xticks=x, xticklabels=[f"{f:.0%}" for f in fractions], xlabel="training points removed",
        ylabel="test accuracy (%)", title="Pruning the least important points")

@@ -48,7 +48,7 @@ def test_pruning_task_with_two_attributors_and_a_plot(tmp_path, capsys):
     assert {r["attributor"] for r in rows} == {"tracin", "fisher"}
 
 
-def test_stratified_pruning_keeps_the_class_balance(tmp_path):
+def test_stratified_pruning_keeps_the_class_balance(tmp_path, capsys):
     from skggda.experiments import load_dataset
     from skggda.cli import build_parser, config_from_args
 
@@ -56,11 +56,13 @@ def test_stratified_pruning_keeps_the_class_balance(tmp_path):
     argv = TINY + ["--tasks", "pruning", "--group-sizes", "16", "--groupers", "grad",
                    "--stratify", "--output", str(out)]
     assert main(argv) == 0
+    assert "stratified random removal" in capsys.readouterr().out
     _, y_train, _, _ = load_dataset(config_from_args(build_parser().parse_args(argv)))
     share = (y_train == 0).mean()
     rows = list(csv.DictReader((out / "records.csv").open()))
     for row in rows:  # class 0's share of what was kept, at every fraction and group size
         assert abs(float(row["kept_class_share"].split("/")[0]) - share) < 0.02
+        assert row["stratified"] == "True"
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -242,8 +242,14 @@ def test_projection_of_group_sums_equals_sum_of_projections(case):
 
 
 @pytest.mark.parametrize("labels", ["none", "permutation"])
-def test_fisher_of_per_sample_rows_taken_at_the_end(labels):
-    # every sample its own row: the Fisher is one product of the stored rows
+def test_fisher_of_per_sample_rows_taken_at_the_end(labels, monkeypatch):
+    # every sample its own row: the Fisher is one product of the stored rows,
+    # with no accumulator
+    from skggda._engine import _passes
+
+    def no_accumulator(*args, **kwargs):
+        raise AssertionError("the Fisher of stored per-sample rows needs no accumulator")
+
     module = mlp()
     X, y = data(n=45)
     plan = _engine.make_plan(module, per_sample_loss, X[:5])
@@ -251,6 +257,7 @@ def test_fisher_of_per_sample_rows_taken_at_the_end(labels):
     reference = _engine.projected_gradients(plan, X, y, projector, batch_size=8)
     order = np.random.RandomState(3).permutation(len(y))
     kwargs = {} if labels == "none" else dict(labels=order, n_groups=len(y))
+    monkeypatch.setattr(_passes, "GramAccumulator", no_accumulator)
     rows, fisher = _engine.projected_gradients(plan, X, y, projector, fisher=True,
                                                batch_size=8, **kwargs)
     expected_rows = reference if labels == "none" else reference[np.argsort(order)]
@@ -452,3 +459,17 @@ def test_solve_kernel_refines_a_float32_factor_when_it_can():
     torch.testing.assert_close(refined.double(), expected, rtol=1e-6, atol=1e-7)
     # a singular float32 factor gives up instead of returning a poor answer
     assert _solve_refined(torch.zeros(4, 4), torch.ones(1, 4), 0.0) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_solve_kernel_leaves_the_kernel_alone(dtype):
+    rows = torch.randn(50, 8, dtype=dtype)
+    K = rows.T @ rows / 50
+    before = K.clone()
+    V = torch.randn(2, 8, dtype=torch.float64)  # any dtype of right-hand sides
+    first = _engine.solve_kernel(K, V, 1e-2)
+    torch.testing.assert_close(K, before, rtol=0, atol=0)
+    torch.testing.assert_close(_engine.solve_kernel(K, V, 1e-2), first, rtol=0, atol=0)
+    expected = torch.linalg.solve(before.double() + 1e-2 * torch.eye(8, dtype=torch.float64),
+                                  V.T).T
+    torch.testing.assert_close(first.double(), expected, rtol=1e-6, atol=1e-8)

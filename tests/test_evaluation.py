@@ -83,6 +83,42 @@ def test_stratified_pruning_keeps_class_proportions(noisy):
     np.testing.assert_allclose(balanced.kept_class_share[0], share, atol=0.01)
 
 
+def test_stratified_random_baseline_removes_the_share_of_every_class():
+    from skggda.metrics._removal import _random_removal
+
+    y = np.array([0] * 30 + [1] * 10 + [2] * 20)
+    removed = _random_removal(len(y), 0.5, y, seed=0)
+    np.testing.assert_array_equal(np.bincount(y[removed]), [15, 5, 10])
+    assert len(set(removed)) == len(removed)
+    # unstratified: a number of points, any classes
+    assert len(_random_removal(len(y), 12, None, seed=0)) == 12
+
+
+def test_removal_score_wants_a_boolean_stratify(noisy):
+    X, y, X_test, y_test, _ = noisy
+    with pytest.raises(TypeError, match="stratify must be True or False"):
+        pruning_score(tiny_net(), X, y, X_test, y_test, np.zeros(len(y)), np.arange(len(y)),
+                      stratify=y)
+
+
+@pytest.mark.parametrize("make_scorer", [make_pruning_scorer, make_retraining_scorer])
+def test_scorers_pass_stratify_through(make_scorer, monkeypatch):
+    from skggda.metrics import _scorers
+
+    seen = {}
+
+    def fake_removal_score(*args, **kwargs):
+        seen.update(kwargs)
+        raise StopIteration  # enough: the call was made
+
+    monkeypatch.setattr(_scorers, "removal_score", fake_removal_score)
+    X, y, _, _ = make_problem(n=60, seed=5)
+    attr = TracInAttributor(FrozenEstimator(tiny_net().fit(X, y))).fit(X, y)
+    with pytest.raises(StopIteration):
+        make_scorer(0.5, stratify=True)(attr, X, y)
+    assert seen["stratify"] is True
+
+
 def test_fraction_out_of_range():
     with pytest.raises(ValueError, match="fraction must be in"):
         points_to_remove([1.0], [0, 0], 1.5)

@@ -165,3 +165,18 @@ def test_timings_break_down_the_stages(logistic):
     attr = InfluenceAttributor(frozen, solver="cg", damping=1e-2).fit(X, y)
     attr.score_groups(X_test, y_test)
     assert {"scoring.property", "scoring.solve", "scoring.dots"} <= set(attr.timings_)
+
+
+@pytest.mark.parametrize("n_components", [None, 8])
+def test_scoring_a_float64_net_twice_gives_the_same_scores(n_components):
+    # the fitted kernel must not absorb the damping of a solve (a float64 kernel
+    # shares memory with the fitted state on the CPU)
+    X, y, _, _ = make_problem(n=80, n_features=4, seed=3)
+    net = tiny_net(hidden=(4,), epochs=2).fit(X, y)
+    net.module_.double()
+    attr = InfluenceAttributor(FrozenEstimator(net), fisher="empirical", damping=1e-2,
+                               n_components=n_components, random_state=0).fit(X, y)
+    kernel = attr._state.kernel.copy()
+    first = attr.score_groups(X[:20], y[:20])
+    np.testing.assert_array_equal(attr.score_groups(X[:20], y[:20]), first)
+    np.testing.assert_array_equal(attr._state.kernel, kernel)

@@ -171,15 +171,16 @@ REFINE_MAX_RHS = 16
 def solve_kernel(K, V, damping):
     """``(K + damping I)^{-1} v`` for every row of ``V``; ``K`` symmetric PSD.
 
-    The answer is that of a float64 solve. For a few right-hand sides (a
-    property gradient) a float32 Cholesky factor plus iterative refinement
-    in float64 gets there at a third of the cost of a float64 factor.
+    The answer is that of a float64 solve (up to a relative residual of
+    1e-10). For a few right-hand sides (a property gradient) a float32
+    Cholesky factor plus iterative refinement in float64 gets there in about
+    a quarter of the time of a float64 factor. ``K`` is not modified.
     """
     if K.dtype == torch.float32 and V.shape[0] <= REFINE_MAX_RHS:
         solved = _solve_refined(K, V, damping)
         if solved is not None:
             return solved
-    A64 = K.double()
+    A64 = K.to(torch.float64, copy=True)  # never add the damping to the caller's K
     A64.diagonal().add_(damping)
     factor, info = torch.linalg.cholesky_ex(A64)
     if int(info) == 0:
@@ -195,10 +196,10 @@ def _solve_refined(K, V, damping, max_steps=5, tol=1e-10):
     factor, info = torch.linalg.cholesky_ex(A)
     if int(info) != 0:
         return None
-    A64 = K.double()
+    A64 = K.to(torch.float64, copy=True)
     A64.diagonal().add_(damping)
     B = V.double().T
-    x = torch.cholesky_solve(V.T, factor).double()
+    x = torch.cholesky_solve(V.to(K.dtype).T, factor).double()
     target = tol * B.norm()
     for _ in range(max_steps):
         residual = B - A64 @ x

@@ -197,8 +197,9 @@ def projected_gradients(
     group_weights : ndarray of shape (n_samples,) or callable, default=None
         Multiply each sample's projection by its weight before adding it to
         its group (the Fisher stays unweighted). A callable ``(output, y) ->
-        (batch,)`` is evaluated on each batch's module output in the same
-        forward pass (no second pass over the data). TRAK uses this.
+        (batch,)`` is evaluated on each batch's module output from the
+        forward pass of the gradients (a plan without hook blocks adds a
+        no-grad forward per batch for it). TRAK uses this.
 
     Returns
     -------

@@ -38,7 +38,8 @@ def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_
     ``projector=None`` works in the full parameter space (small models).
     ``batched=True`` replaces the per-sample Fisher by ``G^T G`` of the groups.
     ``group_weights`` (see :func:`_engine.projected_gradients`) may be a
-    callable ``(output, y) -> (batch,)``, evaluated in the same pass.
+    callable ``(output, y) -> (batch,)``: evaluated during the projected pass,
+    or in a forward pass of its own before the unprojected one.
     """
     n = _engine.n_samples(X)
     if projector is None and callable(group_weights):

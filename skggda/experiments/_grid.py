@@ -262,6 +262,7 @@ class Record:
     baseline: float = float("nan")
     full_accuracy: float = float("nan")
     kept_class_share: str = ""
+    stratified: bool = False  # removal tasks: the same share of every class removed
 
     @property
     def runtime_s(self):
@@ -353,7 +354,8 @@ def _removal_records(task, config, net, X, y, X_test, y_test, scores, labels, se
     return [
         Record(metric=f"accuracy@{fraction:.0%}", value=float(acc), baseline=float(rand),
                full_accuracy=result.full_accuracy,
-               kept_class_share="/".join(f"{share:.2f}" for share in shares), **base)
+               kept_class_share="/".join(f"{share:.2f}" for share in shares),
+               stratified=config.stratify, **base)
         for fraction, acc, rand, shares in zip(result.fractions, result.accuracy,
                                                result.random_accuracy, result.kept_class_share)
     ]

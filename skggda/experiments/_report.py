@@ -37,6 +37,7 @@ def summarize(records):
             baseline=float(np.mean([r.baseline for r in rs])),
             full_accuracy=float(np.mean([r.full_accuracy for r in rs])),
             kept_class_share=rs[0].kept_class_share,
+            stratified=rs[0].stratified,
         ))
     return rows
 
@@ -102,7 +103,8 @@ def _baseline_line(rows):
     if row["metric"] == "auc":
         return (f"baseline: random order 0.500; the attributed net's test accuracy "
                 f"{100 * row['full_accuracy']:.1f}%")
-    return (f"baselines: no removal {100 * row['full_accuracy']:.1f}%, random removal "
+    how = "stratified random removal" if row.get("stratified") else "random removal"
+    return (f"baselines: no removal {100 * row['full_accuracy']:.1f}%, {how} "
             f"{100 * row['baseline']:.1f}%")
 
 

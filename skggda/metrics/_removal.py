@@ -71,7 +71,8 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
     """Indices of the ``fraction`` of training points removed first.
 
     Whole groups in score order; the last group partially, its points at
-    random. ``round(fraction * n)`` points are returned.
+    random. ``round(fraction * n)`` points are returned (with ``stratify``,
+    ``round(fraction * n_c)`` of every class ``c``).
 
     Parameters
     ----------
@@ -274,6 +275,9 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     seeds = rng.randint(_SEED_MAX, size=n_seeds)
     everything = np.arange(n)
     by_score, at_random, jobs = [], [], []
+    if not isinstance(stratify, (bool, np.bool_)):
+        raise TypeError(f"stratify must be True or False (the classes are y), got "
+                        f"{type(stratify).__name__}.")
     classes = y if stratify else None
     for seed in seeds:
         jobs.append((everything, seed))
