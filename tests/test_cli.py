@@ -48,6 +48,22 @@ def test_pruning_task_with_two_attributors_and_a_plot(tmp_path, capsys):
     assert {r["attributor"] for r in rows} == {"tracin", "fisher"}
 
 
+def test_grid_retrains_the_baselines_once_per_seed_and_task(monkeypatch):
+    from skggda.experiments import GridConfig, run_grid
+    from skggda.metrics import _removal
+
+    calls = []
+    real = _removal._fit_and_score
+    monkeypatch.setattr(_removal, "_fit_and_score", lambda *a, **k: calls.append(1) or real(*a, **k))
+    config = GridConfig(tasks=("pruning",), groupers=("random",), group_sizes=(1, 8, 16),
+                        epochs=1, n_train=60)
+    records = run_grid(config, progress=False)
+    assert len({(r.grouper, r.group_size) for r in records}) == 3
+    # 1 + 3 baseline retrainings, then 3 scored removals per cell
+    assert len(calls) == (1 + 3) + 3 * 3
+    assert len({r.baseline for r in records if r.metric == "accuracy@50%"}) == 1
+
+
 def test_stratified_pruning_keeps_the_class_balance(tmp_path, capsys):
     from skggda.experiments import load_dataset
     from skggda.cli import build_parser, config_from_args

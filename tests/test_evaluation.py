@@ -94,6 +94,41 @@ def test_stratified_random_baseline_removes_the_share_of_every_class():
     assert len(_random_removal(len(y), 12, None, seed=0)) == 12
 
 
+def test_shared_baselines_give_the_same_result_with_fewer_retrainings(noisy, monkeypatch):
+    from skggda.metrics import _removal, removal_baselines
+
+    X, y, X_test, y_test, flipped = noisy
+    scores = np.where(flipped, -1.0, 1.0)
+    kwargs = dict(fractions=[0.2, 0.4], n_seeds=2, random_state=0)
+    net = tiny_net(hidden=(8,), epochs=2)
+    alone = pruning_score(net, X, y, X_test, y_test, scores, np.arange(len(y)), **kwargs)
+    shared = removal_baselines(net, X, y, X_test, y_test, **kwargs)
+    calls = []
+    real = _removal._fit_and_score
+    monkeypatch.setattr(_removal, "_fit_and_score",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    reused = pruning_score(net, X, y, X_test, y_test, scores, np.arange(len(y)),
+                           baselines=shared, **kwargs)
+    assert len(calls) == 2 * 2  # seeds x fractions: the scored removals only
+    for field in ("accuracy", "random_accuracy", "full_accuracy", "kept_class_share"):
+        np.testing.assert_array_equal(getattr(reused, field), getattr(alone, field))
+
+
+@pytest.mark.parametrize("change", [dict(fractions=[0.3]), dict(random_state=1),
+                                    dict(stratify=True), dict(n_test=30)])
+def test_baselines_for_another_setting_are_refused(noisy, change):
+    from skggda.metrics import removal_baselines
+
+    X, y, X_test, y_test, _ = noisy
+    base = dict(fractions=[0.2], n_seeds=1, random_state=0, stratify=False)
+    net = tiny_net(hidden=(4,), epochs=1)
+    shared = removal_baselines(net, X, y, X_test, y_test, **base)
+    n_test = change.pop("n_test", len(y_test))
+    with pytest.raises(ValueError, match="baselines were computed for other"):
+        retraining_score(net, X, y, X_test[:n_test], y_test[:n_test], np.zeros(len(y)),
+                         np.arange(len(y)), baselines=shared, **{**base, **change})
+
+
 def test_removal_score_wants_a_boolean_stratify(noisy):
     X, y, X_test, y_test, _ = noisy
     with pytest.raises(TypeError, match="stratify must be True or False"):

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
 from ..datasets import load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback, make_heloc_like
 from ..grouping import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
-from ..metrics import noisy_label_auc, pruning_score, retraining_score
+from ..metrics import noisy_label_auc, pruning_score, removal_baselines, retraining_score
 from ..models import (
     LAST_BLOCK,
     PairTokenizer,
@@ -314,6 +314,10 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
         # (the removal tasks measure their own no-removal accuracy by retraining)
         test_accuracy = float(np.mean(np.asarray(net.predict(X_test)) == y_test))
     out, ensembles = [], {}
+    # no removal and random removal do not depend on the scores: once per seed and task
+    baselines = None if task == "noisy" else removal_baselines(
+        net, X, y_train, X_test, y_test, config.fractions[task], stratify=config.stratify,
+        n_seeds=config.retrain_seeds, n_jobs=config.n_jobs, random_state=seed)
     for attributor, grouper, group_size in cells:
         bar.set_postfix_str(f"{task} {attributor} {grouper} {group_size}")
         groups = make_grouper(grouper, group_size, seed)
@@ -341,16 +345,17 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
                               full_accuracy=test_accuracy, **base))
         else:
             out += _removal_records(task, config, net, X, y_train, X_test, y_test, scores,
-                                    attr.labels_, seed, base)
+                                    attr.labels_, seed, base, baselines)
         bar.update()
     return out
 
 
-def _removal_records(task, config, net, X, y, X_test, y_test, scores, labels, seed, base):
+def _removal_records(task, config, net, X, y, X_test, y_test, scores, labels, seed, base,
+                     baselines):
     score = retraining_score if task == "retraining" else pruning_score
     result = score(net, X, y, X_test, y_test, scores, labels, fractions=config.fractions[task],
                    stratify=config.stratify, n_seeds=config.retrain_seeds, n_jobs=config.n_jobs,
-                   random_state=seed)
+                   random_state=seed, baselines=baselines)
     return [
         Record(metric=f"accuracy@{fraction:.0%}", value=float(acc), baseline=float(rand),
                full_accuracy=result.full_accuracy,

@@ -3,9 +3,11 @@
 from ._datamodels import GroupLOOResult, LDSResult, group_leave_one_out, linear_datamodeling_score
 from ._noisy_labels import detection_curve, noisy_label_auc
 from ._removal import (
+    RemovalBaselines,
     RemovalResult,
     points_to_remove,
     pruning_score,
+    removal_baselines,
     removal_order,
     removal_score,
     retraining_score,
@@ -15,6 +17,7 @@ from ._scorers import make_lds_scorer, make_pruning_scorer, make_retraining_scor
 __all__ = [
     "GroupLOOResult",
     "LDSResult",
+    "RemovalBaselines",
     "RemovalResult",
     "detection_curve",
     "group_leave_one_out",
@@ -25,6 +28,7 @@ __all__ = [
     "noisy_label_auc",
     "points_to_remove",
     "pruning_score",
+    "removal_baselines",
     "removal_order",
     "removal_score",
     "retraining_score",

@@ -11,7 +11,9 @@ removed partially, its points chosen at random (paper section 5.4.1); with
 order of its points' groups. Every
 result carries the mean and standard error over retraining seeds, a
 random-removal baseline trained on the same seeds, the accuracy with no
-removal, and the class balance of what was kept. Retrainings are independent
+removal, and the class balance of what was kept; :func:`removal_baselines`
+computes the retrainings that do not depend on the scores once, for every
+attribution compared on the same data. Retrainings are independent
 joblib jobs, so ``joblib.parallel_config(backend="dask")`` spreads them over
 a Dask cluster.
 """
@@ -223,7 +225,8 @@ def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes):
 
 
 def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
-                  most_important, stratify=False, n_seeds=3, n_jobs=None, random_state=None):
+                  most_important, stratify=False, n_seeds=3, n_jobs=None, random_state=None,
+                  baselines=None):
     """Retrain without the points ranked first by ``scores``; see the module docstring.
 
     Parameters
@@ -248,6 +251,11 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     n_seeds : int, default=3
     n_jobs : int, default=None
     random_state : int, RandomState instance or None, default=None
+    baselines : RemovalBaselines, default=None
+        The no-removal and random-removal retrainings, from
+        :func:`removal_baselines` with the same data, ``fractions``,
+        ``stratify``, ``n_seeds`` and ``random_state``; computed here when
+        ``None``.
 
     Returns
     -------
@@ -267,52 +275,191 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     >>> result.accuracy.shape, result.random_accuracy.shape
     ((1,), (1,))
     """
-    X, X_test = np.asarray(X), np.asarray(X_test)
-    encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
-    y, y_test = encoder.transform(y), encoder.transform(y_test)
-    n, fractions = len(y), np.asarray(fractions, dtype=float)
-    rng = check_random_state(random_state)
-    seeds = rng.randint(_SEED_MAX, size=n_seeds)
-    everything = np.arange(n)
-    by_score, at_random, jobs = [], [], []
-    if not isinstance(stratify, (bool, np.bool_)):
-        raise TypeError(f"stratify must be True or False (the classes are y), got "
-                        f"{type(stratify).__name__}.")
-    classes = y if stratify else None
-    for seed in seeds:
-        jobs.append((everything, seed))
-        for fraction in fractions:
-            removed = points_to_remove(scores, labels, fraction, most_important=most_important,
-                                       stratify=classes, random_state=seed)
-            random_removed = _random_removal(n, fraction if stratify else len(removed),
-                                             classes, seed)
-            by_score.append(np.setdiff1d(everything, removed))
-            at_random.append(np.setdiff1d(everything, random_removed))
-            jobs += [(by_score[-1], seed), (at_random[-1], seed)]
-    accuracies = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_and_score)(estimator, X, y, X_test, y_test, keep, int(seed),
-                                len(encoder.classes_))
-        for keep, seed in jobs
-    )
-    per_seed = np.asarray(accuracies).reshape(n_seeds, 1 + 2 * len(fractions))
-    full, removal = per_seed[:, 0], per_seed[:, 1:].reshape(n_seeds, len(fractions), 2)
+    setup = _RetrainingSetup.build(X, y, X_test, y_test, fractions, stratify, n_seeds,
+                                   random_state)
+    if baselines is None:
+        baseline_jobs = setup.baseline_jobs()
+    else:
+        setup.check(baselines)
+        baseline_jobs = []
+    everything = np.arange(setup.n)
+    by_score = [
+        np.setdiff1d(everything, points_to_remove(
+            scores, labels, fraction, most_important=most_important, stratify=setup.classes,
+            random_state=seed))
+        for seed in setup.seeds for fraction in setup.fractions
+    ]
+    accuracies = setup.retrain(estimator, [(keep, seed) for keep, seed in zip(
+        by_score, np.repeat(setup.seeds, len(setup.fractions)))] + baseline_jobs, n_jobs)
+    removal = np.asarray(accuracies[:len(by_score)]).reshape(n_seeds, len(setup.fractions))
+    if baselines is None:
+        baselines = setup.baselines_from(accuracies[len(by_score):])
     shares = np.array([
-        np.bincount(y[keep], minlength=len(encoder.classes_)) / max(len(keep), 1)
+        np.bincount(setup.y[keep], minlength=setup.n_classes) / max(len(keep), 1)
         for keep in by_score
-    ]).reshape(n_seeds, len(fractions), -1).mean(0)
+    ]).reshape(n_seeds, len(setup.fractions), -1).mean(0)
     return RemovalResult(
-        fractions=fractions,
-        accuracy=removal[..., 0].mean(0), accuracy_sem=_sem(removal[..., 0]),
-        random_accuracy=removal[..., 1].mean(0), random_accuracy_sem=_sem(removal[..., 1]),
-        full_accuracy=float(full.mean()), full_accuracy_sem=float(_sem(full)),
+        fractions=setup.fractions,
+        accuracy=removal.mean(0), accuracy_sem=_sem(removal),
+        random_accuracy=baselines.random.mean(0), random_accuracy_sem=_sem(baselines.random),
+        full_accuracy=float(baselines.full.mean()), full_accuracy_sem=float(_sem(baselines.full)),
         kept_class_share=shares, n_seeds=n_seeds, most_important=most_important,
-        classes=encoder.classes_,
+        classes=setup.classes_,
     )
+
+
+@dataclass
+class RemovalBaselines:
+    """The retrainings of a removal evaluation that do not depend on the scores.
+
+    Test accuracy without removal and after random removal, per retraining
+    seed; :func:`removal_baselines` computes them once, and every
+    :func:`removal_score` call with the same data, fractions, seeds and
+    ``stratify`` can reuse them (``baselines=``) instead of retraining them.
+
+    Attributes
+    ----------
+    seeds : ndarray of shape (n_seeds,)
+    fractions : ndarray of shape (n_fractions,)
+    stratify : bool
+    full : ndarray of shape (n_seeds,)
+    random : ndarray of shape (n_seeds, n_fractions)
+    n_samples : tuple of int
+        Training and test points they were measured on.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import removal_baselines
+    >>> from skggda.models import make_classifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(60, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> shared = removal_baselines(make_classifier((4,), max_epochs=1), X, y, X, y,
+    ...                            [0.25, 0.5], n_seeds=2, random_state=0)
+    >>> shared.full.shape, shared.random.shape, shared.n_samples
+    ((2,), (2, 2), (60, 60))
+    """
+
+    seeds: np.ndarray
+    fractions: np.ndarray
+    stratify: bool
+    full: np.ndarray
+    random: np.ndarray
+    n_samples: tuple = ()
+
+
+def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=False, n_seeds=3,
+                      n_jobs=None, random_state=None):
+    """No-removal and random-removal retrainings, to share between :func:`removal_score` calls.
+
+    Parameters are those of :func:`removal_score`; pass the result as its
+    ``baselines`` to skip these ``n_seeds * (1 + n_fractions)`` retrainings.
+
+    Returns
+    -------
+    RemovalBaselines
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import removal_baselines, pruning_score
+    >>> from skggda.models import make_classifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(80, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> net = make_classifier((4,), max_epochs=2)
+    >>> shared = removal_baselines(net, X, y, X, y, [0.25], n_seeds=1, random_state=0)
+    >>> for scores in (rng.normal(size=80), rng.normal(size=80)):  # two attributions
+    ...     result = pruning_score(net, X, y, X, y, scores, np.arange(80), fractions=[0.25],
+    ...                            n_seeds=1, random_state=0, baselines=shared)
+    >>> result.random_accuracy[0] == shared.random[0, 0]
+    np.True_
+    """
+    setup = _RetrainingSetup.build(X, y, X_test, y_test, fractions, stratify, n_seeds,
+                                   random_state)
+    return setup.baselines_from(setup.retrain(estimator, setup.baseline_jobs(), n_jobs))
+
+
+@dataclass
+class _RetrainingSetup:
+    """Encoded data, seeds and fractions shared by score and baseline retrainings."""
+
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes_: np.ndarray
+    fractions: np.ndarray
+    stratify: bool
+    seeds: np.ndarray
+
+    @classmethod
+    def build(cls, X, y, X_test, y_test, fractions, stratify, n_seeds, random_state):
+        if not isinstance(stratify, (bool, np.bool_)):
+            raise TypeError(f"stratify must be True or False (the classes are y), got "
+                            f"{type(stratify).__name__}.")
+        encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
+        seeds = check_random_state(random_state).randint(_SEED_MAX, size=n_seeds)
+        return cls(np.asarray(X), encoder.transform(y), np.asarray(X_test),
+                   encoder.transform(y_test), encoder.classes_,
+                   np.asarray(fractions, dtype=float), bool(stratify), seeds)
+
+    @property
+    def n(self):
+        return len(self.y)
+
+    @property
+    def n_classes(self):
+        return len(self.classes_)
+
+    @property
+    def classes(self):
+        """Per-point classes to stratify by, or ``None``."""
+        return self.y if self.stratify else None
+
+    def baseline_jobs(self):
+        """``(keep, seed)`` per seed: everything, then random removal at every fraction."""
+        everything = np.arange(self.n)
+        jobs = []
+        for seed in self.seeds:
+            jobs.append((everything, seed))
+            for fraction in self.fractions:
+                size = fraction if self.stratify else int(round(fraction * self.n))
+                removed = _random_removal(self.n, size, self.classes, seed)
+                jobs.append((np.setdiff1d(everything, removed), seed))
+        return jobs
+
+    def baselines_from(self, accuracies):
+        per_seed = np.asarray(accuracies).reshape(len(self.seeds), 1 + len(self.fractions))
+        return RemovalBaselines(self.seeds, self.fractions, self.stratify, per_seed[:, 0],
+                                per_seed[:, 1:], (len(self.y), len(self.y_test)))
+
+    def check(self, baselines):
+        """Refuse baselines computed for other data, seeds, fractions or stratification."""
+        same = (tuple(baselines.n_samples) == (len(self.y), len(self.y_test))
+                and np.array_equal(baselines.seeds, self.seeds)
+                and np.array_equal(baselines.fractions, self.fractions)
+                and baselines.stratify == self.stratify)
+        if not same:
+            raise ValueError(
+                "baselines were computed for other data, seeds, fractions or stratify; "
+                "call removal_baselines with the same data, fractions, stratify, n_seeds "
+                "and random_state as this call."
+            )
+
+    def retrain(self, estimator, jobs, n_jobs):
+        """Test accuracy of a clone trained on ``X[keep]`` with ``seed``, per job."""
+        return Parallel(n_jobs=n_jobs)(
+            delayed(_fit_and_score)(estimator, self.X, self.y, self.X_test, self.y_test, keep,
+                                    int(seed), self.n_classes)
+            for keep, seed in jobs
+        )
 
 
 def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
                      fractions=(0.01, 0.05, 0.10, 0.20), stratify=False, n_seeds=3,
-                     n_jobs=None, random_state=None):
+                     n_jobs=None, random_state=None, baselines=None):
     """Test accuracy after removing the *most* important points (lower is better).
 
     See :func:`removal_score` for the parameters.
@@ -337,12 +484,12 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=True, stratify=stratify, n_seeds=n_seeds,
-                         n_jobs=n_jobs, random_state=random_state)
+                         n_jobs=n_jobs, random_state=random_state, baselines=baselines)
 
 
 def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
                   fractions=(0.25, 0.50, 0.75), stratify=False, n_seeds=3, n_jobs=None,
-                  random_state=None):
+                  random_state=None, baselines=None):
     """Test accuracy after removing the *least* important points (higher is better).
 
     See :func:`removal_score` for the parameters.
@@ -367,4 +514,4 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=False, stratify=stratify, n_seeds=n_seeds,
-                         n_jobs=n_jobs, random_state=random_state)
+                         n_jobs=n_jobs, random_state=random_state, baselines=baselines)
