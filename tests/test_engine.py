@@ -447,18 +447,21 @@ def test_solve_kernel_matches_a_float64_solve(damping, n_rhs):
 
 
 def test_solve_kernel_refines_a_float32_factor_when_it_can():
-    from skggda._engine._curvature import _solve_refined
+    from skggda._engine._curvature import _damped, _solve_refined
+
+    def solve_refined(K, V, damping):
+        return _solve_refined(_damped(K, damping, K.dtype), _damped(K, damping, torch.float64), V)
 
     rows = torch.randn(300, 64)
     K = rows.T @ rows / 300
     V = torch.randn(1, 64)
-    refined = _solve_refined(K, V, 1e-3)
+    refined = solve_refined(K, V, 1e-3)
     assert refined is not None  # the fast path was taken, and it is the float64 answer
     expected = torch.linalg.solve(K.double() + 1e-3 * torch.eye(64, dtype=torch.float64),
                                   V.double().T).T
     torch.testing.assert_close(refined.double(), expected, rtol=1e-6, atol=1e-7)
     # a singular float32 factor gives up instead of returning a poor answer
-    assert _solve_refined(torch.zeros(4, 4), torch.ones(1, 4), 0.0) is None
+    assert solve_refined(torch.zeros(4, 4), torch.ones(1, 4), 0.0) is None
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

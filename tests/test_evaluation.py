@@ -90,8 +90,8 @@ def test_stratified_random_baseline_removes_the_share_of_every_class():
     removed = _random_removal(len(y), 0.5, y, seed=0)
     np.testing.assert_array_equal(np.bincount(y[removed]), [15, 5, 10])
     assert len(set(removed)) == len(removed)
-    # unstratified: a number of points, any classes
-    assert len(_random_removal(len(y), 12, None, seed=0)) == 12
+    # unstratified: the same share of all points, any classes
+    assert len(_random_removal(len(y), 0.2, None, seed=0)) == 12
 
 
 def test_shared_baselines_give_the_same_result_with_fewer_retrainings(noisy, monkeypatch):

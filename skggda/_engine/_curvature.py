@@ -176,12 +176,11 @@ def solve_kernel(K, V, damping):
     Cholesky factor plus iterative refinement in float64 gets there in about
     a quarter of the time of a float64 factor. ``K`` is not modified.
     """
+    A64 = _damped(K, damping, torch.float64)
     if K.dtype == torch.float32 and V.shape[0] <= REFINE_MAX_RHS:
-        solved = _solve_refined(K, V, damping)
+        solved = _solve_refined(_damped(K, damping, K.dtype), A64, V)
         if solved is not None:
             return solved
-    A64 = K.to(torch.float64, copy=True)  # never add the damping to the caller's K
-    A64.diagonal().add_(damping)
     factor, info = torch.linalg.cholesky_ex(A64)
     if int(info) == 0:
         return torch.cholesky_solve(V.double().T, factor).T.to(V.dtype)
@@ -189,23 +188,27 @@ def solve_kernel(K, V, damping):
     return (torch.linalg.pinv(A64, hermitian=True) @ V.double().T).T.to(V.dtype)
 
 
-def _solve_refined(K, V, damping, max_steps=5, tol=1e-10):
-    """Float32 Cholesky + float64 iterative refinement; ``None`` if it does not converge."""
-    A = K.clone()
+def _damped(K, damping, dtype):
+    """``K + damping I`` as a new ``dtype`` tensor (the caller's ``K`` is never modified)."""
+    A = K.to(dtype, copy=True)
     A.diagonal().add_(damping)
+    return A
+
+
+def _solve_refined(A, A64, V, max_steps=5, tol=1e-10):
+    """Solve with a Cholesky factor of ``A`` (float32) refined against ``A64`` (the same
+    damped matrix in float64); ``None`` if the refinement does not converge."""
     factor, info = torch.linalg.cholesky_ex(A)
     if int(info) != 0:
         return None
-    A64 = K.to(torch.float64, copy=True)
-    A64.diagonal().add_(damping)
     B = V.double().T
-    x = torch.cholesky_solve(V.to(K.dtype).T, factor).double()
+    x = torch.cholesky_solve(V.to(A.dtype).T, factor).double()
     target = tol * B.norm()
     for _ in range(max_steps):
         residual = B - A64 @ x
         if residual.norm() <= target:
             return x.T.to(V.dtype)
-        x += torch.cholesky_solve(residual.to(K.dtype), factor).double()
+        x += torch.cholesky_solve(residual.to(A.dtype), factor).double()
     return None  # too ill-conditioned for a float32 factor
 
 

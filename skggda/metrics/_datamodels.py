@@ -20,11 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from joblib import Parallel, delayed
 from scipy.stats import spearmanr
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 
 from ..properties import property_terms, resolve_property
-from ._removal import retraining_clone
+from ._removal import _encode, _sem, retraining_clone
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -35,11 +34,6 @@ def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
     net.fit(X[keep], y[keep])
     value, terms = property_terms(prop, net, X_test, y_test, classes)
     return prop.sign * value, None if terms is None else prop.sign * terms
-
-
-def _encode(y, y_test):
-    encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
-    return encoder.transform(y), encoder.transform(y_test), encoder.classes_
 
 
 @dataclass
@@ -123,8 +117,7 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
     )
     badness = np.array([value for value, _ in results]).reshape(n_seeds, k + 1)
     effect = badness[:, 1:] - badness[:, :1]
-    sem = effect.std(0, ddof=1) / np.sqrt(n_seeds) if n_seeds > 1 else np.zeros(k)
-    return GroupLOOResult(effect.mean(0), sem, float(badness[:, 0].mean()), n_seeds)
+    return GroupLOOResult(effect.mean(0), _sem(effect), float(badness[:, 0].mean()), n_seeds)
 
 
 @dataclass
@@ -224,6 +217,5 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
         rho = np.array([spearmanr(predicted[:, i], actual[:, i])[0]
                         for i in range(actual.shape[1])])
         rho = rho[np.isfinite(rho)]
-        sem = rho.std(ddof=1) / np.sqrt(len(rho)) if len(rho) > 1 else 0.0
-        return LDSResult(float(rho.mean()), float(sem), predicted, actual, kept_groups)
+        return LDSResult(float(rho.mean()), float(_sem(rho)), predicted, actual, kept_groups)
     return LDSResult(float(spearmanr(predicted, actual)[0]), 0.0, predicted, actual, kept_groups)

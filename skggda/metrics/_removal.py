@@ -116,24 +116,26 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
                          f"training point, shape {labels.shape}.")
     rng = check_random_state(random_state)
     removed = []
-    for value in np.unique(stratify):
-        members = np.flatnonzero(stratify == value)
+    for members in _class_members(stratify):
         order = removal_order(scores, labels[members], most_important=most_important,
                               random_state=rng)
         removed.append(members[order[: int(round(fraction * len(members)))]])
     return np.sort(np.concatenate(removed))
 
 
-def _random_removal(n, size_or_fraction, stratify, seed):
-    """The random-removal baseline: ``size`` points, or ``fraction`` of every class."""
+def _class_members(strata):
+    """Indices of the points of each class of ``strata``, classes in sorted order."""
+    return [np.flatnonzero(strata == value) for value in np.unique(strata)]
+
+
+def _random_removal(n, fraction, strata, seed):
+    """The random-removal baseline: as many points as :func:`points_to_remove`
+    removes, at random (of every class, with ``strata``)."""
     rng = np.random.RandomState(seed)
-    if stratify is None:
-        return rng.permutation(n)[:size_or_fraction]
-    removed = []
-    for value in np.unique(stratify):
-        members = np.flatnonzero(stratify == value)
-        removed.append(rng.permutation(members)[: int(round(size_or_fraction * len(members)))])
-    return np.concatenate(removed)
+    if strata is None:
+        return rng.permutation(n)[: int(round(fraction * n))]
+    return np.concatenate([rng.permutation(members)[: int(round(fraction * len(members)))]
+                           for members in _class_members(strata)])
 
 
 @dataclass
@@ -191,6 +193,12 @@ class RemovalResult:
 
 def _pm(mean, sem):
     return f"{100 * mean:5.1f} ± {100 * sem:4.1f}%"
+
+
+def _encode(y, y_test):
+    """Training and test labels as ``0 .. n_classes - 1``, and the classes."""
+    encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
+    return encoder.transform(y), encoder.transform(y_test), encoder.classes_
 
 
 def _sem(values, axis=0):
@@ -283,20 +291,19 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
         setup.check(baselines)
         baseline_jobs = []
     everything = np.arange(setup.n)
-    by_score = [
-        np.setdiff1d(everything, points_to_remove(
-            scores, labels, fraction, most_important=most_important, stratify=setup.classes,
-            random_state=seed))
+    by_score = [  # (keep, seed) per seed and fraction
+        (np.setdiff1d(everything, points_to_remove(
+            scores, labels, fraction, most_important=most_important, stratify=setup.strata,
+            random_state=seed)), seed)
         for seed in setup.seeds for fraction in setup.fractions
     ]
-    accuracies = setup.retrain(estimator, [(keep, seed) for keep, seed in zip(
-        by_score, np.repeat(setup.seeds, len(setup.fractions)))] + baseline_jobs, n_jobs)
+    accuracies = setup.retrain(estimator, by_score + baseline_jobs, n_jobs)
     removal = np.asarray(accuracies[:len(by_score)]).reshape(n_seeds, len(setup.fractions))
     if baselines is None:
         baselines = setup.baselines_from(accuracies[len(by_score):])
     shares = np.array([
         np.bincount(setup.y[keep], minlength=setup.n_classes) / max(len(keep), 1)
-        for keep in by_score
+        for keep, _ in by_score
     ]).reshape(n_seeds, len(setup.fractions), -1).mean(0)
     return RemovalResult(
         fractions=setup.fractions,
@@ -346,7 +353,7 @@ class RemovalBaselines:
     stratify: bool
     full: np.ndarray
     random: np.ndarray
-    n_samples: tuple = ()
+    n_samples: tuple
 
 
 def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=False, n_seeds=3,
@@ -399,10 +406,9 @@ class _RetrainingSetup:
         if not isinstance(stratify, (bool, np.bool_)):
             raise TypeError(f"stratify must be True or False (the classes are y), got "
                             f"{type(stratify).__name__}.")
-        encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
+        y, y_test, classes = _encode(y, y_test)
         seeds = check_random_state(random_state).randint(_SEED_MAX, size=n_seeds)
-        return cls(np.asarray(X), encoder.transform(y), np.asarray(X_test),
-                   encoder.transform(y_test), encoder.classes_,
+        return cls(np.asarray(X), y, np.asarray(X_test), y_test, classes,
                    np.asarray(fractions, dtype=float), bool(stratify), seeds)
 
     @property
@@ -414,7 +420,7 @@ class _RetrainingSetup:
         return len(self.classes_)
 
     @property
-    def classes(self):
+    def strata(self):
         """Per-point classes to stratify by, or ``None``."""
         return self.y if self.stratify else None
 
@@ -425,8 +431,7 @@ class _RetrainingSetup:
         for seed in self.seeds:
             jobs.append((everything, seed))
             for fraction in self.fractions:
-                size = fraction if self.stratify else int(round(fraction * self.n))
-                removed = _random_removal(self.n, size, self.classes, seed)
+                removed = _random_removal(self.n, fraction, self.strata, seed)
                 jobs.append((np.setdiff1d(everything, removed), seed))
         return jobs
 

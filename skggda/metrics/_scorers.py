@@ -4,8 +4,8 @@ Each scorer is called as ``scorer(attributor, X_val, y_val)`` on an
 attributor (or a pipeline ending in one) fitted on the training fold. The
 validation fold is the property's evaluation data: the scorer attributes the
 property on it, removes training points by score, retrains the attributor's
-net recipe on what is left and measures accuracy on the validation fold. Greater is better for
-every scorer, as ``GridSearchCV`` expects.
+net recipe on what is left and measures accuracy on the validation fold.
+Greater is better for every scorer, as ``GridSearchCV`` expects.
 """
 
 from __future__ import annotations
