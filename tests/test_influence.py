@@ -87,7 +87,7 @@ def test_batched_fisher_is_built_from_group_gradients(logistic):
 
     def batched(module, per_sample):
         groups = torch.zeros(attr.n_groups_, per_sample.shape[1], dtype=per_sample.dtype)
-        groups.index_add_(0, torch.as_tensor(labels), per_sample)
+        groups.index_add_(0, torch.as_tensor(labels).long(), per_sample)
         return groups.T @ groups / len(per_sample)
 
     per_point, _ = reference(frozen, X, y, X_test, y_test, batched, 1e-2)

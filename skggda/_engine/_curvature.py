@@ -25,7 +25,9 @@ from sklearn.exceptions import ConvergenceWarning
 from torch.func import functional_call, grad, jvp, vmap
 from tqdm.auto import tqdm
 
-from ._data import batch_slices, module_device, module_dtype, n_samples, take, to_device
+from ._data import (
+    batch_slices, module_device, module_dtype, n_samples, take, targets_to_device, to_device,
+)
 from ._passes import evaluating
 
 #: Above this many parameters an explicit Hessian is refused.
@@ -62,7 +64,7 @@ def hessian_vector_products(plan, X, y, V, *, batch_size=512):
         for start, stop in batch_slices(n, batch_size):
             index = np.arange(start, stop)
             X_batch = to_device(take(X, index), device, dtype)
-            y_batch = to_device(take(y, index), device)
+            y_batch = targets_to_device(take(y, index), device)
             out += (stop - start) / n * _hvp_on_batch(plan, X_batch, y_batch)(V)
     return out
 
@@ -142,7 +144,7 @@ def lissa(plan, X, y, V, *, damping, scale, depth, repeat, batch_size, generator
             for step in range(depth):
                 index = torch.randint(n, (min(batch_size, n),), generator=generator).numpy()
                 X_batch = to_device(take(X, index), device, dtype)
-                y_batch = to_device(take(y, index), device)
+                y_batch = targets_to_device(take(y, index), device)
                 h = V + (1 - damping) * h - _hvp_on_batch(plan, X_batch, y_batch)(h) / scale
                 steps.update()
                 if _diverged(h, v_norm):

@@ -13,7 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._data import batch_slices, forward, module_device, module_dtype, n_samples, to_device
+from ._data import (
+    batch_slices, forward, module_device, module_dtype, n_samples, rows, targets_to_device,
+    to_device,
+)
 from ._passes import evaluating
 
 
@@ -64,15 +67,9 @@ class _HeadTap:
 def _batches(module, X, y, batch_size):
     device, dtype = module_device(module), module_dtype(module)
     for start, stop in batch_slices(n_samples(X), batch_size):
-        X_batch = to_device(_rows(X, start, stop), device, dtype)
-        y_batch = None if y is None else to_device(y[start:stop], device)
+        X_batch = to_device(rows(X, start, stop), device, dtype)
+        y_batch = None if y is None else targets_to_device(rows(y, start, stop), device)
         yield X_batch, y_batch
-
-
-def _rows(X, start, stop):
-    if isinstance(X, dict):
-        return {k: v[start:stop] for k, v in X.items()}
-    return X[start:stop]
 
 
 def penultimate_representations(module, X, *, batch_size=1024) -> torch.Tensor:

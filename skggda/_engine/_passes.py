@@ -27,7 +27,10 @@ from tqdm.auto import tqdm
 
 from . import _functional, _gram
 from ._capture import HookCapture
-from ._data import batch_slices, forward, module_device, module_dtype, n_samples, take, to_device
+from ._data import (
+    batch_slices, forward, module_device, module_dtype, n_samples, rows, take,
+    targets_to_device, to_device,
+)
 from ._gram import GramAccumulator
 
 
@@ -51,18 +54,17 @@ def _batches(plan, X, y, batch_size, order=None, progress=False):
         for start, stop in batch_slices(n, batch_size):
             if order is None:
                 index = np.arange(start, stop)
-                X_batch, y_batch = _slice(X, start, stop), _slice(y, start, stop)
+                X_batch, y_batch = rows(X, start, stop), rows(y, start, stop)
             else:
                 index = order[start:stop]
                 X_batch, y_batch = take(X, index), take(y, index)
-            yield index, to_device(X_batch, device, dtype), to_device(y_batch, device)
+            yield index, to_device(X_batch, device, dtype), targets_to_device(y_batch, device)
             bar.update(stop - start)
 
 
-def _slice(X, start, stop):
-    if isinstance(X, dict):
-        return {key: value[start:stop] for key, value in X.items()}
-    return X[start:stop]
+def group_index(labels, index, device):
+    """The groups of the samples ``index`` as an int64 tensor (labels may be any int dtype)."""
+    return torch.as_tensor(np.asarray(labels[index], dtype=np.int64), device=device)
 
 
 def _losses(plan, X_batch, y_batch):
@@ -112,13 +114,15 @@ def sample_values(plan, X, y, *, batch_size=512):
 def function_gradient(plan, fn, X, y):
     """Gradient of ``fn(module, X, y) -> scalar`` on the whole data, in block layout.
 
-    For properties that are not sums over samples; ``X`` and ``y`` are moved
-    to the module's device in one piece.
+    For properties that are not sums over samples; ``X`` and ``y`` are read
+    whole and moved to the module's device in one piece.
     """
     device, dtype = module_device(plan.module), module_dtype(plan.module)
     names, params = list(plan.params), list(plan.params.values())
+    n = n_samples(X)
+    X_all, y_all = to_device(rows(X, 0, n), device, dtype), targets_to_device(rows(y, 0, n), device)
     with evaluating(plan.module):
-        value = fn(plan.module, to_device(X, device, dtype), to_device(y, device))
+        value = fn(plan.module, X_all, y_all)
         grads = torch.autograd.grad(value, params, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
     return plan.from_param_grads(dict(zip(names, grads)))
@@ -129,32 +133,48 @@ def function_gradient(plan, fn, X, y):
 # ---------------------------------------------------------------------------
 
 
-def gradient_dots(plan, X, y, directions, *, batch_size=512, progress=False):
-    """Every sample's loss gradient dotted with ``m`` directions.
+def gradient_dots(plan, X, y, directions, *, labels=None, n_groups=None, batch_size=512,
+                  progress=False):
+    """Every sample's loss gradient dotted with ``m`` directions, or their group sums.
 
     Parameters
     ----------
     directions : list of Tensor
         Block layout with a leading dimension ``m``.
+    labels : array of int of shape (n_samples,), default=None
+        Group of every sample: the dots are summed per group as they stream,
+        so nothing of size ``n_samples`` is held.
+    n_groups : int, default=None
+        Number of groups (``labels.max() + 1`` when omitted).
 
     Returns
     -------
-    Tensor of shape (n_samples, m), float64, on the module's device.
+    Tensor of shape (n_samples, m) or (n_groups, m), float64, on the module's device.
     """
     m = directions[0].shape[0]
-    out = torch.zeros(n_samples(X), m, dtype=torch.float64, device=module_device(plan.module))
+    device = module_device(plan.module)
+    if labels is not None and n_groups is None:
+        n_groups = int(np.max(labels)) + 1
+    n_rows = n_samples(X) if labels is None else int(n_groups)
+    out = torch.zeros(n_rows, m, dtype=torch.float64, device=device)
+
+    def store(index, dots):
+        if labels is None:
+            out[torch.as_tensor(index, device=device)] = dots.double()
+        else:
+            out.index_add_(0, group_index(labels, index, device), dots.double())
+
     with evaluating(plan.module):
         if plan.generic is None:
-            _hook_dots(plan, X, y, directions, batch_size, progress, out)
+            _hook_dots(plan, X, y, directions, batch_size, progress, store)
         else:
             tangents = plan.to_param_grads(directions)
             for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
-                dots = _functional.directional_derivatives(plan, X_batch, y_batch, tangents)
-                out[index] = dots.double()
+                store(index, _functional.directional_derivatives(plan, X_batch, y_batch, tangents))
     return out
 
 
-def _hook_dots(plan, X, y, directions, batch_size, progress, out):
+def _hook_dots(plan, X, y, directions, batch_size, progress, store):
     """Per-sample dot products for hook blocks, read off their captured rows."""
     prepared = [block.prepare_directions(v) for block, v in zip(plan.hook_blocks, directions)]
     with HookCapture(plan.hook_blocks) as capture:
@@ -163,7 +183,7 @@ def _hook_dots(plan, X, y, directions, batch_size, progress, out):
             dots = 0.0
             for block, block_calls, v in zip(plan.hook_blocks, calls, prepared):
                 dots = dots + block.dots(block_calls, v)
-            out[index] = dots.double()
+            store(index, dots)
 
 
 # ---------------------------------------------------------------------------
@@ -219,7 +239,6 @@ def projected_gradients(
         labels is None or (n_rows == n and np.unique(labels).size == n))
     gram = (GramAccumulator(r, dtype=dtype, device=device, expected_rows=n)
             if fisher and not fisher_at_end else None)
-    labels_t = None if labels is None else torch.as_tensor(labels, device=device)
     weight_of = group_weights if callable(group_weights) else None
     weights_t = None if weight_of else _weights_tensor(group_weights, device, dtype)
     with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
@@ -232,10 +251,10 @@ def projected_gradients(
                 batch_features = batch_features * weight_of(output, y_batch)[:, None]
             elif weights_t is not None:
                 batch_features = batch_features * weights_t[index, None]
-            if labels_t is None:
+            if labels is None:
                 features[torch.as_tensor(index, device=device)] = batch_features
             else:
-                features.index_add_(0, labels_t[index], batch_features)
+                features.index_add_(0, group_index(labels, index, device), batch_features)
     if not fisher:
         return features
     return features, _gram.gram(features) if fisher_at_end else gram.result()
@@ -350,16 +369,14 @@ def group_gradients(plan, X, y, labels, n_groups, *, batch_size=512, progress=Fa
         Block layout with leading dimension ``n_groups``.
     """
     device, dtype = module_device(plan.module), module_dtype(plan.module)
-    labels = np.asarray(labels)
     order = np.argsort(labels, kind="stable")
-    labels_t = torch.as_tensor(labels, device=device)
     out = [
         torch.zeros(int(n_groups), *b.shape, dtype=dtype, device=device)
         for b in plan.blocks
     ]
     with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, order, progress):
-            layout = ChunkLayout.from_sorted_labels(labels_t[index])
+            layout = ChunkLayout.from_sorted_labels(group_index(labels, index, device))
             for acc, chunk_sum in zip(out, _chunk_sums(plan, capture, X_batch, y_batch, layout)):
                 acc.index_add_(0, layout.chunk_group, chunk_sum)
     return out
@@ -383,7 +400,6 @@ def per_sample_statistics(plan, X, y, labels, n_groups, *, group_weights=None,
     p = plan.n_params
     groups = torch.zeros(int(n_groups), p, dtype=dtype, device=device)
     fisher = GramAccumulator(p, dtype=dtype, device=device, expected_rows=n_samples(X))
-    labels_t = torch.as_tensor(labels, device=device)
     weights_t = _weights_tensor(group_weights, device, dtype)
     for index, grads in iter_per_sample_gradients(plan, X, y, batch_size=batch_size,
                                                   progress=progress):
@@ -391,7 +407,7 @@ def per_sample_statistics(plan, X, y, labels, n_groups, *, group_weights=None,
         fisher.add(flat)
         if weights_t is not None:
             flat = flat * weights_t[index, None]
-        groups.index_add_(0, labels_t[index], flat)
+        groups.index_add_(0, group_index(labels, index, device), flat)
     return groups, fisher.result()
 
 

@@ -20,12 +20,12 @@ from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from .. import _engine
 from ..properties import EvaluationData, Property, resolve_property
-from ..utils._groups import canonicalize_groups, check_partition
+from ..utils._groups import canonicalize_groups, check_partition, compact_labels
+from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap_frozen
 from ..utils._state import restored_on_error
 
@@ -87,9 +87,9 @@ class BaseAttributor(BaseEstimator):
             raise ValueError(
                 "Pass either the grouper parameter or the groups argument of fit, not both."
             )
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
-        check_classification_targets(y)
-        given = None if groups is None else canonicalize_groups(groups, X.shape[0])
+        X, y = check_fit_data(self, X, y)
+        n = _engine.n_samples(X)
+        given = None if groups is None else canonicalize_groups(groups, n)
         rng = check_random_state(self.random_state)
         net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
         self._check_params(unwrap_frozen(self.estimator)[1])
@@ -97,7 +97,7 @@ class BaseAttributor(BaseEstimator):
         timings = {"training": resolved.seconds}
         self.estimator_ = resolved.net
         self.classes_ = resolved.classes
-        y_encoded = resolved.y_encoded
+        y_encoded = compact_labels(resolved.y_encoded, len(resolved.classes))
 
         start = perf_counter()
         self.labels_, self.groups_ = self._form_groups(X, y_encoded, given, grouper_seed)
@@ -117,12 +117,13 @@ class BaseAttributor(BaseEstimator):
         self.__dict__.pop("grouper_", None)  # only a fit that used a grouper has one
         if given is not None:
             return given
+        n = _engine.n_samples(X)
         if self.grouper is None:
-            labels = np.arange(X.shape[0], dtype=np.int64)
-            return labels, labels.copy()
+            labels = compact_labels(np.arange(n), n)
+            return labels, np.arange(n)
         self.grouper_ = self._fit_grouper(X, y, seed)
-        labels = check_partition(self.grouper_.labels_, X.shape[0])
-        return labels, np.arange(labels.max() + 1)
+        labels = check_partition(self.grouper_.labels_, n)
+        return labels, np.arange(int(labels.max()) + 1)
 
     def _fit_grouper(self, X, y, seed):
         grouper = clone(self.grouper)
@@ -146,16 +147,13 @@ class BaseAttributor(BaseEstimator):
     def _property_data(self, X, y, allow_default):
         if X is None and y is None and allow_default:
             return self._X_fit, self._y_fit
-        if X is None or y is None:
+        labelled_dataset = isinstance(X, torch.utils.data.Dataset)
+        if X is None or (y is None and not labelled_dataset):
             raise ValueError(
                 "Pass both X and y: the property is evaluated on labelled data."
                 + (" Pass neither to use the training data." if allow_default else "")
             )
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D, got an array of shape {y.shape}.")
-        check_consistent_length(X, y)
+        X, y = check_test_data(self, X, y)
         return X, encode_targets(y, self.classes_)
 
     def _timed(self, stage, compute, *args):
@@ -270,12 +268,14 @@ class BaseAttributor(BaseEstimator):
             )
         return plan.with_loss(_BadnessTerms(prop, plan.loss_fn))
 
-    def _group_sum(self, per_sample):
-        """Sum per-sample values ``(n_train, ...)`` (a tensor) into groups -> numpy."""
-        labels = torch.as_tensor(self.labels_, device=per_sample.device)
-        out = per_sample.new_zeros(self.n_groups_, *per_sample.shape[1:])
-        out.index_add_(0, labels, per_sample)
-        return out.cpu().numpy()
+    def _training_group_dots(self, plan, directions, progress_label="training gradients"):
+        """``(n_groups, m)`` numpy: group gradient sums of the training data dotted with directions."""
+        dots = _engine.gradient_dots(
+            plan, self._X_fit, self._y_fit, directions, labels=self.labels_,
+            n_groups=self.n_groups_, batch_size=self.batch_size,
+            progress=self._progress(progress_label),
+        )
+        return dots.cpu().numpy()
 
 
 def net_plan(net, X_probe, param_subset, module=None):

@@ -237,8 +237,4 @@ class InfluenceAttributor(BaseAttributor):
     def _training_dots(self, plan, directions):
         """``(n_groups, m)``: group gradient sums dotted with ``m`` directions, over ``n``."""
         with self._stage("dots"):
-            dots = _engine.gradient_dots(
-                plan, self._X_fit, self._y_fit, plan.unflatten(directions),
-                batch_size=self.batch_size, progress=self._progress("training gradients"),
-            )
-            return self._group_sum(dots) / len(self._y_fit)
+            return self._training_group_dots(plan, plan.unflatten(directions)) / len(self._y_fit)

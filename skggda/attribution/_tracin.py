@@ -199,11 +199,8 @@ class TracInAttributor(BaseAttributor):
                 features = torch.as_tensor(self._group_features[index], device=grad[0].device)
                 scores += weight * (features @ self._projector(plan).dense(grad)).cpu().numpy()
             else:
-                dots = _engine.gradient_dots(
-                    plan, self._X_fit, self._y_fit, [g.unsqueeze(0) for g in grad],
-                    batch_size=self.batch_size, progress=self._progress("training gradients"),
-                )
-                scores += weight * self._group_sum(dots[:, 0])
+                dots = self._training_group_dots(plan, [g.unsqueeze(0) for g in grad])
+                scores += weight * dots[:, 0]
         return scores
 
     def _attribute(self, X, y):
@@ -251,9 +248,5 @@ class TracInAttributor(BaseAttributor):
         for index, grads in _engine.iter_per_sample_gradients(
             self._per_sample_property_plan(plan), X, y, batch_size=_TEST_BLOCK
         ):
-            dots = _engine.gradient_dots(
-                plan, self._X_fit, self._y_fit, grads,
-                batch_size=self.batch_size, progress=self._progress("training gradients"),
-            )
-            out[index] = self._group_sum(dots).T
+            out[index] = self._training_group_dots(plan, grads).T
         return out

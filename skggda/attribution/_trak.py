@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import Interval
 
 from .. import _engine
 from ..properties import _error_probability, _logits, _margin
+from ..utils._inputs import training_inputs
 from ..utils._skorch import prepare_net
 from ._base import BaseAttributor, net_plan
 from ._kernel import fit_kernel_state, kernel_scores, property_vector, sample_vectors
@@ -258,7 +259,7 @@ def _projector(plan, n_components, seed):
 def _fit_member(template, X, y, subset, seed):
     """Train one ensemble member on ``subset`` (a joblib job)."""
     net = prepare_net(template, seed)
-    return net.fit(X[subset], y[subset])
+    return net.fit(*training_inputs(_engine.take(X, subset), y[subset]))
 
 
 def _member_state(setup, net, X, y):

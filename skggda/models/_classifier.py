@@ -71,12 +71,15 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
         """Record ``n_features`` / ``n_classes`` the module needs but was not given."""
         wanted = _missing_dim_params(self.module, super().get_params_for("module"))
         dims = {}
-        if "n_features" in wanted and not isinstance(X, dict):
-            dims["n_features"] = int(np.prod(np.shape(X)[1:]))
+        shape = None if isinstance(X, dict) else _input_shape(X)
+        if y is None:
+            y = getattr(X, "y", None)  # skggda's reader datasets carry their targets
+        if "n_features" in wanted and shape is not None:
+            dims["n_features"] = int(np.prod(shape[1:]))
         if "n_classes" in wanted and y is not None:
             dims["n_classes"] = _count_classes(y, self.classes)
-        if "in_channels" in wanted and not isinstance(X, dict) and np.ndim(X) == 4:
-            dims["in_channels"] = int(np.shape(X)[1])
+        if "in_channels" in wanted and shape is not None and len(shape) == 4:
+            dims["in_channels"] = int(shape[1])
         self.module_dims_ = dims
 
     def get_params_for(self, prefix):
@@ -120,6 +123,13 @@ def _missing_dim_params(module, given):
     except (TypeError, ValueError):
         return set()
     return {name for name in _DIM_PARAMS if name in signature.parameters} - set(given)
+
+
+def _input_shape(X):
+    """``(n_samples, ...)`` of an array or of a Dataset of ``(x, y)`` items (read from the first)."""
+    if isinstance(X, torch.utils.data.Dataset) and not hasattr(X, "shape"):
+        return (len(X), *np.shape(X[0][0]))
+    return np.shape(X)
 
 
 def _count_classes(y, classes):

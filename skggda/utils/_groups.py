@@ -5,6 +5,23 @@ from __future__ import annotations
 import numpy as np
 
 
+def label_dtype(n_values: int) -> np.dtype:
+    """The smallest signed integer dtype that holds ``0..n_values-1``.
+
+    Group labels are the one array of size ``n_samples`` a fitted estimator
+    keeps; at 10^7 samples and 10^4 groups int16 holds them in 20 MB.
+    """
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_values - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def compact_labels(labels, n_values: int) -> np.ndarray:
+    """``labels`` (integers in ``0..n_values-1``) in the smallest dtype that holds them."""
+    return np.asarray(labels).astype(label_dtype(n_values), copy=False)
+
+
 def canonicalize_groups(groups, n_samples: int):
     """Map arbitrary hashable group labels to ``0..k-1``.
 
@@ -17,8 +34,9 @@ def canonicalize_groups(groups, n_samples: int):
 
     Returns
     -------
-    labels : ndarray of shape (n_samples,), int64
-        Canonical group index of every sample.
+    labels : ndarray of shape (n_samples,)
+        Canonical group index of every sample, in the smallest integer
+        dtype that holds the number of groups.
     originals : ndarray of shape (n_groups,)
         The original label of each canonical group (sorted when the labels
         are sortable, else in order of first appearance).
@@ -54,7 +72,7 @@ def canonicalize_groups(groups, n_samples: int):
         labels = np.fromiter((index.setdefault(g, len(index)) for g in array), np.int64, len(array))
         originals = np.empty(len(index), dtype=object)
         originals[:] = list(index)
-    return labels.astype(np.int64, copy=False), originals
+    return compact_labels(labels, len(originals)), originals
 
 
 def check_partition(labels, n_samples: int, n_groups: int | None = None) -> np.ndarray:
@@ -71,4 +89,4 @@ def check_partition(labels, n_samples: int, n_groups: int | None = None) -> np.n
     sizes = np.bincount(labels, minlength=k)
     if (sizes == 0).any():
         raise ValueError(f"Groups {np.flatnonzero(sizes == 0)[:5].tolist()} are empty.")
-    return labels.astype(np.int64, copy=False)
+    return compact_labels(labels, k)

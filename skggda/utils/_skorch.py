@@ -21,6 +21,7 @@ from torch import nn
 
 from .._engine import module_device, module_dtype, to_device
 from .._engine._data import forward
+from ._inputs import training_inputs
 
 
 class PerSampleLoss:
@@ -210,5 +211,5 @@ def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet
         classes = np.unique(y)
         y_encoded = encode_targets(y, classes)
         net = prepare_net(net, seed, extra_callbacks)
-        net.fit(X, y_encoded)
+        net.fit(*training_inputs(X, y_encoded))
     return ResolvedNet(net, classes, y_encoded, frozen, perf_counter() - start)
