@@ -6,7 +6,11 @@ parameters are split into hook-friendly linear blocks and a ``torch.func``
 generic block, and ``_projection`` for the seeded (factorised) projections.
 """
 
-from ._data import module_device, module_dtype, n_samples, take, to_device
+from ._assign import CenterIndex, Whitening, anchors_of, repair_empty
+from ._budget import activation_floats, auto_batch_size
+from ._data import IndexedRows, module_device, module_dtype, n_samples, rows, take, to_device
+from ._features import find_head, penultimate_representations, preactivation_gradients
+from ._kmeans import center_distances, kmeans, nearest_center
 from ._passes import (
     ChunkLayout,
     evaluating,
@@ -34,6 +38,20 @@ from ._gram import GramAccumulator, gram
 from ._projection import Projector, allocate_components
 
 __all__ = [
+    "CenterIndex",
+    "IndexedRows",
+    "Whitening",
+    "activation_floats",
+    "anchors_of",
+    "auto_batch_size",
+    "center_distances",
+    "find_head",
+    "kmeans",
+    "nearest_center",
+    "penultimate_representations",
+    "preactivation_gradients",
+    "repair_empty",
+    "rows",
     "MAX_DENSE_PARAMS",
     "ChunkLayout",
     "GradientPlan",

@@ -88,6 +88,8 @@ def preactivation_gradients(module, loss_fn, X, y, *, softmax_cross_entropy, bat
 
     Parameters
     ----------
+    y : array of int or None
+        Class indices; ``None`` reads the gradient at the net's predictions.
     loss_fn : callable
         ``(output, target) -> (batch,)`` per-sample losses (autograd path).
     softmax_cross_entropy : bool
@@ -107,6 +109,8 @@ def preactivation_gradients(module, loss_fn, X, y, *, softmax_cross_entropy, bat
 def _batch_preactivation_gradients(module, head, loss_fn, X_batch, y_batch, closed_form_ok):
     with torch.no_grad(), _HeadTap(head, need_grad=False) as tap:
         output = forward(module, X_batch)
+    if y_batch is None:  # the net's own predictions (argmax of logits or probabilities)
+        y_batch = output.argmax(1)
     if closed_form_ok and tap.output is output and output.dim() == 2:
         return closed_form_preactivation_gradients(head, output, y_batch)
     with torch.enable_grad(), _HeadTap(head, need_grad=True) as tap:

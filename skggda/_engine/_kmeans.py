@@ -26,14 +26,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# Elements of one (segments, points, clusters) distance block held at once.
-_DISTANCE_BUDGET = 1 << 25
+# Elements of one (segments, points, clusters) distance block held at once
+# (32 MiB of float32; a few such blocks are alive during an assignment).
+_DISTANCE_BUDGET = 1 << 23
 # Up to this many clusters "auto" runs plain Lloyd.
 _FLAT_MAX_CLUSTERS = 128
 # The coarse level of "hierarchical" is fitted on this many points per cluster.
 _COARSE_SAMPLE = 32
 # After "hierarchical", _POLISH_ITER global Lloyd iterations run when together
-# they cost at most this many multiply-adds (n k d each): small problems only.
+# they cost at most this many operations (n k (d + 8) each: the distance
+# products plus the per-element work on the n x k distances): small problems only.
 _POLISH_BUDGET = 2e9
 _POLISH_ITER = 10
 # Regions are cut again at most this many times.
@@ -67,7 +69,8 @@ def kmeans(X, n_clusters, *, algorithm="auto", max_iter=60, tol=1e-3, seed=0) ->
     n_clusters : int
         ``1 <= n_clusters <= n_samples``.
     algorithm : {"auto", "lloyd", "hierarchical"}
-        ``"auto"`` is Lloyd up to 128 clusters, hierarchical above.
+        ``"auto"`` is Lloyd up to 128 clusters, hierarchical above. One-column
+        data always takes :func:`kmeans_1d` (sorted Lloyd, exact assignments).
     max_iter : int
         Maximum Lloyd iterations (per level).
     tol : float
@@ -81,6 +84,8 @@ def kmeans(X, n_clusters, *, algorithm="auto", max_iter=60, tol=1e-3, seed=0) ->
     n = X.shape[0]
     if not 1 <= n_clusters <= n:
         raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters} >= 1.")
+    if X.shape[1] == 1:
+        return kmeans_1d(X, n_clusters, max_iter=max_iter, tol=tol)
     if algorithm == "auto":
         algorithm = "lloyd" if n_clusters <= _FLAT_MAX_CLUSTERS else "hierarchical"
     generator = torch.Generator(device=X.device).manual_seed(int(seed))
@@ -91,7 +96,7 @@ def kmeans(X, n_clusters, *, algorithm="auto", max_iter=60, tol=1e-3, seed=0) ->
         )
     else:
         labels, n_iter = _hierarchical(X, n_clusters, max_iter, tol, generator)
-        if n * n_clusters * X.shape[1] * _POLISH_ITER <= _POLISH_BUDGET:
+        if n * n_clusters * (X.shape[1] + 8) * _POLISH_ITER <= _POLISH_BUDGET:
             # region boundaries cost some inertia; where a global Lloyd
             # iteration is cheap, a few of them recover it
             (labels,), polish_iter = _padded_lloyd(
@@ -102,6 +107,77 @@ def kmeans(X, n_clusters, *, algorithm="auto", max_iter=60, tol=1e-3, seed=0) ->
     centers = _centers(X, labels, n_clusters)
     inertia = float(((X - centers[labels]) ** 2).sum())
     return KMeansResult(centers, labels, inertia, n_iter)
+
+
+def kmeans_1d(X, n_clusters, *, max_iter=60, tol=1e-3) -> KMeansResult:
+    """K-Means of one-column data: Lloyd on the sorted values, exact at every step.
+
+    In one dimension every cluster is an interval of the sorted values, so
+    the nearest center of a point is found by a binary search among the
+    midpoints of consecutive centers (``O(n log k)`` per iteration instead of
+    ``O(n k)``). The centers start as the means of ``k`` equal-count runs of
+    the sorted values (no seed needed). Grad-K-Means features of a binary
+    classifier with a linear softmax head are one-dimensional.
+    """
+    x = X[:, 0]
+    n = x.shape[0]
+    values, order = torch.sort(x)
+    centers = _companded_quantiles(values, n_clusters)
+    threshold = tol * float(values.var(unbiased=False)) if n > 1 else 0.0
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        labels = interval_labels(values, centers)
+        new = torch.where(torch.bincount(labels, minlength=n_clusters) > 0,
+                          _run_means(values, labels, n_clusters), centers)
+        shift = float(((new - centers) ** 2).sum())
+        centers = torch.sort(new).values
+        if shift <= threshold:
+            break
+    labels = interval_labels(values, centers)
+    dist = (values - centers[labels]) ** 2
+    labels = _repair(labels, dist, n_clusters)
+    out = torch.empty_like(labels)
+    out[order] = labels
+    centers = _centers(X, out, n_clusters)
+    inertia = float(((X - centers[out]) ** 2).sum())
+    return KMeansResult(centers, out, inertia, n_iter)
+
+
+def _companded_quantiles(values, k):
+    """``k`` ascending starting centers at equal steps of the cumulative density^(1/3).
+
+    The density is read off ``B`` equal-count bins of the sorted values: a
+    bin of width ``w`` holding a share ``c`` of the points carries
+    ``c^(1/3) w^(2/3)`` of the integral. Bins of zero width (repeated
+    values) carry a small share of their count so that atoms get centers.
+    """
+    n = values.shape[0]
+    n_bins = min(n, max(8 * k, 1024))
+    edges = torch.arange(n_bins + 1, device=values.device) * (n - 1) // n_bins
+    lower, upper = values[edges[:-1]].double(), values[edges[1:]].double()
+    share = 1.0 / n_bins
+    width = upper - lower
+    mass = share ** (1 / 3) * width ** (2 / 3)
+    mass = mass + 1e-3 * share * float(mass.sum().clamp_min(1e-300))
+    cumulative = torch.cat([mass.new_zeros(1), torch.cumsum(mass, 0)])
+    targets = (torch.arange(k, device=values.device, dtype=torch.float64) + 0.5) / k
+    targets = targets * cumulative[-1]
+    bin_index = torch.searchsorted(cumulative, targets).clamp(1, n_bins) - 1
+    within = (targets - cumulative[bin_index]) / mass[bin_index]
+    centers = lower[bin_index] + within.clamp(0, 1) * width[bin_index]
+    return centers.to(values.dtype)
+
+
+def interval_labels(values, centers):
+    """Nearest of the ascending ``centers`` for every value (binary search on midpoints)."""
+    midpoints = (centers[1:] + centers[:-1]) / 2
+    return torch.searchsorted(midpoints.contiguous(), values.contiguous())
+
+
+def _run_means(values, labels, k):
+    sums = torch.zeros(k, dtype=values.dtype, device=values.device).index_add_(0, labels, values)
+    counts = torch.bincount(labels, minlength=k).clamp_min(1).to(values.dtype)
+    return sums / counts
 
 
 def _hierarchical(X, k, max_iter, tol, generator, depth=0):
@@ -413,18 +489,24 @@ def _distances_to(problems, points):
 
 
 def _repair(labels, dist, k):
-    """Make every one of the ``k`` clusters non-empty by moving the farthest points."""
+    """Make every one of the ``k`` clusters non-empty by moving the farthest points.
+
+    The farthest points of clusters that keep at least one member move, one
+    to each empty cluster, all at once (a cluster gives at most ``count - 1``).
+    """
     counts = torch.bincount(labels, minlength=k)
-    if (counts > 0).all():
+    empty = torch.nonzero(counts == 0).flatten()
+    if not len(empty):
         return labels
-    labels, dist = labels.clone(), dist.clone()
-    for cluster in torch.nonzero(counts == 0).flatten().tolist():
-        movable = counts[labels] > 1
-        point = int(dist.masked_fill(~movable, -1.0).argmax())
-        counts[labels[point]] -= 1
-        labels[point] = cluster
-        counts[cluster] = 1
-        dist[point] = 0.0
+    by_distance = torch.argsort(dist, descending=True, stable=True)
+    by_cluster = by_distance[torch.argsort(labels[by_distance], stable=True)]
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(labels)
+    rank[by_cluster] = torch.arange(len(labels), device=labels.device) - first[labels[by_cluster]]
+    movable = rank < counts[labels] - 1
+    chosen = by_distance[movable[by_distance]][: len(empty)]
+    labels = labels.clone()
+    labels[chosen] = empty
     return labels
 
 

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._data import forward
+from ._budget import activation_floats, auto_batch_size
+from ._data import forward, module_device, module_dtype
 
 _PROBE_SIZE = 5
 
@@ -352,16 +353,32 @@ class GradientPlan:
     generic : GenericBlock or None
     """
 
-    def __init__(self, module, loss_fn, params, hook_blocks, generic):
+    def __init__(self, module, loss_fn, params, hook_blocks, generic, activation_floats=0):
         self.module = module
         self.loss_fn = loss_fn
         self.params = params
         self.hook_blocks = hook_blocks
         self.generic = generic
+        self.activation_floats = activation_floats
 
     def with_loss(self, loss_fn) -> "GradientPlan":
         """The same blocks differentiating another per-sample function."""
-        return GradientPlan(self.module, loss_fn, self.params, self.hook_blocks, self.generic)
+        return GradientPlan(self.module, loss_fn, self.params, self.hook_blocks, self.generic,
+                            self.activation_floats)
+
+    def batch_size(self, batch_size, per_sample_floats=0) -> int:
+        """Rows per batch: ``batch_size`` itself, or the ``"auto"`` choice for this plan.
+
+        ``per_sample_floats`` is what the pass holds per sample besides the
+        activations (projected features, per-sample gradients); a
+        ``torch.func`` block adds its per-sample gradients.
+        """
+        if batch_size != "auto":
+            return int(batch_size)
+        generic = self.generic.size if self.generic is not None else 0
+        floats = self.activation_floats + generic + per_sample_floats
+        element = torch.finfo(module_dtype(self.module)).bits // 8
+        return auto_batch_size(floats * element, module_device(self.module))
 
     @property
     def blocks(self) -> list:
@@ -561,7 +578,8 @@ def make_plan(module, loss_fn, X_probe, param_subset="all") -> GradientPlan:
         covered.update(n for n in (weight_name, bias_name) if n)
     rest = [n for n in params if n not in covered]
     generic = GenericBlock(rest, [params[n] for n in rest]) if rest else None
-    return GradientPlan(module, loss_fn, params, hook_blocks, generic)
+    return GradientPlan(module, loss_fn, params, hook_blocks, generic,
+                        activation_floats(module, X_probe))
 
 
 def probe_batch(X, n: int | None = None):

@@ -45,7 +45,7 @@ class BaseAttributor(BaseEstimator):
         "grouper": [HasMethods(["fit"]), None],
         "property": [StrOptions({"loss", "margin", "accuracy"}), Property, callable],
         "param_subset": [StrOptions({"all", "last"}), list],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
@@ -251,11 +251,12 @@ class BaseAttributor(BaseEstimator):
                 plan, lambda module, X_, y_: prop.sign * prop.value(module, X_, y_), X, y)
         losses = None
         if prop.needs_losses:
-            losses = _engine.sample_values(plan, X, y, batch_size=self.batch_size).cpu().numpy()
+            losses = _engine.sample_values(plan, X, y, batch_size=plan.batch_size(self.batch_size))
+            losses = losses.cpu().numpy()
         weights = prop.weights(EvaluationData(X, y, self.classes_, losses))
         return _engine.loss_gradient(
             plan.with_loss(_BadnessTerms(prop, plan.loss_fn)), X, y,
-            sample_weight=weights, batch_size=self.batch_size, progress=progress,
+            sample_weight=weights, batch_size=plan.batch_size(self.batch_size), progress=progress,
         )
 
     def _per_sample_property_plan(self, plan):
@@ -272,7 +273,7 @@ class BaseAttributor(BaseEstimator):
         """``(n_groups, m)`` numpy: group gradient sums of the training data dotted with directions."""
         dots = _engine.gradient_dots(
             plan, self._X_fit, self._y_fit, directions, labels=self.labels_,
-            n_groups=self.n_groups_, batch_size=self.batch_size,
+            n_groups=self.n_groups_, batch_size=plan.batch_size(self.batch_size),
             progress=self._progress(progress_label),
         )
         return dots.cpu().numpy()

@@ -72,7 +72,12 @@ class InfluenceAttributor(BaseAttributor):
         Minibatch size of LiSSA's Hessian-vector products.
     cg_max_iter : int, default=100
     param_subset : "all", "last" or list of str, default="all"
-    batch_size : int, default=512
+    batch_size : int or "auto", default="auto"
+        Samples per batch in the gradient passes; bounds memory. ``"auto"``
+        takes the largest power of two whose activations, their gradients
+        and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
+        of the free GPU memory, at most 4 GiB, on CUDA): large batches for
+        tiny nets, small ones for big nets.
     verbose : int, default=0
     random_state : int, RandomState instance or None, default=None
         Seeds training (when the net's own seed is unset), the grouper, the
@@ -135,7 +140,7 @@ class InfluenceAttributor(BaseAttributor):
         lissa_batch_size=128,
         cg_max_iter=100,
         param_subset="all",
-        batch_size=512,
+        batch_size="auto",
         verbose=0,
         random_state=None,
     ):
@@ -173,13 +178,19 @@ class InfluenceAttributor(BaseAttributor):
             if self.solver == "fisher":
                 self._state = fit_kernel_state(
                     plan, X, y, self.labels_, self.n_groups_, self._projector(plan),
-                    batched=self.fisher == "batched", batch_size=self.batch_size,
+                    batched=self.fisher == "batched",
+                    batch_size=plan.batch_size(self.batch_size, self._row_floats(plan)),
                     progress=self._progress("group gradients"),
                 )
             elif self.solver == "exact":
                 self._hessian = _engine.dense_hessian(
-                    plan, X, y, batch_size=self.batch_size, progress=self._progress("Hessian")
+                    plan, X, y, batch_size=plan.batch_size(self.batch_size, plan.n_params),
+                    progress=self._progress("Hessian"),
                 ).cpu().numpy()
+
+    def _row_floats(self, plan):
+        """Floats a Fisher pass holds per sample: its projected or full gradient."""
+        return plan.n_params if self.n_components is None else self.n_components
 
     def _projector(self, plan):
         if self.n_components is None:
@@ -204,7 +215,8 @@ class InfluenceAttributor(BaseAttributor):
         rows_plan = self._per_sample_property_plan(plan)
         if self.solver == "fisher":
             vectors = sample_vectors(rows_plan, X, y, self._projector(plan),
-                                     batch_size=self.batch_size)
+                                     batch_size=plan.batch_size(self.batch_size,
+                                                                self._row_floats(plan)))
             with self._stage("solve"):
                 return kernel_scores(self._state, vectors, self.damping).astype(np.float32)
         out = np.empty((len(X), self.n_groups_), dtype=np.float32)
@@ -223,7 +235,7 @@ class InfluenceAttributor(BaseAttributor):
             if self.solver == "cg":
                 return _engine.conjugate_gradient(
                     plan, self._X_fit, self._y_fit, V, damping=self.damping,
-                    max_iter=self.cg_max_iter, batch_size=self.batch_size,
+                    max_iter=self.cg_max_iter, batch_size=plan.batch_size(self.batch_size),
                     progress=self._progress("conjugate gradients"),
                 )
             generator = torch.Generator().manual_seed(self._seed)

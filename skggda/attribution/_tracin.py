@@ -74,8 +74,12 @@ class TracInAttributor(BaseAttributor):
     param_subset : "all", "last" or list of str, default="all"
         Parameters to differentiate: all trainable ones, those of the last
         layer, or the named parameters / modules.
-    batch_size : int, default=512
-        Samples per batch in the gradient passes; bounds memory.
+    batch_size : int or "auto", default="auto"
+        Samples per batch in the gradient passes; bounds memory. ``"auto"``
+        takes the largest power of two whose activations, their gradients
+        and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
+        of the free GPU memory, at most 4 GiB, on CUDA): large batches for
+        tiny nets, small ones for big nets.
     verbose : int, default=0
         Progress bars over the gradient passes when positive.
     random_state : int, RandomState instance or None, default=None
@@ -139,7 +143,7 @@ class TracInAttributor(BaseAttributor):
         checkpoints="last",
         n_components=None,
         param_subset="all",
-        batch_size=512,
+        batch_size="auto",
         verbose=0,
         random_state=None,
     ):
@@ -182,7 +186,8 @@ class TracInAttributor(BaseAttributor):
             features = _engine.projected_gradients(
                 plan, X, y, self._projector(plan),
                 labels=self.labels_, n_groups=self.n_groups_,
-                batch_size=self.batch_size, progress=self._progress("group gradients"),
+                batch_size=plan.batch_size(self.batch_size, self.n_components),
+                progress=self._progress("group gradients"),
             )
             self._group_features.append(features.cpu().numpy())
 
@@ -221,7 +226,8 @@ class TracInAttributor(BaseAttributor):
     def _attribute_projected(self, plan, X, y, index):
         test = _engine.projected_gradients(
             self._per_sample_property_plan(plan), X, y, self._projector(plan),
-            batch_size=self.batch_size, progress=self._progress("test gradients"),
+            batch_size=plan.batch_size(self.batch_size, self.n_components),
+            progress=self._progress("test gradients"),
         )
         features = torch.as_tensor(self._group_features[index], device=test.device)
         return (test @ features.T).cpu().numpy()
@@ -231,12 +237,14 @@ class TracInAttributor(BaseAttributor):
         groups = plan.flatten(
             _engine.group_gradients(
                 plan, self._X_fit, self._y_fit, self.labels_, self.n_groups_,
-                batch_size=self.batch_size, progress=self._progress("group gradients"),
+                batch_size=plan.batch_size(self.batch_size),
+                progress=self._progress("group gradients"),
             )
         )
         out = np.empty((len(X), self.n_groups_), dtype=np.float32)
         for index, grads in _engine.iter_per_sample_gradients(
-            self._per_sample_property_plan(plan), X, y, batch_size=self.batch_size,
+            self._per_sample_property_plan(plan), X, y,
+            batch_size=plan.batch_size(self.batch_size, plan.n_params),
             progress=self._progress("test gradients"),
         ):
             out[index] = (plan.flatten(grads) @ groups.T).cpu().numpy()

@@ -61,7 +61,12 @@ class TRAKAttributor(BaseAttributor):
     damping : float, default=1e-3
         Added to the mean kernel before inversion.
     param_subset : "all", "last" or list of str, default="all"
-    batch_size : int, default=512
+    batch_size : int or "auto", default="auto"
+        Samples per batch in the gradient passes; bounds memory. ``"auto"``
+        takes the largest power of two whose activations, their gradients
+        and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
+        of the free GPU memory, at most 4 GiB, on CUDA): large batches for
+        tiny nets, small ones for big nets.
     n_jobs : int, default=None
         Parallel trainings (joblib semantics: ``None`` is 1, ``-1`` all cores).
     warm_start : bool, default=False
@@ -123,7 +128,7 @@ class TRAKAttributor(BaseAttributor):
         n_components=None,
         damping=1e-3,
         param_subset="all",
-        batch_size=512,
+        batch_size="auto",
         n_jobs=None,
         warm_start=False,
         verbose=0,
@@ -197,7 +202,9 @@ class TRAKAttributor(BaseAttributor):
         for net, state in zip(self.estimators_, self._states):
             plan = self._make_plan(net, X)
             vectors = sample_vectors(self._per_sample_property_plan(plan), X, y,
-                                     self._projector(plan), batch_size=self.batch_size)
+                                     self._projector(plan),
+                                     batch_size=plan.batch_size(
+                                         self.batch_size, _row_floats(plan, self.n_components)))
             out += kernel_scores(state, vectors, self.damping).astype(np.float32)
         return out / self.n_models
 
@@ -247,9 +254,14 @@ class _MemberSetup:
     labels: np.ndarray
     n_groups: int
     param_subset: object
-    batch_size: int
+    batch_size: int | str
     n_components: int | None
     projection_seed: int
+
+
+def _row_floats(plan, n_components):
+    """Floats a kernel pass holds per sample: its projected or full gradient."""
+    return plan.n_params if n_components is None else n_components
 
 
 def _projector(plan, n_components, seed):
@@ -272,7 +284,8 @@ def _member_state(setup, net, X, y):
     return fit_kernel_state(
         margin_plan, X, y, setup.labels, setup.n_groups,
         _projector(margin_plan, setup.n_components, setup.projection_seed),
-        batched=False, group_weights=weights, batch_size=setup.batch_size,
+        batched=False, group_weights=weights,
+        batch_size=plan.batch_size(setup.batch_size, _row_floats(plan, setup.n_components)),
     )
 
 

@@ -2,7 +2,8 @@
 
 All three whiten their features (zero mean, unit variance per feature, as in
 the paper's appendix B.2) and cluster them with the engine's scalable
-K-Means into exactly ``ceil(n / group_size)`` non-empty groups.
+K-Means into exactly ``ceil(n / group_size)`` non-empty groups, fitting the
+centers on a sample and assigning every row in one streaming pass.
 """
 
 from __future__ import annotations
@@ -11,18 +12,36 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
-from .._engine import _features
-from .._engine._kmeans import center_distances, kmeans, nearest_center
+from .. import _engine
+from .._engine import (
+    CenterIndex,
+    IndexedRows,
+    Whitening,
+    anchors_of,
+    center_distances,
+    kmeans,
+    n_samples,
+    repair_empty,
+    rows,
+)
+from ..utils._groups import compact_labels, label_dtype
 from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze
 from ._base import BaseGrouper
 
-_SEED_MAX = np.iinfo(np.int32).max
+SEED_MAX = np.iinfo(np.int32).max
+# Rows read, featurised and assigned at a time in the streaming passes.
+_BLOCK_ROWS = 1 << 16
+# Rows per distance computation when batch_size="auto".
+_DISTANCE_ROWS = 4096
+# The centers are fitted on max(_SAMPLE_PER_GROUP * k, _MIN_SAMPLE) rows.
+_SAMPLE_PER_GROUP = 32
+_MIN_SAMPLE = 1 << 16
 
 
 class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrouper):
@@ -30,10 +49,21 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
 
     Like :class:`~sklearn.cluster.KMeans`, ``transform`` maps samples to
     their distances to the ``n_groups_`` centers, and ``fit_transform(X, y)``
-    is ``fit(X, y).transform(X)``. For the model-based groupers
-    ``transform(X)`` without labels reads the features at the net's
-    *predicted* labels, which can differ from the true labels ``labels_``
-    came from: call ``transform(X, y)`` for those.
+    is ``fit(X, y).transform(X)`` (without computing the features twice when
+    they fit in memory). For the model-based groupers ``transform(X)``
+    without labels reads the features at the net's *predicted* labels, which
+    can differ from the true labels ``labels_`` came from: call
+    ``transform(X, y)`` for those.
+
+    **Scale.** The centers are fitted on a random sample of
+    ``max(32 * n_groups, 65536)`` rows (all rows when there are fewer), and
+    every row is then assigned in one streaming pass that computes its
+    features block by block and compares it with the candidate centers of
+    its nearest cells (:class:`~skggda._engine.CenterIndex`), so memory stays
+    bounded and time grows like ``n sqrt(k) d`` instead of ``n k d``.
+    Features are expressed in an orthonormal basis of their span first: the
+    Grad-K-Means features of a linear softmax head have at most one
+    dimension per class.
     """
 
     _parameter_constraints: dict = {
@@ -41,26 +71,87 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         "algorithm": [StrOptions({"auto", "lloyd", "hierarchical"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "verbose": ["verbose"],
     }
+    # transform(X) reads features at the net's predictions, fit at the true
+    # labels: fit_transform cannot reuse the fit's features
+    _features_read_labels = False
 
-    def _group(self, X, y, n_groups):
-        features = self._fit_features(X, y)
-        mean = features.mean(0)
-        scale = features.std(0, unbiased=False)
-        scale[scale == 0] = 1.0  # constant features stay constant
+    def _group(self, X, y, n_groups, keep=None):
+        seed = int(check_random_state(self.random_state).randint(SEED_MAX))
+        y = self._prepare(X, y, seed)
+        sample = fit_sample(n_samples(X), n_groups, seed)
+        if sample is None:
+            features = self._feature_matrix(X, y, "features")
+        else:
+            y_sample = None if y is None else y[sample]
+            features = self._feature_matrix(IndexedRows(X, sample), y_sample, "sample features")
+        self._whitening = Whitening.fit(features)
+        coordinates, _ = self._whitening.transform(features)
+        del features
+        result = kmeans(coordinates, n_groups, algorithm=self.algorithm,
+                        max_iter=self.max_iter, tol=self.tol, seed=seed)
+        index = CenterIndex.build(result.centers, coordinates, result.labels, seed=seed)
         # fitted state lives on the CPU as numpy, so it pickles anywhere
-        self._mean, self._scale = mean.cpu().numpy(), scale.cpu().numpy()
-        seed = int(check_random_state(self.random_state).randint(_SEED_MAX))
-        result = kmeans(
-            (features - mean) / scale, n_groups, algorithm=self.algorithm,
-            max_iter=self.max_iter, tol=self.tol, seed=seed,
-        )
-        self._whitened_centers = result.centers.cpu().numpy()
-        self.cluster_centers_ = self._whitened_centers * self._scale + self._mean
-        self.inertia_ = result.inertia
+        self._centers = result.centers.cpu().numpy()
+        self._index_state = index.state()
+        self.cluster_centers_ = self._whitening.inverse(self._centers)
         self.n_iter_ = result.n_iter
-        return result.labels.cpu().numpy()
+        if sample is None:
+            self.inertia_ = result.inertia
+            if keep is not None and not self._features_read_labels:
+                keep["coordinates"] = coordinates  # fit_transform reuses them
+            return result.labels.cpu().numpy()
+        return self._assign_all(X, y, index, result, coordinates, sample)
+
+    def _assign_all(self, X, y, index, result, coordinates, sample):
+        """Labels of every row in one streaming pass, then empty groups repaired."""
+        k = len(self._centers)
+        labels = np.empty(n_samples(X), dtype=label_dtype(k))
+        counts = np.zeros(k, dtype=np.int64)
+        inertia = 0.0
+        for start, stop, block in self._feature_blocks(X, y, "assignment"):
+            block_coordinates, residual = self._whitening.transform(block)
+            block_labels, distances = index.assign(block_coordinates,
+                                                   batch_size=self._distance_rows())
+            block_labels = block_labels.cpu().numpy()
+            labels[start:stop] = block_labels
+            counts += np.bincount(block_labels, minlength=k)
+            inertia += float((distances + residual).sum())
+        fit_labels = result.labels.cpu().numpy()
+        fit_distances = ((coordinates - result.centers[result.labels]) ** 2).sum(1).cpu().numpy()
+        anchors = anchors_of(fit_labels, fit_distances, k)
+        for row, old in repair_empty(labels, counts, sample[anchors]):
+            # the anchor's features are the sample's: move its distance over
+            position = np.searchsorted(sample, row)
+            point = coordinates[position]
+            inertia += float(((point - result.centers[labels[row]]) ** 2).sum()
+                             - ((point - result.centers[old]) ** 2).sum())
+        self.inertia_ = inertia
+        return labels
+
+    # -- features, in row blocks ---------------------------------------------------
+
+    def _feature_blocks(self, X, y, desc):
+        """Yield ``(start, stop, features)`` over row blocks of ``X`` (features on the work device)."""
+        n = n_samples(X)
+        with tqdm(total=n, desc=desc, unit="sample", disable=not self.verbose,
+                  leave=False) as bar:
+            for start in range(0, n, _BLOCK_ROWS):
+                stop = min(start + _BLOCK_ROWS, n)
+                y_block = None if y is None else y[start:stop]
+                yield start, stop, self._block_features(rows(X, start, stop), y_block)
+                bar.update(stop - start)
+
+    def _feature_matrix(self, X, y, desc):
+        return torch.cat([block for _, _, block in self._feature_blocks(X, y, desc)])
+
+    def _prepare(self, X, y, seed):
+        """Hook run before the features: returns the labels the features read (or None)."""
+        return None
+
+    # -- after fit -------------------------------------------------------------------
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -71,29 +162,48 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
     def _n_features_out(self):
         return self.n_groups_
 
-    def _whitened(self, X, y):
-        """Whitened features of ``X`` and the centers, as tensors on the work device."""
-        features = self._features(X, y)
-        as_tensor = lambda a: torch.as_tensor(a, device=features.device)  # noqa: E731
-        whitened = (features - as_tensor(self._mean)) / as_tensor(self._scale)
-        return whitened, as_tensor(self._whitened_centers)
+    def _test_labels(self, y):
+        """Labels as the features read them (``None``: the net's predictions)."""
+        return None
+
+    def _distance_rows(self):
+        """Rows per distance computation."""
+        return _DISTANCE_ROWS
+
+    def _center_tensor(self, device):
+        return torch.as_tensor(self._centers, device=device)
 
     def predict(self, X, y=None):
         """Group of the nearest center, in the whitened feature space.
 
+        Up to 256 groups every center is compared; above, the candidate
+        centers of the nearest cells (see the class docstring).
+
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
+            Samples, in memory or streamed.
         y : array-like of shape (n_samples,), default=None
             Labels; gradient features use the net's predictions without them.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            Group of every sample, in ``0..n_groups_-1``.
         """
         check_is_fitted(self)
-        labels, _ = nearest_center(*self._whitened(X, y), batch_size=self.batch_size)
-        return labels.cpu().numpy()
+        X, y = self._check_test_data(X, y)
+        y = self._test_labels(y)
+        labels = np.empty(n_samples(X), dtype=label_dtype(self.n_groups_))
+        index = None
+        for start, stop, block in self._feature_blocks(X, y, "predict"):
+            if index is None:
+                index = CenterIndex.from_state(self._center_tensor(block.device),
+                                               self._index_state)
+            coordinates, _ = self._whitening.transform(block)
+            assigned, _ = index.assign(coordinates, batch_size=self._distance_rows())
+            labels[start:stop] = assigned.cpu().numpy()
+        return labels
 
     def transform(self, X, y=None):
         """Euclidean distances to every center, in the whitened feature space.
@@ -101,15 +211,69 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
+            Samples, in memory or streamed.
         y : array-like of shape (n_samples,), default=None
+            Labels; gradient features use the net's predictions without them.
 
         Returns
         -------
         distances : ndarray of shape (n_samples, n_groups)
         """
         check_is_fitted(self)
-        distances = center_distances(*self._whitened(X, y), batch_size=self.batch_size)
-        return distances.cpu().numpy()
+        X, y = self._check_test_data(X, y)
+        return self._transform(X, self._test_labels(y))
+
+    def _transform(self, X, y):
+        out = np.empty((n_samples(X), self.n_groups_), dtype=np.float32)
+        for start, stop, block in self._feature_blocks(X, y, "transform"):
+            out[start:stop] = self._distances(*self._whitening.transform(block))
+        return out
+
+    def _distances(self, coordinates, residual):
+        centers = self._center_tensor(coordinates.device)
+        squared = center_distances(coordinates, centers, batch_size=self._distance_rows()) ** 2
+        return (squared + residual[:, None]).sqrt_().cpu().numpy()
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return the distances of the training samples to the centers.
+
+        Equal to ``fit(X, y).transform(X)``; the features computed while
+        fitting are reused when they fit in memory and do not depend on the
+        labels (Grad-K-Means reads them at the net's predictions in
+        ``transform``, so it computes them again).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Training samples.
+        y : array-like of shape (n_samples,), default=None
+            Labels; used by the model-based groupers.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_groups)
+        """
+        self._validate_params()
+        kept = {}
+        self._fit(X, y, keep=kept)
+        if "coordinates" in kept:
+            coordinates = kept["coordinates"]
+            return self._distances(coordinates, torch.zeros_like(coordinates[:, 0]))
+        return self.transform(X, y)
+
+
+def fit_sample(n, n_groups, seed):
+    """Sorted rows the centers are fitted on, or ``None`` for all ``n`` rows.
+
+    ``max(32 * n_groups, 65536)`` rows: enough for every center's mean to
+    settle, few enough that fitting costs a small share of the streaming
+    pass that assigns all rows.
+    """
+    size = max(_SAMPLE_PER_GROUP * n_groups, _MIN_SAMPLE)
+    if size >= n:
+        return None
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=size, replace=False, shuffle=False))
 
 
 class KMeansGrouper(_KMeansGrouper):
@@ -131,26 +295,34 @@ class KMeansGrouper(_KMeansGrouper):
     tol : float, default=1e-3
         Tolerance on the squared center shift, relative to the mean feature
         variance (paper: 1e-3).
-    batch_size : int, default=4096
-        Rows per batch when computing distances in ``predict`` / ``transform``.
+    batch_size : int or "auto", default="auto"
+        Rows per distance computation in the assignment pass, ``predict``
+        and ``transform``; ``"auto"`` is 4096.
     device : str, default="cpu"
         Torch device for the distance computations (``"cuda"`` on a GPU).
+    verbose : int, default=0
+        Progress bars over the row blocks of long passes when positive.
     random_state : int, RandomState instance or None, default=None
+        Seeds the sample the centers are fitted on and K-Means.
 
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups_-1``; no group is empty.
+        Group of every training sample, in ``0..n_groups_-1``; no group is
+        empty. The smallest integer dtype that holds ``n_groups_``.
     n_groups_ : int
+        Number of groups formed.
     cluster_centers_ : ndarray of shape (n_groups, n_features)
         Centers in the original feature space.
     inertia_ : float
-        Sum of squared distances to the centers, in the whitened space.
+        Sum of squared distances of the training samples to their centers,
+        in the whitened space.
     n_iter_ : int
         Lloyd iterations run (coarse plus fine level for ``"hierarchical"``).
     fit_time_ : float
         Seconds spent in ``fit``.
     n_features_in_ : int
+        Number of features seen during ``fit``.
 
     See Also
     --------
@@ -171,7 +343,7 @@ class KMeansGrouper(_KMeansGrouper):
     _parameter_constraints: dict = {**_KMeansGrouper._parameter_constraints, "device": [str]}
 
     def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
-                 tol=1e-3, batch_size=4096, device="cpu", random_state=None):
+                 tol=1e-3, batch_size="auto", device="cpu", verbose=0, random_state=None):
         self.group_size = group_size
         self.n_groups = n_groups
         self.algorithm = algorithm
@@ -179,22 +351,20 @@ class KMeansGrouper(_KMeansGrouper):
         self.tol = tol
         self.batch_size = batch_size
         self.device = device
+        self.verbose = verbose
         self.random_state = random_state
 
-    def _fit_features(self, X, y):
-        return self._as_tensor(X, self.device)
-
-    def _features(self, X, y):
+    def _block_features(self, X_block, y_block):
         # a grouper fitted on a GPU and reloaded on a CPU-only machine still predicts
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             device = torch.device("cpu")
-        return self._as_tensor(self._validate_X(X, reset=False), device)
+        block = np.asarray(X_block, dtype=np.float32)
+        block = block if block.flags.writeable else block.copy()  # torch wants writable memory
+        return torch.as_tensor(block.reshape(len(block), -1), device=device)
 
-    @staticmethod
-    def _as_tensor(X, device):
-        return torch.as_tensor(np.asarray(X, dtype=np.float32).reshape(len(X), -1),
-                               device=device)
+    def _distance_rows(self):
+        return _DISTANCE_ROWS if self.batch_size == "auto" else self.batch_size
 
 
 class _ModelGrouper(_KMeansGrouper):
@@ -204,9 +374,10 @@ class _ModelGrouper(_KMeansGrouper):
         **_KMeansGrouper._parameter_constraints,
         "estimator": [HasMethods(["fit", "predict_proba"]), None],
     }
+    _needs_y = True
 
     def __init__(self, group_size=64, *, n_groups=None, estimator=None, algorithm="auto",
-                 max_iter=60, tol=1e-3, batch_size=1024, random_state=None):
+                 max_iter=60, tol=1e-3, batch_size="auto", verbose=0, random_state=None):
         self.group_size = group_size
         self.n_groups = n_groups
         self.estimator = estimator
@@ -214,6 +385,7 @@ class _ModelGrouper(_KMeansGrouper):
         self.max_iter = max_iter
         self.tol = tol
         self.batch_size = batch_size
+        self.verbose = verbose
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -221,26 +393,49 @@ class _ModelGrouper(_KMeansGrouper):
         tags.target_tags.required = True
         return tags
 
-    def _validate_fit_data(self, X, y):
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
-        check_classification_targets(y)
-        return X, y
+    # a meta-estimator: the net's own parameters are validated when it is fitted
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Train (or take) the net, read its features and group the samples.
 
-    def _fit_features(self, X, y):
-        seed = int(check_random_state(self.random_state).randint(_SEED_MAX))
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Training samples, in memory or streamed (a memmap, h5py/zarr/Dask
+            array, or a torch Dataset of ``(x, y)`` items).
+        y : array-like of shape (n_samples,)
+            Class labels (read from the items for a Dataset).
+
+        Returns
+        -------
+        self : object
+            Fitted grouper.
+        """
+        return self._fit(X, y)
+
+    def _prepare(self, X, y, seed):
         resolved = fit_or_freeze(self.estimator, X, y, seed)
         self.estimator_, self.classes_ = resolved.net, resolved.classes
-        return self._model_features(X, resolved.y_encoded)
+        return compact_labels(resolved.y_encoded, len(resolved.classes))
 
-    def _features(self, X, y):
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
-        if y is None:
-            y_encoded = np.asarray(self.estimator_.predict(X), dtype=np.int64)
-        else:
-            y_encoded = encode_targets(np.asarray(y), self.classes_)
-        return self._model_features(X, y_encoded)
+    def _test_labels(self, y):
+        return None if y is None else encode_targets(y, self.classes_)
 
-    def _model_features(self, X, y_encoded):  # pragma: no cover - abstract
+    def _forward_batch_size(self, X_block):
+        """Rows per forward pass: ``batch_size``, or the ``"auto"`` choice for the net."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        module = self.estimator_.module_
+        probe = _engine.to_device(_engine.probe_batch(X_block), _engine.module_device(module),
+                                  _engine.module_dtype(module))
+        element = torch.finfo(_engine.module_dtype(module)).bits // 8
+        floats = _engine.activation_floats(module, probe)
+        return _engine.auto_batch_size(floats * element, _engine.module_device(module))
+
+    def _block_features(self, X_block, y_block):
+        return self._model_features(X_block, y_block, self._forward_batch_size(X_block))
+
+    def _model_features(self, X, y_encoded, batch_size):  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -261,16 +456,22 @@ _MODEL_PARAMETERS = """
         See :class:`KMeansGrouper`.
     max_iter : int, default=60
     tol : float, default=1e-3
-    batch_size : int, default=1024
-        Samples per forward pass when computing features.
+    batch_size : int or "auto", default="auto"
+        Samples per forward pass when computing features; ``"auto"`` sizes
+        it from the net's activations (as the attributors do).
+    verbose : int, default=0
+        Progress bars over the row blocks of long passes when positive.
     random_state : int, RandomState instance or None, default=None
-        Seeds K-Means and, when the net is trained here, its training.
+        Seeds the sample the centers are fitted on, K-Means and, when the
+        net is trained here, its training.
 
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups_-1``; no group is empty.
+        Group of every training sample, in ``0..n_groups_-1``; no group is
+        empty. The smallest integer dtype that holds ``n_groups_``.
     n_groups_ : int
+        Number of groups formed.
     cluster_centers_ : ndarray of shape (n_groups, n_hidden)
         Centers in the (unwhitened) feature space.
     estimator_ : skorch NeuralNetClassifier
@@ -303,9 +504,9 @@ class ReprKMeansGrouper(_ModelGrouper):
     (4, (4, 8))
     """
 
-    def _model_features(self, X, y_encoded):
-        return _features.penultimate_representations(
-            self.estimator_.module_, X, batch_size=self.batch_size)
+    def _model_features(self, X, y_encoded, batch_size):
+        return _engine.penultimate_representations(
+            self.estimator_.module_, X, batch_size=batch_size)
 
 
 class GradKMeansGrouper(_ModelGrouper):
@@ -334,9 +535,11 @@ class GradKMeansGrouper(_ModelGrouper):
     (3,)
     """
 
-    def _model_features(self, X, y_encoded):
+    _features_read_labels = True
+
+    def _model_features(self, X, y_encoded, batch_size):
         loss = PerSampleLoss(self.estimator_.criterion_)
-        return _features.preactivation_gradients(
+        return _engine.preactivation_gradients(
             self.estimator_.module_, loss, X, y_encoded,
-            softmax_cross_entropy=loss.is_plain_cross_entropy, batch_size=self.batch_size,
+            softmax_cross_entropy=loss.is_plain_cross_entropy, batch_size=batch_size,
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .._engine import n_samples
+from ..utils._groups import label_dtype
 from ._base import BaseGrouper
 
 
@@ -57,7 +59,7 @@ class RandomGrouper(BaseGrouper):
         self.random_state = random_state
 
     def _group(self, X, y, n_groups):
-        n = X.shape[0]
-        labels = np.empty(n, dtype=np.int64)
+        n = n_samples(X)
+        labels = np.empty(n, dtype=label_dtype(n_groups))
         labels[check_random_state(self.random_state).permutation(n)] = np.arange(n) % n_groups
         return labels

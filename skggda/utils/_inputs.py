@@ -103,10 +103,12 @@ class RowReader:
         return block.compute() if hasattr(block, "compute") else block
 
     def _convert(self, block):
-        return check_array(
+        block = check_array(
             np.asarray(block), dtype=self.dtype, allow_nd=True, ensure_2d=False,
             ensure_all_finite=not self.checked, input_name=self.input_name,
         )
+        # a block of a read-only memmap: torch wants writable memory
+        return block if block.flags.writeable else block.copy()
 
     def __getstate__(self):
         state = dict(self.__dict__)
