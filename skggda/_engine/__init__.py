@@ -7,7 +7,7 @@ generic block, ``_projection`` for the seeded (factorised) projections, and
 ``_curvature`` and ``_kfac`` for the inverse-curvature solvers of influence.
 """
 
-from ._data import module_device, module_dtype, n_samples, take, to_device
+from ._data import IndexedRows, module_device, module_dtype, n_samples, take, to_device
 from ._passes import (
     ChunkLayout,
     evaluating,
@@ -37,6 +37,7 @@ from ._projection import Projector, allocate_components
 
 __all__ = [
     "HEURISTIC_DAMPING",
+    "IndexedRows",
     "MAX_DENSE_PARAMS",
     "ChunkLayout",
     "GradientPlan",
