@@ -38,13 +38,15 @@ convention), so it scales with each layer's curvature.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from . import _functional
 from ._capture import HookCapture
-from ._data import forward, module_device
+from ._data import forward, module_device, module_dtype
+from ._gram import add_gram_upper_, mirror_upper_
 from ._passes import _batches, evaluating
 from ._plan import LinearBlock
 
@@ -145,7 +147,7 @@ class KFACPreconditioner:
 
 
 def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=512,
-             progress=False):
+             progress=False, stage=None):
     """Fit a K-FAC (``corrected=False``) or EK-FAC preconditioner of the mean training loss.
 
     One pass accumulates the Kronecker factors (and the diagonal Fisher of
@@ -166,6 +168,10 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
         see the same labels.
     batch_size : int, default=512
     progress : bool or str, default=False
+    stage : callable, default=None
+        ``stage(name)`` returns a context manager around each step
+        (``"factors"``, ``"eigendecomposition"``, ``"correction"``), e.g.
+        to time it.
 
     Returns
     -------
@@ -173,12 +179,16 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
     """
     if fisher not in ("true", "empirical"):
         raise ValueError(f"fisher must be 'true' or 'empirical', got {fisher!r}.")
+    stage = stage or (lambda name: nullcontext())
     seed = seed if fisher == "true" else None
-    sums = _factor_pass(plan, X, y, seed, batch_size, progress)
-    blocks = [_eigendecomposition(s) if isinstance(s, _KroneckerSums) else
-              DiagonalBlock(s.total / s.count) for s in sums]
+    with stage("factors"):
+        sums = _factor_pass(plan, X, y, seed, batch_size, progress)
+    with stage("eigendecomposition"):
+        blocks = [_eigendecomposition(s) if isinstance(s, _KroneckerSums) else
+                  DiagonalBlock(s.total / s.count) for s in sums]
     if corrected and any(isinstance(b, KroneckerBlock) for b in blocks):
-        _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress)
+        with stage("correction"):
+            _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress)
     return KFACPreconditioner(blocks)
 
 
@@ -211,21 +221,30 @@ def _hook_calls(plan, capture, X_batch, y_batch, generator):
 
 
 class _KroneckerSums:
-    """Running sums of ``A`` and ``S`` of one linear block (float64)."""
+    """Running sums of ``A`` and ``S`` of one linear block, upper blocks only.
 
-    def __init__(self, block):
+    A wide input's ``A`` costs more than the layer's forward pass; the
+    symmetric product halves that (0.19 against 0.42 s for ten 512 x 785
+    batches on one core; buffering rows into larger products gained nothing).
+    """
+
+    def __init__(self, block, dtype, device):
         self.block = block
-        self.a = self.s = 0.0
+        self.a = torch.zeros(block.in_dim, block.in_dim, dtype=dtype, device=device)
+        self.s = torch.zeros(block.out_dim, block.out_dim, dtype=dtype, device=device)
         self.count = 0
 
     def add(self, calls):
         acts, grads = self.block.rows(calls)
-        rows = self.block.augment(acts).flatten(0, 1)
-        d = grads.flatten(0, 1)
-        # float32 products per batch, float64 across batches
-        self.a = self.a + (rows.T @ rows).double() / acts.shape[1]
-        self.s = self.s + (d.T @ d).double()
+        # A averages a sample's T rows: scale them by 1 / sqrt(T)
+        add_gram_upper_(self.a, self.block.augment(acts).flatten(0, 1) / acts.shape[1] ** 0.5)
+        add_gram_upper_(self.s, grads.flatten(0, 1))
         self.count += acts.shape[0]
+
+    def factors(self):
+        """``(A, S)`` in float64."""
+        return (mirror_upper_(self.a).double() / self.count,
+                mirror_upper_(self.s).double() / self.count)
 
 
 class _DiagonalSums:
@@ -241,8 +260,9 @@ class _DiagonalSums:
 
 
 def _factor_pass(plan, X, y, seed, batch_size, progress):
-    sums = [_KroneckerSums(b) if isinstance(b, LinearBlock) else _DiagonalSums()
-            for b in plan.hook_blocks]
+    dtype, device = module_dtype(plan.module), module_device(plan.module)
+    sums = [_KroneckerSums(b, dtype, device) if isinstance(b, LinearBlock)
+            else _DiagonalSums() for b in plan.hook_blocks]
     generic = _DiagonalSums() if plan.generic is not None else None
     generator = _labels_generator(plan, seed)
     with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
@@ -263,14 +283,14 @@ def _factor_pass(plan, X, y, seed, batch_size, progress):
 
 def _eigendecomposition(sums):
     """K-FAC's eigenbasis and eigenvalues ``s a^T`` from a block's factor sums."""
-    a_values, q_in = _symmetric_eigh(sums.a / sums.count)
-    s_values, q_out = _symmetric_eigh(sums.s / sums.count)
+    A, S = sums.factors()
+    a_values, q_in = _symmetric_eigh(A)
+    s_values, q_out = _symmetric_eigh(S)
     return KroneckerBlock(q_out, q_in, torch.outer(s_values, a_values))
 
 
 def _symmetric_eigh(matrix):
-    matrix = (matrix + matrix.T) / 2  # symmetric up to rounding
-    values, vectors = torch.linalg.eigh(matrix.double())
+    values, vectors = torch.linalg.eigh(matrix)
     return values.clamp_min(0), vectors  # a covariance: negatives are rounding
 
 
@@ -293,9 +313,12 @@ def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress):
 
 def _rotated_squares(block, calls, basis):
     """``sum_i (Q_S^T G_i Q_A)^2`` over a batch, from its activation and gradient rows."""
-    acts, grads = block.rows(calls)
-    a = block.augment(acts) @ basis.q_in.to(acts.dtype)  # (batch, T, in)
-    d = grads @ basis.q_out.to(grads.dtype)  # (batch, T, out)
+    q_in = basis.q_in.to(calls[0][0].dtype)
+    # project_inputs rotates without a ones column, and a convolution's
+    # patches without unfolding them
+    a = torch.cat([block.project_inputs(x, q_in) for x, _ in calls], dim=1)  # (batch, T, in)
+    d = torch.cat([block.gradient_rows(g) for _, g in calls], dim=1)
+    d = d @ basis.q_out.to(a.dtype)  # (batch, T, out)
     if a.shape[1] == 1:  # G_i = d_i a_i^T: the square of a rank-one matrix
         return d[:, 0].square().T @ a[:, 0].square()
     return torch.bmm(d.transpose(1, 2), a).square().sum(0)

@@ -239,7 +239,7 @@ class InfluenceAttributor(BaseAttributor):
                 self._kfac = _engine.fit_kfac(
                     plan, X, y, corrected=self.solver == "ekfac", fisher=self._fisher_kind(),
                     seed=seed, batch_size=self.batch_size,
-                    progress=self._progress("Kronecker factors"),
+                    progress=self._progress("Kronecker factors"), stage=self._stage,
                 )
 
     def _projector(self, plan):
