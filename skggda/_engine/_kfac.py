@@ -157,7 +157,11 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
     Parameters
     ----------
     plan : GradientPlan
-    X, y : training data
+        The parameters to precondition and the per-sample loss.
+    X : array-like of shape (n_samples, ...)
+        Training inputs, streamed in batches like the other passes.
+    y : array-like of shape (n_samples,)
+        Their labels (class indices): the empirical Fisher's targets.
     corrected : bool, default=True
         EK-FAC's eigenvalue correction.
     fisher : {"true", "empirical"}, default="true"
@@ -167,7 +171,9 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
         Seeds the label draws; every pass restarts from it, so both passes
         see the same labels.
     batch_size : int, default=512
+        Samples per batch; bounds memory.
     progress : bool or str, default=False
+        Progress bars over the passes (a string is their label).
     stage : callable, default=None
         ``stage(name)`` returns a context manager around each step
         (``"factors"``, ``"eigendecomposition"``, ``"correction"``), e.g.

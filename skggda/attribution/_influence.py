@@ -57,15 +57,20 @@ class InfluenceAttributor(BaseAttributor):
       Fisher is approximated by the Kronecker product of the input-activation
       covariance (with a ones column for the bias) and the output-gradient
       covariance, both read from layer hooks in one pass and
-      eigendecomposed in float64; a second pass replaces the eigenvalues by
-      the second moments of the per-sample gradients in that eigenbasis
-      (never storing a gradient).
+      eigendecomposed in float64 (a convolution's output positions are its
+      rows: the first factor averages over them, the second sums, as in
+      Grosse & Martens, 2016); a second pass replaces the eigenvalues by the
+      second moments of the per-sample gradients in that eigenbasis (never
+      storing a gradient).
     * ``"kfac"``: the same Kronecker factors without the correction (one pass).
 
     With ``"kfac"`` and ``"ekfac"`` the parameters of other layers (norm
     layers, and everything differentiated with ``torch.func``) get the
     diagonal Fisher (the mean squared per-sample gradient) instead: an
-    explicit fallback, no Kronecker structure. Scoring preconditions the
+    explicit fallback, no Kronecker structure. The true Fisher reads the
+    net's predictive distribution as the softmax of its logits (the log of
+    its probabilities for skorch's ``NLLLoss`` nets): use
+    ``fisher="empirical"`` for other criteria. Scoring preconditions the
     property gradient once and makes one TracIn-style pass over the training
     data, so the cost does not grow with the number of groups; ``fit`` costs
     one pass (K-FAC) or two (EK-FAC) plus the eigendecompositions.
@@ -123,7 +128,9 @@ class InfluenceAttributor(BaseAttributor):
         As for :class:`TracInAttributor`.
     timings_ : dict of str to float
         Seconds per stage; dotted keys break a stage down (e.g.
-        ``"scoring.solve"``).
+        ``"scoring.solve"``; for ``"kfac"`` / ``"ekfac"``,
+        ``"gradients.factors"``, ``"gradients.eigendecomposition"`` and
+        ``"gradients.correction"``).
 
     See Also
     --------
@@ -142,6 +149,14 @@ class InfluenceAttributor(BaseAttributor):
     ...                            grouper=RandomGrouper(group_size=20),
     ...                            n_components=32, random_state=0).fit(X, y)
     >>> attr.score_groups(X[:50], y[:50]).shape
+    (10,)
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> ekfac = InfluenceAttributor(FrozenEstimator(attr.estimator_), solver="ekfac",
+    ...                             grouper=RandomGrouper(group_size=20),
+    ...                             random_state=0).fit(X, y)
+    >>> ekfac.score_groups(X[:50], y[:50]).shape
+    (10,)
+    >>> ekfac.self_influence().shape  # large for groups only they explain
     (10,)
     """
 
