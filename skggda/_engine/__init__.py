@@ -3,7 +3,8 @@
 Estimators compose these functions; nothing here knows about skorch or
 scikit-learn. See ``_passes`` for the streaming passes, ``_plan`` for how
 parameters are split into hook-friendly linear blocks and a ``torch.func``
-generic block, and ``_projection`` for the seeded (factorised) projections.
+generic block, ``_projection`` for the seeded (factorised) projections, and
+``_curvature`` and ``_kfac`` for the inverse-curvature solvers of influence.
 """
 
 from ._assign import CenterIndex, Whitening, anchors_of, repair_empty
@@ -35,10 +36,12 @@ from ._curvature import (
     solve_kernel,
 )
 from ._gram import GramAccumulator, gram
+from ._kfac import HEURISTIC_DAMPING, KFACPreconditioner, fit_kfac
 from ._projection import Projector, allocate_components
 
 __all__ = [
     "CenterIndex",
+    "HEURISTIC_DAMPING",
     "IndexedRows",
     "Whitening",
     "activation_floats",
@@ -56,6 +59,7 @@ __all__ = [
     "ChunkLayout",
     "GradientPlan",
     "GramAccumulator",
+    "KFACPreconditioner",
     "Projector",
     "allocate_components",
     "conjugate_gradient",
@@ -65,6 +69,7 @@ __all__ = [
     "solve_dense",
     "solve_kernel",
     "evaluating",
+    "fit_kfac",
     "function_gradient",
     "gram",
     "gradient_dots",
