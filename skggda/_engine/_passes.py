@@ -17,6 +17,8 @@ its output. Outputs:
 
 from __future__ import annotations
 
+import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -34,15 +36,33 @@ from ._data import (
 from ._gram import GramAccumulator
 
 
+_MODULE_LOCKS = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _module_lock(module):
+    with _LOCKS_GUARD:
+        lock = _MODULE_LOCKS.get(module)
+        if lock is None:
+            lock = _MODULE_LOCKS[module] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def evaluating(module):
-    """Eval mode for the duration of a pass (dropout off, norm layers frozen)."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
+    """Eval mode for the duration of a pass (dropout off, norm layers frozen).
+
+    Passes over one module are serialised across threads: the hooks a pass
+    registers would otherwise capture another thread's activations, and one
+    pass ending would put the module back in training mode under another.
+    """
+    with _module_lock(module):
+        was_training = module.training
+        module.eval()
+        try:
+            yield
+        finally:
+            module.train(was_training)
 
 
 def _batches(plan, X, y, batch_size, order=None, progress=False):

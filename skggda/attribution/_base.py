@@ -10,9 +10,7 @@ leaves the estimator exactly as it was.
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from numbers import Integral
-from time import perf_counter
 
 import numpy as np
 import torch
@@ -28,6 +26,7 @@ from ..utils._groups import canonicalize_groups, check_partition, compact_labels
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap_frozen
 from ..utils._state import restored_on_error
+from ..utils._timings import stage_clock, substage
 
 _SEED_MAX = np.iinfo(np.int32).max
 #: Exact group gradients for self-influence are formed this many bytes at a time.
@@ -96,24 +95,20 @@ class BaseAttributor(BaseEstimator):
         rng = check_random_state(self.random_state)
         net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
         self._check_params(unwrap_frozen(self.estimator)[1])
-        resolved = fit_or_freeze(self.estimator, X, y, net_seed, self._training_callbacks())
-        timings = {"training": resolved.seconds}
+        with stage_clock("training") as training:
+            resolved = fit_or_freeze(self.estimator, X, y, net_seed, self._training_callbacks())
         self.estimator_ = resolved.net
         self.classes_ = resolved.classes
         y_encoded = compact_labels(resolved.y_encoded, len(resolved.classes))
 
-        start = perf_counter()
-        self.labels_, self.groups_ = self._form_groups(X, y_encoded, given, grouper_seed)
-        self.n_groups_ = len(self.groups_)
-        timings["grouping"] = perf_counter() - start
+        with stage_clock("grouping") as grouping:
+            self.labels_, self.groups_ = self._form_groups(X, y_encoded, given, grouper_seed)
+            self.n_groups_ = len(self.groups_)
 
         self._X_fit, self._y_fit = X, y_encoded
-        self._stage_times = {}
-        start = perf_counter()
-        self._fit_attribution(X, y_encoded, attribution_seed)
-        timings["gradients"] = perf_counter() - start
-        timings.update({f"gradients.{k}": v for k, v in self._stage_times.items()})
-        self.timings_ = timings
+        with stage_clock("gradients") as gradients:
+            self._fit_attribution(X, y_encoded, attribution_seed)
+        self.timings_ = {**training, **grouping, **gradients}
 
     def _form_groups(self, X, y, given, seed):
         """``(labels, originals)`` from the grouper, the ``groups`` argument, or singletons."""
@@ -160,12 +155,9 @@ class BaseAttributor(BaseEstimator):
         return X, encode_targets(y, self.classes_)
 
     def _timed(self, stage, compute, *args):
-        self._stage_times = {}
-        start = perf_counter()
-        result = compute(*args)
-        stages = {f"{stage}.{name}": seconds for name, seconds in self._stage_times.items()}
-        self.timings_ = {**self.timings_, stage: perf_counter() - start, **stages}
-        return result
+        """Run a scoring method; its stage times go to :func:`~skggda.utils.record_timings`."""
+        with stage_clock(stage):
+            return compute(*args)
 
     def score_groups(self, X=None, y=None):
         """Attribute the property evaluated on ``(X, y)`` to every group.
@@ -243,8 +235,9 @@ class BaseAttributor(BaseEstimator):
         (one pass over the training data per checkpoint), then one solve per
         group for the Hessian solvers; nothing but a product with the stored
         projected group gradients for ``n_components`` / Fisher / TRAK.
-        Like :meth:`score_groups`, it changes no fitted state but its own
-        entries of ``timings_`` (``"self_influence"`` and its sub-stages).
+        Like :meth:`score_groups`, it changes no fitted state; its stage
+        times (``"self_influence"`` and its sub-stages) go to
+        :func:`~skggda.utils.record_timings`.
 
         Returns
         -------
@@ -275,14 +268,9 @@ class BaseAttributor(BaseEstimator):
                 module.load_state_dict(state)
             yield plan, weight
 
-    @contextmanager
     def _stage(self, name):
-        """Time a sub-stage of the current fit/score call (reported in ``timings_``)."""
-        start = perf_counter()
-        try:
-            yield
-        finally:
-            self._stage_times[name] = self._stage_times.get(name, 0.0) + perf_counter() - start
+        """Time a sub-stage of the current fit or scoring call (a context manager)."""
+        return substage(name)
 
     def _progress(self, label):
         return label if self.verbose else False

@@ -132,10 +132,12 @@ class InfluenceAttributor(BaseAttributor):
     estimator_, grouper_, labels_, groups_, n_groups_, classes_, n_features_in_ : see :class:`TracInAttributor`
         As for :class:`TracInAttributor`.
     timings_ : dict of str to float
-        Seconds per stage; dotted keys break a stage down (e.g.
-        ``"scoring.solve"``; for ``"kfac"`` / ``"ekfac"``,
+        Seconds ``fit`` spent per stage, as for :class:`TracInAttributor`;
+        dotted keys break a stage down (for ``"kfac"`` / ``"ekfac"``,
         ``"gradients.factors"``, ``"gradients.eigendecomposition"`` and
-        ``"gradients.correction"``).
+        ``"gradients.correction"``). Scoring methods (whose sub-stages, e.g.
+        ``"scoring.solve"``, :func:`skggda.utils.record_timings` collects)
+        leave it unchanged.
 
     See Also
     --------

@@ -101,9 +101,10 @@ class TracInAttributor(BaseAttributor):
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     timings_ : dict of str to float
-        Seconds spent per stage: ``training``, ``grouping``, ``gradients``
-        (training-side state), and ``scoring`` / ``attribution`` for the
-        latest call of :meth:`score_groups` / :meth:`attribute`.
+        Seconds ``fit`` spent per stage: ``training``, ``grouping`` and
+        ``gradients`` (the training-side state), with dotted sub-stages.
+        Scoring methods leave the fitted estimator unchanged: collect their
+        times with :func:`skggda.utils.record_timings`.
     n_features_in_ : int
         Number of features seen during ``fit``.
 

@@ -20,6 +20,7 @@ from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
 from ..datasets import load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback, make_heloc_like
 from ..grouping import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
 from ..metrics import noisy_label_auc, pruning_score, removal_baselines, retraining_score
+from ..utils import record_timings
 from ..models import (
     LAST_BLOCK,
     PairTokenizer,
@@ -330,9 +331,10 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
         attr.fit(X, y_train)
         if attributor == "trak":
             ensembles[attributor] = attr
-        scores = attr.score_groups(X_test, y_test)
+        with record_timings() as scoring:
+            scores = attr.score_groups(X_test, y_test)
         t = attr.timings_
-        attribution_s = t["gradients"] + t["scoring"]
+        attribution_s = t["gradients"] + scoring["scoring"]
         if reused:  # the ensemble's (wall-clock) training is part of every TRAK cell's cost
             attribution_s += attr.training_seconds_
         base = dict(task=task, dataset=config.dataset, model=config.model, attributor=attributor,

@@ -259,7 +259,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         if "coordinates" in kept:
             coordinates = kept["coordinates"]
             return self._distances(coordinates, torch.zeros_like(coordinates[:, 0]))
-        return self.transform(X, y)
+        return self.transform(X)
 
 
 def fit_sample(n, n_groups, seed):

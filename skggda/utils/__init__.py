@@ -1,1 +1,9 @@
-"""Shared validation helpers (private)."""
+"""Utilities: per-call timings of the scoring methods.
+
+The rest of this package (input validation, group labels, skorch glue) is
+private.
+"""
+
+from ._timings import record_timings
+
+__all__ = ["record_timings"]
