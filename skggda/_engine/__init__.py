@@ -6,7 +6,7 @@ parameters are split into hook-friendly linear blocks and a ``torch.func``
 generic block, and ``_projection`` for the seeded (factorised) projections.
 """
 
-from ._data import module_device, module_dtype, n_samples, take, to_device
+from ._data import forward, module_device, module_dtype, n_samples, take, to_device
 from ._passes import (
     ChunkLayout,
     evaluating,
@@ -30,7 +30,9 @@ from ._curvature import (
     solve_dense,
     solve_kernel,
 )
+from ._features import penultimate_representations, preactivation_gradients
 from ._gram import GramAccumulator, gram
+from ._kmeans import KMeansResult, center_distances, kmeans, nearest_center
 from ._projection import Projector, allocate_components
 
 __all__ = [
@@ -38,8 +40,10 @@ __all__ = [
     "ChunkLayout",
     "GradientPlan",
     "GramAccumulator",
+    "KMeansResult",
     "Projector",
     "allocate_components",
+    "center_distances",
     "conjugate_gradient",
     "dense_hessian",
     "hessian_vector_products",
@@ -47,18 +51,23 @@ __all__ = [
     "solve_dense",
     "solve_kernel",
     "evaluating",
+    "forward",
     "function_gradient",
     "gram",
     "gradient_dots",
     "group_gradients",
     "iter_per_sample_gradients",
+    "kmeans",
     "loss_gradient",
     "make_plan",
     "module_device",
     "module_dtype",
     "n_samples",
+    "nearest_center",
+    "penultimate_representations",
     "per_sample_gradients",
     "per_sample_statistics",
+    "preactivation_gradients",
     "probe_batch",
     "projected_gradients",
     "sample_values",

@@ -16,9 +16,8 @@ from time import perf_counter
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
@@ -26,10 +25,9 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, v
 from .. import _engine
 from ..properties import EvaluationData, Property, resolve_property
 from ..utils._groups import canonicalize_groups, check_partition
+from ..utils._seeding import derive_seeds, seeded_clone
 from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap_frozen
 from ..utils._state import restored_on_error
-
-_SEED_MAX = np.iinfo(np.int32).max
 
 
 class BaseAttributor(BaseEstimator):
@@ -90,8 +88,7 @@ class BaseAttributor(BaseEstimator):
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
         check_classification_targets(y)
         given = None if groups is None else canonicalize_groups(groups, X.shape[0])
-        rng = check_random_state(self.random_state)
-        net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
+        net_seed, grouper_seed, attribution_seed = map(int, derive_seeds(self.random_state, 3))
         self._check_params(unwrap_frozen(self.estimator)[1])
         resolved = fit_or_freeze(self.estimator, X, y, net_seed, self._training_callbacks())
         timings = {"training": resolved.seconds}
@@ -125,13 +122,8 @@ class BaseAttributor(BaseEstimator):
         return labels, np.arange(labels.max() + 1)
 
     def _fit_grouper(self, X, y, seed):
-        grouper = clone(self.grouper)
-        params = grouper.get_params(deep=False)
-        if "random_state" in params and params["random_state"] is None:
-            grouper.set_params(random_state=seed)
-        if "estimator" in params and params["estimator"] is None:
-            # model-based groupers reuse the attributor's net instead of training one
-            grouper.set_params(estimator=FrozenEstimator(self.estimator_))
+        # model-based groupers reuse the attributor's net instead of training one
+        grouper = seeded_clone(self.grouper, seed, estimator=FrozenEstimator(self.estimator_))
         return grouper.fit(X, y)
 
     def _check_params(self, frozen):

@@ -12,17 +12,20 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._engine import _features
-from .._engine._kmeans import center_distances, kmeans, nearest_center
+from .._engine import (
+    center_distances,
+    kmeans,
+    nearest_center,
+    penultimate_representations,
+    preactivation_gradients,
+)
+from ..utils._seeding import derive_seeds
 from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze
 from ._base import BaseGrouper
-
-_SEED_MAX = np.iinfo(np.int32).max
 
 
 class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrouper):
@@ -51,7 +54,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         scale[scale == 0] = 1.0  # constant features stay constant
         # fitted state lives on the CPU as numpy, so it pickles anywhere
         self._mean, self._scale = mean.cpu().numpy(), scale.cpu().numpy()
-        seed = int(check_random_state(self.random_state).randint(_SEED_MAX))
+        seed = derive_seeds(self.random_state)
         result = kmeans(
             (features - mean) / scale, n_groups, algorithm=self.algorithm,
             max_iter=self.max_iter, tol=self.tol, seed=seed,
@@ -227,7 +230,7 @@ class _ModelGrouper(_KMeansGrouper):
         return X, y
 
     def _fit_features(self, X, y):
-        seed = int(check_random_state(self.random_state).randint(_SEED_MAX))
+        seed = derive_seeds(self.random_state)
         resolved = fit_or_freeze(self.estimator, X, y, seed)
         self.estimator_, self.classes_ = resolved.net, resolved.classes
         return self._model_features(X, resolved.y_encoded)
@@ -304,7 +307,7 @@ class ReprKMeansGrouper(_ModelGrouper):
     """
 
     def _model_features(self, X, y_encoded):
-        return _features.penultimate_representations(
+        return penultimate_representations(
             self.estimator_.module_, X, batch_size=self.batch_size)
 
 
@@ -336,7 +339,7 @@ class GradKMeansGrouper(_ModelGrouper):
 
     def _model_features(self, X, y_encoded):
         loss = PerSampleLoss(self.estimator_.criterion_)
-        return _features.preactivation_gradients(
+        return preactivation_gradients(
             self.estimator_.module_, loss, X, y_encoded,
             softmax_cross_entropy=loss.is_plain_cross_entropy, batch_size=self.batch_size,
         )
