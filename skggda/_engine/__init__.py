@@ -23,6 +23,7 @@ from ._passes import (
 from ._plan import GradientPlan, make_plan, probe_batch, select_parameters
 from ._curvature import (
     MAX_DENSE_PARAMS,
+    Solution,
     conjugate_gradient,
     dense_hessian,
     hessian_vector_products,
@@ -42,6 +43,7 @@ __all__ = [
     "GramAccumulator",
     "KMeansResult",
     "Projector",
+    "Solution",
     "allocate_components",
     "center_distances",
     "conjugate_gradient",
