@@ -269,6 +269,18 @@ class BaseAttributor(BaseEstimator):
         out.index_add_(0, labels, per_sample)
         return out.cpu().numpy()
 
+    # -- for the metrics ----------------------------------------------------------
+
+    def _training_data(self):
+        """``(X, y)`` of the last fit, ``y`` as indices into ``classes_``.
+
+        The one way for code outside the estimator (the scorers of
+        :mod:`skggda.metrics`, which retrain on the training fold) to reach
+        the fitted training data; how the estimator stores it may change.
+        """
+        check_is_fitted(self)
+        return self._X_fit, self._y_fit
+
 
 def net_plan(net, X_probe, param_subset, module=None):
     """The engine's plan for a skorch ``net``, probing its module on a few rows of ``X_probe``."""
