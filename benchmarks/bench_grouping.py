@@ -18,10 +18,10 @@ The net of each workload is ``make_classifier(hidden, max_epochs=2, lr=1e-2,
 random_state=0)`` fitted on the first 5,000 rows, wrapped in
 :class:`~sklearn.frozen.FrozenEstimator` (so nothing below trains it).
 
-Every timing is reported as a ratio to **L**, measured exactly as in
-``bench_engine.py`` in the same run: one forward + backward epoch over the
-training set (mean cross-entropy, batches of 512, plain torch loop, no
-optimizer step), minimum over ``--repeats`` runs.
+Every timing is reported as a ratio to **L**, measured in the same run as
+in ``bench_engine.py`` (``_harness.epoch_seconds``): one forward + backward
+epoch over the training set (mean cross-entropy, batches of 512, plain torch
+loop, no optimizer step), minimum over ``--repeats`` runs.
 
 Part 1 -- grouping (both workloads). Rows: ``RandomGrouper``,
 ``KMeansGrouper``, ``ReprKMeansGrouper(estimator=frozen)``,
@@ -74,9 +74,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
-import os
 import resource
 import sys
 import time
@@ -85,23 +83,22 @@ import numpy as np
 import torch
 from sklearn.frozen import FrozenEstimator
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import bench_engine as engine_bench  # noqa: E402  (the house helpers: L, timing, load)
-from bench_engine import (  # noqa: E402
-    available_cores, contention, cpu_counters, environment, epoch_seconds, timed,
+import skggda
+from _harness import (
+    BATCH_SIZE, N_COMPONENTS, SIZES, Table, add_arguments, environment, epoch_seconds,
+    group_columns, print_closing, print_contention, print_overall, print_verdicts, start,
+    timed, with_contention, workload_specs, write_json,
 )
+from _harness import GROUP_SIZES as ATTR_GROUP_SIZES
+from skggda.models import MLP, make_classifier
 
-import skggda  # noqa: E402
-from skggda.models import MLP, make_classifier  # noqa: E402
-
-GROUP_SIZES = (4, 16, 64, 256, 1024)
-ATTR_GROUP_SIZES = (1,) + GROUP_SIZES
+GROUP_SIZES = ATTR_GROUP_SIZES[1:]  # grouping into singletons costs nothing
 GROUPERS = ("RandomGrouper", "KMeansGrouper", "ReprKMeansGrouper", "GradKMeansGrouper")
 KMEANS_GROUPERS = GROUPERS[1:]
 LLOYD_MIN_GROUP_SIZE = 64
-AUTO_LLOYD_MAX_GROUPS = 128  # skggda._engine._kmeans._FLAT_MAX_CLUSTERS: "auto" is Lloyd up to here
-N_COMPONENTS = 512
+# KMeansGrouper's documented behaviour ("auto" uses Lloyd up to 128 groups): there
+# the auto fit is the Lloyd fit and is not run twice
+AUTO_LLOYD_MAX_GROUPS = 128
 N_FIT_NET = 5000
 N_TEST = 10000
 CHECK_ROWS = 100
@@ -116,13 +113,7 @@ NOISE = 0.3
 SEPARATION = {"heloc": 0.5, "mnist": 1.2}
 TARGETS = {"grouping_max_L": 20.0, "inertia_max_ratio": 1.15, "attr_faster_from_g": 16}
 
-WORKLOADS = {
-    name: {key: engine_bench.WORKLOADS[name][key]
-           for key in ("title", "n", "n_features", "n_classes", "hidden")}
-    for name in ("heloc", "mnist")
-}
-for _name, _spec in WORKLOADS.items():
-    _spec.update(n_test=N_TEST, title=_spec["title"].split(" (")[0], sep=SEPARATION[_name])
+WORKLOADS = {name: dict(size, n_test=N_TEST, sep=SEPARATION[name]) for name, size in SIZES.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -336,100 +327,71 @@ def attribution_verdicts(result):
     return {label: (all(ok for ok, _ in verdicts.values()), f"worst {worst:.2f}x"), **verdicts}
 
 
-def _row(lines, label, cells, width=9):
-    lines.append(f"{label:<36}" + "".join(f"{c:>{width}}" for c in cells))
-
-
 def format_grouping(result):
     L, n = result["L_seconds"], result["n"]
     auto, lloyd = result["grouping"]["auto"], result["grouping"]["lloyd"]
-    head = f"{'grouper fit (ratio to L)':<36}" + "".join(f"{'g=' + str(g):>9}" for g in GROUP_SIZES)
-    lines = [head, "-" * len(head)]
-    _row(lines, "n_groups", [str(math.ceil(n / g)) for g in GROUP_SIZES])
+    columns = group_columns(GROUP_SIZES)
+    table = Table(36)
+    table.header("grouper fit (ratio to L)", columns)
+    table.row("n_groups", [str(math.ceil(n / g)) for g in GROUP_SIZES])
+
+    def lloyd_cells(name, value_of):
+        """A Lloyd (full) cell per group size: ``-`` where it was not run, ``=`` where
+        it is the auto fit."""
+        return ["-" if g not in lloyd[name] else value_of(g, lloyd[name][g])
+                + ("=" if lloyd[name][g]["same_as_auto"] else "") for g in GROUP_SIZES]
+
     for name in GROUPERS:
-        _row(lines, name, [f"{auto[name][g]['seconds'] / L:.2f}" for g in GROUP_SIZES])
+        table.row(name, [f"{auto[name][g]['seconds'] / L:.2f}" for g in GROUP_SIZES])
         if name in KMEANS_GROUPERS:
-            cells = []
-            for g in GROUP_SIZES:
-                ref = lloyd[name].get(g)
-                if ref is None:
-                    cells.append("-")
-                else:
-                    cells.append(f"{ref['seconds'] / L:.2f}" + ("=" if ref["same_as_auto"] else ""))
-            _row(lines, "  Lloyd (full)", cells)
-    lines.append("")
-    lines.append(f"{'inertia auto / Lloyd (full)':<36}"
-                 + "".join(f"{'g=' + str(g):>9}" for g in GROUP_SIZES))
+            table.row("  Lloyd (full)",
+                      lloyd_cells(name, lambda g, ref: f"{ref['seconds'] / L:.2f}"))
+    table.line()
+    table.header("inertia auto / Lloyd (full)", columns, rule=False)
     for name in KMEANS_GROUPERS:
-        cells = []
-        for g in GROUP_SIZES:
-            ref = lloyd[name].get(g)
-            cells.append("-" if ref is None else
-                         f"{auto[name][g]['inertia'] / ref['inertia']:.3f}"
-                         + ("=" if ref["same_as_auto"] else ""))
-        _row(lines, name, cells)
-    lines.append("")
-    lines.append(f"{'n_iter_ (auto; Lloyd)':<36}"
-                 + "".join(f"{'g=' + str(g):>9}" for g in GROUP_SIZES))
+        table.row(name, lloyd_cells(
+            name, lambda g, ref: f"{auto[name][g]['inertia'] / ref['inertia']:.3f}"))
+    table.line()
+    table.header("n_iter_ (auto; Lloyd)", columns, rule=False)
     for name in KMEANS_GROUPERS:
-        _row(lines, name, [str(auto[name][g]["n_iter"]) for g in GROUP_SIZES])
-        _row(lines, "  Lloyd (full)", ["-" if g not in lloyd[name] else
-                                       str(lloyd[name][g]["n_iter"]) for g in GROUP_SIZES])
-    lines.append("")
-    lines.append(f"{'inertia_ (auto, whitened space)':<36}"
-                 + "".join(f"{'g=' + str(g):>11}" for g in GROUP_SIZES))
+        table.row(name, [str(auto[name][g]["n_iter"]) for g in GROUP_SIZES])
+        table.row("  Lloyd (full)", ["-" if g not in lloyd[name] else
+                                     str(lloyd[name][g]["n_iter"]) for g in GROUP_SIZES])
+    table.line()
+    table.header("inertia_ (auto, whitened space)", columns, rule=False, cell_width=11)
     for name in KMEANS_GROUPERS:
-        _row(lines, name, [f"{auto[name][g]['inertia']:.4g}" for g in GROUP_SIZES], 11)
-    lines.append("(= : k <= 128, where algorithm='auto' is Lloyd: the same fit; "
-                 "Lloyd (full) is fitted once, auto is the min of the repeats)")
-    return "\n".join(lines)
+        table.row(name, [f"{auto[name][g]['inertia']:.4g}" for g in GROUP_SIZES], cell_width=11)
+    table.line("(= : k <= 128, where algorithm='auto' is Lloyd: the same fit; "
+               "Lloyd (full) is fitted once, auto is the min of the repeats)")
+    return str(table)
 
 
 def format_attribution(result):
     L, rows = result["L_seconds"], result["attribution"]
     ran = [g for g in ATTR_GROUP_SIZES if "skipped" not in rows[g]]
-    head = f"{'attribution matrix (ratio to L)':<36}" + "".join(
-        f"{'g=' + str(g):>9}" for g in ATTR_GROUP_SIZES)
-    lines = [head, "-" * len(head)]
+    table = Table(36)
+    table.header("attribution matrix (ratio to L)", group_columns(ATTR_GROUP_SIZES))
 
-    def cells(value_of, fmt="{:.2f}"):
-        return [fmt.format(value_of(rows[g])) if g in ran else "skip" for g in ATTR_GROUP_SIZES]
+    def row(label, value_of, fmt="{:.2f}"):
+        table.row(label, [fmt.format(value_of(rows[g])) if g in ran else "skip"
+                          for g in ATTR_GROUP_SIZES])
 
-    _row(lines, "n_groups", cells(lambda r: r["n_groups"], "{}"))
-    _row(lines, "fit + attribute (end to end)", cells(lambda r: r["seconds"] / L))
+    row("n_groups", lambda r: r["n_groups"], "{}")
+    row("fit + attribute (end to end)", lambda r: r["seconds"] / L)
     for stage in ("training", "grouping", "gradients", "attribution"):
-        _row(lines, f"  timings_['{stage}']", cells(lambda r: r["stages"].get(stage, 0.0) / L))
-    _row(lines, "  other (validation, checks)",
-         cells(lambda r: (r["seconds"] - sum(r["stages"].values())) / L))
+        row(f"  timings_['{stage}']", lambda r: r["stages"].get(stage, 0.0) / L)
+    row("  other (validation, checks)", lambda r: (r["seconds"] - sum(r["stages"].values())) / L)
     if 1 in ran:
-        _row(lines, "speed-up over g=1", cells(lambda r: rows[1]["seconds"] / r["seconds"],
-                                                "{:.2f}x"))
+        row("speed-up over g=1", lambda r: rows[1]["seconds"] / r["seconds"], "{:.2f}x")
     dtypes = sorted({rows[g]["dtype"] for g in ran})
-    _row(lines, f"matrix (GiB, {'/'.join(dtypes)})",
-         cells(lambda r: r["matrix_bytes"] / 2**30, "{:.3f}"))
-    _row(lines, "peak RSS so far (GiB)", cells(lambda r: r["peak_rss_bytes"] / 2**30, "{:.1f}"))
-    _row(lines, "check: group sums of g=1 (rel.)",
-         cells(lambda r: r["check_vs_g1"] if r["check_vs_g1"] is not None else float("nan"),
-               "{:.0e}"))
+    row(f"matrix (GiB, {'/'.join(dtypes)})", lambda r: r["matrix_bytes"] / 2**30, "{:.3f}")
+    row("peak RSS so far (GiB)", lambda r: r["peak_rss_bytes"] / 2**30, "{:.1f}")
+    row("check: group sums of g=1 (rel.)",
+        lambda r: r["check_vs_g1"] if r["check_vs_g1"] is not None else float("nan"), "{:.0e}")
     for g in ATTR_GROUP_SIZES:
         if g not in ran:
-            lines.append(f"g={g} skipped: {rows[g]['skipped']}")
-    return "\n".join(lines)
-
-
-def print_load(load, what):
-    if load is not None:
-        print(
-            f"contention: other processes used {load['others_cpu']:.1f} CPU-s and steal "
-            f"{load['steal']:.1f} s during {what}'s {load['wall']:.1f} s "
-            f"(this process: {load['own_cpu']:.1f} CPU-s)"
-        )
-
-
-def print_verdicts(verdicts):
-    for target, (ok, detail) in verdicts.items():
-        state = "info" if ok is None else ("PASS" if ok else "FAIL")
-        print(f"  target {target:<40} {state}  ({detail})")
+            table.line(f"g={g} skipped: {rows[g]['skipped']}")
+    return str(table)
 
 
 def print_header(result, meta):
@@ -440,7 +402,7 @@ def print_header(result, meta):
         f"{result['n_fit_net']} rows, train accuracy {result['net_accuracy']:.3f}, frozen ==="
     )
     print(
-        f"L = {result['L_seconds']:.4f} s (fwd+bwd epoch, batch {engine_bench.BATCH_SIZE}, "
+        f"L = {result['L_seconds']:.4f} s (fwd+bwd epoch, batch {BATCH_SIZE}, "
         f"min of {meta['repeats']}); device {meta['device']}, torch {meta['torch']}, "
         f"{meta['threads']} threads; data + net setup {result['setup_seconds']:.1f} s"
     )
@@ -453,27 +415,17 @@ def print_header(result, meta):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="n / 10 (and test / 10): smoke run")
+    add_arguments(parser, repeats=REPEATS,
+                  repeats_help="time L and every grouping fit this many times",
+                  quick_help="n / 10 (and test / 10): smoke run")
     parser.add_argument(
         "--workloads", nargs="+", choices=sorted(WORKLOADS), default=["heloc", "mnist"]
     )
     parser.add_argument("--no-attribution", action="store_true",
                         help="skip part 2 (the MNIST-size attribution matrix)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument(
-        "--repeats", type=int, default=REPEATS,
-        help=f"time L and every grouping fit this many times, keep the fastest (default {REPEATS})",
-    )
     parser.add_argument(
         "--attr-repeats", type=int, default=ATTR_REPEATS,
         help=f"runs of each attribution matrix, fastest kept (default {ATTR_REPEATS})",
-    )
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: available cores)"
-    )
-    parser.add_argument(
-        "--device", choices=["cpu", "cuda"],
-        default="cuda" if torch.cuda.is_available() else "cpu",
     )
     return parser.parse_args(argv)
 
@@ -497,76 +449,72 @@ def setup_workload(name, spec, device, repeats):
     return result, (X, y, X_test, y_test, frozen)
 
 
+def part_1(name, spec, device, args, meta):
+    """Setup and grouping, reported; returns the result and the data for part 2."""
+
+    def run():
+        result, data = setup_workload(name, spec, device, args.repeats)
+        X, y, _, _, frozen = data
+        result["grouping"] = grouping_part(spec, X, y, frozen, device, args.repeats)
+        return result, data
+
+    (result, data), load = with_contention(run)
+    result["contention_grouping"] = load
+    print_header(result, meta)
+    print(f"\n-- Part 1: grouping, fit(X, y), min of {args.repeats} "
+          f"(Lloyd (full): one run) --")
+    print(format_grouping(result))
+    print_contention(result["contention_grouping"], "setup + part 1")
+    result["verdicts"] = grouping_verdicts(result)
+    print_verdicts(result["verdicts"], width=40)
+    sys.stdout.flush()
+    return result, data
+
+
+def part_2(result, data, device, args):
+    """The attribution matrix at every group size, reported."""
+    X, y, X_test, y_test, frozen = data
+    result["attribution"], result["contention_attribution"] = with_contention(
+        lambda: attribution_part(X, y, X_test, y_test, frozen, device, args.attr_repeats))
+    print(
+        f"\n-- Part 2: attribution matrix, TracInAttributor(frozen, grouper="
+        f"GradKMeansGrouper(g), n_components={N_COMPONENTS}), fit(X, y) + attribute"
+        f"(X_test, y_test) with {len(X_test)} test points; each g run "
+        f"{args.attr_repeats}x"
+        + (" (once: g=1 alone moves several GiB)" if args.attr_repeats == 1 else ", fastest")
+        + " --"
+    )
+    print(format_attribution(result))
+    print_contention(result["contention_attribution"], "part 2")
+    if args.quick:
+        print("  (--quick: the g=1 matrix is n_test x n, 100x smaller than at full size, "
+              "while grouping shrinks ~10x: this target only means something at full size)")
+    attr_verdicts = attribution_verdicts(result)
+    print_verdicts(attr_verdicts, width=40)
+    result["verdicts"].update(attr_verdicts)
+
+
 def main(argv=None):
     wall_start = time.perf_counter()
     args = parse_args(argv)
-    torch.set_num_threads(args.threads or available_cores())
-    torch.manual_seed(0)
-    np.random.seed(0)
-    device = torch.device(args.device)
+    device = start(args)
     meta = environment(args, device)
     meta.update(attr_repeats=args.attr_repeats, n_components=N_COMPONENTS,
                 blobs_per_class=BLOBS_PER_CLASS, latent=LATENT, noise=NOISE)
     print("skggda grouping benchmark: " + ", ".join(f"{k}={v}" for k, v in meta.items()))
-    results, verdicts = [], {}
-    for name in args.workloads:
-        spec = dict(WORKLOADS[name])
-        if args.quick:
-            spec.update(n=spec["n"] // 10, n_test=spec["n_test"] // 10)
-        start, counters = time.perf_counter(), cpu_counters()
-        result, (X, y, X_test, y_test, frozen) = setup_workload(name, spec, device, args.repeats)
-        result["grouping"] = grouping_part(spec, X, y, frozen, device, args.repeats)
-        result["contention_grouping"] = contention(
-            counters, cpu_counters(), time.perf_counter() - start)
-        print_header(result, meta)
-        print(f"\n-- Part 1: grouping, fit(X, y), min of {args.repeats} "
-              f"(Lloyd (full): one run) --")
-        print(format_grouping(result))
-        print_load(result["contention_grouping"], "setup + part 1")
-        result["verdicts"] = grouping_verdicts(result)
-        print_verdicts(result["verdicts"])
-        sys.stdout.flush()
+    results = []
+    for name, spec in workload_specs(WORKLOADS, args.workloads, args.quick):
+        result, data = part_1(name, spec, device, args, meta)
         if name == "mnist" and not args.no_attribution:
-            start, counters = time.perf_counter(), cpu_counters()
-            result["attribution"] = attribution_part(
-                X, y, X_test, y_test, frozen, device, args.attr_repeats)
-            result["contention_attribution"] = contention(
-                counters, cpu_counters(), time.perf_counter() - start)
-            print(
-                f"\n-- Part 2: attribution matrix, TracInAttributor(frozen, grouper="
-                f"GradKMeansGrouper(g), n_components={N_COMPONENTS}), fit(X, y) + attribute"
-                f"(X_test, y_test) with {len(X_test)} test points; each g run "
-                f"{args.attr_repeats}x"
-                + (" (once: g=1 alone moves several GiB)" if args.attr_repeats == 1 else ", fastest")
-                + " --"
-            )
-            print(format_attribution(result))
-            print_load(result["contention_attribution"], "part 2")
-            if args.quick:
-                print("  (--quick: the g=1 matrix is n_test x n, 100x smaller than at full size, "
-                      "while grouping shrinks ~10x: this target only means something at full size)")
-            attr_verdicts = attribution_verdicts(result)
-            print_verdicts(attr_verdicts)
-            result["verdicts"].update(attr_verdicts)
-        verdicts[name] = result["verdicts"]
+            part_2(result, data, device, args)
         results.append(result)
-        del X, y, X_test, y_test, frozen
+        del data
         gc.collect()
-    meta["loadavg_after"] = round(os.getloadavg()[0], 2)
-    print(f"\nload average (1 min): before {meta['loadavg_before']}, after {meta['loadavg_after']}")
-    all_ok = all(ok is not False for v in verdicts.values() for ok, _ in v.values())
-    wall = time.perf_counter() - wall_start
-    meta["wall_seconds"] = wall
-    print(f"total wall time: {wall:.1f} s")
-    print(f"\nOVERALL: {'PASS' if all_ok else 'FAIL'}")
+    print_closing(meta, wall_start)
+    print_overall([r["verdicts"] for r in results])
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"meta": meta, "targets": TARGETS, "group_sizes": GROUP_SIZES,
-                 "attr_group_sizes": ATTR_GROUP_SIZES, "results": results},
-                f, indent=2, default=str,
-            )
-        print(f"wrote {args.json}")
+        write_json(args.json, {"meta": meta, "targets": TARGETS, "group_sizes": GROUP_SIZES,
+                               "attr_group_sizes": ATTR_GROUP_SIZES, "results": results})
 
 
 if __name__ == "__main__":

@@ -37,51 +37,23 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.frozen import FrozenEstimator
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_engine import contention, cpu_counters, synchronize  # noqa: E402
+import skggda
+import skggda.datasets
+import skggda.models
+from _harness import (
+    GROUP_SIZES, N_COMPONENTS, Table, add_arguments, default_data_home, epoch_seconds,
+    group_columns, print_contention, print_overall, print_verdicts, start, timed,
+    with_contention,
+)
+from skggda import InfluenceAttributor, RandomGrouper, TracInAttributor
 
-import skggda  # noqa: E402
-import skggda.datasets  # noqa: E402
-import skggda.models  # noqa: E402
-from skggda import InfluenceAttributor, RandomGrouper, TracInAttributor  # noqa: E402
-
-GROUP_SIZES = (1, 4, 16, 64, 256, 1024)
+# ResNet-18 and MiniLM activations take far more memory per row than the MLPs'
 BATCH_SIZE = 128
-
-
-def best_of(fn, repeats, device):
-    best = float("inf")
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def epoch_seconds(module, X, y, device, repeats):
-    """L: one forward+backward epoch (mean cross-entropy, batches of BATCH_SIZE)."""
-    module.train(False)
-
-    def epoch():
-        for start in range(0, len(X), BATCH_SIZE):
-            xb = torch.as_tensor(X[start:start + BATCH_SIZE], device=device)
-            yb = torch.as_tensor(y[start:start + BATCH_SIZE], device=device)
-            loss = torch.nn.functional.cross_entropy(module(xb), yb)
-            module.zero_grad()
-            loss.backward()
-
-    return best_of(epoch, repeats, device)
 
 
 def image_workload(args, device):
@@ -124,19 +96,24 @@ def text_workload(args, device):
                 subsets={"last block + head": list(LAST_BLOCK), "head only": "last"})
 
 
+def grouped(group_size):
+    """Random groups of ``group_size``; ``None`` (singletons) at 1."""
+    return None if group_size == 1 else RandomGrouper(group_size=group_size, random_state=0)
+
+
 def attribution_seconds(make, work, group_size, repeats, device):
-    grouper = None if group_size == 1 else RandomGrouper(group_size=group_size, random_state=0)
+    grouper = grouped(group_size)
 
     def run():
         attr = make(FrozenEstimator(work["net"]), grouper).fit(work["X"], work["y"])
         attr.score_groups(work["X_test"], work["y_test"])
 
-    return best_of(run, repeats, device)
+    return timed(run, device, repeats)[0]
 
 
 def workload_epoch_seconds(work, args, device):
     X = work["X"] if work["X"].dtype == np.float32 else work["X"].astype(np.float32)
-    return epoch_seconds(work["L_module"], X, work["y"], device, args.repeats)
+    return epoch_seconds(work["L_module"], X, work["y"], device, args.repeats, BATCH_SIZE)
 
 
 def run(work, args, device):
@@ -146,7 +123,7 @@ def run(work, args, device):
         "tracin": lambda net, grouper: TracInAttributor(
             net, grouper=grouper, param_subset=work["subset"], batch_size=BATCH_SIZE),
         "fisher": lambda net, grouper: InfluenceAttributor(
-            net, grouper=grouper, param_subset=work["subset"], n_components=512,
+            net, grouper=grouper, param_subset=work["subset"], n_components=N_COMPONENTS,
             batch_size=BATCH_SIZE, random_state=0),
     }
     sizes = [g for g in GROUP_SIZES if g <= len(work["y"])]
@@ -161,15 +138,12 @@ def subset_fidelity(work, L, args, device):
     from scipy.stats import spearmanr
 
     def scores(subset, group_size):
-        grouper = (None if group_size == 1
-                   else RandomGrouper(group_size=group_size, random_state=0))
-        attr = TracInAttributor(FrozenEstimator(work["net"]), grouper=grouper,
+        attr = TracInAttributor(FrozenEstimator(work["net"]), grouper=grouped(group_size),
                                 param_subset=subset, batch_size=BATCH_SIZE)
-        synchronize(device)
-        start = time.perf_counter()
-        values = attr.fit(work["X"], work["y"]).score_groups(work["X_test"], work["y_test"])
-        synchronize(device)
-        return values, time.perf_counter() - start
+        seconds, values = timed(
+            lambda: attr.fit(work["X"], work["y"]).score_groups(work["X_test"], work["y_test"]),
+            device)
+        return values, seconds
 
     def low_overlap(a, b):
         m = max(1, len(a) // 10)
@@ -177,54 +151,53 @@ def subset_fidelity(work, L, args, device):
 
     print(f"\n-- parameter subsets: TracIn scores against all parameters "
           f"({work['name']}) --")
-    print(f"{'subset':<22}{'g':>5}{'spearman':>10}{'low-10% overlap':>17}{'time / L':>10}")
+    table = Table(22, cell_width=(5, 10, 17, 10))
+    table.header("subset", ["g", "spearman", "low-10% overlap", "time / L"], rule=False)
     for group_size in (1, 16):
         full, seconds = scores("all", group_size)
-        print(f"{'all parameters':<22}{group_size:>5}{1.0:>10.3f}{1.0:>17.2f}{seconds / L:>10.2f}")
+        table.row("all parameters", [group_size, f"{1.0:.3f}", f"{1.0:.2f}", f"{seconds / L:.2f}"])
         for label, subset in work["subsets"].items():
             part, seconds = scores(subset, group_size)
             rho = spearmanr(full, part).statistic
-            print(f"{label:<22}{group_size:>5}{rho:>10.3f}"
-                  f"{low_overlap(full, part):>17.2f}{seconds / L:>10.2f}")
+            table.row(label, [group_size, f"{rho:.3f}", f"{low_overlap(full, part):.2f}",
+                              f"{seconds / L:.2f}"])
+    print(table)
 
 
 def report(work, L, sizes, rows, load):
+    """Print the workload's table; returns its verdict ``{target: (passed, detail)}``."""
     print(f"\n=== {work['name']} ===")
     print(f"L = {L:.3f} s (forward+backward epoch of the whole model, batch {BATCH_SIZE})")
-    header = f"{'method (ratio to L)':<22}" + "".join(f"{'g=' + str(g):>9}" for g in sizes)
-    print(header + "\n" + "-" * len(header))
+    table = Table(22)
+    table.header("method (ratio to L)", group_columns(sizes))
     for name, ratios in rows.items():
-        print(f"{name:<22}" + "".join(f"{r:>9.2f}" for r in ratios))
-    c = contention(*load)
-    if c is not None:
-        print(f"contention: other processes used {c['others_cpu']:.1f} CPU-s and steal "
-              f"{c['steal']:.1f} s during {c['wall']:.1f} s (this process: {c['own_cpu']:.1f})")
+        table.row(name, [f"{r:.2f}" for r in ratios])
+    print(table)
+    print_contention(load, "this workload")
     worst = max(rows["tracin"])
-    verdict = "PASS" if worst <= work["target"] else "FAIL"
-    print(f"  target TracIn <= {work['target']:.0f} L at every group size   {verdict}  "
-          f"(worst {worst:.2f} L)")
+    verdict = {f"TracIn <= {work['target']:.0f} L at every group size": (
+        worst <= work["target"], f"worst {worst:.2f} L")}
+    print_verdicts(verdict)
     return verdict
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser, repeats=2, repeats_help="time L and every attribution this many times",
+                  quick_help="n=256, width 8, one repeat", json=False)
     parser.add_argument("--workloads", nargs="+", default=["resnet", "text"],
                         choices=["resnet", "text"])
     parser.add_argument("--n", type=int, default=1024)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-fidelity", dest="fidelity", action="store_false",
                         help="skip part 2 (parameter subsets against all parameters)")
     parser.add_argument("--fidelity-only", action="store_true", help="run part 2 only")
-    parser.add_argument("--quick", action="store_true", help="n=256, width 8, one repeat")
-    parser.add_argument("--data-home", default=os.environ.get(
-        "SKGGDA_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data-home", default=default_data_home())
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.width, args.repeats = 256, 8, 1
-    device = torch.device(args.device)
+    device = start(args)
     print(f"skggda {skggda.__version__}, torch {torch.__version__}, device {device}, "
           f"{torch.get_num_threads()} threads, n={args.n}")
     verdicts = []
@@ -234,14 +207,12 @@ def main(argv=None):
             L = workload_epoch_seconds(work, args, device)
             print(f"\n=== {work['name']} ===\nL = {L:.3f} s")
         else:
-            before, start = cpu_counters(), time.perf_counter()
-            L, sizes, rows = run(work, args, device)
-            load = (before, cpu_counters(), time.perf_counter() - start)
+            (L, sizes, rows), load = with_contention(lambda: run(work, args, device))
             verdicts.append(report(work, L, sizes, rows, load))
         if args.fidelity or args.fidelity_only:
             subset_fidelity(work, L, args, device)
     if verdicts:
-        print("\nOVERALL:", "PASS" if all(v == "PASS" for v in verdicts) else "FAIL")
+        print_overall(verdicts)
 
 
 if __name__ == "__main__":

@@ -42,21 +42,14 @@ net; training is shared by all cells of a seed and reported separately.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from skggda.experiments import (
-    GridConfig,
-    format_tables,
-    plot_runtime_fidelity,
-    run_grid,
-    summarize,
-    write_files,
-)
+from _harness import default_data_home, timed
+from skggda import experiments
 
 PAPER = {
     "table3": {  # noisy-label AUC, ANN-S, Grad-K-Means
@@ -74,7 +67,7 @@ PAPER = {
 
 
 def configs(args):
-    heloc = GridConfig(dataset="heloc", model="ann-s", epochs=args.epochs, lr=args.lr,
+    heloc = experiments.GridConfig(dataset="heloc", model="ann-s", epochs=args.epochs, lr=args.lr,
                        seeds=tuple(args.seeds), n_components=16, data_home=args.data_home,
                        retrain_seeds=args.retrain_seeds, stratify=args.stratify,
                        n_jobs=args.n_jobs,
@@ -116,27 +109,25 @@ def main(argv=None):
                         help="removal tables remove the same share of every class")
     parser.add_argument("--mnist-n-train", type=int, default=10_000)
     parser.add_argument("--mnist-epochs", type=int, default=10)
-    parser.add_argument("--data-home", default=str(Path(__file__).resolve().parents[2]
-                                                  / "shared" / "data"))
+    parser.add_argument("--data-home", default=default_data_home())
     parser.add_argument("--n-jobs", type=int, default=None)
     parser.add_argument("--output", default="benchmarks/out")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.tables:
         config = configs(args)[name]
-        start = time.perf_counter()
-        records = run_grid(config)
-        summary = summarize(records)
+        seconds, records = timed(lambda: experiments.run_grid(config))
+        summary = experiments.summarize(records)
         print(f"\n=== {name}: {config.dataset}, {config.model}, seeds {list(config.seeds)} "
-              f"({time.perf_counter() - start:.0f} s) ===")
-        print(format_tables(summary))
+              f"({seconds:.0f} s) ===")
+        print(experiments.format_tables(summary))
         training = np.mean([r.training_s for r in records])
         print(f"training per seed: {training:.1f} s")
         if name in PAPER:
             print(f"paper: {PAPER[name]}")
         folder = Path(args.output) / name
-        write_files(records, summary, folder)
-        plot_runtime_fidelity(summary, folder)
+        experiments.write_files(records, summary, folder)
+        experiments.plot_runtime_fidelity(summary, folder)
         print(f"wrote {folder}")
 
 

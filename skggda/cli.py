@@ -23,6 +23,7 @@ from .experiments import (
     GROUPERS,
     MODELS,
     TASKS,
+    ConfigError,
     GridConfig,
     format_tables,
     plot_runtime_fidelity,
@@ -126,6 +127,15 @@ def config_from_args(args) -> GridConfig:
 
 
 def main(argv=None) -> int:
+    """Run the command; returns its exit status.
+
+    Usage errors -- what the user fixes by changing the command: options
+    argparse rejects, and a :class:`~skggda.experiments.ConfigError` (unknown
+    names, values out of range, options that do not go together, a missing
+    data file or optional package) -- exit with status 2 and one line on
+    stderr. Any other exception is an internal error and propagates: the
+    interpreter prints its traceback and exits with status 1.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args)
@@ -135,7 +145,7 @@ def main(argv=None) -> int:
           f"seeds {list(config.seeds)})")
     try:
         records = run_grid(config, progress=not args.quiet)
-    except (FileNotFoundError, ValueError, ImportError) as error:
+    except ConfigError as error:
         parser.exit(2, f"skggda: error: {error}\n")
     summary = summarize(records)
     print(format_tables(summary))

@@ -94,6 +94,45 @@ def test_bad_options_exit_with_usage_error(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["--damping", "-1"], "damping must be a number >= 0, got -1.0."),
+    (["--seeds", "-3"], "seeds must be integers in [0, 2**32), got (-3,)."),
+    (["--lr", "0"], "lr must be a positive number, got 0.0."),
+    (["--n-jobs", "0"], "n_jobs must be None or a non-zero integer (joblib), got 0."),
+    (["--device", "gpu9"], "device='gpu9' is not a torch device"),
+])
+def test_bad_config_values_are_one_line_usage_errors(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--quiet", "--output", str(tmp_path)] + argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("skggda: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_internal_value_error_is_not_a_usage_error(monkeypatch, tmp_path):
+    # a ValueError from inside the library is a bug to report, not a bad option
+    def broken(config, progress):
+        raise ValueError("internal: shapes do not match")
+
+    monkeypatch.setattr("skggda.cli.run_grid", broken)
+    with pytest.raises(ValueError, match="internal: shapes do not match"):
+        main(["--quiet", "--output", str(tmp_path)])
+
+
+def test_internal_error_exits_1_with_a_traceback(tmp_path):
+    # what the console script does: sys.exit(main()), with the library failing inside
+    code = ("import sys, skggda.cli as cli\n"
+            "def broken(config, progress):\n"
+            "    raise ValueError('internal: shapes do not match')\n"
+            "cli.run_grid = broken\n"
+            f"sys.exit(cli.main(['--quiet', '--output', {str(tmp_path)!r}]))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith("ValueError: internal: shapes do not match")
+
+
 def test_missing_dataset_names_the_file(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["--quiet", "--dataset", "heloc", "--data-home", str(tmp_path),

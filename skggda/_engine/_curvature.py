@@ -13,15 +13,18 @@ curvature is that of the *mean* training loss ``H = (1/n) sum_i H_i``.
   point solves ``(H + damping * scale * I) x = v``;
 * :func:`solve_kernel` -- ``(K + damping I)^{-1}`` for an explicit PSD matrix
   (Fisher / TRAK kernels).
+
+The iterative solvers return a :class:`Solution`: the estimate and the reasons
+it may be inaccurate. The engine reports and warns nothing itself (it knows no
+scikit-learn); the estimators turn those reasons into ``ConvergenceWarning``.
 """
 
 from __future__ import annotations
 
-import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from torch.func import functional_call, grad, jvp, vmap
 from tqdm.auto import tqdm
 
@@ -32,6 +35,22 @@ from ._passes import evaluating
 
 #: Above this many parameters an explicit Hessian is refused.
 MAX_DENSE_PARAMS = 20_000
+
+
+class Solution(NamedTuple):
+    """What an iterative solver returns.
+
+    Attributes
+    ----------
+    x : torch.Tensor of shape (m, p)
+        The estimate, one row per right-hand side (NaN where the solver gave up).
+    issues : tuple of str
+        Why ``x`` may be inaccurate, one sentence each, in the order met;
+        empty when the solver converged.
+    """
+
+    x: torch.Tensor
+    issues: tuple[str, ...] = ()
 
 
 def _hvp_on_batch(plan, X_batch, y_batch):
@@ -88,9 +107,17 @@ def dense_hessian(plan, X, y, *, batch_size=512, chunk=256, progress=False):
     return (H + H.T) / 2  # symmetric up to rounding
 
 
+_NON_POSITIVE = ("Conjugate gradients met non-positive curvature: the damped Hessian "
+                 "is not positive definite. Increase damping.")
+
+
 def conjugate_gradient(plan, X, y, V, *, damping, max_iter=100, tol=1e-6, batch_size=512,
                        progress=False):
-    """Solve ``(H + damping I) x = v`` for every row of ``V`` by conjugate gradients."""
+    """Solve ``(H + damping I) x = v`` for every row of ``V`` by conjugate gradients.
+
+    Returns a :class:`Solution`; its ``issues`` say when the damped Hessian met
+    non-positive curvature or ``tol`` was not reached in ``max_iter`` iterations.
+    """
 
     def apply(P):
         return hessian_vector_products(plan, X, y, P, batch_size=batch_size) + damping * P
@@ -100,17 +127,14 @@ def conjugate_gradient(plan, X, y, V, *, damping, max_iter=100, tol=1e-6, batch_
     direction = r.clone()
     rs = (r * r).sum(1)
     target = (tol * V.norm(dim=1)) ** 2
+    issues = []
     for _ in tqdm(range(max_iter), desc=progress or None, disable=not progress, leave=False):
         if bool((rs <= target).all()):
             break
         Ap = apply(direction)
         curvature = (direction * Ap).sum(1)
-        if bool((curvature <= 0).any()):
-            warnings.warn(
-                "Conjugate gradients met non-positive curvature: the damped Hessian "
-                "is not positive definite. Increase damping.", ConvergenceWarning,
-                stacklevel=3,
-            )
+        if bool((curvature <= 0).any()) and _NON_POSITIVE not in issues:
+            issues.append(_NON_POSITIVE)
         alpha = rs / curvature
         x += alpha[:, None] * direction
         r -= alpha[:, None] * Ap
@@ -119,11 +143,8 @@ def conjugate_gradient(plan, X, y, V, *, damping, max_iter=100, tol=1e-6, batch_
         rs = rs_new
     else:
         if not bool((rs <= target).all()):
-            warnings.warn(
-                f"Conjugate gradients did not reach tol={tol} in {max_iter} iterations.",
-                ConvergenceWarning, stacklevel=3,
-            )
-    return x
+            issues.append(f"Conjugate gradients did not reach tol={tol} in {max_iter} iterations.")
+    return Solution(x, tuple(issues))
 
 
 def lissa(plan, X, y, V, *, damping, scale, depth, repeat, batch_size, generator,
@@ -131,7 +152,9 @@ def lissa(plan, X, y, V, *, damping, scale, depth, repeat, batch_size, generator
     """LiSSA estimates of ``(H + damping * scale * I)^{-1} v`` for every row of ``V``.
 
     Each of the ``depth`` steps of each of the ``repeat`` runs draws a fresh
-    minibatch of ``batch_size`` training samples.
+    minibatch of ``batch_size`` training samples. Returns a :class:`Solution`;
+    when the recursion diverges it stops, ``x`` is NaN and ``issues`` says
+    where and why.
     """
     n = n_samples(X)
     device, dtype = module_device(plan.module), module_dtype(plan.module)
@@ -148,17 +171,16 @@ def lissa(plan, X, y, V, *, damping, scale, depth, repeat, batch_size, generator
                 h = V + (1 - damping) * h - _hvp_on_batch(plan, X_batch, y_batch)(h) / scale
                 steps.update()
                 if _diverged(h, v_norm):
-                    warnings.warn(
+                    issue = (
                         f"LiSSA diverged in run {run + 1} at step {step + 1} (the estimate "
                         f"grew beyond 1e6 times the vector's norm): either scale={scale} is "
                         "below the largest Hessian eigenvalue (increase lissa_scale) or the "
                         "Hessian has negative eigenvalues larger than damping * scale "
-                        "(increase damping).",
-                        ConvergenceWarning, stacklevel=3,
+                        "(increase damping)."
                     )
-                    return torch.full_like(V, float("nan"))
+                    return Solution(torch.full_like(V, float("nan")), (issue,))
             estimate += h / scale
-    return estimate / repeat
+    return Solution(estimate / repeat)
 
 
 def _diverged(h, v_norm):
@@ -219,13 +241,3 @@ def solve_dense(H, V, damping):
     A = (H + damping * torch.eye(H.shape[0], dtype=H.dtype, device=H.device)).double()
     return torch.linalg.lstsq(A, V.double().T).solution.T.to(V.dtype)
 
-
-__all__ = [
-    "MAX_DENSE_PARAMS",
-    "conjugate_gradient",
-    "dense_hessian",
-    "hessian_vector_products",
-    "lissa",
-    "solve_dense",
-    "solve_kernel",
-]

@@ -14,9 +14,8 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -24,11 +23,11 @@ from .. import _engine
 from ..properties import EvaluationData, Property, resolve_property
 from ..utils._groups import canonicalize_groups, check_partition, compact_labels
 from ..utils._inputs import check_fit_data, check_test_data
+from ..utils._seeding import derive_seeds, seeded_clone
 from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap_frozen
 from ..utils._state import restored_on_error
 from ..utils._timings import stage_clock, substage
 
-_SEED_MAX = np.iinfo(np.int32).max
 #: Exact group gradients for self-influence are formed this many bytes at a time.
 _GROUP_BLOCK_BYTES = 1 << 28
 
@@ -92,8 +91,7 @@ class BaseAttributor(BaseEstimator):
         X, y = check_fit_data(self, X, y)
         n = _engine.n_samples(X)
         given = None if groups is None else canonicalize_groups(groups, n)
-        rng = check_random_state(self.random_state)
-        net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
+        net_seed, grouper_seed, attribution_seed = map(int, derive_seeds(self.random_state, 3))
         self._check_params(unwrap_frozen(self.estimator)[1])
         with stage_clock("training") as training:
             resolved = fit_or_freeze(self.estimator, X, y, net_seed, self._training_callbacks())
@@ -124,13 +122,8 @@ class BaseAttributor(BaseEstimator):
         return labels, np.arange(int(labels.max()) + 1)
 
     def _fit_grouper(self, X, y, seed):
-        grouper = clone(self.grouper)
-        params = grouper.get_params(deep=False)
-        if "random_state" in params and params["random_state"] is None:
-            grouper.set_params(random_state=seed)
-        if "estimator" in params and params["estimator"] is None:
-            # model-based groupers reuse the attributor's net instead of training one
-            grouper.set_params(estimator=FrozenEstimator(self.estimator_))
+        # model-based groupers reuse the attributor's net instead of training one
+        grouper = seeded_clone(self.grouper, seed, estimator=FrozenEstimator(self.estimator_))
         return grouper.fit(X, y)
 
     def _check_params(self, frozen):
@@ -339,6 +332,18 @@ class BaseAttributor(BaseEstimator):
             progress=self._progress(progress_label),
         )
         return dots.cpu().numpy()
+
+    # -- for the metrics ----------------------------------------------------------
+
+    def _training_data(self):
+        """``(X, y)`` of the last fit, ``y`` as indices into ``classes_``.
+
+        The one way for code outside the estimator (the scorers of
+        :mod:`skggda.metrics`, which retrain on the training fold) to reach
+        the fitted training data; how the estimator stores it may change.
+        """
+        check_is_fitted(self)
+        return self._X_fit, self._y_fit
 
 
 def net_plan(net, X_probe, param_subset, module=None):

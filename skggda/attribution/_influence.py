@@ -9,6 +9,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _engine
+from ..utils._convergence import warn_unconverged
 from ._base import BaseAttributor
 from ._kernel import (
     fit_kernel_state,
@@ -326,18 +327,18 @@ class InfluenceAttributor(BaseAttributor):
                 H = torch.as_tensor(self._hessian, device=V.device, dtype=V.dtype)
                 return _engine.solve_dense(H, V, damping)
             if self.solver == "cg":
-                return _engine.conjugate_gradient(
+                return warn_unconverged(_engine.conjugate_gradient(
                     plan, self._X_fit, self._y_fit, V, damping=damping,
                     max_iter=self.cg_max_iter, batch_size=plan.batch_size(self.batch_size),
                     progress=self._progress("conjugate gradients"),
-                )
+                ))
             generator = torch.Generator().manual_seed(self._seed)
-            return _engine.lissa(
+            return warn_unconverged(_engine.lissa(
                 plan, self._X_fit, self._y_fit, V, damping=damping,
                 scale=self.lissa_scale, depth=self.lissa_depth, repeat=self.lissa_repeat,
                 batch_size=self.lissa_batch_size, generator=generator,
                 progress=self._progress("LiSSA"),
-            )
+            ))
 
     def _training_dots(self, plan, directions):
         """``(n_groups, m)``: group gradient sums dotted with ``m`` directions, over ``n``."""

@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import Interval
 from .. import _engine
 from ..properties import _error_probability, _logits, _margin
 from ..utils._inputs import training_inputs
+from ..utils._seeding import derive_seeds
 from ..utils._skorch import prepare_net
 from ._base import BaseAttributor, net_plan
 from ._kernel import (
@@ -25,7 +26,6 @@ from ._kernel import (
     sample_vectors,
 )
 
-_SEED_MAX = np.iinfo(np.int32).max
 
 
 class TRAKAttributor(BaseAttributor):
@@ -159,8 +159,8 @@ class TRAKAttributor(BaseAttributor):
         n = len(y)
         size = max(1, int(round(self.train_fraction * n)))
         subsets = [np.sort(rng.choice(n, size, replace=False)) for _ in range(self.n_models)]
-        seeds = rng.randint(_SEED_MAX, size=self.n_models)
-        self._projection_seed = int(rng.randint(_SEED_MAX))
+        seeds = derive_seeds(rng, self.n_models)
+        self._projection_seed = derive_seeds(rng)
         setup = _MemberSetup(self.labels_, self.n_groups_, self.param_subset, self.batch_size,
                              self.n_components, self._projection_seed)
         template = self.estimator_ if self.estimator is None else self.estimator

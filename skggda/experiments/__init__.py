@@ -8,10 +8,12 @@ from ._grid import (
     TASKS,
     GridConfig,
     Record,
+    check_config,
     flip_labels,
     load_dataset,
     run_grid,
 )
+from ._checks import ConfigError
 from ._report import format_tables, plot_runtime_fidelity, summarize, write_files
 
 __all__ = [
@@ -20,8 +22,10 @@ __all__ = [
     "GROUPERS",
     "MODELS",
     "TASKS",
+    "ConfigError",
     "GridConfig",
     "Record",
+    "check_config",
     "flip_labels",
     "format_tables",
     "load_dataset",

@@ -28,6 +28,7 @@ from ..models import (
     make_resnet_classifier,
     make_text_classifier,
 )
+from ._checks import ConfigError, check_names, check_recipe, check_values
 
 #: The paper's models (appendix B.1.2): learning rate, epochs, weight decay, batch size,
 #: and for MLPs the hidden layers. ResNet-18 takes images, "text" tokenized pairs.
@@ -107,6 +108,9 @@ class GridConfig:
 def load_dataset(config):
     """``(X_train, y_train, X_test, y_test)`` as float32 / int64 arrays.
 
+    Raises :class:`ConfigError` when the data set is unknown, does not go with
+    the model, or needs a file or an optional package that is missing.
+
     Examples
     --------
     >>> from skggda.experiments import GridConfig, load_dataset
@@ -115,12 +119,22 @@ def load_dataset(config):
     ((455, 30), (114, 30))
     """
     name = config.dataset
-    images = config.model == "resnet18"
+    check_names("dataset", [name], DATASETS)
     if (name == "qnli") != (config.model == "text"):
-        raise ValueError("The qnli data set goes with model='text' and only with it.")
-    if images and name not in ("mnist", "cifar_like"):
-        raise ValueError(f"model='resnet18' needs images: dataset 'mnist' or 'cifar_like', "
-                         f"not {name!r}.")
+        raise ConfigError("The qnli data set goes with model='text' and only with it.")
+    if config.model == "resnet18" and name not in ("mnist", "cifar_like"):
+        raise ConfigError(f"model='resnet18' needs images: dataset 'mnist' or 'cifar_like', "
+                          f"not {name!r}.")
+    try:
+        return _read_dataset(config)
+    except (FileNotFoundError, ImportError) as error:
+        # a file missing from the data folder or an optional package not installed:
+        # the message says how to fix it (data_home, pip install)
+        raise ConfigError(str(error)) from error
+
+
+def _read_dataset(config):
+    name, images = config.dataset, config.model == "resnet18"
     if name == "heloc":
         data = load_heloc(data_home=config.data_home)
     elif name == "heloc_like":
@@ -133,10 +147,8 @@ def load_dataset(config):
         data = make_cifar_like(n_samples=config.n_train or 2000, flatten=not images)
     elif name == "qnli":
         data = load_qnli_dev(data_home=config.data_home)
-    elif name in ("breast_cancer", "digits"):
-        data = load_tabular_fallback(name)
     else:
-        raise ValueError(f"Unknown dataset {name!r}; choose from {DATASETS}.")
+        data = load_tabular_fallback(name)
     X, y, X_test = data.X_train, data.y_train, data.X_test
     if config.n_train is not None and name not in ("mnist", "cifar_like") and config.n_train < len(y):
         keep = np.random.RandomState(0).permutation(len(y))[: config.n_train]
@@ -166,8 +178,7 @@ def make_cifar_like(n_samples=2000, *, flatten=False, random_state=0):
 
 
 def make_net(config, seed):
-    if config.recipe not in ("short", "paper"):
-        raise ValueError(f"recipe must be 'short' or 'paper', not {config.recipe!r}.")
+    check_recipe(config.recipe)
     spec = MODELS[config.model]
     defaults = spec if config.recipe == "paper" else SHORT_RECIPE[config.model]
     recipe = dict(lr=defaults["lr"] if config.lr is None else config.lr,
@@ -204,14 +215,13 @@ def make_attributor(name, net, grouper, config, seed):
     if name == "trak":
         return TRAKAttributor(net, n_models=config.trak_models, n_components=config.n_components,
                               n_jobs=config.n_jobs, warm_start=True, **common)
-    raise ValueError(f"Unknown attributor {name!r}; choose from {ATTRIBUTORS}.")
+    check_names("attributor", [name], ATTRIBUTORS)
 
 
 def make_grouper(name, group_size, seed):
     if group_size == 1:
         return None  # singletons: classical per-point attribution
-    if name not in GROUPERS:
-        raise ValueError(f"Unknown grouper {name!r}; choose from {sorted(GROUPERS)}.")
+    check_names("grouper", [name], sorted(GROUPERS))
     return GROUPERS[name](group_size=group_size, random_state=seed)
 
 
@@ -274,6 +284,32 @@ class Record:
         return {**asdict(self), "runtime_s": self.runtime_s}
 
 
+def check_config(config):
+    """Raise :class:`ConfigError` for the first name or value of ``config`` that cannot run.
+
+    Parameters
+    ----------
+    config : GridConfig
+        The configuration to check. Data files and optional packages are
+        checked when :func:`load_dataset` reads the data.
+
+    Examples
+    --------
+    >>> from skggda.experiments import GridConfig, check_config
+    >>> check_config(GridConfig(group_sizes=(1, 16)))
+    >>> check_config(GridConfig(damping=-1.0))
+    Traceback (most recent call last):
+    ...
+    skggda.experiments.ConfigError: damping must be a number >= 0, got -1.0.
+    """
+    check_names("model", [config.model], tuple(MODELS))
+    check_names("attributor", config.attributors, ATTRIBUTORS)
+    check_names("grouper", config.groupers, sorted(GROUPERS))
+    check_names("task", config.tasks, TASKS)
+    check_recipe(config.recipe)
+    check_values(config)
+
+
 def _cells(config):
     for attributor in config.attributors:
         for group_size in config.group_sizes:
@@ -294,6 +330,7 @@ def run_grid(config: GridConfig, *, progress=True):
     >>> [(r.grouper, r.group_size, r.n_groups) for r in records]
     [('none', 1, 100), ('random', 32, 4)]
     """
+    check_config(config)
     X, y, X_test, y_test = load_dataset(config)
     cells = list(_cells(config))
     total = len(cells) * len(config.seeds) * len(config.tasks)

@@ -13,28 +13,34 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .. import _engine
 from .._engine import (
     CenterIndex,
     IndexedRows,
     Whitening,
+    activation_floats,
     anchors_of,
+    auto_batch_size,
     center_distances,
     kmeans,
+    module_device,
+    module_dtype,
     n_samples,
+    penultimate_representations,
+    preactivation_gradients,
+    probe_batch,
     repair_empty,
     rows,
+    to_device,
 )
 from ..utils._groups import compact_labels, label_dtype
+from ..utils._seeding import derive_seeds
 from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze
 from ._base import BaseGrouper
 
-SEED_MAX = np.iinfo(np.int32).max
 # Rows read, featurised and assigned at a time in the streaming passes.
 _BLOCK_ROWS = 1 << 16
 # Rows per distance computation when batch_size="auto".
@@ -79,7 +85,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
     _features_read_labels = False
 
     def _group(self, X, y, n_groups, keep=None):
-        seed = int(check_random_state(self.random_state).randint(SEED_MAX))
+        seed = derive_seeds(self.random_state)
         y = self._prepare(X, y, seed)
         sample = fit_sample(n_samples(X), n_groups, seed)
         if sample is None:
@@ -426,11 +432,9 @@ class _ModelGrouper(_KMeansGrouper):
         if self.batch_size != "auto":
             return self.batch_size
         module = self.estimator_.module_
-        probe = _engine.to_device(_engine.probe_batch(X_block), _engine.module_device(module),
-                                  _engine.module_dtype(module))
-        element = torch.finfo(_engine.module_dtype(module)).bits // 8
-        floats = _engine.activation_floats(module, probe)
-        return _engine.auto_batch_size(floats * element, _engine.module_device(module))
+        device, dtype = module_device(module), module_dtype(module)
+        floats = activation_floats(module, to_device(probe_batch(X_block), device, dtype))
+        return auto_batch_size(floats * (torch.finfo(dtype).bits // 8), device)
 
     def _block_features(self, X_block, y_block):
         return self._model_features(X_block, y_block, self._forward_batch_size(X_block))
@@ -505,7 +509,7 @@ class ReprKMeansGrouper(_ModelGrouper):
     """
 
     def _model_features(self, X, y_encoded, batch_size):
-        return _engine.penultimate_representations(
+        return penultimate_representations(
             self.estimator_.module_, X, batch_size=batch_size)
 
 
@@ -539,7 +543,7 @@ class GradKMeansGrouper(_ModelGrouper):
 
     def _model_features(self, X, y_encoded, batch_size):
         loss = PerSampleLoss(self.estimator_.criterion_)
-        return _engine.preactivation_gradients(
+        return preactivation_gradients(
             self.estimator_.module_, loss, X, y_encoded,
             softmax_cross_entropy=loss.is_plain_cross_entropy, batch_size=batch_size,
         )

@@ -23,9 +23,9 @@ from scipy.stats import spearmanr
 from sklearn.utils import check_random_state
 
 from ..properties import property_terms, resolve_property
+from ..utils._seeding import derive_seeds
 from ._removal import _encode, _sem, retraining_clone
 
-_SEED_MAX = np.iinfo(np.int32).max
 
 
 def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes):
@@ -108,7 +108,7 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
     X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
     y, y_test, classes = _encode(y, y_test)
     prop = resolve_property(property)
-    seeds = check_random_state(random_state).randint(_SEED_MAX, size=n_seeds)
+    seeds = derive_seeds(random_state, n_seeds)
     k = int(labels.max()) + 1
     subsets = [np.arange(len(y))] + [np.flatnonzero(labels != j) for j in range(k)]
     results = Parallel(n_jobs=n_jobs)(
@@ -201,7 +201,7 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
     kept_groups = np.zeros((n_subsets, k), dtype=bool)
     for m in range(n_subsets):
         kept_groups[m, rng.choice(k, max(1, int(round(subset_fraction * k))), replace=False)] = True
-    seeds = rng.randint(_SEED_MAX, size=n_seeds)
+    seeds = derive_seeds(rng, n_seeds)
     subsets = [np.arange(len(y))] + [np.flatnonzero(kept[labels]) for kept in kept_groups]
     results = Parallel(n_jobs=n_jobs)(
         delayed(_fit_and_measure)(estimator, X, y, keep, seed, X_test, y_test, prop, classes)

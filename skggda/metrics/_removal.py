@@ -24,13 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 
+from ..utils._seeding import derive_seeds, seeded_clone
 from ._noisy_labels import check_finite_scores
-
-_SEED_MAX = np.iinfo(np.int32).max
 
 
 def removal_order(scores, labels, *, most_important=True, random_state=None):
@@ -216,13 +214,7 @@ def retraining_clone(estimator, seed, n_classes):
     ``classes`` parameter, when unset, is fixed to all ``n_classes``
     encoded labels.
     """
-    net = clone(estimator)
-    params = net.get_params(deep=False)
-    if "random_state" in params:
-        net.set_params(random_state=int(seed))
-    if "classes" in params and params["classes"] is None:
-        net.set_params(classes=np.arange(n_classes))
-    return net
+    return seeded_clone(estimator, seed, override=True, classes=np.arange(n_classes))
 
 
 def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes):
@@ -407,7 +399,7 @@ class _RetrainingSetup:
             raise TypeError(f"stratify must be True or False (the classes are y), got "
                             f"{type(stratify).__name__}.")
         y, y_test, classes = _encode(y, y_test)
-        seeds = check_random_state(random_state).randint(_SEED_MAX, size=n_seeds)
+        seeds = derive_seeds(random_state, n_seeds)
         return cls(np.asarray(X), y, np.asarray(X_test), y_test, classes,
                    np.asarray(fractions, dtype=float), bool(stratify), seeds)
 

@@ -27,7 +27,7 @@ def _fold(estimator, X_val, y_val):
     attributor = estimator
     if hasattr(estimator, "steps"):
         X_val, attributor = estimator[:-1].transform(X_val), estimator[-1]
-    X, y = attributor._X_fit, attributor._y_fit
+    X, y = attributor._training_data()
     return (attributor, X, y, np.asarray(X_val, dtype=np.float32),
             encode_targets(y_val, attributor.classes_))
 

@@ -14,14 +14,13 @@ from time import perf_counter
 
 import numpy as np
 import torch
-from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from torch import nn
 
-from .._engine import module_device, module_dtype, to_device
-from .._engine._data import forward
+from .._engine import forward, module_device, module_dtype, to_device
 from ._inputs import training_inputs
+from ._seeding import seeded_clone
 
 
 class PerSampleLoss:
@@ -92,12 +91,9 @@ def prepare_net(estimator, seed: int, extra_callbacks=()):
     A ``random_state`` parameter left at ``None`` is seeded from ``seed`` so
     that the attributor's ``random_state`` makes the whole fit repeatable.
     """
-    net = clone(estimator)
-    params = net.get_params(deep=False)
-    if "random_state" in params and params["random_state"] is None:
-        net.set_params(random_state=seed)
+    net = seeded_clone(estimator, seed)
     if extra_callbacks:
-        callbacks = list(params.get("callbacks") or [])
+        callbacks = list(net.get_params(deep=False).get("callbacks") or [])
         net.set_params(callbacks=callbacks + list(extra_callbacks))
     return net
 
