@@ -57,7 +57,7 @@ class InfluenceAttributor(BaseAttributor):
     estimator : skorch NeuralNetClassifier or FrozenEstimator, default=None
         As for :class:`TracInAttributor`.
     grouper : estimator, default=None
-    property : {"loss", "margin", "accuracy"}, Property or callable, default="loss"
+    property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
     solver : {"fisher", "lissa", "cg", "exact"}, default="fisher"
     fisher : {"batched", "empirical"}, default="batched"
         Which Fisher matrix ``solver="fisher"`` uses.

@@ -1,8 +1,9 @@
-"""Networks and the paper's training recipe, as skorch classifiers."""
+"""Networks and the paper's training recipe, as skorch classifiers and regressors."""
 
 from ._callbacks import CheckpointRecorder, OneCycleSchedule
 from ._classifier import SeededNeuralNetClassifier, make_classifier, make_resnet_classifier
 from ._mlp import MLP
+from ._regressor import SeededNeuralNetRegressor, make_regressor
 from ._resnet import ResNet18
 from ._text import LAST_BLOCK, PairTokenizer, TextClassifier, make_text_classifier
 
@@ -14,8 +15,10 @@ __all__ = [
     "OneCycleSchedule",
     "ResNet18",
     "SeededNeuralNetClassifier",
+    "SeededNeuralNetRegressor",
     "TextClassifier",
     "make_classifier",
+    "make_regressor",
     "make_resnet_classifier",
     "make_text_classifier",
 ]
