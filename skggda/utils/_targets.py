@@ -35,13 +35,17 @@ def check_fit_targets(y, estimator):
 
 
 def _numeric(y):
+    """``y`` as float64; object arrays of numbers pass, anything else gets a clear error."""
     y = np.asarray(y)
-    if y.dtype.kind not in "biuf":
+    try:
+        if y.dtype.kind in "USV":
+            raise ValueError("strings")
+        return y.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as exc:
         raise ValueError(
             f"A regressor needs numeric targets, got y of dtype {y.dtype} "
             f"(first values {y[:3].tolist()})."
-        )
-    return y.astype(np.float64, copy=False)
+        ) from exc
 
 
 def encode_targets(y, classes):
