@@ -12,6 +12,7 @@ import pkgutil
 
 import pytest
 from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
 import skggda
@@ -47,6 +48,7 @@ def fast_regressor():
 
 
 FAST_PARAMS = {
+    "ConvertedModel": dict(estimator=LogisticRegression()),
     "GradKMeansGrouper": dict(group_size=3, estimator=fast_net(), random_state=0),
     "InfluenceAttributor": dict(estimator=fast_net(), random_state=0),
     "KMeansGrouper": dict(group_size=3, random_state=0),
@@ -69,6 +71,13 @@ REGRESSOR_PARAMS = {
     "TracInAttributor": dict(estimator=fast_regressor(), random_state=0),
 }
 
+#: Wrappers checked with scikit-learn's own models inside (converted to torch).
+SKLEARN_PARAMS = {
+    "GradKMeansGrouper": dict(group_size=3, estimator=LogisticRegression(), random_state=0),
+    "InfluenceAttributor": dict(estimator=LogisticRegression()),
+    "TracInAttributor": dict(estimator=Ridge()),
+}
+
 #: Estimators that are not checked here, and why.
 NOT_CHECKED = {
     # skorch's own NeuralNetClassifier / NeuralNetRegressor with a seed added:
@@ -84,8 +93,9 @@ def instances():
     estimators = public_estimators()
     missing = set(estimators) - set(FAST_PARAMS) - NOT_CHECKED
     assert not missing, f"add fast parameters for {sorted(missing)} to FAST_PARAMS"
-    return ([estimators[name](**FAST_PARAMS[name]) for name in sorted(FAST_PARAMS)]
-            + [estimators[name](**REGRESSOR_PARAMS[name]) for name in sorted(REGRESSOR_PARAMS)])
+    return [estimators[name](**params[name]) for params in (FAST_PARAMS, REGRESSOR_PARAMS,
+                                                            SKLEARN_PARAMS)
+            for name in sorted(params)]
 
 
 def test_walk_finds_the_public_estimators():

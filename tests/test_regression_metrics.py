@@ -79,11 +79,11 @@ def test_corrupted_targets_score_lowest():
 
 
 def expected_value(net, X, y, X_test, y_test, keep, seed, metric):
-    fitted = retraining_clone(net, seed, None).fit(X[keep], y[keep].astype(np.float32))
+    fitted = retraining_clone(net, seed, None).fit(X[keep], y[keep])
     prediction = fitted.predict(X_test)
     if metric == "rmse":
-        return np.sqrt(np.mean((prediction - y_test.astype(np.float32)) ** 2))
-    return r2_score(y_test.astype(np.float32), prediction)
+        return np.sqrt(np.mean((prediction - y_test) ** 2))
+    return r2_score(y_test, prediction)
 
 
 @pytest.mark.parametrize("metric", [None, "rmse", "r2"])

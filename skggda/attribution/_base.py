@@ -26,7 +26,7 @@ from .. import _engine
 from ..properties import EvaluationData, Property, check_property_task, resolve_property
 from ..utils._groups import canonicalize_groups, check_partition
 from ..utils._skorch import PerSampleLoss, fit_or_freeze, unwrap_frozen
-from ..utils._targets import check_fit_targets, encode_targets
+from ..utils._targets import check_fit_targets, decoded_targets, encode_targets
 from ..utils._state import restored_on_error
 
 _SEED_MAX = np.iinfo(np.int32).max
@@ -139,7 +139,8 @@ class BaseAttributor(BaseEstimator):
         if "estimator" in params and params["estimator"] is None:
             # model-based groupers reuse the attributor's net instead of training one
             grouper.set_params(estimator=FrozenEstimator(self.estimator_))
-        return grouper.fit(X, y)
+        # the labels as given: a frozen model's own classes encode them again
+        return grouper.fit(X, decoded_targets(y, getattr(self, "classes_", None)))
 
     def _check_params(self, frozen):
         """Subclass hook: reject parameter combinations before any work."""

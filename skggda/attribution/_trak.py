@@ -14,10 +14,17 @@ from sklearn.utils._param_validation import Interval
 
 from .. import _engine
 from ..properties import _error_probability, _logits, _margin, _prediction
+from ..models._converted import training_recipe
 from ..utils._skorch import prepare_net
 from ..utils._targets import fit_targets_for
 from ._base import BaseAttributor, net_plan
-from ._kernel import fit_kernel_state, kernel_scores, property_vector, sample_vectors
+from ._kernel import (
+    fit_kernel_state,
+    kernel_scores,
+    penalty_diagonal,
+    property_vector,
+    sample_vectors,
+)
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -159,8 +166,8 @@ class TRAKAttributor(BaseAttributor):
         setup = _MemberSetup(self.labels_, self.n_groups_, self.param_subset, self.batch_size,
                              self.n_components, self._projection_seed,
                              regression=not hasattr(self, "classes_"))
-        template = self.estimator_ if self.estimator is None else self.estimator
-        template = getattr(template, "estimator", template)  # a frozen net's recipe
+        # a frozen net's recipe; a scikit-learn model's is refitted by scikit-learn
+        template = training_recipe(self.estimator_ if self.estimator is None else self.estimator)
         fingerprint = joblib.hash((X, y, _describe(template.get_params(deep=False)),
                                    subsets, seeds))
         if not self._can_reuse_members(fingerprint):
@@ -284,7 +291,8 @@ def _member_state(setup, net, X, y):
     return fit_kernel_state(
         output_plan, X, y, setup.labels, setup.n_groups,
         _projector(output_plan, setup.n_components, setup.projection_seed),
-        batched=False, group_weights=weights, batch_size=setup.batch_size,
+        batched=False, group_weights=weights, penalty=penalty_diagonal(plan, net),
+        batch_size=setup.batch_size,
     )
 
 

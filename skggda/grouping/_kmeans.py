@@ -232,7 +232,8 @@ class _ModelGrouper(_KMeansGrouper):
         self.__dict__.pop("classes_", None)  # a regressor has none
         if resolved.classes is not None:
             self.classes_ = resolved.classes
-        return self._model_features(X, resolved.y_encoded)
+        # float32 whatever the module computes in (converted scikit-learn models: float64)
+        return self._model_features(X, resolved.y_encoded).float()
 
     def _features(self, X, y):
         X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
@@ -241,7 +242,7 @@ class _ModelGrouper(_KMeansGrouper):
             y_encoded = predicted_targets(self.estimator_, X, classes)
         else:
             y_encoded = encode_targets(np.asarray(y), classes)
-        return self._model_features(X, y_encoded)
+        return self._model_features(X, y_encoded).float()
 
     def _model_features(self, X, y_encoded):  # pragma: no cover - abstract
         raise NotImplementedError

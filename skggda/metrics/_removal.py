@@ -222,11 +222,10 @@ def _pm_plain(mean, sem):
 def _encode(y, y_test, regression=False):
     """Training and test labels as ``0 .. n_classes - 1``, and the classes.
 
-    A regressor's targets stay numbers (float32, as the nets train on them),
-    with ``classes=None``.
+    A regressor's targets stay numbers (float64), with ``classes=None``.
     """
     if regression:
-        return (np.asarray(y, dtype=np.float32), np.asarray(y_test, dtype=np.float32), None)
+        return np.asarray(y, dtype=np.float64), np.asarray(y_test, dtype=np.float64), None
     encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
     return encoder.transform(y), encoder.transform(y_test), encoder.classes_
 

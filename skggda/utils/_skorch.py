@@ -18,6 +18,7 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
+from skorch import NeuralNet
 from torch import nn
 
 from .._engine import module_device, module_dtype, to_device
@@ -198,9 +199,15 @@ def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet
     must wrap a fitted net whose module accepts ``X`` and, for a classifier,
     has an output per class of ``y``; its ``classes_`` define the label
     encoding when they cover ``y``. Trained classifiers learn the indices of
-    ``np.unique(y)``; regressors learn the float targets.
+    ``np.unique(y)``; regressors learn the float targets. A scikit-learn
+    model becomes a :class:`~skggda.models.ConvertedModel`, fitted by
+    scikit-learn unless it is fitted already (then it is used as is).
     """
     net, frozen = unwrap_frozen(estimator if estimator is not None else default_classifier())
+    if not isinstance(net, NeuralNet):
+        from ..models._converted import resolve_model  # the models import this module
+
+        return resolve_model(net, frozen, X, y, seed, extra_callbacks)
     start = perf_counter()
     if frozen:
         check_fitted_net(net)

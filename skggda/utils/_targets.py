@@ -1,8 +1,9 @@
 """Targets as the engine wants them, for classifiers and regressors alike.
 
 Classifier targets become class indices (int64) into ``classes``;
-regressor targets stay 1-D float32 (the per-sample losses view them in the
-shape of the model's output, ``(n, 1)``). ``classes=None`` marks a
+regressor targets stay 1-D float64 (the per-sample losses view them in the
+shape and dtype of the model's output, ``(n, 1)``; skorch regressors train
+on a float32 column). ``classes=None`` marks a
 regressor everywhere a fitted estimator keeps its target encoding.
 """
 
@@ -26,7 +27,7 @@ def check_fit_targets(y, estimator):
     """Training targets checked for the task of ``estimator``.
 
     Classifiers take what scikit-learn's classifiers take; regressors need
-    numbers (returned as float64; encoding casts them to float32).
+    numbers (returned as float64).
     """
     if not is_regression(estimator):
         check_classification_targets(y)
@@ -49,12 +50,12 @@ def _numeric(y):
 
 
 def encode_targets(y, classes):
-    """Indices of ``y`` in ``classes``, or float32 regression targets when ``classes`` is None.
+    """Indices of ``y`` in ``classes``, or float64 regression targets when ``classes`` is None.
 
     Unseen labels get a clear error.
     """
     if classes is None:
-        return _numeric(y).astype(np.float32)
+        return _numeric(y)
     y = np.asarray(y)
     classes = np.asarray(classes)
     index = np.searchsorted(classes, y)
@@ -80,7 +81,7 @@ def predicted_targets(net, X, classes):
     """The fitted ``net``'s predictions on ``X``, encoded like :func:`encode_targets`."""
     y = np.asarray(net.predict(X))
     if classes is None:
-        return (y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y).astype(np.float32)
+        return (y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y).astype(np.float64)
     if isinstance(net, NeuralNet):
         return y.astype(np.int64)  # skorch classifiers predict logit indices
     return encode_targets(y, classes)
