@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, v
 from .. import _engine
 from ..properties import EvaluationData, Property, check_property_task, resolve_property
 from ..utils._groups import canonicalize_groups, check_partition
+from ..utils._inputs import model_input, preprocessing_pipeline, raw_input_checks
 from ..utils._skorch import PerSampleLoss, fit_or_freeze, unwrap_frozen
 from ..utils._targets import check_fit_targets, decoded_targets, encode_targets
 from ..utils._state import restored_on_error
@@ -87,7 +88,8 @@ class BaseAttributor(BaseEstimator):
             raise ValueError(
                 "Pass either the grouper parameter or the groups argument of fit, not both."
             )
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
+        preprocessed = preprocessing_pipeline(self.estimator) is not None
+        X, y = validate_data(self, X, y, **raw_input_checks(preprocessed))
         y = check_fit_targets(y, self.estimator)
         given = None if groups is None else canonicalize_groups(groups, X.shape[0])
         rng = check_random_state(self.random_state)
@@ -97,7 +99,8 @@ class BaseAttributor(BaseEstimator):
         timings = {"training": resolved.seconds}
         self.estimator_ = resolved.net
         self._adopt_targets(resolved.classes)
-        y_encoded = resolved.y_encoded
+        self._preprocessor = resolved.preprocessor
+        X, y_encoded = resolved.X, resolved.y_encoded
 
         start = perf_counter()
         self.labels_, self.groups_ = self._form_groups(X, y_encoded, given, grouper_seed)
@@ -159,12 +162,18 @@ class BaseAttributor(BaseEstimator):
                 "Pass both X and y: the property is evaluated on labelled data."
                 + (" Pass neither to use the training data." if allow_default else "")
             )
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        X = self._model_input(X)
         y = np.asarray(y)
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D, got an array of shape {y.shape}.")
         check_consistent_length(X, y)
         return X, encode_targets(y, getattr(self, "classes_", None))
+
+    def _model_input(self, X):
+        """``X`` validated against ``fit``, then through a Pipeline's preprocessing."""
+        preprocessor = getattr(self, "_preprocessor", None)
+        X = validate_data(self, X, reset=False, **raw_input_checks(preprocessor is not None))
+        return model_input(preprocessor, X)
 
     def _timed(self, stage, compute, *args):
         self._stage_times = {}

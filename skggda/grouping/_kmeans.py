@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._engine import _features
 from .._engine._kmeans import center_distances, kmeans, nearest_center
+from ..utils._inputs import model_input, preprocessing_pipeline, raw_input_checks
 from ..utils._skorch import PerSampleLoss, fit_or_freeze
 from ..utils._targets import check_fit_targets, encode_targets, predicted_targets
 from ._base import BaseGrouper
@@ -222,21 +223,24 @@ class _ModelGrouper(_KMeansGrouper):
         return tags
 
     def _validate_fit_data(self, X, y):
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
+        preprocessed = preprocessing_pipeline(self.estimator) is not None
+        X, y = validate_data(self, X, y, **raw_input_checks(preprocessed))
         return X, check_fit_targets(y, self.estimator)
 
     def _fit_features(self, X, y):
         seed = int(check_random_state(self.random_state).randint(_SEED_MAX))
         resolved = fit_or_freeze(self.estimator, X, y, seed)
-        self.estimator_ = resolved.net
+        self.estimator_, self._preprocessor = resolved.net, resolved.preprocessor
         self.__dict__.pop("classes_", None)  # a regressor has none
         if resolved.classes is not None:
             self.classes_ = resolved.classes
         # float32 whatever the module computes in (converted scikit-learn models: float64)
-        return self._model_features(X, resolved.y_encoded).float()
+        return self._model_features(resolved.X, resolved.y_encoded).float()
 
     def _features(self, X, y):
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        preprocessor = getattr(self, "_preprocessor", None)
+        X = validate_data(self, X, reset=False, **raw_input_checks(preprocessor is not None))
+        X = model_input(preprocessor, X)
         classes = getattr(self, "classes_", None)
         if y is None:
             y_encoded = predicted_targets(self.estimator_, X, classes)

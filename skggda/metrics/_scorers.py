@@ -11,8 +11,6 @@ on the validation fold. Greater is better for every scorer, as
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..utils._targets import encode_targets
 from ._datamodels import linear_datamodeling_score
 from ._removal import METRICS, removal_score
@@ -30,7 +28,8 @@ def _fold(estimator, X_val, y_val):
         X_val, attributor = estimator[:-1].transform(X_val), estimator[-1]
     scores = attributor.score_groups(X_val, y_val)
     X, y = attributor._X_fit, attributor._y_fit
-    return (attributor, X, y, np.asarray(X_val, dtype=np.float32),
+    # an estimator that is a pipeline preprocesses the fold for its last step too
+    return (attributor, X, y, attributor._model_input(X_val),
             encode_targets(y_val, getattr(attributor, "classes_", None)), scores)
 
 

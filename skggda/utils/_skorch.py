@@ -190,6 +190,10 @@ class ResolvedNet:
     y_encoded: np.ndarray
     frozen: bool
     seconds: float
+    #: the training inputs as the net takes them (after ``preprocessor``)
+    X: object = None
+    #: the fitted steps of a Pipeline before the net, or None
+    preprocessor: object = None
 
 
 def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet:
@@ -201,7 +205,9 @@ def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet
     encoding when they cover ``y``. Trained classifiers learn the indices of
     ``np.unique(y)``; regressors learn the float targets. A scikit-learn
     model becomes a :class:`~skggda.models.ConvertedModel`, fitted by
-    scikit-learn unless it is fitted already (then it is used as is).
+    scikit-learn unless it is fitted already (then it is used as is). A
+    :class:`~sklearn.pipeline.Pipeline` fits (or, fitted, keeps) its first
+    steps as the ``preprocessor`` and resolves its last step on their output.
     """
     net, frozen = unwrap_frozen(estimator if estimator is not None else default_classifier())
     if not isinstance(net, NeuralNet):
@@ -218,7 +224,7 @@ def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet
         y_encoded = encode_targets(y, classes)
         net = prepare_net(net, seed, extra_callbacks)
         net.fit(X, fit_targets_for(net, y_encoded))
-    return ResolvedNet(net, classes, y_encoded, frozen, perf_counter() - start)
+    return ResolvedNet(net, classes, y_encoded, frozen, perf_counter() - start, X)
 
 
 def _frozen_targets(net, y):

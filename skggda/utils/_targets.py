@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import is_regressor
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNet
 
 
@@ -27,8 +28,10 @@ def check_fit_targets(y, estimator):
     """Training targets checked for the task of ``estimator``.
 
     Classifiers take what scikit-learn's classifiers take; regressors need
-    numbers (returned as float64).
+    numbers (returned as float64). ``y`` must be 1-D (a column is flattened
+    with a warning, as scikit-learn does).
     """
+    y = column_or_1d(y, warn=True)
     if not is_regression(estimator):
         check_classification_targets(y)
         return y
