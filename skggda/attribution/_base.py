@@ -66,9 +66,12 @@ class BaseAttributor(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, ...)
-            Training inputs (2-D features, or N-D arrays such as images).
+            Training inputs (2-D features, or N-D arrays such as images; for
+            a Pipeline estimator, whatever its first step takes, e.g. a
+            DataFrame).
         y : array-like of shape (n_samples,)
-            Class labels (any type scikit-learn accepts).
+            Class labels (any type scikit-learn accepts), or numeric targets
+            for a regressor.
         groups : array-like of shape (n_samples,), default=None
             A fixed grouping: one hashable label per sample. Mutually
             exclusive with the ``grouper`` parameter. With neither, every
@@ -192,7 +195,7 @@ class BaseAttributor(BaseEstimator):
             Evaluation inputs of the property (e.g. a test set). ``None`` (with
             ``y=None``) evaluates the property on the training data.
         y : array-like of shape (n_samples,), default=None
-            Labels of ``X``.
+            Labels (or regression targets) of ``X``.
 
         Returns
         -------
