@@ -17,7 +17,7 @@ from skggda.metrics import (
     removal_baselines,
     retraining_score,
 )
-from skggda.metrics._removal import retraining_clone
+from skggda.metrics._retraining import retraining_clone
 from skggda.models import make_regressor
 
 
