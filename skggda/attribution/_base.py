@@ -20,11 +20,18 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _engine
-from ..properties import EvaluationData, Property, resolve_property
+from ..properties import EvaluationData, Property, check_property_task, resolve_property
 from ..utils._groups import canonicalize_groups, check_partition, compact_labels
 from ..utils._inputs import check_fit_data, check_test_data
+from ..utils._pipeline import model_input, preprocessing_pipeline
 from ..utils._seeding import derive_seeds, seeded_clone
-from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap_frozen
+from ..utils._skorch import PerSampleLoss, fit_or_freeze, unwrap_frozen
+from ..utils._targets import (
+    check_fit_targets,
+    decoded_targets,
+    encode_targets,
+    is_regression,
+)
 from ..utils._state import restored_on_error
 from ..utils._timings import stage_clock, substage
 
@@ -42,9 +49,9 @@ class BaseAttributor(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "estimator": [HasMethods(["fit", "predict_proba"]), None],
+        "estimator": [HasMethods(["fit", "predict"]), None],
         "grouper": [HasMethods(["fit"]), None],
-        "property": [StrOptions({"loss", "margin", "accuracy"}), Property, callable],
+        "property": [StrOptions({"loss", "margin", "accuracy", "prediction"}), Property, callable],
         "param_subset": [StrOptions({"all", "last"}), list],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "verbose": ["verbose"],
@@ -66,9 +73,12 @@ class BaseAttributor(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, ...)
-            Training inputs (2-D features, or N-D arrays such as images).
+            Training inputs (2-D features, or N-D arrays such as images; for
+            a Pipeline estimator, whatever its first step takes, e.g. a
+            DataFrame).
         y : array-like of shape (n_samples,)
-            Class labels (any type scikit-learn accepts).
+            Class labels (any type scikit-learn accepts), or numeric targets
+            for a regressor.
         groups : array-like of shape (n_samples,), default=None
             A fixed grouping: one hashable label per sample. Mutually
             exclusive with the ``grouper`` parameter. With neither, every
@@ -88,7 +98,10 @@ class BaseAttributor(BaseEstimator):
             raise ValueError(
                 "Pass either the grouper parameter or the groups argument of fit, not both."
             )
-        X, y = check_fit_data(self, X, y)
+        preprocessed = preprocessing_pipeline(self.estimator) is not None
+        X, y = check_fit_data(self, X, y, preprocessed=preprocessed)
+        y = check_fit_targets(y, self.estimator)
+        check_property_task(self.property, regression=is_regression(self.estimator))
         n = _engine.n_samples(X)
         given = None if groups is None else canonicalize_groups(groups, n)
         net_seed, grouper_seed, attribution_seed = map(int, derive_seeds(self.random_state, 3))
@@ -96,8 +109,11 @@ class BaseAttributor(BaseEstimator):
         with stage_clock("training") as training:
             resolved = fit_or_freeze(self.estimator, X, y, net_seed, self._training_callbacks())
         self.estimator_ = resolved.net
-        self.classes_ = resolved.classes
-        y_encoded = compact_labels(resolved.y_encoded, len(resolved.classes))
+        self._adopt_targets(resolved.classes)
+        self._preprocessor = resolved.preprocessor
+        X, y_encoded = resolved.X, resolved.y_encoded
+        if resolved.classes is not None:
+            y_encoded = compact_labels(y_encoded, len(resolved.classes))
 
         with stage_clock("grouping") as grouping:
             self.labels_, self.groups_ = self._form_groups(X, y_encoded, given, grouper_seed)
@@ -107,6 +123,12 @@ class BaseAttributor(BaseEstimator):
         with stage_clock("gradients") as gradients:
             self._fit_attribution(X, y_encoded, attribution_seed)
         self.timings_ = {**training, **grouping, **gradients}
+
+    def _adopt_targets(self, classes):
+        """Keep the label encoding (a regressor has no ``classes_``)."""
+        self.__dict__.pop("classes_", None)
+        if classes is not None:
+            self.classes_ = classes
 
     def _form_groups(self, X, y, given, seed):
         """``(labels, originals)`` from the grouper, the ``groups`` argument, or singletons."""
@@ -124,7 +146,8 @@ class BaseAttributor(BaseEstimator):
     def _fit_grouper(self, X, y, seed):
         # model-based groupers reuse the attributor's net instead of training one
         grouper = seeded_clone(self.grouper, seed, estimator=FrozenEstimator(self.estimator_))
-        return grouper.fit(X, y)
+        # the labels as given: a frozen model's own classes encode them again
+        return grouper.fit(X, decoded_targets(y, getattr(self, "classes_", None)))
 
     def _check_params(self, frozen):
         """Subclass hook: reject parameter combinations before any work."""
@@ -144,8 +167,16 @@ class BaseAttributor(BaseEstimator):
                 "Pass both X and y: the property is evaluated on labelled data."
                 + (" Pass neither to use the training data." if allow_default else "")
             )
-        X, y = check_test_data(self, X, y)
-        return X, encode_targets(y, self.classes_)
+        X, y = check_test_data(self, X, y, preprocessed=self._preprocessor is not None)
+        return model_input(self._preprocessor, X), encode_targets(y, getattr(self, "classes_", None))
+
+    def _model_input(self, X):
+        """``X`` validated against ``fit``, then through a Pipeline's preprocessing.
+
+        The scorers of :mod:`skggda.metrics` call it for their validation fold.
+        """
+        X, _ = check_test_data(self, X, preprocessed=self._preprocessor is not None)
+        return model_input(self._preprocessor, X)
 
     def _timed(self, stage, compute, *args):
         """Run a scoring method; its stage times go to :func:`~skggda.utils.record_timings`."""
@@ -161,7 +192,7 @@ class BaseAttributor(BaseEstimator):
             Evaluation inputs of the property (e.g. a test set). ``None`` (with
             ``y=None``) evaluates the property on the training data.
         y : array-like of shape (n_samples,), default=None
-            Labels of ``X``.
+            Labels (or regression targets) of ``X``.
 
         Returns
         -------
@@ -280,7 +311,7 @@ class BaseAttributor(BaseEstimator):
         if prop.needs_losses:
             losses = _engine.sample_values(plan, X, y, batch_size=plan.batch_size(self.batch_size))
             losses = losses.cpu().numpy()
-        weights = prop.weights(EvaluationData(X, y, self.classes_, losses))
+        weights = prop.weights(EvaluationData(X, y, getattr(self, "classes_", None), losses))
         return _engine.loss_gradient(
             plan.with_loss(_BadnessTerms(prop, plan.loss_fn)), X, y,
             sample_weight=weights, batch_size=plan.batch_size(self.batch_size), progress=progress,

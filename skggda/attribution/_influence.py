@@ -15,6 +15,7 @@ from ._kernel import (
     fit_kernel_state,
     kernel_scores,
     kernel_self_scores,
+    penalty_diagonal,
     property_vector,
     sample_vectors,
 )
@@ -85,10 +86,14 @@ class InfluenceAttributor(BaseAttributor):
 
     Parameters
     ----------
-    estimator : skorch NeuralNetClassifier or FrozenEstimator, default=None
-        As for :class:`TracInAttributor`.
+    estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
+        As for :class:`TracInAttributor`. A converted scikit-learn model's L2
+        penalty (``C``, ``alpha``) is part of the curvature of every solver:
+        added to the explicit Hessian and the Fisher kernel (projected with
+        the gradients), and to the damping of CG and LiSSA. Group gradients
+        are data terms only: removing a group leaves the penalty.
     grouper : estimator, default=None
-    property : {"loss", "margin", "accuracy"}, Property or callable, default="loss"
+    property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
     solver : {"fisher", "lissa", "cg", "exact", "kfac", "ekfac"}, default="fisher"
         How the curvature ``C`` is approximated and inverted (see above).
     fisher : {"auto", "batched", "empirical", "true"}, default="auto"
@@ -246,20 +251,23 @@ class InfluenceAttributor(BaseAttributor):
     def _fit_attribution(self, X, y, seed):
         self._seed = seed
         plan = self._make_plan(self.estimator_, X)
+        penalty = penalty_diagonal(plan, self.estimator_)
         self._state = self._hessian = self._kfac = None
         with self._stage("curvature"):
             if self.solver == "fisher":
                 self._state = fit_kernel_state(
                     plan, X, y, self.labels_, self.n_groups_, self._projector(plan),
-                    batched=self._fisher_kind() == "batched",
+                    batched=self._fisher_kind() == "batched", penalty=penalty,
                     batch_size=plan.batch_size(self.batch_size, self._row_floats(plan)),
                     progress=self._progress("group gradients"),
                 )
             elif self.solver == "exact":
-                self._hessian = _engine.dense_hessian(
+                hessian = _engine.dense_hessian(
                     plan, X, y, batch_size=plan.batch_size(self.batch_size, plan.n_params),
-                    progress=self._progress("Hessian"),
-                ).cpu().numpy()
+                    progress=self._progress("Hessian"))
+                if penalty is not None:
+                    hessian = hessian + torch.diag(plan.flatten(penalty))
+                self._hessian = hessian.cpu().numpy()
             elif self.solver in _KRONECKER:
                 self._kfac = _engine.fit_kfac(
                     plan, X, y, corrected=self.solver == "ekfac", fisher=self._fisher_kind(),
@@ -318,8 +326,16 @@ class InfluenceAttributor(BaseAttributor):
         return out / len(self._y_fit)
 
     def _inverse_hvp(self, plan, V):
-        """``(m, p)``: ``(H + damping)^{-1}`` applied to the rows of ``V`` by the chosen solver."""
+        """``(m, p)``: ``(H + damping)^{-1}`` applied to the rows of ``V`` by the chosen solver.
+
+        ``H`` holds the L2 penalty of a converted scikit-learn model: the
+        exact Hessian has it added; CG and LiSSA take it as a per-parameter
+        damping (for LiSSA divided by its scale, whose fixed point
+        multiplies the damping by it); K-FAC / EK-FAC leave it out.
+        """
         damping = self._damping()
+        penalty = penalty_diagonal(plan, self.estimator_)
+        penalty = 0.0 if penalty is None else plan.flatten(penalty).to(V.dtype)
         with self._stage("solve"):
             if self.solver in _KRONECKER:
                 return plan.flatten(self._kfac.precondition(plan.unflatten(V), damping))
@@ -328,11 +344,12 @@ class InfluenceAttributor(BaseAttributor):
                 return _engine.solve_dense(H, V, damping)
             if self.solver == "cg":
                 return warn_unconverged(_engine.conjugate_gradient(
-                    plan, self._X_fit, self._y_fit, V, damping=damping,
+                    plan, self._X_fit, self._y_fit, V, damping=damping + penalty,
                     max_iter=self.cg_max_iter, batch_size=plan.batch_size(self.batch_size),
                     progress=self._progress("conjugate gradients"),
                 ))
             generator = torch.Generator().manual_seed(self._seed)
+            damping = damping + penalty / self.lissa_scale
             return warn_unconverged(_engine.lissa(
                 plan, self._X_fit, self._y_fit, V, damping=damping,
                 scale=self.lissa_scale, depth=self.lissa_depth, repeat=self.lissa_repeat,

@@ -37,8 +37,11 @@ from .._engine import (
     to_device,
 )
 from ..utils._groups import compact_labels, label_dtype
+from ..utils._inputs import check_fit_data, check_test_data
+from ..utils._pipeline import model_input, preprocessing_pipeline
 from ..utils._seeding import derive_seeds
-from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze
+from ..utils._skorch import PerSampleLoss, fit_or_freeze
+from ..utils._targets import check_fit_targets, encode_targets, is_regression
 from ._base import BaseGrouper
 
 # Rows read, featurised and assigned at a time in the streaming passes.
@@ -86,7 +89,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
 
     def _group(self, X, y, n_groups, keep=None):
         seed = derive_seeds(self.random_state)
-        y = self._prepare(X, y, seed)
+        X, y = self._prepare(X, y, seed)
         sample = fit_sample(n_samples(X), n_groups, seed)
         if sample is None:
             features = self._feature_matrix(X, y, "features")
@@ -154,8 +157,8 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         return torch.cat([block for _, _, block in self._feature_blocks(X, y, desc)])
 
     def _prepare(self, X, y, seed):
-        """Hook run before the features: returns the labels the features read (or None)."""
-        return None
+        """Hook run before the features: ``(X, y)`` as the features read them."""
+        return X, None
 
     # -- after fit -------------------------------------------------------------------
 
@@ -378,7 +381,7 @@ class _ModelGrouper(_KMeansGrouper):
 
     _parameter_constraints: dict = {
         **_KMeansGrouper._parameter_constraints,
-        "estimator": [HasMethods(["fit", "predict_proba"]), None],
+        "estimator": [HasMethods(["fit", "predict"]), None],
     }
     _needs_y = True
 
@@ -421,11 +424,26 @@ class _ModelGrouper(_KMeansGrouper):
 
     def _prepare(self, X, y, seed):
         resolved = fit_or_freeze(self.estimator, X, y, seed)
-        self.estimator_, self.classes_ = resolved.net, resolved.classes
-        return compact_labels(resolved.y_encoded, len(resolved.classes))
+        self.estimator_, self._preprocessor = resolved.net, resolved.preprocessor
+        self.__dict__.pop("classes_", None)  # a regressor has none
+        y_encoded = resolved.y_encoded
+        if resolved.classes is not None:
+            self.classes_ = resolved.classes
+            y_encoded = compact_labels(y_encoded, len(resolved.classes))
+        return resolved.X, y_encoded
+
+    def _check_fit_data(self, X, y):
+        preprocessed = preprocessing_pipeline(self.estimator) is not None
+        X, y = check_fit_data(self, X, y, preprocessed=preprocessed)
+        return X, check_fit_targets(y, self.estimator)
+
+    def _check_test_data(self, X, y=None):
+        preprocessor = self._preprocessor
+        X, y = check_test_data(self, X, y, preprocessed=preprocessor is not None)
+        return model_input(preprocessor, X), y
 
     def _test_labels(self, y):
-        return None if y is None else encode_targets(y, self.classes_)
+        return None if y is None else encode_targets(y, getattr(self, "classes_", None))
 
     def _forward_batch_size(self, X_block):
         """Rows per forward pass: ``batch_size``, or the ``"auto"`` choice for the net."""
@@ -437,7 +455,9 @@ class _ModelGrouper(_KMeansGrouper):
         return auto_batch_size(floats * (torch.finfo(dtype).bits // 8), device)
 
     def _block_features(self, X_block, y_block):
-        return self._model_features(X_block, y_block, self._forward_batch_size(X_block))
+        features = self._model_features(X_block, y_block, self._forward_batch_size(X_block))
+        # float32 whatever the module computes in (converted scikit-learn models: float64)
+        return features.float()
 
     def _model_features(self, X, y_encoded, batch_size):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -450,12 +470,13 @@ _MODEL_PARAMETERS = """
         Target group size; ``n_groups = ceil(n_samples / group_size)``.
     n_groups : int, default=None
         Number of groups; wins over ``group_size`` when set.
-    estimator : skorch NeuralNetClassifier or FrozenEstimator, default=None
-        The net whose {what} are clustered. A plain net is cloned and
-        trained in ``fit``; ``FrozenEstimator(net)`` is used as is; ``None``
-        trains the default MLP. Inside an attributor (``grouper=``) it is
-        filled in with the attributor's fitted net, so nothing is trained
-        twice.
+    estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
+        The model (classifier or regressor) whose {what} are clustered. A
+        plain net is cloned and trained in ``fit``; ``FrozenEstimator(net)``
+        is used as is; scikit-learn's models and pipelines as for
+        :class:`~skggda.TracInAttributor`; ``None`` trains the default MLP.
+        Inside an attributor (``grouper=``) it is filled in with the
+        attributor's fitted model, so nothing is trained twice.
     algorithm : {{"auto", "lloyd", "hierarchical"}}, default="auto"
         See :class:`KMeansGrouper`.
     max_iter : int, default=60
@@ -478,9 +499,10 @@ _MODEL_PARAMETERS = """
         Number of groups formed.
     cluster_centers_ : ndarray of shape (n_groups, n_hidden)
         Centers in the (unwhitened) feature space.
-    estimator_ : skorch NeuralNetClassifier
-        The net the features come from.
+    estimator_ : skorch net or ConvertedModel
+        The model the features come from.
     classes_ : ndarray of shape (n_classes,)
+        Class labels (classifiers only).
     inertia_ : float
     n_iter_ : int
     fit_time_ : float
@@ -521,8 +543,9 @@ class GradKMeansGrouper(_ModelGrouper):
     that push the model the same way share a group, which keeps group
     attributions faithful to the per-point ones (paper sections 5.2 and
     5.4.1). For a linear head under softmax cross-entropy the gradient is
-    ``W^T (softmax(z) - onehot(y))``, computed in closed form from one
-    forward pass; other heads and losses use autograd.
+    ``W^T (softmax(z) - onehot(y))``, and under a squared error ``c ||z -
+    y||^2`` (regression) ``2 c W^T (z - y)``, computed in closed form from
+    one forward pass; other heads and losses use autograd.
     """ + _MODEL_PARAMETERS.format(what="pre-activation loss gradients") + """
     Examples
     --------
@@ -545,5 +568,7 @@ class GradKMeansGrouper(_ModelGrouper):
         loss = PerSampleLoss(self.estimator_.criterion_)
         return preactivation_gradients(
             self.estimator_.module_, loss, X, y_encoded,
-            softmax_cross_entropy=loss.is_plain_cross_entropy, batch_size=batch_size,
+            softmax_cross_entropy=loss.is_plain_cross_entropy,
+            squared_error_scale=loss.squared_error_scale,
+            regression=is_regression(self.estimator_), batch_size=batch_size,
         )

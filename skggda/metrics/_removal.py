@@ -5,6 +5,10 @@
 * :func:`pruning_score` -- remove the *least* important 25/50/75% and
   retrain: a good attribution keeps accuracy (higher is better).
 
+Classifiers are measured by test accuracy; regressors by test RMSE (the
+default) or R^2 (``metric=``), where a good attribution makes the RMSE rise
+in the retraining score and stay low when pruning.
+
 Points are removed by whole groups in score order; the last group needed is
 removed partially, its points chosen at random (paper section 5.4.1); with
 ``stratify`` the same share of every class goes, each class in the score
@@ -24,11 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 
-from ..utils._seeding import derive_seeds, seeded_clone
+from ..utils._seeding import derive_seeds
 from ._noisy_labels import check_finite_scores
+from ._retraining import METRICS, _encode, _sem, fit_subset, resolve_metric, test_score
 
 
 def removal_order(scores, labels, *, most_important=True, random_state=None):
@@ -138,22 +142,30 @@ def _random_removal(n, fraction, strata, seed):
 
 @dataclass
 class RemovalResult:
-    """Accuracies after removal, with baselines, as means and standard errors over seeds.
+    """Test scores after removal, with baselines, as means and standard errors over seeds.
+
+    The fields are named after accuracy, the metric of classifiers; for a
+    regressor they hold the test RMSE or R^2, as ``metric`` says.
 
     Attributes
     ----------
     fractions : ndarray of shape (n_fractions,)
     accuracy, accuracy_sem : ndarray of shape (n_fractions,)
-        Test accuracy after removing by score.
+        Test ``metric`` after removing by score.
     random_accuracy, random_accuracy_sem : ndarray of shape (n_fractions,)
-        Test accuracy after removing the same number of points at random.
+        Test ``metric`` after removing the same number of points at random.
     full_accuracy, full_accuracy_sem : float
-        Test accuracy with all training points.
+        Test ``metric`` with all training points.
     kept_class_share : ndarray of shape (n_fractions, n_classes)
-        Class proportions of the training points kept (removal by score).
+        Class proportions of the training points kept (removal by score);
+        ``n_classes`` is 0 for a regressor.
     n_seeds : int
     most_important : bool
         What was removed first.
+    classes : ndarray of shape (n_classes,) or None
+        The classes of ``kept_class_share``; ``None`` for a regressor.
+    metric : {"accuracy", "rmse", "r2"}, default="accuracy"
+        What the scores measure.
 
     Examples
     --------
@@ -177,15 +189,17 @@ class RemovalResult:
     n_seeds: int
     most_important: bool
     classes: np.ndarray = field(repr=False, default=None)
+    metric: str = "accuracy"
 
     def as_table(self) -> str:
         """A plain-text table, one row per fraction."""
         what = "most" if self.most_important else "least"
-        lines = [f"removed ({what} important)  accuracy        random removal",
-                 f"{'none':>26}  {_pm(self.full_accuracy, self.full_accuracy_sem)}"]
+        pm = _pm if self.metric == "accuracy" else _pm_plain
+        lines = [f"removed ({what} important)  {self.metric:<14}  random removal",
+                 f"{'none':>26}  {pm(self.full_accuracy, self.full_accuracy_sem)}"]
         for f, a, s, r, rs in zip(self.fractions, self.accuracy, self.accuracy_sem,
                                   self.random_accuracy, self.random_accuracy_sem):
-            lines.append(f"{f:>25.0%}  {_pm(a, s)}  {_pm(r, rs)}")
+            lines.append(f"{f:>25.0%}  {pm(a, s)}  {pm(r, rs)}")
         return "\n".join(lines)
 
 
@@ -193,51 +207,31 @@ def _pm(mean, sem):
     return f"{100 * mean:5.1f} ± {100 * sem:4.1f}%"
 
 
-def _encode(y, y_test):
-    """Training and test labels as ``0 .. n_classes - 1``, and the classes."""
-    encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
-    return encoder.transform(y), encoder.transform(y_test), encoder.classes_
+def _pm_plain(mean, sem):
+    return f"{mean:6.4g} ± {sem:<6.2g}"
 
 
-def _sem(values, axis=0):
-    values = np.asarray(values, dtype=float)
-    n = values.shape[axis]
-    return values.std(axis=axis, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(
-        np.delete(values.shape, axis))
-
-
-def retraining_clone(estimator, seed, n_classes):
-    """An unfitted clone seeded with ``seed`` that keeps an output for every class.
-
-    A kept subset may lack a class (Grad-K-Means groups are often
-    class-pure); a skorch net would then infer a smaller head from it. Its
-    ``classes`` parameter, when unset, is fixed to all ``n_classes``
-    encoded labels.
-    """
-    return seeded_clone(estimator, seed, override=True, classes=np.arange(n_classes))
-
-
-def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes):
-    """Train a clone on ``X[keep]`` with ``seed`` and return its test accuracy (a joblib job)."""
-    net = retraining_clone(estimator, seed, n_classes)
-    net.fit(X[keep], y[keep])
-    return float(np.mean(np.asarray(net.predict(X_test)) == y_test))
+def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes, metric):
+    """Train a clone on ``X[keep]`` with ``seed`` and return its test ``metric`` (a joblib job)."""
+    return test_score(fit_subset(estimator, X, y, keep, seed, n_classes), X_test, y_test, metric)
 
 
 def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
                   most_important, stratify=False, n_seeds=3, n_jobs=None, random_state=None,
-                  baselines=None):
+                  baselines=None, metric=None):
     """Retrain without the points ranked first by ``scores``; see the module docstring.
 
     Parameters
     ----------
-    estimator : classifier
+    estimator : classifier or regressor
         The training recipe (cloned for every retraining; a ``random_state``
-        parameter is set per seed).
+        parameter is set per seed): a skorch net, or an attributor's
+        ``estimator_`` (a converted scikit-learn model is refitted by
+        scikit-learn).
     X, y : array-like
         The training data the scores refer to.
     X_test, y_test : array-like
-        Where accuracy is measured.
+        Where the ``metric`` is measured.
     scores : array-like of shape (n_groups,)
         Group scores (higher = more helpful).
     labels : array-like of shape (n_samples,)
@@ -248,14 +242,18 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     stratify : bool, default=False
         Remove the same share of every class of ``y`` (see
         :func:`points_to_remove`); the random baseline is then stratified too.
+        Classifiers only.
     n_seeds : int, default=3
     n_jobs : int, default=None
     random_state : int, RandomState instance or None, default=None
     baselines : RemovalBaselines, default=None
         The no-removal and random-removal retrainings, from
         :func:`removal_baselines` with the same data, ``fractions``,
-        ``stratify``, ``n_seeds`` and ``random_state``; computed here when
-        ``None``.
+        ``stratify``, ``n_seeds``, ``random_state`` and ``metric``; computed
+        here when ``None``.
+    metric : {"accuracy", "rmse", "r2"}, default=None
+        The test metric: accuracy for a classifier; RMSE (``None``) or R^2
+        for a regressor.
 
     Returns
     -------
@@ -276,7 +274,7 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     ((1,), (1,))
     """
     setup = _RetrainingSetup.build(X, y, X_test, y_test, fractions, stratify, n_seeds,
-                                   random_state)
+                                   random_state, resolve_metric(metric, estimator))
     if baselines is None:
         baseline_jobs = setup.baseline_jobs()
     else:
@@ -293,17 +291,14 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     removal = np.asarray(accuracies[:len(by_score)]).reshape(n_seeds, len(setup.fractions))
     if baselines is None:
         baselines = setup.baselines_from(accuracies[len(by_score):])
-    shares = np.array([
-        np.bincount(setup.y[keep], minlength=setup.n_classes) / max(len(keep), 1)
-        for keep, _ in by_score
-    ]).reshape(n_seeds, len(setup.fractions), -1).mean(0)
+    shares = setup.kept_class_share([keep for keep, _ in by_score])
     return RemovalResult(
         fractions=setup.fractions,
         accuracy=removal.mean(0), accuracy_sem=_sem(removal),
         random_accuracy=baselines.random.mean(0), random_accuracy_sem=_sem(baselines.random),
         full_accuracy=float(baselines.full.mean()), full_accuracy_sem=float(_sem(baselines.full)),
         kept_class_share=shares, n_seeds=n_seeds, most_important=most_important,
-        classes=setup.classes_,
+        classes=setup.classes_, metric=setup.metric,
     )
 
 
@@ -311,7 +306,7 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
 class RemovalBaselines:
     """The retrainings of a removal evaluation that do not depend on the scores.
 
-    Test accuracy without removal and after random removal, per retraining
+    Test ``metric`` without removal and after random removal, per retraining
     seed; :func:`removal_baselines` computes them once, and every
     :func:`removal_score` call with the same data, fractions, seeds and
     ``stratify`` can reuse them (``baselines=``) instead of retraining them.
@@ -325,6 +320,8 @@ class RemovalBaselines:
     random : ndarray of shape (n_seeds, n_fractions)
     n_samples : tuple of int
         Training and test points they were measured on.
+    metric : {"accuracy", "rmse", "r2"}, default="accuracy"
+        The test metric of ``full`` and ``random``.
 
     Examples
     --------
@@ -346,10 +343,11 @@ class RemovalBaselines:
     full: np.ndarray
     random: np.ndarray
     n_samples: tuple
+    metric: str = "accuracy"
 
 
 def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=False, n_seeds=3,
-                      n_jobs=None, random_state=None):
+                      n_jobs=None, random_state=None, metric=None):
     """No-removal and random-removal retrainings, to share between :func:`removal_score` calls.
 
     Parameters are those of :func:`removal_score`; pass the result as its
@@ -376,7 +374,7 @@ def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=Fa
     np.True_
     """
     setup = _RetrainingSetup.build(X, y, X_test, y_test, fractions, stratify, n_seeds,
-                                   random_state)
+                                   random_state, resolve_metric(metric, estimator))
     return setup.baselines_from(setup.retrain(estimator, setup.baseline_jobs(), n_jobs))
 
 
@@ -388,20 +386,25 @@ class _RetrainingSetup:
     y: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    classes_: np.ndarray
+    classes_: np.ndarray | None
     fractions: np.ndarray
     stratify: bool
     seeds: np.ndarray
+    metric: str
 
     @classmethod
-    def build(cls, X, y, X_test, y_test, fractions, stratify, n_seeds, random_state):
+    def build(cls, X, y, X_test, y_test, fractions, stratify, n_seeds, random_state, metric):
         if not isinstance(stratify, (bool, np.bool_)):
             raise TypeError(f"stratify must be True or False (the classes are y), got "
                             f"{type(stratify).__name__}.")
-        y, y_test, classes = _encode(y, y_test)
+        regression = METRICS[metric][1] == "regression"
+        if regression and stratify:
+            raise ValueError("stratify=True keeps class shares; a regressor's targets have "
+                             "no classes.")
+        y, y_test, classes = _encode(y, y_test, regression)
         seeds = derive_seeds(random_state, n_seeds)
         return cls(np.asarray(X), y, np.asarray(X_test), y_test, classes,
-                   np.asarray(fractions, dtype=float), bool(stratify), seeds)
+                   np.asarray(fractions, dtype=float), bool(stratify), seeds, metric)
 
     @property
     def n(self):
@@ -409,12 +412,21 @@ class _RetrainingSetup:
 
     @property
     def n_classes(self):
-        return len(self.classes_)
+        """Number of classes; ``None`` for a regressor."""
+        return None if self.classes_ is None else len(self.classes_)
 
     @property
     def strata(self):
         """Per-point classes to stratify by, or ``None``."""
         return self.y if self.stratify else None
+
+    def kept_class_share(self, kept):
+        """``(n_fractions, n_classes)`` class shares of the kept points, mean over seeds."""
+        if self.classes_ is None:
+            return np.zeros((len(self.fractions), 0))
+        shares = [np.bincount(self.y[keep], minlength=self.n_classes) / max(len(keep), 1)
+                  for keep in kept]
+        return np.array(shares).reshape(len(self.seeds), len(self.fractions), -1).mean(0)
 
     def baseline_jobs(self):
         """``(keep, seed)`` per seed: everything, then random removal at every fraction."""
@@ -430,34 +442,38 @@ class _RetrainingSetup:
     def baselines_from(self, accuracies):
         per_seed = np.asarray(accuracies).reshape(len(self.seeds), 1 + len(self.fractions))
         return RemovalBaselines(self.seeds, self.fractions, self.stratify, per_seed[:, 0],
-                                per_seed[:, 1:], (len(self.y), len(self.y_test)))
+                                per_seed[:, 1:], (len(self.y), len(self.y_test)), self.metric)
 
     def check(self, baselines):
         """Refuse baselines computed for other data, seeds, fractions or stratification."""
         same = (tuple(baselines.n_samples) == (len(self.y), len(self.y_test))
                 and np.array_equal(baselines.seeds, self.seeds)
                 and np.array_equal(baselines.fractions, self.fractions)
-                and baselines.stratify == self.stratify)
+                and baselines.stratify == self.stratify
+                and baselines.metric == self.metric)
         if not same:
             raise ValueError(
-                "baselines were computed for other data, seeds, fractions or stratify; "
-                "call removal_baselines with the same data, fractions, stratify, n_seeds "
-                "and random_state as this call."
+                "baselines were computed for other data, seeds, fractions, stratify or "
+                "metric; call removal_baselines with the same data, fractions, stratify, "
+                "n_seeds, random_state and metric as this call."
             )
 
     def retrain(self, estimator, jobs, n_jobs):
-        """Test accuracy of a clone trained on ``X[keep]`` with ``seed``, per job."""
+        """Test metric of a clone trained on ``X[keep]`` with ``seed``, per job."""
         return Parallel(n_jobs=n_jobs)(
             delayed(_fit_and_score)(estimator, self.X, self.y, self.X_test, self.y_test, keep,
-                                    int(seed), self.n_classes)
+                                    int(seed), self.n_classes, self.metric)
             for keep, seed in jobs
         )
 
 
 def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
                      fractions=(0.01, 0.05, 0.10, 0.20), stratify=False, n_seeds=3,
-                     n_jobs=None, random_state=None, baselines=None):
+                     n_jobs=None, random_state=None, baselines=None, metric=None):
     """Test accuracy after removing the *most* important points (lower is better).
+
+    For a regressor the test RMSE (higher is better: the attribution found
+    the points the model needs) or R^2 (``metric="r2"``, lower is better).
 
     See :func:`removal_score` for the parameters.
 
@@ -481,13 +497,17 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=True, stratify=stratify, n_seeds=n_seeds,
-                         n_jobs=n_jobs, random_state=random_state, baselines=baselines)
+                         n_jobs=n_jobs, random_state=random_state, baselines=baselines,
+                         metric=metric)
 
 
 def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
                   fractions=(0.25, 0.50, 0.75), stratify=False, n_seeds=3, n_jobs=None,
-                  random_state=None, baselines=None):
+                  random_state=None, baselines=None, metric=None):
     """Test accuracy after removing the *least* important points (higher is better).
+
+    For a regressor the test RMSE (lower is better) or R^2 (``metric="r2"``,
+    higher is better).
 
     See :func:`removal_score` for the parameters.
 
@@ -511,4 +531,5 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=False, stratify=stratify, n_seeds=n_seeds,
-                         n_jobs=n_jobs, random_state=random_state, baselines=baselines)
+                         n_jobs=n_jobs, random_state=random_state, baselines=baselines,
+                         metric=metric)

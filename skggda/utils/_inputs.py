@@ -23,13 +23,14 @@ from numbers import Integral
 import numpy as np
 import torch
 from scipy.sparse import issparse
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_n_features,
     check_array,
     check_consistent_length,
     validate_data,
 )
+
+from .._engine import IndexedRows, take
 
 # Rows per block of the validation scan (a few MB of float32 features).
 _SCAN_ROWS = 1 << 16
@@ -236,38 +237,41 @@ def as_reader(X) -> RowReader:
     return RowReader(X)
 
 
-def check_fit_data(estimator, X, y=None, *, y_required=True, classification=True):
+def check_fit_data(estimator, X, y=None, *, y_required=True, preprocessed=False):
     """``(X, y)`` validated for ``fit``; the one fit-time validation path.
 
-    In memory: scikit-learn's ``validate_data`` (float32, N-D allowed). Streamed:
-    ``X`` becomes a :class:`RowReader` after a full validation scan, and
-    ``y`` (taken from the items when ``X`` is a Dataset) an in-memory array.
-    Sets ``n_features_in_`` either way. Classification targets are checked.
+    In memory: scikit-learn's ``validate_data`` (float32, N-D allowed; only
+    the shapes when ``preprocessed``: a Pipeline's first steps validate the
+    raw input themselves). Streamed: ``X`` becomes a :class:`RowReader`
+    after a full validation scan, and ``y`` (taken from the items when ``X``
+    is a Dataset) an in-memory 1-D array. Sets ``n_features_in_`` either
+    way. Targets are left to :func:`~skggda.utils._targets.check_fit_targets`.
     """
-    if not is_streamed(X):
+    if preprocessed or not is_streamed(X):
+        checks = ({"skip_check_array": True} if preprocessed
+                  else {"allow_nd": True, "dtype": np.float32})
         if y is None and not y_required:
-            return validate_data(estimator, X, allow_nd=True, dtype=np.float32), None
-        X, y = validate_data(estimator, X, y, allow_nd=True, dtype=np.float32)
-    else:
-        X, y = _scan(as_reader(X), y)
-        _check_n_features(estimator, X, reset=True)
-        _drop_feature_names(estimator)
-        if y is None and y_required:
-            raise ValueError(
-                f"{type(estimator).__name__} requires y to be passed, but the target y is None."
-            )
-    if y is not None and classification:
-        check_classification_targets(y)
+            return validate_data(estimator, X, **checks), None
+        return validate_data(estimator, X, y, **checks)
+    X, y = _scan(as_reader(X), y)
+    _check_n_features(estimator, X, reset=True)
+    _drop_feature_names(estimator)
+    if y is None and y_required:
+        raise ValueError(
+            f"{type(estimator).__name__} requires y to be passed, but the target y is None."
+        )
     return X, y
 
 
-def check_test_data(estimator, X, y=None):
+def check_test_data(estimator, X, y=None, *, preprocessed=False):
     """``(X, y)`` validated for scoring, prediction or transformation (``reset=False``).
 
     ``y`` is returned as a 1-D array (or ``None``); for a Dataset ``X`` it is
     read from the items when not given.
     """
-    if not is_streamed(X):
+    if preprocessed:
+        X = validate_data(estimator, X, reset=False, skip_check_array=True)
+    elif not is_streamed(X):
         X = validate_data(estimator, X, reset=False, allow_nd=True, dtype=np.float32)
     else:
         X, y = _scan(as_reader(X), y, targets_needed=y is None)
@@ -336,6 +340,20 @@ class ReaderDataset(torch.utils.data.Dataset):
 
 def training_inputs(X, y):
     """``(X, y)`` as skorch's ``fit`` takes them: streamed inputs become a Dataset."""
-    if isinstance(X, RowReader):
+    if isinstance(X, (RowReader, IndexedRows)):
         return ReaderDataset(X, y), None
     return X, y
+
+
+def loaded(X):
+    """``X`` as an in-memory array: what trains a scikit-learn model (it cannot stream)."""
+    if isinstance(X, (RowReader, IndexedRows)):
+        return X[0:len(X)]
+    return X
+
+
+def subset_rows(X, index):
+    """Rows ``index`` of ``X``: a lazy view of a streamed input, a copy of an in-memory one."""
+    if isinstance(X, (RowReader, IndexedRows)):
+        return IndexedRows(X, index)
+    return take(X, index)
