@@ -181,18 +181,21 @@ class RemovalResult:
     classes: np.ndarray = field(repr=False, default=None)
 
     def as_table(self) -> str:
-        """A plain-text table, one row per fraction."""
+        """A plain-text table, one row per fraction (``mean ± s.e.``; no ± for 1 seed)."""
         what = "most" if self.most_important else "least"
-        lines = [f"removed ({what} important)  accuracy        random removal",
-                 f"{'none':>26}  {_pm(self.full_accuracy, self.full_accuracy_sem)}"]
+        seeds = "  (1 seed)" if self.n_seeds == 1 else ""
+        lines = [f"removed ({what} important)  accuracy        random removal{seeds}",
+                 f"{'none':>26}  {self._pm(self.full_accuracy, self.full_accuracy_sem)}"]
         for f, a, s, r, rs in zip(self.fractions, self.accuracy, self.accuracy_sem,
                                   self.random_accuracy, self.random_accuracy_sem):
-            lines.append(f"{f:>25.0%}  {_pm(a, s)}  {_pm(r, rs)}")
-        return "\n".join(lines)
+            lines.append(f"{f:>25.0%}  {self._pm(a, s)}  {self._pm(r, rs)}")
+        return "\n".join(line.rstrip() for line in lines)
 
-
-def _pm(mean, sem):
-    return f"{100 * mean:5.1f} ± {100 * sem:4.1f}%"
+    def _pm(self, mean, sem):
+        # a single seed has no standard error: "± 0.0" would claim a precision never measured
+        if self.n_seeds == 1:
+            return f"{100 * mean:5.1f}%{'':8}"
+        return f"{100 * mean:5.1f} ± {100 * sem:4.1f}%"
 
 
 def _encode(y, y_test):
