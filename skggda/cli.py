@@ -33,7 +33,6 @@ from .experiments import (
     summarize,
     write_files,
 )
-from .inspection._explain import main as explain_main
 
 _DEFAULTS = GridConfig()
 
@@ -134,7 +133,9 @@ def config_from_args(args) -> GridConfig:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["explain"]:
-        return explain_main(argv[1:])
+        from .inspection._explain import main as explain  # it reuses this module's types
+
+        return explain(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args)

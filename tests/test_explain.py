@@ -256,6 +256,16 @@ def test_bad_input_is_a_one_line_usage_error_and_writes_nothing(case, tmp_path, 
     assert leftovers(tmp_path) == []
 
 
+def test_valid_file_without_a_feature_is_a_usage_error(table, tmp_path, capsys):
+    valid = _write(tmp_path, small_table(n=60, seed=1).drop(columns="income"), "valid.csv")
+    with pytest.raises(SystemExit) as info:
+        explain(table, "--target", "label", "--valid", valid, "--output", tmp_path / "report",
+                *FAST)
+    assert info.value.code == 2
+    assert "has no column 'income' (a feature of the training file)" in capsys.readouterr().err
+    assert leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("content", [None, b"", bytes(range(256)) * 20])
 def test_unreadable_file_is_a_usage_error(content, tmp_path, capsys):
     path = tmp_path / "data.csv"
