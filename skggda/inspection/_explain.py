@@ -167,7 +167,8 @@ def _read_checked(args, notes):
     if args.group_by == args.target:
         raise UsageError("--group-by names the target column: the groups must be something else.")
     if args.group_by and args.group_size is not None:
-        raise UsageError("--group-size goes with --grouper; --group-by takes your groups as they are.")
+        raise UsageError("--group-size goes with --grouper; --group-by takes your groups as "
+                         "they are.")
     return _drop_missing_target(frame, args.target, notes)
 
 

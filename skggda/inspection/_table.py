@@ -96,7 +96,8 @@ def infer_task(target):
     if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
         return "classification"
     integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
-    return "classification" if integral and values.nunique() <= MAX_INTEGER_CLASSES else "regression"
+    few = values.nunique() <= MAX_INTEGER_CLASSES
+    return "classification" if integral and few else "regression"
 
 
 def target_values(target, task, name):
