@@ -3,7 +3,9 @@
 GGDA attributes a *property* ``g(theta)`` of the trained model to groups of
 training data (paper section 3): the mean test loss (default), the loss on
 one class, the mean margin, a smooth accuracy surrogate, a fairness gap
-between two subgroups, or any function of the model.
+between two subgroups, a regressor's mean prediction, or any function of
+the model. Margins, accuracies and class losses are defined for classifiers
+only; attributors refuse them for regressors when they are fitted.
 
 Every attributor takes ``property=`` (a name, a :class:`Property` or a
 callable) and follows one sign convention: **a higher score means the group
@@ -29,6 +31,7 @@ __all__ = [
     "FairnessGap",
     "Margin",
     "MeanLoss",
+    "MeanPrediction",
     "Property",
     "SmoothAccuracy",
     "make_property",
@@ -42,10 +45,11 @@ class EvaluationData:
     ----------
     X : ndarray
         The evaluation inputs.
-    y : ndarray of int
-        Their labels, encoded as class indices.
-    classes : ndarray
-        The original label of every class index.
+    y : ndarray
+        Their labels, encoded as class indices (int); for a regressor, the
+        float targets.
+    classes : ndarray or None
+        The original label of every class index; ``None`` for a regressor.
     losses : ndarray or None
         Per-sample losses, when the property asked for them
         (``needs_losses``).
@@ -91,6 +95,8 @@ class Property:
     #: Whether the property is a function of the whole evaluation set (``value``)
     #: rather than a weighted sum of per-sample ``terms``.
     whole_data = False
+    #: The models it is defined for: "classification", "regression" or both.
+    tasks = frozenset({"classification", "regression"})
 
     def terms(self, output, y, loss_fn):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -138,6 +144,8 @@ class ClassLoss(MeanLoss):
     ClassLoss(label='Bad')
     """
 
+    tasks = frozenset({"classification"})
+
     def __init__(self, label):
         self.label = label
 
@@ -166,6 +174,11 @@ def _error_probability(output, y):
     return torch.exp(torch.logsumexp(others, dim=1) - torch.logsumexp(output, dim=1))
 
 
+def _prediction(output, y):
+    """A regressor's prediction: the output, summed over the outputs of a multi-target model."""
+    return output.reshape(output.shape[0], -1).sum(1)
+
+
 class Margin(Property):
     """The mean classification margin ``log p_y - log(1 - p_y)`` (higher is better).
 
@@ -178,6 +191,7 @@ class Margin(Property):
     """
 
     greater_is_better = True
+    tasks = frozenset({"classification"})
 
     def terms(self, output, y, loss_fn):
         return _margin(_logits(output, loss_fn), y)
@@ -203,6 +217,7 @@ class SmoothAccuracy(Property):
     """
 
     greater_is_better = True
+    tasks = frozenset({"classification"})
 
     def __init__(self, temperature=1.0):
         if temperature <= 0:
@@ -211,6 +226,36 @@ class SmoothAccuracy(Property):
 
     def terms(self, output, y, loss_fn):
         return torch.sigmoid(_margin(_logits(output, loss_fn), y) / self.temperature)
+
+
+class MeanPrediction(Property):
+    """A regressor's mean prediction over the evaluation data.
+
+    With the default ``greater_is_better=True`` a group scores high when it
+    pushes the predictions up (removing it is predicted to lower them);
+    pass ``False`` to attribute a quantity to keep low (a predicted cost).
+    The prediction is the module's output (its sum over the outputs of a
+    multi-target model).
+
+    Parameters
+    ----------
+    greater_is_better : bool, default=True
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skggda.properties import MeanPrediction
+    >>> MeanPrediction().terms(torch.tensor([[1.5], [2.5]]), None, None).tolist()
+    [1.5, 2.5]
+    """
+
+    tasks = frozenset({"regression"})
+
+    def __init__(self, greater_is_better=True):
+        self.greater_is_better = greater_is_better
+
+    def terms(self, output, y, loss_fn):
+        return _prediction(output, y)
 
 
 class FairnessGap(Property):
@@ -339,7 +384,8 @@ def make_property(fn, *, greater_is_better=False):
     return _CallableProperty(fn, greater_is_better)
 
 
-_NAMED = {"loss": MeanLoss, "margin": Margin, "accuracy": SmoothAccuracy}
+_NAMED = {"loss": MeanLoss, "margin": Margin, "accuracy": SmoothAccuracy,
+          "prediction": MeanPrediction}
 
 
 def resolve_property(spec) -> Property:
@@ -354,3 +400,16 @@ def resolve_property(spec) -> Property:
         return make_property(spec)
     raise TypeError(f"property must be a name, a Property or a callable, got {spec!r}.")
 
+
+
+def check_property_task(spec, *, regression):
+    """Refuse a property that is undefined for the model's task (``ValueError``)."""
+    prop = resolve_property(spec)
+    task = "regression" if regression else "classification"
+    if task not in prop.tasks:
+        names = sorted(name for name, cls in _NAMED.items() if task in cls.tasks)
+        model = "a regressor" if regression else "a classifier"
+        raise ValueError(
+            f"property={spec!r} is defined for {' and '.join(sorted(prop.tasks))} only, but "
+            f"the estimator is {model}; use one of {names}, a Property or a callable."
+        )

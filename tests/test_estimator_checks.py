@@ -12,9 +12,11 @@ import pkgutil
 
 import pytest
 from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
 import skggda
+from skggda.models import make_regressor
 
 from conftest import tiny_net
 
@@ -41,7 +43,12 @@ def fast_net():
     return tiny_net(hidden=(4,), epochs=2, batch_size=16)
 
 
+def fast_regressor():
+    return make_regressor((4,), max_epochs=2, lr=1e-2, batch_size=16, random_state=0)
+
+
 FAST_PARAMS = {
+    "ConvertedModel": dict(estimator=LogisticRegression()),
     "GradKMeansGrouper": dict(group_size=3, estimator=fast_net(), random_state=0),
     "InfluenceAttributor": dict(estimator=fast_net(), random_state=0),
     "KMeansGrouper": dict(group_size=3, random_state=0),
@@ -54,12 +61,31 @@ FAST_PARAMS = {
     "TracInAttributor": dict(estimator=fast_net(), random_state=0),
 }
 
+#: The estimators that wrap a model, checked a second time with a regressor
+#: inside (scikit-learn's checks feed them numeric targets).
+REGRESSOR_PARAMS = {
+    "GradKMeansGrouper": dict(group_size=3, estimator=fast_regressor(), random_state=0),
+    "InfluenceAttributor": dict(estimator=fast_regressor(), random_state=0),
+    "ReprKMeansGrouper": dict(group_size=3, estimator=fast_regressor(), random_state=0),
+    "TRAKAttributor": dict(estimator=fast_regressor(), n_models=2, random_state=0),
+    "TracInAttributor": dict(estimator=fast_regressor(), random_state=0),
+}
+
+#: Wrappers checked with scikit-learn's own models inside (converted to torch).
+SKLEARN_PARAMS = {
+    "GradKMeansGrouper": dict(group_size=3, estimator=LogisticRegression(), random_state=0),
+    "InfluenceAttributor": dict(estimator=LogisticRegression()),
+    "TracInAttributor": dict(estimator=Ridge()),
+}
+
 #: Estimators that are not checked here, and why.
 NOT_CHECKED = {
-    # skorch's own NeuralNetClassifier with a seed added: its constructor and
-    # parameter handling are skorch's, which does not follow scikit-learn's
-    # estimator checks (it is tested in test_models.py).
+    # skorch's own NeuralNetClassifier / NeuralNetRegressor with a seed added:
+    # their constructor and parameter handling are skorch's, which does not
+    # follow scikit-learn's estimator checks (they are tested in
+    # test_models.py and test_regression.py).
     "SeededNeuralNetClassifier",
+    "SeededNeuralNetRegressor",
 }
 
 
@@ -67,7 +93,9 @@ def instances():
     estimators = public_estimators()
     missing = set(estimators) - set(FAST_PARAMS) - NOT_CHECKED
     assert not missing, f"add fast parameters for {sorted(missing)} to FAST_PARAMS"
-    return [estimators[name](**FAST_PARAMS[name]) for name in sorted(FAST_PARAMS)]
+    return [estimators[name](**params[name]) for params in (FAST_PARAMS, REGRESSOR_PARAMS,
+                                                            SKLEARN_PARAMS)
+            for name in sorted(params)]
 
 
 def test_walk_finds_the_public_estimators():

@@ -4,8 +4,9 @@ The *head* is the last ``nn.Linear`` of the module (registration order); its
 input is the penultimate representation ``h``. Grad-K-Means clusters the
 gradient of each sample's loss with respect to ``h`` (not the parameters).
 For a linear head ``z = W h + b`` under softmax cross-entropy that gradient
-is ``W^T (softmax(z) - onehot(y))``: one forward pass, no backward. Other
-heads and losses fall back to autograd.
+is ``W^T (softmax(z) - onehot(y))``, and under a squared error
+``c ||z - y||^2`` it is ``2 c W^T (z - y)``: one forward pass, no backward.
+Other heads and losses fall back to autograd.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def penultimate_representations(module, X, *, batch_size=1024) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def preactivation_gradients(module, loss_fn, X, y, *, softmax_cross_entropy, batch_size=1024):
+def preactivation_gradients(module, loss_fn, X, y, *, softmax_cross_entropy,
+                            squared_error_scale=None, batch_size=1024):
     """``(n, h)``: gradient of each sample's loss with respect to the head's input.
 
     Parameters
@@ -97,21 +99,31 @@ def preactivation_gradients(module, loss_fn, X, y, *, softmax_cross_entropy, bat
         Whether the module's loss is plain softmax cross-entropy on its
         output; the closed form is used when, in addition, the head's output
         *is* the module's output.
+    squared_error_scale : float, default=None
+        ``c`` when the loss is ``c * sum((output - y) ** 2)`` (regression);
+        the closed form ``2 c W^T (z - y)`` is then used under the same
+        condition on the head.
     """
     _, head = find_head(module)
     parts = []
     with evaluating(module):
         for X_batch, y_batch in _batches(module, X, y, batch_size):
             parts.append(_batch_preactivation_gradients(
-                module, head, loss_fn, X_batch, y_batch, softmax_cross_entropy))
+                module, head, loss_fn, X_batch, y_batch, softmax_cross_entropy,
+                squared_error_scale))
     return torch.cat(parts)
 
 
-def _batch_preactivation_gradients(module, head, loss_fn, X_batch, y_batch, closed_form_ok):
+def _batch_preactivation_gradients(module, head, loss_fn, X_batch, y_batch, closed_form_ok,
+                                   squared_error_scale=None):
     with torch.no_grad(), _HeadTap(head, need_grad=False) as tap:
         output = forward(module, X_batch)
-    if closed_form_ok and tap.output is output and output.dim() == 2:
-        return closed_form_preactivation_gradients(head, output, y_batch)
+    if tap.output is output and output.dim() == 2:
+        if closed_form_ok:
+            return closed_form_preactivation_gradients(head, output, y_batch)
+        if squared_error_scale is not None:
+            residual = output - y_batch.reshape(output.shape).to(output.dtype)
+            return 2 * squared_error_scale * residual @ head.weight.detach()
     with torch.enable_grad(), _HeadTap(head, need_grad=True) as tap:
         losses = loss_fn(forward(module, X_batch), y_batch)
         (grad,) = torch.autograd.grad(losses.sum(), tap.input)

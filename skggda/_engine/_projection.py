@@ -182,6 +182,42 @@ class Projector:
                 parts.append(self.flat(index, tensor.reshape(*lead, -1)))
         return torch.cat(parts, dim=-1)
 
+    def diagonal_gram(self, diagonal: list[torch.Tensor]) -> torch.Tensor:
+        """``P diag(d) P^T``, ``(n_components, n_components)``, for ``d`` in block layout.
+
+        The projected form of a diagonal curvature term (an L2 penalty).
+        Blocks are projected independently, so the result is block
+        diagonal. For a linear block ``d`` must be the same in every output
+        row (one value per input column, e.g. one for the weights and one for
+        the bias); its projection is then the Kronecker product of the two
+        sides' Gram matrices.
+        """
+        grams = []
+        for index, (block, d) in enumerate(zip(self._blocks, diagonal)):
+            keep = self.dims[index]
+            if keep == 0:
+                continue
+            if isinstance(block, LinearBlock):
+                grams.append(self._kronecker_gram(index, block, d))
+            else:
+                maps = self._maps[index]
+                grams.append(maps.T @ (d.reshape(-1, 1) * maps) * self._scales[index] ** 2)
+        return torch.block_diag(*grams)
+
+    def _kronecker_gram(self, index, block, d):
+        columns = d[0]
+        if not torch.equal(d, columns.expand_as(d)):
+            raise ValueError(
+                f"The diagonal of block {block.module_name!r} differs between output rows; "
+                "only a per-column diagonal has a Kronecker projection."
+            )
+        p_out, p_in = self._maps[index]
+        eye = torch.eye(block.out_dim, dtype=d.dtype, device=d.device)
+        out_gram = eye if p_out is None else p_out.T @ p_out
+        in_gram = torch.diag(columns) if p_in is None else p_in.T @ (columns[:, None] * p_in)
+        keep = self.dims[index]
+        return torch.kron(out_gram, in_gram)[:keep, :keep] * self._scales[index] ** 2
+
 
 def _device_of(plan) -> torch.device:
     return next(iter(plan.params.values())).device

@@ -20,13 +20,14 @@ from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from .. import _engine
-from ..properties import EvaluationData, Property, resolve_property
+from ..properties import EvaluationData, Property, check_property_task, resolve_property
 from ..utils._groups import canonicalize_groups, check_partition
-from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap_frozen
+from ..utils._inputs import model_input, preprocessing_pipeline, raw_input_checks
+from ..utils._skorch import PerSampleLoss, fit_or_freeze, unwrap_frozen
+from ..utils._targets import check_fit_targets, decoded_targets, encode_targets
 from ..utils._state import restored_on_error
 
 _SEED_MAX = np.iinfo(np.int32).max
@@ -41,9 +42,9 @@ class BaseAttributor(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "estimator": [HasMethods(["fit", "predict_proba"]), None],
+        "estimator": [HasMethods(["fit", "predict"]), None],
         "grouper": [HasMethods(["fit"]), None],
-        "property": [StrOptions({"loss", "margin", "accuracy"}), Property, callable],
+        "property": [StrOptions({"loss", "margin", "accuracy", "prediction"}), Property, callable],
         "param_subset": [StrOptions({"all", "last"}), list],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
@@ -87,8 +88,9 @@ class BaseAttributor(BaseEstimator):
             raise ValueError(
                 "Pass either the grouper parameter or the groups argument of fit, not both."
             )
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
-        check_classification_targets(y)
+        preprocessed = preprocessing_pipeline(self.estimator) is not None
+        X, y = validate_data(self, X, y, **raw_input_checks(preprocessed))
+        y = check_fit_targets(y, self.estimator)
         given = None if groups is None else canonicalize_groups(groups, X.shape[0])
         rng = check_random_state(self.random_state)
         net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
@@ -96,8 +98,9 @@ class BaseAttributor(BaseEstimator):
         resolved = fit_or_freeze(self.estimator, X, y, net_seed, self._training_callbacks())
         timings = {"training": resolved.seconds}
         self.estimator_ = resolved.net
-        self.classes_ = resolved.classes
-        y_encoded = resolved.y_encoded
+        self._adopt_targets(resolved.classes)
+        self._preprocessor = resolved.preprocessor
+        X, y_encoded = resolved.X, resolved.y_encoded
 
         start = perf_counter()
         self.labels_, self.groups_ = self._form_groups(X, y_encoded, given, grouper_seed)
@@ -111,6 +114,13 @@ class BaseAttributor(BaseEstimator):
         timings["gradients"] = perf_counter() - start
         timings.update({f"gradients.{k}": v for k, v in self._stage_times.items()})
         self.timings_ = timings
+
+    def _adopt_targets(self, classes):
+        """Keep the label encoding (a regressor has no ``classes_``); check the property fits."""
+        self.__dict__.pop("classes_", None)
+        if classes is not None:
+            self.classes_ = classes
+        check_property_task(self.property, regression=classes is None)
 
     def _form_groups(self, X, y, given, seed):
         """``(labels, originals)`` from the grouper, the ``groups`` argument, or singletons."""
@@ -132,7 +142,8 @@ class BaseAttributor(BaseEstimator):
         if "estimator" in params and params["estimator"] is None:
             # model-based groupers reuse the attributor's net instead of training one
             grouper.set_params(estimator=FrozenEstimator(self.estimator_))
-        return grouper.fit(X, y)
+        # the labels as given: a frozen model's own classes encode them again
+        return grouper.fit(X, decoded_targets(y, getattr(self, "classes_", None)))
 
     def _check_params(self, frozen):
         """Subclass hook: reject parameter combinations before any work."""
@@ -151,12 +162,18 @@ class BaseAttributor(BaseEstimator):
                 "Pass both X and y: the property is evaluated on labelled data."
                 + (" Pass neither to use the training data." if allow_default else "")
             )
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        X = self._model_input(X)
         y = np.asarray(y)
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D, got an array of shape {y.shape}.")
         check_consistent_length(X, y)
-        return X, encode_targets(y, self.classes_)
+        return X, encode_targets(y, getattr(self, "classes_", None))
+
+    def _model_input(self, X):
+        """``X`` validated against ``fit``, then through a Pipeline's preprocessing."""
+        preprocessor = getattr(self, "_preprocessor", None)
+        X = validate_data(self, X, reset=False, **raw_input_checks(preprocessor is not None))
+        return model_input(preprocessor, X)
 
     def _timed(self, stage, compute, *args):
         self._stage_times = {}
@@ -254,7 +271,7 @@ class BaseAttributor(BaseEstimator):
         losses = None
         if prop.needs_losses:
             losses = _engine.sample_values(plan, X, y, batch_size=self.batch_size).cpu().numpy()
-        weights = prop.weights(EvaluationData(X, y, self.classes_, losses))
+        weights = prop.weights(EvaluationData(X, y, getattr(self, "classes_", None), losses))
         return _engine.loss_gradient(
             plan.with_loss(_BadnessTerms(prop, plan.loss_fn)), X, y,
             sample_weight=weights, batch_size=self.batch_size, progress=progress,

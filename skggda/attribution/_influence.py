@@ -13,6 +13,7 @@ from ._base import BaseAttributor
 from ._kernel import (
     fit_kernel_state,
     kernel_scores,
+    penalty_diagonal,
     property_vector,
     sample_vectors,
 )
@@ -57,7 +58,7 @@ class InfluenceAttributor(BaseAttributor):
     estimator : skorch NeuralNetClassifier or FrozenEstimator, default=None
         As for :class:`TracInAttributor`.
     grouper : estimator, default=None
-    property : {"loss", "margin", "accuracy"}, Property or callable, default="loss"
+    property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
     solver : {"fisher", "lissa", "cg", "exact"}, default="fisher"
     fisher : {"batched", "empirical"}, default="batched"
         Which Fisher matrix ``solver="fisher"`` uses.
@@ -168,18 +169,21 @@ class InfluenceAttributor(BaseAttributor):
     def _fit_attribution(self, X, y, seed):
         self._seed = seed
         plan = self._make_plan(self.estimator_, X)
+        penalty = penalty_diagonal(plan, self.estimator_)
         self._state = self._hessian = None
         with self._stage("curvature"):
             if self.solver == "fisher":
                 self._state = fit_kernel_state(
                     plan, X, y, self.labels_, self.n_groups_, self._projector(plan),
-                    batched=self.fisher == "batched", batch_size=self.batch_size,
-                    progress=self._progress("group gradients"),
+                    batched=self.fisher == "batched", penalty=penalty,
+                    batch_size=self.batch_size, progress=self._progress("group gradients"),
                 )
             elif self.solver == "exact":
-                self._hessian = _engine.dense_hessian(
-                    plan, X, y, batch_size=self.batch_size, progress=self._progress("Hessian")
-                ).cpu().numpy()
+                hessian = _engine.dense_hessian(
+                    plan, X, y, batch_size=self.batch_size, progress=self._progress("Hessian"))
+                if penalty is not None:
+                    hessian = hessian + torch.diag(plan.flatten(penalty))
+                self._hessian = hessian.cpu().numpy()
 
     def _projector(self, plan):
         if self.n_components is None:
@@ -215,20 +219,29 @@ class InfluenceAttributor(BaseAttributor):
         return out
 
     def _inverse_hvp(self, plan, V):
-        """``(m, p)``: ``(H + damping)^{-1}`` applied to the rows of ``V`` by the chosen solver."""
+        """``(m, p)``: ``(H + damping)^{-1}`` applied to the rows of ``V`` by the chosen solver.
+
+        ``H`` holds the L2 penalty of a converted scikit-learn model: the
+        exact Hessian has it added; CG and LiSSA take it as a per-parameter
+        damping (for LiSSA divided by its scale, whose fixed point
+        multiplies the damping by it).
+        """
+        penalty = penalty_diagonal(plan, self.estimator_)
+        penalty = 0.0 if penalty is None else plan.flatten(penalty).to(V.dtype)
         with self._stage("solve"):
             if self.solver == "exact":
                 H = torch.as_tensor(self._hessian, device=V.device, dtype=V.dtype)
                 return _engine.solve_dense(H, V, self.damping)
             if self.solver == "cg":
                 return _engine.conjugate_gradient(
-                    plan, self._X_fit, self._y_fit, V, damping=self.damping,
+                    plan, self._X_fit, self._y_fit, V, damping=self.damping + penalty,
                     max_iter=self.cg_max_iter, batch_size=self.batch_size,
                     progress=self._progress("conjugate gradients"),
                 )
             generator = torch.Generator().manual_seed(self._seed)
+            damping = self.damping + penalty / self.lissa_scale
             return _engine.lissa(
-                plan, self._X_fit, self._y_fit, V, damping=self.damping,
+                plan, self._X_fit, self._y_fit, V, damping=damping,
                 scale=self.lissa_scale, depth=self.lissa_depth, repeat=self.lissa_repeat,
                 batch_size=self.lissa_batch_size, generator=generator,
                 progress=self._progress("LiSSA"),

@@ -10,6 +10,14 @@ product of gradients: the empirical Fisher ``(1/n) sum_i g_i g_i^T`` of
 per-sample gradients, or the paper's *batched* Fisher ``(1/n) sum_j G_j
 G_j^T`` of group gradients. With a fixed kernel the score is linear in the
 training gradients, so a group's score is the sum of its members' scores.
+
+A model trained with an L2 penalty (a converted scikit-learn model's
+``penalty_``: the objective is the mean loss plus ``mu / 2 ||theta||^2``
+per penalised tensor) has the penalty's curvature ``diag(mu)`` in its
+Hessian. It is no per-sample term, so it enters the curvature only -- the
+kernel here, the Hessian of the exact / CG / LiSSA solvers -- and never
+the group gradients: removing a group removes data terms, not the
+penalty.
 """
 
 from __future__ import annotations
@@ -32,14 +40,15 @@ class KernelState:
 
 
 def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_weights=None,
-                     batch_size=512, progress=False) -> KernelState:
+                     penalty=None, batch_size=512, progress=False) -> KernelState:
     """One pass over the training data: group gradients and the per-sample Fisher.
 
     ``projector=None`` works in the full parameter space (small models).
     ``batched=True`` replaces the per-sample Fisher by ``G^T G`` of the groups.
     ``group_weights`` (see :func:`_engine.projected_gradients`) may be a
     callable ``(output, y) -> (batch,)``: evaluated during the projected pass,
-    or in a forward pass of its own before the unprojected one.
+    or in a forward pass of its own before the unprojected one. ``penalty``
+    (:func:`penalty_diagonal`) is added to the kernel in its coordinates.
     """
     n = _engine.n_samples(X)
     if projector is None and callable(group_weights):
@@ -61,7 +70,32 @@ def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_
         )
     if batched:
         fisher = _engine.gram(groups)
-    return KernelState(groups.cpu().numpy(), (fisher / n).cpu().numpy(), n)
+    kernel = fisher / n
+    if penalty is not None:
+        kernel = kernel + penalty_kernel(plan, penalty, projector).to(kernel.dtype)
+    return KernelState(groups.cpu().numpy(), kernel.cpu().numpy(), n)
+
+
+def penalty_diagonal(plan, net):
+    """``diag(mu)`` of ``net``'s L2 penalty (``penalty_``) in ``plan``'s block layout.
+
+    ``None`` when the net has no penalty on the attributed parameters
+    (skorch nets have none: their weight decay lives in the optimizer).
+    """
+    penalty = getattr(net, "penalty_", None) or {}
+    if not any(penalty.get(name, 0.0) for name in plan.params):
+        return None
+    return plan.from_param_grads({
+        name: torch.full_like(param.detach(), float(penalty.get(name, 0.0)))
+        for name, param in plan.params.items()
+    })
+
+
+def penalty_kernel(plan, penalty, projector):
+    """The penalty's curvature in the kernel's coordinates: ``diag(mu)`` or ``P diag(mu) P^T``."""
+    if projector is None:
+        return torch.diag(plan.flatten(penalty))
+    return projector.diagonal_gram(penalty)
 
 
 def check_dense_size(n_params):

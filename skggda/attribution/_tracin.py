@@ -59,11 +59,14 @@ class TracInAttributor(BaseAttributor):
         Forms the groups in ``fit`` (e.g. :class:`~skggda.RandomGrouper`). Its
         ``random_state`` and, for model-based groupers, its ``estimator`` are
         filled in from this attributor when left at ``None``.
-    property : {"loss", "margin", "accuracy"}, Property or callable, default="loss"
+    property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
         What is attributed: the mean loss, the mean margin or a smooth
-        accuracy on the evaluation data, any :mod:`skggda.properties` object
-        (per-class loss, fairness gap, ...) or ``fn(module, X, y) -> scalar``
-        (treated as lower-is-better; see :func:`~skggda.properties.make_property`).
+        accuracy (classifiers), the mean prediction (regressors) on the
+        evaluation data, any :mod:`skggda.properties` object (per-class loss,
+        fairness gap, ...) or ``fn(module, X, y) -> scalar`` (treated as
+        lower-is-better; see :func:`~skggda.properties.make_property`).
+        ``"margin"`` and ``"accuracy"`` raise ``ValueError`` in ``fit`` for
+        a regressor.
     checkpoints : {"last", "all"}, default="last"
         ``"last"`` uses the final weights; ``"all"`` sums over the checkpoints
         recorded after every training epoch (needs training: not available

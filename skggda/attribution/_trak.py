@@ -13,10 +13,18 @@ from joblib import Parallel, delayed
 from sklearn.utils._param_validation import Interval
 
 from .. import _engine
-from ..properties import _error_probability, _logits, _margin
+from ..properties import _error_probability, _logits, _margin, _prediction
+from ..models._converted import training_recipe
 from ..utils._skorch import prepare_net
+from ..utils._targets import fit_targets_for
 from ._base import BaseAttributor, net_plan
-from ._kernel import fit_kernel_state, kernel_scores, property_vector, sample_vectors
+from ._kernel import (
+    fit_kernel_state,
+    kernel_scores,
+    penalty_diagonal,
+    property_vector,
+    sample_vectors,
+)
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -42,6 +50,12 @@ class TRAKAttributor(BaseAttributor):
     member scores. Without groups this is TRAK's estimator (without its
     sparsification step) applied to the property.
 
+    For a regressor the model output is the prediction ``f(x)`` itself
+    (single-target models): ``phi_i`` is its gradient and a group's sum
+    weights each ``phi_i`` by the derivative of the sample's loss with
+    respect to the prediction (``2 (f - y)`` for the squared error), which
+    again makes it the group's loss gradient.
+
     The ``n_models`` trainings are independent joblib jobs (``n_jobs``), so
     any joblib backend, Dask included, can spread them.
 
@@ -52,7 +66,7 @@ class TRAKAttributor(BaseAttributor):
         frozen net's architecture and training parameters are reused). The
         net trained on all the data (``estimator_``) serves the groupers.
     grouper : estimator, default=None
-    property : {"loss", "margin", "accuracy"}, Property or callable, default="loss"
+    property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
     n_models : int, default=10
     train_fraction : float, default=0.5
     n_components : int, default=None
@@ -150,9 +164,10 @@ class TRAKAttributor(BaseAttributor):
         seeds = rng.randint(_SEED_MAX, size=self.n_models)
         self._projection_seed = int(rng.randint(_SEED_MAX))
         setup = _MemberSetup(self.labels_, self.n_groups_, self.param_subset, self.batch_size,
-                             self.n_components, self._projection_seed)
-        template = self.estimator_ if self.estimator is None else self.estimator
-        template = getattr(template, "estimator", template)  # a frozen net's recipe
+                             self.n_components, self._projection_seed,
+                             regression=not hasattr(self, "classes_"))
+        # a frozen net's recipe; a scikit-learn model's is refitted by scikit-learn
+        template = training_recipe(self.estimator_ if self.estimator is None else self.estimator)
         fingerprint = joblib.hash((X, y, _describe(template.get_params(deep=False)),
                                    subsets, seeds))
         if not self._can_reuse_members(fingerprint):
@@ -249,6 +264,7 @@ class _MemberSetup:
     batch_size: int
     n_components: int | None
     projection_seed: int
+    regression: bool = False
 
 
 def _projector(plan, n_components, seed):
@@ -258,21 +274,39 @@ def _projector(plan, n_components, seed):
 def _fit_member(template, X, y, subset, seed):
     """Train one ensemble member on ``subset`` (a joblib job)."""
     net = prepare_net(template, seed)
-    return net.fit(X[subset], y[subset])
+    return net.fit(X[subset], fit_targets_for(net, y[subset]))
 
 
 def _member_state(setup, net, X, y):
-    """One pass over all training data: the member's margin kernel and group gradients."""
+    """One pass over all training data: the member's output kernel and group gradients."""
     plan = net_plan(net, X, setup.param_subset)
-    margin_plan = plan.with_loss(_OfLogits(_margin, plan.loss_fn))
-    # grad loss_i = -(1 - p_i) grad margin_i for softmax cross-entropy: the
-    # weights come from the same forward pass as the margin gradients
-    weights = _OfLogits(_negative_error_probability, plan.loss_fn)
+    if setup.regression:
+        output_plan = plan.with_loss(_prediction)
+        weights = _LossSlope(plan.loss_fn)
+    else:
+        output_plan = plan.with_loss(_OfLogits(_margin, plan.loss_fn))
+        # grad loss_i = -(1 - p_i) grad margin_i for softmax cross-entropy: the
+        # weights come from the same forward pass as the margin gradients
+        weights = _OfLogits(_negative_error_probability, plan.loss_fn)
     return fit_kernel_state(
-        margin_plan, X, y, setup.labels, setup.n_groups,
-        _projector(margin_plan, setup.n_components, setup.projection_seed),
-        batched=False, group_weights=weights, batch_size=setup.batch_size,
+        output_plan, X, y, setup.labels, setup.n_groups,
+        _projector(output_plan, setup.n_components, setup.projection_seed),
+        batched=False, group_weights=weights, penalty=penalty_diagonal(plan, net),
+        batch_size=setup.batch_size,
     )
+
+
+class _LossSlope:
+    """``d loss / d prediction`` per sample: grad loss_i = slope_i grad f_i (picklable)."""
+
+    def __init__(self, loss_fn):
+        self.loss_fn = loss_fn
+
+    def __call__(self, output, y):
+        with torch.enable_grad():  # also called inside no-grad passes
+            output = output.detach().requires_grad_(True)
+            (slope,) = torch.autograd.grad(self.loss_fn(output, y).sum(), output)
+        return slope.reshape(slope.shape[0], -1).sum(1)
 
 
 def _negative_error_probability(logits, y):

@@ -14,12 +14,13 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._engine import _features
 from .._engine._kmeans import center_distances, kmeans, nearest_center
-from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze
+from ..utils._inputs import model_input, preprocessing_pipeline, raw_input_checks
+from ..utils._skorch import PerSampleLoss, fit_or_freeze
+from ..utils._targets import check_fit_targets, encode_targets, predicted_targets
 from ._base import BaseGrouper
 
 _SEED_MAX = np.iinfo(np.int32).max
@@ -202,7 +203,7 @@ class _ModelGrouper(_KMeansGrouper):
 
     _parameter_constraints: dict = {
         **_KMeansGrouper._parameter_constraints,
-        "estimator": [HasMethods(["fit", "predict_proba"]), None],
+        "estimator": [HasMethods(["fit", "predict"]), None],
     }
 
     def __init__(self, group_size=64, *, n_groups=None, estimator=None, algorithm="auto",
@@ -222,23 +223,30 @@ class _ModelGrouper(_KMeansGrouper):
         return tags
 
     def _validate_fit_data(self, X, y):
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32)
-        check_classification_targets(y)
-        return X, y
+        preprocessed = preprocessing_pipeline(self.estimator) is not None
+        X, y = validate_data(self, X, y, **raw_input_checks(preprocessed))
+        return X, check_fit_targets(y, self.estimator)
 
     def _fit_features(self, X, y):
         seed = int(check_random_state(self.random_state).randint(_SEED_MAX))
         resolved = fit_or_freeze(self.estimator, X, y, seed)
-        self.estimator_, self.classes_ = resolved.net, resolved.classes
-        return self._model_features(X, resolved.y_encoded)
+        self.estimator_, self._preprocessor = resolved.net, resolved.preprocessor
+        self.__dict__.pop("classes_", None)  # a regressor has none
+        if resolved.classes is not None:
+            self.classes_ = resolved.classes
+        # float32 whatever the module computes in (converted scikit-learn models: float64)
+        return self._model_features(resolved.X, resolved.y_encoded).float()
 
     def _features(self, X, y):
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        preprocessor = getattr(self, "_preprocessor", None)
+        X = validate_data(self, X, reset=False, **raw_input_checks(preprocessor is not None))
+        X = model_input(preprocessor, X)
+        classes = getattr(self, "classes_", None)
         if y is None:
-            y_encoded = np.asarray(self.estimator_.predict(X), dtype=np.int64)
+            y_encoded = predicted_targets(self.estimator_, X, classes)
         else:
-            y_encoded = encode_targets(np.asarray(y), self.classes_)
-        return self._model_features(X, y_encoded)
+            y_encoded = encode_targets(np.asarray(y), classes)
+        return self._model_features(X, y_encoded).float()
 
     def _model_features(self, X, y_encoded):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -338,5 +346,6 @@ class GradKMeansGrouper(_ModelGrouper):
         loss = PerSampleLoss(self.estimator_.criterion_)
         return _features.preactivation_gradients(
             self.estimator_.module_, loss, X, y_encoded,
-            softmax_cross_entropy=loss.is_plain_cross_entropy, batch_size=self.batch_size,
+            softmax_cross_entropy=loss.is_plain_cross_entropy,
+            squared_error_scale=loss.squared_error_scale, batch_size=self.batch_size,
         )

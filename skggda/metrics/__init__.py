@@ -1,7 +1,7 @@
 """Evaluation of attributions: what they are worth downstream (paper section 5.3)."""
 
 from ._datamodels import GroupLOOResult, LDSResult, group_leave_one_out, linear_datamodeling_score
-from ._noisy_labels import detection_curve, noisy_label_auc
+from ._noisy_labels import corrupt_targets, detection_curve, noisy_label_auc
 from ._removal import (
     RemovalBaselines,
     RemovalResult,
@@ -19,6 +19,7 @@ __all__ = [
     "LDSResult",
     "RemovalBaselines",
     "RemovalResult",
+    "corrupt_targets",
     "detection_curve",
     "group_leave_one_out",
     "linear_datamodeling_score",

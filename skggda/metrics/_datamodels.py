@@ -23,15 +23,15 @@ from scipy.stats import spearmanr
 from sklearn.utils import check_random_state
 
 from ..properties import property_terms, resolve_property
-from ._removal import _encode, _sem, retraining_clone
+from ..utils._targets import is_regression
+from ._removal import _encode, _sem, fit_subset
 
 _SEED_MAX = np.iinfo(np.int32).max
 
 
 def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes):
     """Retrain on ``keep``; return the badness and per-sample badness terms (a joblib job)."""
-    net = retraining_clone(estimator, seed, len(classes))
-    net.fit(X[keep], y[keep])
+    net = fit_subset(estimator, X, y, keep, seed, None if classes is None else len(classes))
     value, terms = property_terms(prop, net, X_test, y_test, classes)
     return prop.sign * value, None if terms is None else prop.sign * terms
 
@@ -106,7 +106,7 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
     (3,)
     """
     X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
-    y, y_test, classes = _encode(y, y_test)
+    y, y_test, classes = _encode(y, y_test, is_regression(estimator))
     prop = resolve_property(property)
     seeds = check_random_state(random_state).randint(_SEED_MAX, size=n_seeds)
     k = int(labels.max()) + 1
@@ -191,7 +191,7 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
     """
     X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
     scores = np.asarray(scores, dtype=float)
-    y, y_test, classes = _encode(y, y_test)
+    y, y_test, classes = _encode(y, y_test, is_regression(estimator))
     prop = resolve_property(property)
     per_sample = scores.ndim == 2
     if per_sample and not prop.per_sample:

@@ -1,8 +1,14 @@
-"""Noisy-label detection: how early low-scoring groups reveal flipped labels."""
+"""Noisy-label detection: how early low-scoring groups reveal flipped labels.
+
+The same curve and area measure noisy-*target* detection for a regressor:
+:func:`corrupt_targets` shifts a fraction of the targets, and
+``is_noisy`` marks them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 
 def check_finite_scores(scores):
@@ -30,7 +36,8 @@ def detection_curve(scores, labels, is_noisy):
     labels : array-like of shape (n_samples,)
         Group of every training sample, in ``0..n_groups-1``.
     is_noisy : array-like of shape (n_samples,), bool
-        Which training labels were flipped.
+        Which training labels were flipped (or targets corrupted, see
+        :func:`corrupt_targets`).
 
     Returns
     -------
@@ -70,7 +77,9 @@ def noisy_label_auc(scores, labels, is_noisy):
     """Area under the noisy-label detection curve (paper section 5.3).
 
     0.5 is what random scores achieve on average; 1 means every flipped
-    label sits in the lowest-scoring groups.
+    label sits in the lowest-scoring groups. For a regressor, pass the
+    corrupted targets of :func:`corrupt_targets` as ``is_noisy``: the area
+    then measures noisy-target detection.
 
     Parameters
     ----------
@@ -94,3 +103,55 @@ def noisy_label_auc(scores, labels, is_noisy):
     """
     inspected, found = detection_curve(scores, labels, is_noisy)
     return float(np.sum(np.diff(inspected) * (found[1:] + found[:-1]) / 2))
+
+
+def corrupt_targets(y, fraction=0.1, *, scale=3.0, random_state=None):
+    """Corrupt a fraction of regression targets, as flipped labels do for a classifier.
+
+    ``round(fraction * n)`` targets chosen at random are shifted by
+    ``scale`` standard deviations of ``y``, up or down at random: each is
+    then far from what its features predict, as a mislabeled point is.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Regression targets.
+    fraction : float in [0, 1], default=0.1
+        Share of the targets corrupted.
+    scale : float, default=3.0
+        Size of the shift, in standard deviations of ``y``.
+    random_state : int, RandomState instance or None, default=None
+        Which targets, and the direction of each shift.
+
+    Returns
+    -------
+    y_corrupted : ndarray of shape (n_samples,), float64
+        A copy of ``y`` with the corrupted targets.
+    is_corrupted : ndarray of shape (n_samples,), bool
+        Which targets were corrupted (``is_noisy`` of :func:`noisy_label_auc`).
+
+    See Also
+    --------
+    noisy_label_auc : How early attribution scores find them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import corrupt_targets
+    >>> y = np.arange(10.0)
+    >>> y_noisy, is_corrupted = corrupt_targets(y, 0.2, random_state=0)
+    >>> int(is_corrupted.sum()), np.abs(y_noisy - y)[is_corrupted].round(2).tolist()
+    (2, [8.62, 8.62])
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}.")
+    rng = check_random_state(random_state)
+    chosen = rng.permutation(len(y))[: int(round(fraction * len(y)))]
+    is_corrupted = np.zeros(len(y), dtype=bool)
+    is_corrupted[chosen] = True
+    y_corrupted = y.copy()
+    y_corrupted[chosen] += rng.choice([-1.0, 1.0], size=len(chosen)) * scale * y.std()
+    return y_corrupted, is_corrupted

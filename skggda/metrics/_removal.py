@@ -5,6 +5,10 @@
 * :func:`pruning_score` -- remove the *least* important 25/50/75% and
   retrain: a good attribution keeps accuracy (higher is better).
 
+Classifiers are measured by test accuracy; regressors by test RMSE (the
+default) or R^2 (``metric=``), where a good attribution makes the RMSE rise
+in the retraining score and stay low when pruning.
+
 Points are removed by whole groups in score order; the last group needed is
 removed partially, its points chosen at random (paper section 5.4.1); with
 ``stratify`` the same share of every class goes, each class in the score
@@ -25,10 +29,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
+from sklearn.metrics import r2_score
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 
+from ..utils._targets import fit_targets_for, is_regression
 from ._noisy_labels import check_finite_scores
+
+#: Test metrics of the retrainings: whether greater is better, and for which task.
+METRICS = {"accuracy": (True, "classification"), "rmse": (False, "regression"),
+           "r2": (True, "regression")}
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -140,22 +150,30 @@ def _random_removal(n, fraction, strata, seed):
 
 @dataclass
 class RemovalResult:
-    """Accuracies after removal, with baselines, as means and standard errors over seeds.
+    """Test scores after removal, with baselines, as means and standard errors over seeds.
+
+    The fields are named after accuracy, the metric of classifiers; for a
+    regressor they hold the test RMSE or R^2, as ``metric`` says.
 
     Attributes
     ----------
     fractions : ndarray of shape (n_fractions,)
     accuracy, accuracy_sem : ndarray of shape (n_fractions,)
-        Test accuracy after removing by score.
+        Test ``metric`` after removing by score.
     random_accuracy, random_accuracy_sem : ndarray of shape (n_fractions,)
-        Test accuracy after removing the same number of points at random.
+        Test ``metric`` after removing the same number of points at random.
     full_accuracy, full_accuracy_sem : float
-        Test accuracy with all training points.
+        Test ``metric`` with all training points.
     kept_class_share : ndarray of shape (n_fractions, n_classes)
-        Class proportions of the training points kept (removal by score).
+        Class proportions of the training points kept (removal by score);
+        ``n_classes`` is 0 for a regressor.
     n_seeds : int
     most_important : bool
         What was removed first.
+    classes : ndarray of shape (n_classes,) or None
+        The classes of ``kept_class_share``; ``None`` for a regressor.
+    metric : {"accuracy", "rmse", "r2"}, default="accuracy"
+        What the scores measure.
 
     Examples
     --------
@@ -179,12 +197,13 @@ class RemovalResult:
     n_seeds: int
     most_important: bool
     classes: np.ndarray = field(repr=False, default=None)
+    metric: str = "accuracy"
 
     def as_table(self) -> str:
         """A plain-text table, one row per fraction (``mean ± s.e.``; no ± for 1 seed)."""
         what = "most" if self.most_important else "least"
         seeds = "  (1 seed)" if self.n_seeds == 1 else ""
-        lines = [f"removed ({what} important)  accuracy        random removal{seeds}",
+        lines = [f"removed ({what} important)  {self.metric:<14}  random removal{seeds}",
                  f"{'none':>26}  {self._pm(self.full_accuracy, self.full_accuracy_sem)}"]
         for f, a, s, r, rs in zip(self.fractions, self.accuracy, self.accuracy_sem,
                                   self.random_accuracy, self.random_accuracy_sem):
@@ -192,16 +211,51 @@ class RemovalResult:
         return "\n".join(line.rstrip() for line in lines)
 
     def _pm(self, mean, sem):
-        # a single seed has no standard error: "± 0.0" would claim a precision never measured
-        if self.n_seeds == 1:
-            return f"{100 * mean:5.1f}%{'':8}"
-        return f"{100 * mean:5.1f} ± {100 * sem:4.1f}%"
+        """``mean ± s.e.``, in percent for accuracy; the mean alone for a single seed."""
+        if self.metric == "accuracy":
+            value, spread = f"{100 * mean:5.1f}", f" ± {100 * sem:4.1f}%"
+        else:
+            value, spread = f"{mean:6.4g}", f" ± {sem:<6.2g}"
+        if self.n_seeds == 1:  # no standard error: "± 0.0" would claim a precision never measured
+            unit = "%" if self.metric == "accuracy" else ""
+            return (value + unit).ljust(len(value + spread))
+        return value + spread
 
 
-def _encode(y, y_test):
-    """Training and test labels as ``0 .. n_classes - 1``, and the classes."""
+def _encode(y, y_test, regression=False):
+    """Training and test labels as ``0 .. n_classes - 1``, and the classes.
+
+    A regressor's targets stay numbers (float64), with ``classes=None``.
+    """
+    if regression:
+        return np.asarray(y, dtype=np.float64), np.asarray(y_test, dtype=np.float64), None
     encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
     return encoder.transform(y), encoder.transform(y_test), encoder.classes_
+
+
+def resolve_metric(metric, estimator):
+    """The test metric for ``estimator``: ``None`` picks accuracy or RMSE by its task."""
+    regression = is_regression(estimator)
+    if metric is None:
+        return "rmse" if regression else "accuracy"
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not one of {sorted(METRICS)}.")
+    task = "regression" if regression else "classification"
+    if METRICS[metric][1] != task:
+        raise ValueError(f"metric={metric!r} is for {METRICS[metric][1]}, but the estimator "
+                         f"is a {'regressor' if regression else 'classifier'}.")
+    return metric
+
+
+def test_score(net, X_test, y_test, metric):
+    """``metric`` of a fitted ``net`` on ``(X_test, y_test)`` (encoded labels / targets)."""
+    y_pred = np.asarray(net.predict(X_test))
+    if metric == "accuracy":
+        return float(np.mean(y_pred == y_test))
+    y_pred = y_pred.reshape(len(y_test), -1)[:, 0] if y_pred.ndim > 1 else y_pred
+    if metric == "rmse":
+        return float(np.sqrt(np.mean((y_pred - y_test) ** 2)))
+    return float(r2_score(y_test, y_pred))
 
 
 def _sem(values, axis=0):
@@ -217,38 +271,44 @@ def retraining_clone(estimator, seed, n_classes):
     A kept subset may lack a class (Grad-K-Means groups are often
     class-pure); a skorch net would then infer a smaller head from it. Its
     ``classes`` parameter, when unset, is fixed to all ``n_classes``
-    encoded labels.
+    encoded labels (``None`` for a regressor: nothing to fix).
     """
     net = clone(estimator)
     params = net.get_params(deep=False)
     if "random_state" in params:
         net.set_params(random_state=int(seed))
-    if "classes" in params and params["classes"] is None:
+    if n_classes is not None and "classes" in params and params["classes"] is None:
         net.set_params(classes=np.arange(n_classes))
     return net
 
 
-def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes):
-    """Train a clone on ``X[keep]`` with ``seed`` and return its test accuracy (a joblib job)."""
+def fit_subset(estimator, X, y, keep, seed, n_classes):
+    """A clone of ``estimator`` seeded with ``seed``, trained on ``X[keep]`` (a joblib job)."""
     net = retraining_clone(estimator, seed, n_classes)
-    net.fit(X[keep], y[keep])
-    return float(np.mean(np.asarray(net.predict(X_test)) == y_test))
+    return net.fit(X[keep], fit_targets_for(net, y[keep]))
+
+
+def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes, metric):
+    """Train a clone on ``X[keep]`` with ``seed`` and return its test ``metric`` (a joblib job)."""
+    return test_score(fit_subset(estimator, X, y, keep, seed, n_classes), X_test, y_test, metric)
 
 
 def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
                   most_important, stratify=False, n_seeds=3, n_jobs=None, random_state=None,
-                  baselines=None):
+                  baselines=None, metric=None):
     """Retrain without the points ranked first by ``scores``; see the module docstring.
 
     Parameters
     ----------
-    estimator : classifier
+    estimator : classifier or regressor
         The training recipe (cloned for every retraining; a ``random_state``
-        parameter is set per seed).
+        parameter is set per seed): a skorch net, or an attributor's
+        ``estimator_`` (a converted scikit-learn model is refitted by
+        scikit-learn).
     X, y : array-like
         The training data the scores refer to.
     X_test, y_test : array-like
-        Where accuracy is measured.
+        Where the ``metric`` is measured.
     scores : array-like of shape (n_groups,)
         Group scores (higher = more helpful).
     labels : array-like of shape (n_samples,)
@@ -259,14 +319,18 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     stratify : bool, default=False
         Remove the same share of every class of ``y`` (see
         :func:`points_to_remove`); the random baseline is then stratified too.
+        Classifiers only.
     n_seeds : int, default=3
     n_jobs : int, default=None
     random_state : int, RandomState instance or None, default=None
     baselines : RemovalBaselines, default=None
         The no-removal and random-removal retrainings, from
         :func:`removal_baselines` with the same data, ``fractions``,
-        ``stratify``, ``n_seeds`` and ``random_state``; computed here when
-        ``None``.
+        ``stratify``, ``n_seeds``, ``random_state`` and ``metric``; computed
+        here when ``None``.
+    metric : {"accuracy", "rmse", "r2"}, default=None
+        The test metric: accuracy for a classifier; RMSE (``None``) or R^2
+        for a regressor.
 
     Returns
     -------
@@ -287,7 +351,7 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     ((1,), (1,))
     """
     setup = _RetrainingSetup.build(X, y, X_test, y_test, fractions, stratify, n_seeds,
-                                   random_state)
+                                   random_state, resolve_metric(metric, estimator))
     if baselines is None:
         baseline_jobs = setup.baseline_jobs()
     else:
@@ -304,17 +368,14 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     removal = np.asarray(accuracies[:len(by_score)]).reshape(n_seeds, len(setup.fractions))
     if baselines is None:
         baselines = setup.baselines_from(accuracies[len(by_score):])
-    shares = np.array([
-        np.bincount(setup.y[keep], minlength=setup.n_classes) / max(len(keep), 1)
-        for keep, _ in by_score
-    ]).reshape(n_seeds, len(setup.fractions), -1).mean(0)
+    shares = setup.kept_class_share([keep for keep, _ in by_score])
     return RemovalResult(
         fractions=setup.fractions,
         accuracy=removal.mean(0), accuracy_sem=_sem(removal),
         random_accuracy=baselines.random.mean(0), random_accuracy_sem=_sem(baselines.random),
         full_accuracy=float(baselines.full.mean()), full_accuracy_sem=float(_sem(baselines.full)),
         kept_class_share=shares, n_seeds=n_seeds, most_important=most_important,
-        classes=setup.classes_,
+        classes=setup.classes_, metric=setup.metric,
     )
 
 
@@ -322,7 +383,7 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
 class RemovalBaselines:
     """The retrainings of a removal evaluation that do not depend on the scores.
 
-    Test accuracy without removal and after random removal, per retraining
+    Test ``metric`` without removal and after random removal, per retraining
     seed; :func:`removal_baselines` computes them once, and every
     :func:`removal_score` call with the same data, fractions, seeds and
     ``stratify`` can reuse them (``baselines=``) instead of retraining them.
@@ -336,6 +397,8 @@ class RemovalBaselines:
     random : ndarray of shape (n_seeds, n_fractions)
     n_samples : tuple of int
         Training and test points they were measured on.
+    metric : {"accuracy", "rmse", "r2"}, default="accuracy"
+        The test metric of ``full`` and ``random``.
 
     Examples
     --------
@@ -357,10 +420,11 @@ class RemovalBaselines:
     full: np.ndarray
     random: np.ndarray
     n_samples: tuple
+    metric: str = "accuracy"
 
 
 def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=False, n_seeds=3,
-                      n_jobs=None, random_state=None):
+                      n_jobs=None, random_state=None, metric=None):
     """No-removal and random-removal retrainings, to share between :func:`removal_score` calls.
 
     Parameters are those of :func:`removal_score`; pass the result as its
@@ -387,7 +451,7 @@ def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=Fa
     np.True_
     """
     setup = _RetrainingSetup.build(X, y, X_test, y_test, fractions, stratify, n_seeds,
-                                   random_state)
+                                   random_state, resolve_metric(metric, estimator))
     return setup.baselines_from(setup.retrain(estimator, setup.baseline_jobs(), n_jobs))
 
 
@@ -399,20 +463,25 @@ class _RetrainingSetup:
     y: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    classes_: np.ndarray
+    classes_: np.ndarray | None
     fractions: np.ndarray
     stratify: bool
     seeds: np.ndarray
+    metric: str
 
     @classmethod
-    def build(cls, X, y, X_test, y_test, fractions, stratify, n_seeds, random_state):
+    def build(cls, X, y, X_test, y_test, fractions, stratify, n_seeds, random_state, metric):
         if not isinstance(stratify, (bool, np.bool_)):
             raise TypeError(f"stratify must be True or False (the classes are y), got "
                             f"{type(stratify).__name__}.")
-        y, y_test, classes = _encode(y, y_test)
+        regression = METRICS[metric][1] == "regression"
+        if regression and stratify:
+            raise ValueError("stratify=True keeps class shares; a regressor's targets have "
+                             "no classes.")
+        y, y_test, classes = _encode(y, y_test, regression)
         seeds = check_random_state(random_state).randint(_SEED_MAX, size=n_seeds)
         return cls(np.asarray(X), y, np.asarray(X_test), y_test, classes,
-                   np.asarray(fractions, dtype=float), bool(stratify), seeds)
+                   np.asarray(fractions, dtype=float), bool(stratify), seeds, metric)
 
     @property
     def n(self):
@@ -420,12 +489,21 @@ class _RetrainingSetup:
 
     @property
     def n_classes(self):
-        return len(self.classes_)
+        """Number of classes; ``None`` for a regressor."""
+        return None if self.classes_ is None else len(self.classes_)
 
     @property
     def strata(self):
         """Per-point classes to stratify by, or ``None``."""
         return self.y if self.stratify else None
+
+    def kept_class_share(self, kept):
+        """``(n_fractions, n_classes)`` class shares of the kept points, mean over seeds."""
+        if self.classes_ is None:
+            return np.zeros((len(self.fractions), 0))
+        shares = [np.bincount(self.y[keep], minlength=self.n_classes) / max(len(keep), 1)
+                  for keep in kept]
+        return np.array(shares).reshape(len(self.seeds), len(self.fractions), -1).mean(0)
 
     def baseline_jobs(self):
         """``(keep, seed)`` per seed: everything, then random removal at every fraction."""
@@ -441,34 +519,38 @@ class _RetrainingSetup:
     def baselines_from(self, accuracies):
         per_seed = np.asarray(accuracies).reshape(len(self.seeds), 1 + len(self.fractions))
         return RemovalBaselines(self.seeds, self.fractions, self.stratify, per_seed[:, 0],
-                                per_seed[:, 1:], (len(self.y), len(self.y_test)))
+                                per_seed[:, 1:], (len(self.y), len(self.y_test)), self.metric)
 
     def check(self, baselines):
         """Refuse baselines computed for other data, seeds, fractions or stratification."""
         same = (tuple(baselines.n_samples) == (len(self.y), len(self.y_test))
                 and np.array_equal(baselines.seeds, self.seeds)
                 and np.array_equal(baselines.fractions, self.fractions)
-                and baselines.stratify == self.stratify)
+                and baselines.stratify == self.stratify
+                and baselines.metric == self.metric)
         if not same:
             raise ValueError(
-                "baselines were computed for other data, seeds, fractions or stratify; "
-                "call removal_baselines with the same data, fractions, stratify, n_seeds "
-                "and random_state as this call."
+                "baselines were computed for other data, seeds, fractions, stratify or "
+                "metric; call removal_baselines with the same data, fractions, stratify, "
+                "n_seeds, random_state and metric as this call."
             )
 
     def retrain(self, estimator, jobs, n_jobs):
-        """Test accuracy of a clone trained on ``X[keep]`` with ``seed``, per job."""
+        """Test metric of a clone trained on ``X[keep]`` with ``seed``, per job."""
         return Parallel(n_jobs=n_jobs)(
             delayed(_fit_and_score)(estimator, self.X, self.y, self.X_test, self.y_test, keep,
-                                    int(seed), self.n_classes)
+                                    int(seed), self.n_classes, self.metric)
             for keep, seed in jobs
         )
 
 
 def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
                      fractions=(0.01, 0.05, 0.10, 0.20), stratify=False, n_seeds=3,
-                     n_jobs=None, random_state=None, baselines=None):
+                     n_jobs=None, random_state=None, baselines=None, metric=None):
     """Test accuracy after removing the *most* important points (lower is better).
+
+    For a regressor the test RMSE (higher is better: the attribution found
+    the points the model needs) or R^2 (``metric="r2"``, lower is better).
 
     See :func:`removal_score` for the parameters.
 
@@ -492,13 +574,17 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=True, stratify=stratify, n_seeds=n_seeds,
-                         n_jobs=n_jobs, random_state=random_state, baselines=baselines)
+                         n_jobs=n_jobs, random_state=random_state, baselines=baselines,
+                         metric=metric)
 
 
 def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
                   fractions=(0.25, 0.50, 0.75), stratify=False, n_seeds=3, n_jobs=None,
-                  random_state=None, baselines=None):
+                  random_state=None, baselines=None, metric=None):
     """Test accuracy after removing the *least* important points (higher is better).
+
+    For a regressor the test RMSE (lower is better) or R^2 (``metric="r2"``,
+    higher is better).
 
     See :func:`removal_score` for the parameters.
 
@@ -522,4 +608,5 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=False, stratify=stratify, n_seeds=n_seeds,
-                         n_jobs=n_jobs, random_state=random_state, baselines=baselines)
+                         n_jobs=n_jobs, random_state=random_state, baselines=baselines,
+                         metric=metric)

@@ -4,22 +4,21 @@ Each scorer is called as ``scorer(attributor, X_val, y_val)`` on an
 attributor (or a pipeline ending in one) fitted on the training fold. The
 validation fold is the property's evaluation data: the scorer attributes the
 property on it, removes training points by score, retrains the attributor's
-net recipe on what is left and measures accuracy on the validation fold.
-Greater is better for every scorer, as ``GridSearchCV`` expects.
+net recipe on what is left and measures accuracy (a regressor: RMSE or R^2)
+on the validation fold. Greater is better for every scorer, as
+``GridSearchCV`` expects: an RMSE is returned negated.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..utils._skorch import encode_targets
+from ..utils._targets import encode_targets
 from ._datamodels import linear_datamodeling_score
-from ._removal import removal_score
+from ._removal import METRICS, removal_score
 
 
 def _fold(estimator, X_val, y_val):
-    """``(attributor, X, y, X_val, y_val)``: the attributor, its training fold, and the
-    validation fold as the attributor sees it (encoded labels).
+    """``(attributor, X, y, X_val, y_val, scores)``: the attributor, its training fold, the
+    validation fold as its model sees it (encoded labels) and the fold's group scores.
 
     ``estimator`` is an attributor or a :class:`~sklearn.pipeline.Pipeline`
     ending in one, whose other steps then transform ``X_val`` first.
@@ -27,28 +26,40 @@ def _fold(estimator, X_val, y_val):
     attributor = estimator
     if hasattr(estimator, "steps"):
         X_val, attributor = estimator[:-1].transform(X_val), estimator[-1]
+    scores = attributor.score_groups(X_val, y_val)
     X, y = attributor._X_fit, attributor._y_fit
-    return (attributor, X, y, np.asarray(X_val, dtype=np.float32),
-            encode_targets(y_val, attributor.classes_))
+    # an estimator that is a pipeline preprocesses the fold for its last step too
+    return (attributor, X, y, attributor._model_input(X_val),
+            encode_targets(y_val, getattr(attributor, "classes_", None)), scores)
 
 
-def _removal_scorer(name, read, fraction, *, most_important, stratify, n_seeds, random_state):
+def _greater_is_better(result):
+    """``result``'s test values oriented so that greater is better (an RMSE negated)."""
+    sign = 1.0 if METRICS[result.metric][0] else -1.0
+    return sign * result.accuracy[0], sign * result.full_accuracy
+
+
+def _removal_scorer(name, read, fraction, *, most_important, stratify, n_seeds, random_state,
+                    metric):
     """A scorer removing ``fraction`` of the fold by group score and reading the result."""
 
     def scorer(estimator, X_val, y_val):
-        attributor, X, y, X_val, y_val = _fold(estimator, X_val, y_val)
-        scores = attributor.score_groups(X_val, attributor.classes_[y_val])
+        attributor, X, y, X_val, y_val, scores = _fold(estimator, X_val, y_val)
         result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
                                attributor.labels_, [fraction], most_important=most_important,
-                               stratify=stratify, n_seeds=n_seeds, random_state=random_state)
-        return read(result)
+                               stratify=stratify, n_seeds=n_seeds, random_state=random_state,
+                               metric=metric)
+        return read(*_greater_is_better(result))
 
     scorer.__name__ = name
     return scorer
 
 
-def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state=0):
+def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state=0,
+                        metric=None):
     """Validation accuracy after pruning the ``fraction`` least important training points.
+
+    For a regressor, the negated validation RMSE (or the R^2).
 
     Parameters
     ----------
@@ -58,6 +69,8 @@ def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state
     n_seeds : int, default=1
         Retrainings averaged per evaluation.
     random_state : int, default=0
+    metric : {"accuracy", "rmse", "r2"}, default=None
+        As for :func:`removal_score`: accuracy, or RMSE for a regressor.
 
     Returns
     -------
@@ -71,20 +84,21 @@ def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state
     >>> scorer.__name__
     'pruning_25'
     """
-    def accuracy(result):
-        return float(result.accuracy[0])
+    def after_pruning(value, full):
+        return float(value)
 
-    return _removal_scorer(f"pruning_{round(100 * fraction)}", accuracy, fraction,
+    return _removal_scorer(f"pruning_{round(100 * fraction)}", after_pruning, fraction,
                            most_important=False, stratify=stratify, n_seeds=n_seeds,
-                           random_state=random_state)
+                           random_state=random_state, metric=metric)
 
 
-def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_state=0):
+def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_state=0,
+                           metric=None):
     """Validation accuracy *drop* after removing the ``fraction`` most important points.
 
     The drop is measured against retraining on all training points with the
     same seeds; a larger drop means the attribution found the points that
-    matter.
+    matter. For a regressor, the RMSE rise (or the R^2 drop).
 
     Parameters
     ----------
@@ -93,6 +107,8 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
         Remove the same share of every class (see :func:`points_to_remove`).
     n_seeds : int, default=1
     random_state : int, default=0
+    metric : {"accuracy", "rmse", "r2"}, default=None
+        As for :func:`removal_score`: accuracy, or RMSE for a regressor.
 
     Returns
     -------
@@ -105,12 +121,12 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
     >>> make_retraining_scorer().__name__
     'retraining_10'
     """
-    def accuracy_drop(result):
-        return float(result.full_accuracy - result.accuracy[0])
+    def drop(value, full):
+        return float(full - value)
 
-    return _removal_scorer(f"retraining_{round(100 * fraction)}", accuracy_drop, fraction,
+    return _removal_scorer(f"retraining_{round(100 * fraction)}", drop, fraction,
                            most_important=True, stratify=stratify, n_seeds=n_seeds,
-                           random_state=random_state)
+                           random_state=random_state, metric=metric)
 
 
 def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
@@ -134,8 +150,7 @@ def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
     'lds'
     """
     def scorer(estimator, X_val, y_val):
-        attributor, X, y, X_val, y_val = _fold(estimator, X_val, y_val)
-        scores = attributor.score_groups(X_val, attributor.classes_[y_val])
+        attributor, X, y, X_val, y_val, scores = _fold(estimator, X_val, y_val)
         result = linear_datamodeling_score(
             attributor.estimator_, X, y, X_val, y_val, scores, attributor.labels_,
             property=attributor.property, n_subsets=n_subsets,

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
-import threading
-from contextlib import contextmanager
-from numbers import Integral
-
 import numpy as np
 import torch
-from skorch import NeuralNet, NeuralNetClassifier
-from sklearn.utils import check_random_state
+from skorch import NeuralNetClassifier
 
 from ._callbacks import OneCycleSchedule
 from ._mlp import MLP
 from ._resnet import ResNet18
-
-_DIM_PARAMS = ("n_features", "n_classes", "in_channels")
-# torch's RNG is global to the process: seeded fits in concurrent threads
-# (joblib's threading backend, Dask thread workers) would interleave their
-# draws, so they take turns.
-_SEEDED_FIT_LOCK = threading.RLock()
+from ._seeded import SeededNetMixin, as_arrays
 
 
-class SeededNeuralNetClassifier(NeuralNetClassifier):
+class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
     """skorch's ``NeuralNetClassifier`` with a ``random_state`` and inferred input sizes.
 
     * ``random_state`` seeds weight initialisation, batch shuffling and dropout
@@ -50,113 +39,19 @@ class SeededNeuralNetClassifier(NeuralNetClassifier):
     (64, 2)
     """
 
-    def __init__(self, module, *args, random_state=None, **kwargs):
-        super().__init__(module, *args, **kwargs)
-        self.random_state = random_state
+    def _prepare_targets(self, y):
+        y = as_arrays(y)
+        if isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer):
+            return y.astype(np.int64, copy=False)
+        return y
 
-    @contextmanager
-    def _seeded(self):
-        if self.random_state is None:
-            yield
-            return
-        seed = self.random_state
-        if not isinstance(seed, Integral):
-            seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
-        cuda = str(self.device).startswith("cuda") and torch.cuda.is_available()
-        with _SEEDED_FIT_LOCK, torch.random.fork_rng(devices=None if cuda else []):
-            torch.manual_seed(int(seed))
-            yield
-
-    def _infer_module_dims(self, X, y):
-        """Record ``n_features`` / ``n_classes`` the module needs but was not given."""
-        wanted = _missing_dim_params(self.module, super().get_params_for("module"))
-        dims = {}
-        if "n_features" in wanted and not isinstance(X, dict):
-            dims["n_features"] = int(np.prod(np.shape(X)[1:]))
-        if "n_classes" in wanted and y is not None:
-            dims["n_classes"] = _count_classes(y, self.classes)
-        if "in_channels" in wanted and not isinstance(X, dict) and np.ndim(X) == 4:
-            dims["in_channels"] = int(np.shape(X)[1])
-        self.module_dims_ = dims
-
-    def get_params_for(self, prefix):
-        params = super().get_params_for(prefix)
-        if prefix == "module":
-            for key, value in getattr(self, "module_dims_", {}).items():
-                params.setdefault(key, value)
-        return params
-
-    def fit(self, X, y=None, **fit_params):
-        X, y = _as_arrays(X), _as_targets(y)
-        self._infer_module_dims(X, y)
-        with self._seeded():
-            if not self.warm_start or not self.initialized_:
-                self.initialize()
-            NeuralNet.partial_fit(self, X, y, _routing_method="fit", **fit_params)
-        return self
-
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        X, y = _as_arrays(X), _as_targets(y)
-        if not self.initialized_:
-            self._infer_module_dims(X, y)
-        with self._seeded():
-            return super().partial_fit(X, y, classes=classes, **fit_params)
-
-    def infer(self, x, **fit_params):
-        return super().infer(_cast_floats(x, self.module_), **fit_params)
-
-    def forward_iter(self, X, training=False, device="cpu"):
-        # DataLoader iterators draw a base seed from the global RNG even without
-        # shuffling; isolate prediction from the caller's RNG stream.
-        with torch.random.fork_rng(devices=[]):
-            yield from super().forward_iter(_as_arrays(X), training=training, device=device)
-
-
-def _missing_dim_params(module, given):
-    if isinstance(module, torch.nn.Module):
-        return set()
-    try:
-        signature = inspect.signature(module)
-    except (TypeError, ValueError):
-        return set()
-    return {name for name in _DIM_PARAMS if name in signature.parameters} - set(given)
-
-
-def _count_classes(y, classes):
-    if classes is not None:
-        return len(classes)
-    y = np.asarray(y)
-    if np.issubdtype(y.dtype, np.integer):
-        return int(y.max()) + 1 if y.size else 1
-    return len(np.unique(y))
-
-
-def _as_arrays(X):
-    """pandas objects to numpy (skorch would turn a DataFrame into a dict of columns)."""
-    if hasattr(X, "to_numpy") and not isinstance(X, torch.Tensor):
-        X = X.to_numpy()
-    if isinstance(X, np.ndarray) and not X.flags.writeable:
-        # pandas hands out read-only views; torch wants writable memory
-        X = X.copy()
-    return X
-
-
-def _as_targets(y):
-    y = _as_arrays(y)
-    if isinstance(y, np.ndarray) and np.issubdtype(y.dtype, np.integer):
-        return y.astype(np.int64, copy=False)
-    return y
-
-
-def _cast_floats(x, module):
-    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
-    if dtype is None:
-        return x
-    if isinstance(x, torch.Tensor):
-        return x.to(dtype) if x.is_floating_point() and x.dtype != dtype else x
-    if isinstance(x, dict):
-        return {k: _cast_floats(v, module) for k, v in x.items()}
-    return x
+    def _count_outputs(self, y):
+        if self.classes is not None:
+            return len(self.classes)
+        y = np.asarray(y)
+        if np.issubdtype(y.dtype, np.integer):
+            return int(y.max()) + 1 if y.size else 1
+        return len(np.unique(y))
 
 
 def make_classifier(
@@ -280,18 +175,20 @@ def make_resnet_classifier(
 
 
 def paper_recipe(module, *, lr, max_epochs, batch_size, weight_decay, device, random_state,
-                 verbose, **kwargs):
-    """A :class:`SeededNeuralNetClassifier` training ``module`` the paper's way.
+                 verbose, net_class=SeededNeuralNetClassifier,
+                 criterion=torch.nn.CrossEntropyLoss, **kwargs):
+    """A seeded skorch net (``net_class``) training ``module`` the paper's way.
 
     Adam with weight decay, one-cycle learning rate stepped every batch,
-    cross-entropy on logits, shuffled batches, all data used for training.
-    Extra ``callbacks`` in ``kwargs`` run before the schedule.
+    ``criterion`` (cross-entropy on logits by default), shuffled batches, all
+    data used for training. Extra ``callbacks`` in ``kwargs`` run before the
+    schedule.
     """
     callbacks = list(kwargs.pop("callbacks", None) or [])
     callbacks.append(("one_cycle", OneCycleSchedule()))
-    return SeededNeuralNetClassifier(
+    return net_class(
         module=module,
-        criterion=torch.nn.CrossEntropyLoss,
+        criterion=criterion,
         optimizer=torch.optim.Adam,
         optimizer__weight_decay=weight_decay,
         lr=lr,

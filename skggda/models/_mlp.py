@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from torch import nn
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+_ACTIVATIONS = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU,
+    # scikit-learn's MLP activations, for converted models
+    "logistic": nn.Sigmoid, "identity": nn.Identity,
+}
 
 
 class MLP(nn.Module):
-    """Fully connected network returning class logits.
+    """Fully connected network returning class logits (or regression outputs).
 
     Parameters
     ----------
@@ -16,10 +20,11 @@ class MLP(nn.Module):
         Input width. :func:`~skggda.models.make_classifier` infers it from the
         training data.
     n_classes : int
-        Number of output logits (inferred from the labels likewise).
+        Number of output logits (inferred from the labels likewise); for a
+        regressor, the number of target columns.
     hidden_layer_sizes : tuple of int, default=()
         Widths of the hidden layers. ``()`` is multinomial logistic regression.
-    activation : {"relu", "tanh", "gelu"}, default="relu"
+    activation : {"relu", "tanh", "gelu", "logistic", "identity"}, default="relu"
 
     Examples
     --------

@@ -1,9 +1,10 @@
-"""Reading what the engine needs out of a skorch classifier.
+"""Reading what the engine needs out of a skorch net.
 
-The engine wants a module, a per-sample loss and integer targets; skorch nets
-hold a module (``module_``), a criterion with a batch reduction
-(``criterion_``) and, for classifiers, ``classes_``. These helpers bridge the
-two and give the clear errors users need when a net does not fit the data.
+The engine wants a module, a per-sample loss and encoded targets (class
+indices, or float regression targets); skorch nets hold a module
+(``module_``), a criterion with a batch reduction (``criterion_``) and, for
+classifiers, ``classes_``. These helpers bridge the two and give the clear
+errors users need when a net does not fit the data.
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
+from skorch import NeuralNet
 from torch import nn
 
 from .._engine import module_device, module_dtype, to_device
 from .._engine._data import forward
+from ._targets import encode_targets, fit_targets_for, is_regression
 
 
 class PerSampleLoss:
     """Per-sample version of a skorch criterion: ``(output, target) -> (batch,)``.
 
     A plain class rather than a closure so that it pickles.
+    ``squared_error_scale`` is ``c`` when the loss is ``c * sum((output -
+    target) ** 2)`` over the outputs (``nn.MSELoss``: 1), else ``None``.
     """
 
     def __init__(self, criterion: nn.Module):
@@ -37,6 +42,10 @@ class PerSampleLoss:
             self.kind = "nll_of_probabilities"
         else:
             self.kind = "generic"
+        if isinstance(criterion, nn.MSELoss):
+            self.squared_error_scale = 1.0
+        else:
+            self.squared_error_scale = getattr(criterion, "squared_error_scale", None)
         self.criterion = copy.deepcopy(criterion)
         if hasattr(self.criterion, "reduction"):
             self.criterion.reduction = "none"
@@ -66,6 +75,10 @@ class PerSampleLoss:
             return self.criterion(output, target.long())
         if self.kind == "nll_of_probabilities":
             return self.criterion(self.logits(output), target.long())
+        if target.is_floating_point() and target.numel() == output.numel():
+            # regression targets are kept 1-D; the loss compares them with the
+            # (n, 1) output, which a 1-D target would broadcast to (n, n)
+            target = target.reshape(output.shape).to(output.dtype)
         losses = self.criterion(output, target)
         return losses.reshape(losses.shape[0], -1).sum(1)
 
@@ -99,21 +112,6 @@ def prepare_net(estimator, seed: int, extra_callbacks=()):
         callbacks = list(params.get("callbacks") or [])
         net.set_params(callbacks=callbacks + list(extra_callbacks))
     return net
-
-
-def encode_targets(y, classes):
-    """Indices of ``y`` in ``classes``; a clear error for unseen labels."""
-    y = np.asarray(y)
-    classes = np.asarray(classes)
-    index = np.searchsorted(classes, y)
-    index = np.clip(index, 0, len(classes) - 1)
-    unseen = classes[index] != y
-    if unseen.any():
-        raise ValueError(
-            f"y contains labels not seen in fit: {np.unique(y[unseen])[:5].tolist()}; "
-            f"known classes are {classes.tolist()}."
-        )
-    return index.astype(np.int64)
 
 
 def frozen_classes(net, y):
@@ -181,34 +179,58 @@ def default_classifier():
 
 @dataclass
 class ResolvedNet:
-    """A net ready for attribution, with the label encoding it uses."""
+    """A net ready for attribution, with the target encoding it uses.
+
+    ``classes`` is ``None`` for a regressor, whose ``y_encoded`` are the
+    float32 targets.
+    """
 
     net: object
-    classes: np.ndarray
+    classes: np.ndarray | None
     y_encoded: np.ndarray
     frozen: bool
     seconds: float
+    #: the training inputs as the net takes them (after ``preprocessor``)
+    X: object = None
+    #: the fitted steps of a Pipeline before the net, or None
+    preprocessor: object = None
 
 
 def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet:
     """Train a clone of ``estimator`` on ``(X, y)``, or take a frozen one as is.
 
     ``None`` trains :func:`default_classifier`. A :class:`FrozenEstimator`
-    must wrap a fitted net whose module accepts ``X`` and has an output per
-    class of ``y``; its ``classes_`` define the label encoding when they
-    cover ``y``. Trained nets learn the indices of ``np.unique(y)``.
+    must wrap a fitted net whose module accepts ``X`` and, for a classifier,
+    has an output per class of ``y``; its ``classes_`` define the label
+    encoding when they cover ``y``. Trained classifiers learn the indices of
+    ``np.unique(y)``; regressors learn the float targets. A scikit-learn
+    model becomes a :class:`~skggda.models.ConvertedModel`, fitted by
+    scikit-learn unless it is fitted already (then it is used as is). A
+    :class:`~sklearn.pipeline.Pipeline` fits (or, fitted, keeps) its first
+    steps as the ``preprocessor`` and resolves its last step on their output.
     """
     net, frozen = unwrap_frozen(estimator if estimator is not None else default_classifier())
+    if not isinstance(net, NeuralNet):
+        from ..models._converted import resolve_model  # the models import this module
+
+        return resolve_model(net, frozen, X, y, seed, extra_callbacks)
     start = perf_counter()
     if frozen:
         check_fitted_net(net)
-        classes = frozen_classes(net, y)
-        classes = np.unique(y) if classes is None else classes
-        check_module_accepts(net.module_, X, n_outputs=len(classes))
-        y_encoded = encode_targets(y, classes)
+        classes, y_encoded = _frozen_targets(net, y)
+        check_module_accepts(net.module_, X, n_outputs=None if classes is None else len(classes))
     else:
-        classes = np.unique(y)
+        classes = None if is_regression(net) else np.unique(y)
         y_encoded = encode_targets(y, classes)
         net = prepare_net(net, seed, extra_callbacks)
-        net.fit(X, y_encoded)
-    return ResolvedNet(net, classes, y_encoded, frozen, perf_counter() - start)
+        net.fit(X, fit_targets_for(net, y_encoded))
+    return ResolvedNet(net, classes, y_encoded, frozen, perf_counter() - start, X)
+
+
+def _frozen_targets(net, y):
+    """``(classes, y_encoded)`` for a pretrained net (``classes`` None for a regressor)."""
+    if is_regression(net):
+        return None, encode_targets(y, None)
+    classes = frozen_classes(net, y)
+    classes = np.unique(y) if classes is None else classes
+    return classes, encode_targets(y, classes)

@@ -1,0 +1,282 @@
+"""A scikit-learn model as the attributors see a net: a torch module, a loss, a penalty."""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context, clone, is_classifier
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+from skorch import NeuralNet
+from sklearn.utils import get_tags
+from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import _num_samples, check_consistent_length, check_is_fitted
+
+from ..utils._inputs import model_input
+from ..utils._skorch import ResolvedNet, check_module_accepts, fit_or_freeze, prepare_net
+from ..utils._targets import encode_targets
+from ._sklearn import check_supported, to_torch
+
+
+def _inner_has(name):
+    return lambda self: hasattr(self.estimator, name)
+
+
+class ConvertedModel(BaseEstimator):
+    """A scikit-learn model attributed through an equivalent torch module.
+
+    ``fit`` fits a clone of ``estimator`` with scikit-learn itself, then
+    converts it (:func:`~skggda.models.to_torch`): ``module_`` holds the
+    same weights, activations and output link, ``criterion_`` the
+    per-sample training loss and ``penalty_`` the L2 penalty as
+    scikit-learn scales it. Predictions are scikit-learn's. The attributors
+    wrap a scikit-learn ``estimator`` in this class themselves: an unfitted
+    model is fitted here, a fitted one is converted as it is
+    (:meth:`from_fitted`), never refitted; ``clone`` gives the unfitted
+    recipe that retraining-based metrics refit.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A :class:`~sklearn.linear_model.LogisticRegression`,
+        :class:`~sklearn.linear_model.SGDClassifier`,
+        :class:`~sklearn.linear_model.SGDRegressor`,
+        :class:`~sklearn.linear_model.LinearRegression`,
+        :class:`~sklearn.linear_model.Ridge`,
+        :class:`~sklearn.neural_network.MLPClassifier` or
+        :class:`~sklearn.neural_network.MLPRegressor`.
+    random_state : int, RandomState instance or None, default=None
+        Set as the model's own ``random_state`` (when it has one) before
+        fitting; ``None`` leaves the model's.
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The fitted scikit-learn model (the given one itself after
+        :meth:`from_fitted`).
+    module_ : torch.nn.Module
+        Its torch equivalent, float64.
+    criterion_ : torch.nn.Module
+        Per-sample training loss on ``module_``'s output.
+    penalty_ : dict of str to float
+        L2 strength of each penalised parameter of ``module_``: the training
+        objective is the mean loss plus ``mu / 2 * ||param||^2`` per entry.
+    classes_ : ndarray of shape (n_classes,)
+        The classifier's classes (classifiers only).
+    n_train_samples_ : int
+        Training samples the penalty was scaled with.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skggda.models import ConvertedModel
+    >>> X = np.random.RandomState(0).normal(size=(50, 3))
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> model = ConvertedModel(LogisticRegression(C=0.5)).fit(X, y)
+    >>> logits = model.module_(torch.as_tensor(X))
+    >>> bool(np.allclose(torch.softmax(logits, 1).detach(), model.predict_proba(X)))
+    True
+    >>> round(model.penalty_["module.head.weight"], 6)  # 1 / (C n)
+    0.04
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "predict"])],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, estimator, *, random_state=None):
+        self.estimator = estimator
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Fit a clone of ``estimator`` with scikit-learn and convert it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : object
+        """
+        check_supported(self.estimator)
+        model = clone(self.estimator)
+        if self.random_state is not None and "random_state" in model.get_params(deep=False):
+            model.set_params(random_state=self.random_state)
+        if getattr(X, "dtype", None) == np.float32:
+            # scikit-learn solves in the data's precision: train as on float64 data
+            X = X.astype(np.float64)
+        return self._adopt(model.fit(X, y), _num_samples(X))
+
+    @classmethod
+    def from_fitted(cls, model, n_samples):
+        """Convert a fitted ``model`` as it is (no refit).
+
+        Parameters
+        ----------
+        model : estimator
+            Fitted, of a supported class.
+        n_samples : int
+            Samples it was trained on (scales the penalty).
+
+        Returns
+        -------
+        ConvertedModel
+        """
+        converted = cls(model, random_state=model.get_params(deep=False).get("random_state"))
+        return converted._adopt(model, n_samples)
+
+    def _adopt(self, model, n_samples):
+        conversion = to_torch(model, n_samples)
+        self.estimator_ = model
+        self.module_, self.criterion_ = conversion.module, conversion.criterion
+        self.penalty_ = conversion.penalty
+        self.n_train_samples_ = int(n_samples)
+        self.__dict__.pop("classes_", None)
+        if is_classifier(model):
+            self.classes_ = model.classes_
+        self.n_features_in_ = model.n_features_in_
+        return self
+
+    def predict(self, X):
+        """scikit-learn's predictions.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self.estimator_.predict(X)
+
+    @available_if(_inner_has("predict_proba"))
+    def predict_proba(self, X):
+        """scikit-learn's class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    @available_if(_inner_has("decision_function"))
+    def decision_function(self, X):
+        """scikit-learn's decision function.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        return self.estimator_.decision_function(X)
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "module_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self.estimator)
+        tags.estimator_type = inner.estimator_type
+        tags.classifier_tags, tags.regressor_tags = inner.classifier_tags, inner.regressor_tags
+        tags.target_tags = inner.target_tags
+        tags.input_tags.sparse = inner.input_tags.sparse  # scikit-learn fits; torch holds weights
+        return tags
+
+
+def is_fitted(model):
+    """Whether scikit-learn considers ``model`` fitted."""
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        return False
+    return True
+
+
+def resolve_model(model, frozen, X, y, seed, extra_callbacks=()):
+    """:func:`~skggda.utils._skorch.fit_or_freeze` for a scikit-learn model or pipeline.
+
+    A fitted model (or one in a ``FrozenEstimator``) is converted as it is;
+    an unfitted one is fitted on ``(X, y)`` by scikit-learn, with ``seed`` as
+    its ``random_state`` when it has one left at ``None``.
+    """
+    if isinstance(model, Pipeline):
+        return _resolve_pipeline(model, frozen, X, y, seed, extra_callbacks)
+    if extra_callbacks:
+        raise ValueError(
+            "checkpoints='all' needs a skorch net's training run; a scikit-learn model is "
+            "attributed at its fitted weights: use checkpoints='last'."
+        )
+    start = perf_counter()
+    _check_fitted_if_frozen(model, frozen)
+    frozen = frozen or is_fitted(model)
+    if not isinstance(model, ConvertedModel):
+        check_supported(model)
+        if frozen:
+            model = ConvertedModel.from_fitted(model, _num_samples(X))
+        else:
+            own_seed = model.get_params(deep=False).get("random_state")
+            model = ConvertedModel(model, random_state=own_seed)
+    if not frozen:
+        model = prepare_net(model, seed).fit(X, y)
+    classes = getattr(model, "classes_", None)
+    check_module_accepts(model.module_, X, n_outputs=None if classes is None else len(classes))
+    return ResolvedNet(model, classes, encode_targets(y, classes), frozen,
+                       perf_counter() - start, X)
+
+
+def _check_fitted_if_frozen(model, frozen):
+    if frozen and not is_fitted(model):
+        raise NotFittedError(
+            f"The {type(model).__name__} wrapped in FrozenEstimator is not fitted: fit it "
+            "first, or pass it unwrapped so that fit trains it."
+        )
+
+
+def _resolve_pipeline(pipeline, frozen, X, y, seed, extra_callbacks):
+    """The first steps fitted (a fitted pipeline: kept) as the preprocessor, and the last
+    step resolved on their output: the model that is attributed."""
+    start = perf_counter()
+    _check_fitted_if_frozen(pipeline, frozen)
+    frozen = frozen or is_fitted(pipeline)
+    preprocessor = None
+    if len(pipeline.steps) > 1:
+        preprocessor = pipeline[:-1] if frozen else clone(pipeline[:-1]).fit(X, y)
+    X = model_input(preprocessor, X)
+    check_consistent_length(X, y)
+    final = FrozenEstimator(pipeline[-1]) if frozen else pipeline[-1]
+    resolved = fit_or_freeze(final, X, y, seed, extra_callbacks)
+    resolved.preprocessor = preprocessor
+    resolved.seconds = perf_counter() - start
+    return resolved
+
+
+def training_recipe(estimator):
+    """What retrains the attributed model: the net, or a :class:`ConvertedModel` recipe."""
+    model = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+    if isinstance(model, Pipeline):
+        model = model[-1]  # its first steps are fitted once, in the attributor's fit
+    if isinstance(model, (NeuralNet, ConvertedModel)):
+        return model
+    return ConvertedModel(model, random_state=model.get_params(deep=False).get("random_state"))
