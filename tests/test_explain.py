@@ -184,6 +184,35 @@ def test_parquet_input(tmp_path):
     assert len(pd.read_csv(out / "members.csv")) == 160
 
 
+def test_regression_target_end_to_end(table, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert explain(table, "--target", "income", "--output", out, *FAST) == 0
+    groups = pd.read_csv(out / "groups.csv")
+    assert list(groups.columns) == ["group", "size", "score", "target_mean", "target_std",
+                                    "distinguishing_features"]
+    income = pd.read_csv(table)["income"]
+    members = pd.read_csv(out / "members.csv")
+    first = groups.iloc[0]
+    rows = members.loc[members["group"] == first["group"], "row"]
+    # summaries in the file's units, although the net trains on the standardized target
+    assert first["target_mean"] == pytest.approx(income[rows].mean())
+    printed = capsys.readouterr().out
+    assert "income (regression)" in printed and "validation RMSE" in printed
+    assert "income is standardized for training" in printed
+
+
+@pytest.mark.parametrize("model, target, kind", [
+    ("logreg", "label", "LogisticRegression"), ("ridge", "income", "Ridge"),
+    ("mlp", "label", "MLPClassifier"), ("mlp", "income", "MLPRegressor"),
+])
+def test_scikit_learn_models(model, target, kind, table, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert explain(table, "--target", target, "--model", model, "--output", out, *FAST) == 0
+    assert f"{model} ({kind}" in capsys.readouterr().out
+    groups = pd.read_csv(out / "groups.csv")
+    assert groups["size"].sum() == 160 and np.isfinite(groups["score"]).all()
+
+
 def test_per_row_scores_with_group_size_one(table, tmp_path):
     out = tmp_path / "report"
     explain(table, "--target", "label", "--group-size", "1", "--grouper", "random",
@@ -238,9 +267,14 @@ BAD_INPUTS = {
                      "has no column 'id' (--drop)"),
     "group-by target": (lambda f: f, ["--target", "label", "--group-by", "label"],
                         "--group-by names the target column"),
-    "regression": (lambda f: f, ["--target", "income"], "regression (target 'income') needs"),
-    "sklearn model": (lambda f: f, ["--target", "label", "--model", "logreg"],
-                      "--model logreg needs the conversion"),
+    "classifier for a regression": (lambda f: f, ["--target", "income", "--model", "logreg"],
+                                    "--model logreg is for classification, but target 'income'"),
+    "regressor for classes": (lambda f: f, ["--target", "label", "--model", "ridge"],
+                              "--model ridge is for regression, but target 'label'"),
+    "property of the other task": (lambda f: f, ["--target", "income", "--property", "accuracy"],
+                                   "--property accuracy is for classification targets"),
+    "constant number": (lambda f: f.assign(income=3.5), ["--target", "income"],
+                        "target 'income' is constant (3.5)"),
 }
 
 
@@ -377,6 +411,39 @@ def test_group_report_checks_rows_and_names(fitted):
         group_report(attr, X[:-1])
     with pytest.raises(ValueError, match="feature_names has 2 names but X has 6 columns"):
         group_report(attr, X, feature_names=["a", "b"])
+
+
+def test_group_report_of_a_regressor_summarizes_targets():
+    from skggda.models import make_regressor
+
+    X, _, _, _ = make_problem(n=60)
+    y = X[:, 0] * 3.0
+    attr = TracInAttributor(make_regressor((8,), max_epochs=2, random_state=0),
+                            grouper=RandomGrouper(group_size=20), random_state=0).fit(X, y)
+    report = group_report(attr, X, y)
+    assert list(report.columns) == ["group", "size", "score", "target_mean", "target_std",
+                                    "distinguishing_features"]
+    for j, row in report.iterrows():
+        members = y[attr.labels_ == j]
+        assert row["target_mean"] == pytest.approx(members.mean(), rel=1e-5)
+        assert row["target_std"] == pytest.approx(members.std(), rel=1e-4)
+
+
+def test_group_report_of_a_scikit_learn_model_with_text_labels():
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, _, _ = make_problem(n=80)
+    labels = np.array(["bad", "good"])[y]
+    model = LogisticRegression().fit(X, labels)  # predicts the text labels themselves
+    attr = TracInAttributor(FrozenEstimator(model), grouper=RandomGrouper(group_size=20),
+                            random_state=0).fit(X, labels)
+    report = group_report(attr, X, labels)
+    assert set(report["label"]) <= {"bad", "good"}
+    predicted = model.predict(X)
+    expected = [np.mean(predicted[attr.labels_ == j] == labels[attr.labels_ == j])
+                for j in range(attr.n_groups_)]
+    np.testing.assert_allclose(report["accuracy"], expected)
 
 
 def test_group_report_needs_pandas(fitted, monkeypatch):

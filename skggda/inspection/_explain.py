@@ -1,9 +1,10 @@
 """``skggda explain DATA --target COLUMN``: which groups of my training rows help or hurt?
 
 Reads a CSV or Parquet file, preprocesses it (impute, one-hot encode, expand
-dates, scale), splits off a validation set, trains the default net, groups
-the training rows, attributes a validation property to the groups and writes
-a report folder: ``groups.csv``, ``members.csv`` and ``report.html``. The
+dates, scale), splits off a validation set, trains a model (the default net,
+or scikit-learn's: ``_models.py``), groups the training rows, attributes a
+validation property to the groups and writes a report folder:
+``groups.csv``, ``members.csv`` and ``report.html``. The
 folder is written into a temporary sibling and renamed at the end, so a
 failed run leaves nothing behind. Problems with the input are usage errors:
 one line on stderr, exit status 2.
@@ -18,20 +19,19 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import perf_counter
 
 import numpy as np
-from skorch.callbacks import Callback
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from tqdm.auto import tqdm
 
 from ..cli import _positive_ints
-from ..experiments import GROUPERS, MODELS, GridConfig
+from ..experiments import GROUPERS, GridConfig
 from ..experiments._grid import make_attributor, make_grouper
-from ..models import make_classifier
+from ..properties import resolve_property
 from ._html import display_rows, render_page
+from ._models import MODEL_CHOICES, make_model, train_model, validation_summary
 from ._report import group_report
 from ._table import (
     UsageError,
@@ -47,7 +47,6 @@ from ._table import (
 )
 
 ATTRIBUTORS = ("tracin", "fisher", "lissa", "trak")
-MODEL_CHOICES = ("net", "logreg", "ridge", "mlp")
 #: The default property per task. With a noisy validation set the mean loss is
 #: dominated by its mislabeled rows (confidently wrong, so large gradients) and
 #: points the attribution the wrong way; the smooth accuracy saturates on them.
@@ -56,7 +55,7 @@ MODEL_CHOICES = ("net", "logreg", "ridge", "mlp")
 #: (three seeds, benchmarks/bench_explain.py).
 DEFAULT_PROPERTY = {"classification": "accuracy", "regression": "loss"}
 _PROPERTY_TEXT = {"accuracy": "validation accuracy (smooth)", "margin": "validation margin",
-                  "loss": "validation loss"}
+                  "loss": "validation loss", "prediction": "mean validation prediction"}
 DEFAULT_GROUP_SIZE = 16
 #: Stages of the progress bar besides the training epochs.
 _STAGES = ("read", "preprocess", "group", "attribute", "report")
@@ -81,10 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--valid-size", type=_fraction, default=0.2,
         help="share of rows held out for validation, stratified by class (default: %(default)s)")
     add("--model", choices=MODEL_CHOICES, default="net",
-        help="net: two hidden layers of 50 (the paper's ANN-S); logreg, ridge, mlp: "
-        "scikit-learn's (default: %(default)s)")
-    add("--epochs", type=_positive_ints, default=40, help="training epochs (default: %(default)s)")
-    add("--lr", type=float, default=1e-2, help="peak learning rate (default: %(default)s)")
+        help="net: two hidden layers of 50 (the paper's ANN-S); scikit-learn's "
+        "LogisticRegression (logreg, classification), Ridge (ridge, regression) or "
+        "MLPClassifier / MLPRegressor (mlp, layers of 50) (default: %(default)s)")
+    add("--epochs", type=_positive_ints, default=40,
+        help="training epochs of net and mlp (default: %(default)s)")
+    add("--lr", type=float, default=1e-2,
+        help="peak learning rate of net (default: %(default)s)")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--group-by", metavar="COLUMN",
                      help="your own groups: one per value of COLUMN (not a model input)")
@@ -98,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         "lissa: influence, slow (the paper's 4,000 Hessian-vector products); trak: trains "
         "10 more nets (default: %(default)s)")
     add("--property", choices=sorted(_PROPERTY_TEXT), default=None,
-        help="what is attributed on the validation set (default: accuracy for "
+        help="what is attributed on the validation set: accuracy and margin for "
+        "classification, prediction for regression, loss for both (default: accuracy for "
         "classification, loss for regression)")
     add("--top", type=_positive_ints, default=10,
         help="groups shown per table (default: %(default)s)")
@@ -129,8 +132,16 @@ class Data:
     rows: np.ndarray  # each training row's position in the file
     groups: np.ndarray | None
     feature_names: list
-    classes: np.ndarray | None
+    classes: np.ndarray | None  # the label of each class index in y (classification)
+    target_scale: tuple | None  # (mean, sd) that standardized y (regression)
     notes: list = field(default_factory=list)
+
+    def original_targets(self):
+        """The training targets as in the file: labels, or the unstandardized numbers."""
+        if self.classes is not None:
+            return self.classes[self.y_train]
+        mean, sd = self.target_scale
+        return self.y_train * sd + mean
 
 
 def load_data(args, bar):
@@ -138,6 +149,7 @@ def load_data(args, bar):
     notes = []
     frame = _read_checked(args, notes)
     task = infer_task(frame[args.target]) if args.task == "auto" else args.task
+    _check_property(args.property, task)
     columns = feature_columns(frame, {args.target, *args.drop, args.group_by})
     if columns.datetime:
         notes.append(f"dates in {', '.join(columns.datetime)} are read as days since 1970, "
@@ -148,14 +160,21 @@ def load_data(args, bar):
     if args.valid:
         check_columns(valid, columns.features, "a feature of the training file", args.valid)
     X_train, X_valid, names = _preprocess(train, valid, columns)
-    y_train = target_values(train[args.target], task, args.target).to_numpy()
-    y_valid = target_values(valid[args.target], task, args.target).to_numpy()
-    classes = None
-    if task == "classification":
-        y_train, y_valid, classes = _encode_classes(y_train, y_valid)
+    y_train, y_valid, classes, scale = _encode_targets(train[args.target], valid[args.target],
+                                                       task, args.target)
+    if scale is not None:
+        notes.append(f"{args.target} is standardized for training (mean {scale[0]:.4g}, sd "
+                     f"{scale[1]:.4g}): scores are in units of the standardized target.")
     return Data(task, X_train, y_train, X_valid, y_valid, train.index.to_numpy(),
                 None if groups is None else groups.loc[train.index].to_numpy(),
-                names, classes, notes)
+                names, classes, scale, notes)
+
+
+def _check_property(name, task):
+    tasks = resolve_property(name).tasks if name is not None else {task}
+    if task not in tasks:
+        raise UsageError(f"--property {name} is for {' and '.join(sorted(tasks))} targets, "
+                         f"not {task}.")
 
 
 def _read_checked(args, notes):
@@ -219,6 +238,23 @@ def _split(frame, task, args, notes):
         raise UsageError(f"cannot split off a validation set: {error}") from error
 
 
+def _encode_targets(train, valid, task, name):
+    """``(y_train, y_valid, classes, scale)``: class indices, or standardized numbers.
+
+    Regression targets are standardized with the training rows' mean and
+    standard deviation: the net's recipe assumes targets of unit scale.
+    """
+    y_train = target_values(train, task, name).to_numpy()
+    y_valid = target_values(valid, task, name).to_numpy()
+    if task == "classification":
+        return (*_encode_classes(y_train, y_valid), None)
+    mean, sd = float(y_train.mean()), float(y_train.std())
+    if not sd > 0:
+        raise UsageError(f"target {name!r} is constant ({mean:g}) in the training rows: "
+                         f"nothing to regress.")
+    return (y_train - mean) / sd, (y_valid - mean) / sd, None, (mean, sd)
+
+
 def _encode_classes(y_train, y_valid):
     """Class indices for the net; validation labels must be known from training."""
     encoder = LabelEncoder().fit(y_train)
@@ -231,46 +267,10 @@ def _encode_classes(y_train, y_valid):
     return encoder.transform(y_train), encoder.transform(y_valid), encoder.classes_
 
 
-def make_model(name, task, args, bar=None):
-    """The estimator ``explain`` trains for ``--model name`` on a ``task``.
-
-    The default ``"net"`` is the paper's ANN-S (two hidden layers of 50,
-    weight decay 4e-4, batches of 128) with the command line's short recipe
-    (``--epochs`` 40 at a peak ``--lr`` of 1e-2).
-    """
-    if name != "net":
-        raise UsageError(f"--model {name} needs the conversion of scikit-learn's fitted "
-                         f"models to torch, which this version does not have; use --model net.")
-    if task == "regression":
-        raise UsageError(f"regression (target {args.target!r}) needs regression nets in the "
-                         f"attributors, which this version does not have; pass --task "
-                         f"classification if the target holds class labels.")
-    spec = MODELS["ann-s"]
-    callbacks = [("progress", _EpochProgress(bar))] if bar is not None else []
-    return make_classifier(spec["hidden"], lr=args.lr, max_epochs=args.epochs,
-                           weight_decay=spec["weight_decay"], batch_size=spec["batch_size"],
-                           device=args.device, random_state=args.seed, callbacks=callbacks)
-
-
-class _EpochProgress(Callback):
-    """Advances the progress bar after every training epoch."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def on_epoch_end(self, net, **kwargs):
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def __deepcopy__(self, memo):
-        # clones of the net (TRAK's ensemble members) must not drive this run's bar
-        return type(self)(None)
-
-
-def attribute(args, data, net):
-    """The fitted attributor: ``--attributor`` on the frozen net, grouped as asked."""
+def attribute(args, data, model):
+    """The fitted attributor: ``--attributor`` on the frozen model, grouped as asked."""
     grouper = None if args.group_by else make_grouper(args.grouper, _group_size(args), args.seed)
-    attributor = make_attributor(args.attributor, FrozenEstimator(net), grouper, GridConfig(),
+    attributor = make_attributor(args.attributor, FrozenEstimator(model), grouper, GridConfig(),
                                  args.seed)
     attributor.set_params(property=args.property or DEFAULT_PROPERTY[data.task])
     return attributor.fit(data.X_train, data.y_train, groups=data.groups)
@@ -294,22 +294,22 @@ def explain(args, bar):
     """Run every stage; returns a :class:`Result`."""
     _step(bar, "read", advance=False)
     data = load_data(args, bar)
-    net = make_model(args.model, data.task, args, bar)
+    model = make_model(args.model, data.task, args, bar)
     _step(bar, "train")
-    start = perf_counter()
-    net.fit(data.X_train, data.y_train)
-    training = perf_counter() - start
-    _step(bar, "group", advance=False)
-    attributor = attribute(args, data, net)
+    training = train_model(model, data.X_train, data.y_train, data.notes)
+    _step(bar, "group", advance=args.model != "net")  # the net advanced once per epoch
+    attributor = attribute(args, data, model)
     _step(bar, "attribute")
-    report = group_report(attributor, data.X_train, data.y_train, data.feature_names,
+    # the label summary counts class indices (the net's encoding); shown as labels below
+    y_summary = data.y_train if data.classes is not None else data.original_targets()
+    report = group_report(attributor, data.X_train, y_summary, data.feature_names,
                           X_eval=data.X_valid, y_eval=data.y_valid)
     _step(bar, "report")
     if data.classes is not None:
         report["label"] = data.classes[report["label"].to_numpy()]
     report = report.sort_values("score", kind="stable").reset_index(drop=True)
     members = _members(data, attributor)
-    settings = _settings(args, data, net, attributor, training)
+    settings = _settings(args, data, model, attributor, training)
     return Result(report, members, settings, data.notes)
 
 
@@ -320,7 +320,7 @@ def _members(data, attributor):
     return members.sort_values("row", kind="stable").reset_index(drop=True)
 
 
-def _settings(args, data, net, attributor, training):
+def _settings(args, data, model, attributor, training):
     n_groups = attributor.n_groups_
     grouping = (f"--group-by {args.group_by}: {n_groups} groups" if args.group_by else
                 f"{args.grouper}, {n_groups} groups of about {_group_size(args)} rows")
@@ -333,12 +333,11 @@ def _settings(args, data, net, attributor, training):
                    + (f": {', '.join(map(str, data.classes))})" if data.classes is not None
                       else ")")),
         ("features", f"{data.X_train.shape[1]} after preprocessing"),
-        ("model", f"{args.model}, {args.epochs} epochs, trained in {training:.1f} s"),
+        ("model", f"{args.model} ({type(model).__name__}"
+                  + (f", {args.epochs} epochs" if args.model in ("net", "mlp") else "")
+                  + f"), trained in {training:.1f} s"),
+        *validation_summary(model, data.X_valid, data.y_valid, data.task, data.target_scale),
     ]
-    if data.classes is not None:
-        accuracy = float(np.mean(np.asarray(net.predict(data.X_valid)) == data.y_valid))
-        majority = np.bincount(data.y_valid).max() / len(data.y_valid)
-        settings.append(("validation accuracy", f"{accuracy:.1%} (majority class {majority:.1%})"))
     settings += [
         ("grouping", f"{grouping}, {timings['grouping']:.1f} s"),
         ("attribution", f"{args.attributor} of the {_PROPERTY_TEXT[prop]}, "

@@ -8,6 +8,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.utils.validation import check_is_fitted
 
+from ..utils._targets import encode_targets, predicted_targets
+
 # Groups whose feature means are computed at once: bounds the (groups, features)
 # block in memory when there is one group per training row.
 _GROUP_BLOCK = 4096
@@ -28,7 +30,7 @@ def group_report(attributor, X, y=None, feature_names=None, *, X_eval=None, y_ev
         columns that most distinguish a group from the rest are listed.
     y : array-like of shape (n_samples,), default=None
         The training targets. With them each row gets a label summary (the
-        group's most common label, its share and how often the net predicts
+        group's most common label, its share and how often the model predicts
         the group's labels) or, for a regressor, the mean and standard
         deviation of the group's targets.
     feature_names : list of str, default=None
@@ -56,7 +58,7 @@ def group_report(attributor, X, y=None, feature_names=None, *, X_eval=None, y_ev
           means the group helps the property, lower that it hurts;
         - with ``y`` for a classifier: ``label`` (most common label),
           ``label_share`` (its share of the group) and ``accuracy`` (share
-          of the group's rows whose label the net predicts); for a
+          of the group's rows whose label the model predicts); for a
           regressor: ``target_mean`` and ``target_std``;
         - ``distinguishing_features``: up to ``n_features`` entries
           ``"name +1.8 sd"``, largest first: the standardized mean
@@ -186,9 +188,10 @@ def _label_summary(attributor, X, y, labels, sizes):
     values, codes = np.unique(y, return_inverse=True)
     counts = np.bincount(labels * len(values) + codes, minlength=len(sizes) * len(values))
     counts = counts.reshape(len(sizes), len(values))
-    predicted = np.asarray(attributor.classes_)[
-        np.asarray(attributor.estimator_.predict(np.asarray(X, dtype=np.float32)))]
-    correct = np.bincount(labels, weights=predicted == y, minlength=len(sizes))
+    classes = attributor.classes_
+    predicted = predicted_targets(attributor.estimator_, np.asarray(X, dtype=np.float32), classes)
+    correct = np.bincount(labels, weights=predicted == encode_targets(y, classes),
+                          minlength=len(sizes))
     return {"label": values[counts.argmax(1)], "label_share": counts.max(1) / sizes,
             "accuracy": correct / sizes}
 
