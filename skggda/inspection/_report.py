@@ -184,7 +184,7 @@ def _describe(differences, names, n_features):
 
 
 def _label_summary(attributor, X, y, labels, sizes):
-    """Most common label, its share, and the net's accuracy on the group's rows."""
+    """Most common label, its share, and the model's accuracy on the group's rows."""
     values, codes = np.unique(y, return_inverse=True)
     counts = np.bincount(labels * len(values) + codes, minlength=len(sizes) * len(values))
     counts = counts.reshape(len(sizes), len(values))
@@ -200,8 +200,9 @@ def _target_summary(y, labels, sizes):
     """Mean and standard deviation of a regression target per group."""
     y = np.asarray(y, dtype=np.float64)
     mean = np.bincount(labels, weights=y, minlength=len(sizes)) / sizes
-    square = np.bincount(labels, weights=y * y, minlength=len(sizes)) / sizes
-    return {"target_mean": mean, "target_std": np.sqrt(np.maximum(square - mean ** 2, 0))}
+    # centred before squaring: E[y^2] - E[y]^2 cancels digits for large targets
+    variance = np.bincount(labels, weights=(y - mean[labels]) ** 2, minlength=len(sizes)) / sizes
+    return {"target_mean": mean, "target_std": np.sqrt(variance)}
 
 
 def _check_rows(values, n_samples, name):
