@@ -23,7 +23,7 @@ from skggda import (
 )
 from skggda._engine import _features
 from skggda.models import SeededNeuralNetRegressor, make_regressor
-from skggda.properties import ClassLoss, MeanPrediction
+from skggda.properties import ClassLoss, MeanPrediction, make_property
 from skggda.utils._skorch import PerSampleLoss
 
 
@@ -165,6 +165,15 @@ def test_mean_prediction_property_equals_closed_form(data, linear):
     low = TracInAttributor(frozen, property=MeanPrediction(greater_is_better=False)).fit(X, y)
     np.testing.assert_allclose(low.score_groups(X_test, np.zeros(len(X_test))), -expected,
                                rtol=1e-4, atol=1e-5)
+
+
+def test_callable_property_sees_the_float_targets(data, linear):
+    X, y, X_test, y_test = data
+    mean_squared_error = make_property(lambda module, X_, y_: ((module(X_)[:, 0] - y_) ** 2).mean())
+    by_callable = TracInAttributor(linear[0], property=mean_squared_error).fit(X, y)
+    by_name = TracInAttributor(linear[0], property="loss").fit(X, y)
+    np.testing.assert_allclose(by_callable.score_groups(X_test, y_test),
+                               by_name.score_groups(X_test, y_test), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("prop", ["margin", "accuracy", ClassLoss(1)])

@@ -17,7 +17,7 @@ from skggda.metrics import (
     removal_baselines,
     retraining_score,
 )
-from skggda.metrics._removal import retraining_clone
+from skggda.metrics._retraining import retraining_clone
 from skggda.models import make_regressor
 
 
@@ -52,8 +52,15 @@ def test_corrupt_targets_shifts_the_chosen_fraction_by_scale_deviations():
     np.testing.assert_array_equal(same, is_corrupted)
 
 
+def test_corrupt_targets_one_way():
+    y = np.arange(20.0)
+    noisy, is_corrupted = corrupt_targets(y, 0.5, scale=1.0, direction="down", random_state=0)
+    np.testing.assert_allclose((noisy - y)[is_corrupted], -y.std())
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(fraction=1.5), "fraction must be in"), (dict(scale=0.0), "scale must be positive")])
+    (dict(fraction=1.5), "fraction must be in"), (dict(scale=0.0), "scale must be positive"),
+    (dict(direction="sideways"), "direction='sideways' is not one of")])
 def test_corrupt_targets_rejects_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         corrupt_targets(np.arange(5.0), **kwargs)

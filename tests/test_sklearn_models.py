@@ -169,16 +169,16 @@ def test_mlp_penalty_is_divided_by_the_batch():
     assert set(to_torch(early, len(X)).penalty.values()) == {0.5 / (N - 15)}
 
 
-@pytest.mark.parametrize("kind, sgd_loss", [
-    ("modified_huber", "ModifiedHuber()"), ("squared_hinge", "SquaredHinge(1.0)"),
-    ("squared_epsilon_insensitive", "SquaredEpsilonInsensitive(0.1)")])
-def test_sgd_losses_equal_scikit_learns(kind, sgd_loss):
+@pytest.mark.parametrize("kind, sgd_loss, args", [
+    ("modified_huber", "ModifiedHuber", ()), ("squared_hinge", "SquaredHinge", (1.0,)),
+    ("squared_epsilon_insensitive", "SquaredEpsilonInsensitive", (0.1,))])
+def test_sgd_losses_equal_scikit_learns(kind, sgd_loss, args):
     from sklearn.linear_model import _sgd_fast
 
-    reference = eval(f"_sgd_fast.{sgd_loss}")  # noqa: S307 - a fixed table above
+    reference = getattr(_sgd_fast, sgd_loss)(*args)
     scores = np.linspace(-3, 3, 25)
+    loss = SklearnLoss(kind, "regression", reduction="none")
     for target in (-1.0, 1.0):
-        loss = SklearnLoss(kind, "regression", reduction="none")
         got = loss(torch.as_tensor(scores)[:, None], torch.full((25,), target, dtype=torch.float64))
         expected = [reference.py_loss(p, target) for p in scores]
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)

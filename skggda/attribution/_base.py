@@ -27,7 +27,12 @@ from ..properties import EvaluationData, Property, check_property_task, resolve_
 from ..utils._groups import canonicalize_groups, check_partition
 from ..utils._inputs import model_input, preprocessing_pipeline, raw_input_checks
 from ..utils._skorch import PerSampleLoss, fit_or_freeze, unwrap_frozen
-from ..utils._targets import check_fit_targets, decoded_targets, encode_targets
+from ..utils._targets import (
+    check_fit_targets,
+    decoded_targets,
+    encode_targets,
+    is_regression,
+)
 from ..utils._state import restored_on_error
 
 _SEED_MAX = np.iinfo(np.int32).max
@@ -66,9 +71,12 @@ class BaseAttributor(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, ...)
-            Training inputs (2-D features, or N-D arrays such as images).
+            Training inputs (2-D features, or N-D arrays such as images; for
+            a Pipeline estimator, whatever its first step takes, e.g. a
+            DataFrame).
         y : array-like of shape (n_samples,)
-            Class labels (any type scikit-learn accepts).
+            Class labels (any type scikit-learn accepts), or numeric targets
+            for a regressor.
         groups : array-like of shape (n_samples,), default=None
             A fixed grouping: one hashable label per sample. Mutually
             exclusive with the ``grouper`` parameter. With neither, every
@@ -91,6 +99,7 @@ class BaseAttributor(BaseEstimator):
         preprocessed = preprocessing_pipeline(self.estimator) is not None
         X, y = validate_data(self, X, y, **raw_input_checks(preprocessed))
         y = check_fit_targets(y, self.estimator)
+        check_property_task(self.property, regression=is_regression(self.estimator))
         given = None if groups is None else canonicalize_groups(groups, X.shape[0])
         rng = check_random_state(self.random_state)
         net_seed, grouper_seed, attribution_seed = (int(s) for s in rng.randint(_SEED_MAX, size=3))
@@ -116,11 +125,10 @@ class BaseAttributor(BaseEstimator):
         self.timings_ = timings
 
     def _adopt_targets(self, classes):
-        """Keep the label encoding (a regressor has no ``classes_``); check the property fits."""
+        """Keep the label encoding (a regressor has no ``classes_``)."""
         self.__dict__.pop("classes_", None)
         if classes is not None:
             self.classes_ = classes
-        check_property_task(self.property, regression=classes is None)
 
     def _form_groups(self, X, y, given, seed):
         """``(labels, originals)`` from the grouper, the ``groups`` argument, or singletons."""
@@ -192,7 +200,7 @@ class BaseAttributor(BaseEstimator):
             Evaluation inputs of the property (e.g. a test set). ``None`` (with
             ``y=None``) evaluates the property on the training data.
         y : array-like of shape (n_samples,), default=None
-            Labels of ``X``.
+            Labels (or regression targets) of ``X``.
 
         Returns
         -------

@@ -55,8 +55,12 @@ class InfluenceAttributor(BaseAttributor):
 
     Parameters
     ----------
-    estimator : skorch NeuralNetClassifier or FrozenEstimator, default=None
-        As for :class:`TracInAttributor`.
+    estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
+        As for :class:`TracInAttributor`. A converted scikit-learn model's L2
+        penalty (``C``, ``alpha``) is part of the curvature of every solver:
+        added to the explicit Hessian and the Fisher kernel (projected with
+        the gradients), and to the damping of CG and LiSSA. Group gradients
+        are data terms only: removing a group leaves the penalty.
     grouper : estimator, default=None
     property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
     solver : {"fisher", "lissa", "cg", "exact"}, default="fisher"

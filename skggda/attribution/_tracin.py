@@ -50,11 +50,20 @@ class TracInAttributor(BaseAttributor):
 
     Parameters
     ----------
-    estimator : skorch NeuralNetClassifier or FrozenEstimator, default=None
-        The net to attribute. A plain net is cloned and trained in ``fit``; a
+    estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
+        The model to attribute, a classifier or a regressor. A skorch net is
+        cloned and trained in ``fit``; a
         :class:`~sklearn.frozen.FrozenEstimator` wrapping a fitted net is used
-        as is. ``None`` trains :func:`~skggda.models.make_classifier`'s
-        default (two hidden layers of 50).
+        as is. scikit-learn's ``LogisticRegression``, ``SGDClassifier``,
+        ``SGDRegressor``, ``LinearRegression``, ``Ridge``, ``MLPClassifier``
+        and ``MLPRegressor`` are converted to equivalent torch modules with
+        their L2 penalty (:class:`~skggda.models.ConvertedModel`): an unfitted
+        one is fitted by scikit-learn in ``fit``, a fitted one is used as is.
+        A :class:`~sklearn.pipeline.Pipeline` ending in any of these is
+        attributed through its last step; its first steps preprocess the
+        training and the property data. ``None`` trains
+        :func:`~skggda.models.make_classifier`'s default (two hidden layers
+        of 50).
     grouper : estimator, default=None
         Forms the groups in ``fit`` (e.g. :class:`~skggda.RandomGrouper`). Its
         ``random_state`` and, for model-based groupers, its ``estimator`` are
@@ -87,8 +96,9 @@ class TracInAttributor(BaseAttributor):
 
     Attributes
     ----------
-    estimator_ : skorch NeuralNetClassifier
-        The trained (or frozen) net.
+    estimator_ : skorch net or ConvertedModel
+        The trained (or frozen) model that is attributed (a Pipeline's last
+        step).
     grouper_ : estimator
         The fitted grouper, when ``grouper`` was given.
     labels_ : ndarray of shape (n_samples,)
@@ -98,7 +108,7 @@ class TracInAttributor(BaseAttributor):
     n_groups_ : int
         Number of groups.
     classes_ : ndarray of shape (n_classes,)
-        Class labels.
+        Class labels (classifiers only: a regressor has none).
     timings_ : dict of str to float
         Seconds spent per stage: ``training``, ``grouping``, ``gradients``
         (training-side state), and ``scoring`` / ``attribution`` for the

@@ -61,10 +61,13 @@ class TRAKAttributor(BaseAttributor):
 
     Parameters
     ----------
-    estimator : skorch NeuralNetClassifier or FrozenEstimator, default=None
+    estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
         The recipe: every ensemble member is an unfitted clone of it (a
-        frozen net's architecture and training parameters are reused). The
-        net trained on all the data (``estimator_``) serves the groupers.
+        frozen net's architecture and training parameters are reused; a
+        scikit-learn model is refitted by scikit-learn; a Pipeline's first
+        steps are fitted once, on all the data). The model trained on all
+        the data (``estimator_``) serves the groupers. See
+        :class:`TracInAttributor`.
     grouper : estimator, default=None
     property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
     n_models : int, default=10
@@ -89,7 +92,7 @@ class TRAKAttributor(BaseAttributor):
 
     Attributes
     ----------
-    estimators_ : list of skorch NeuralNetClassifier
+    estimators_ : list of skorch nets or ConvertedModel
         The ensemble members.
     subsets_ : list of ndarray
         Training indices of every member.

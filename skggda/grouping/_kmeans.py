@@ -259,12 +259,13 @@ _MODEL_PARAMETERS = """
         Target group size; ``n_groups = ceil(n_samples / group_size)``.
     n_groups : int, default=None
         Number of groups; wins over ``group_size`` when set.
-    estimator : skorch NeuralNetClassifier or FrozenEstimator, default=None
-        The net whose {what} are clustered. A plain net is cloned and
-        trained in ``fit``; ``FrozenEstimator(net)`` is used as is; ``None``
-        trains the default MLP. Inside an attributor (``grouper=``) it is
-        filled in with the attributor's fitted net, so nothing is trained
-        twice.
+    estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
+        The model (classifier or regressor) whose {what} are clustered. A
+        plain net is cloned and trained in ``fit``; ``FrozenEstimator(net)``
+        is used as is; scikit-learn's models and pipelines as for
+        :class:`~skggda.TracInAttributor`; ``None`` trains the default MLP.
+        Inside an attributor (``grouper=``) it is filled in with the
+        attributor's fitted model, so nothing is trained twice.
     algorithm : {{"auto", "lloyd", "hierarchical"}}, default="auto"
         See :class:`KMeansGrouper`.
     max_iter : int, default=60
@@ -281,9 +282,10 @@ _MODEL_PARAMETERS = """
     n_groups_ : int
     cluster_centers_ : ndarray of shape (n_groups, n_hidden)
         Centers in the (unwhitened) feature space.
-    estimator_ : skorch NeuralNetClassifier
-        The net the features come from.
+    estimator_ : skorch net or ConvertedModel
+        The model the features come from.
     classes_ : ndarray of shape (n_classes,)
+        Class labels (classifiers only).
     inertia_ : float
     n_iter_ : int
     fit_time_ : float
@@ -324,8 +326,9 @@ class GradKMeansGrouper(_ModelGrouper):
     that push the model the same way share a group, which keeps group
     attributions faithful to the per-point ones (paper sections 5.2 and
     5.4.1). For a linear head under softmax cross-entropy the gradient is
-    ``W^T (softmax(z) - onehot(y))``, computed in closed form from one
-    forward pass; other heads and losses use autograd.
+    ``W^T (softmax(z) - onehot(y))``, and under a squared error ``c ||z -
+    y||^2`` (regression) ``2 c W^T (z - y)``, computed in closed form from
+    one forward pass; other heads and losses use autograd.
     """ + _MODEL_PARAMETERS.format(what="pre-activation loss gradients") + """
     Examples
     --------

@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state
 
 from ..properties import property_terms, resolve_property
 from ..utils._targets import is_regression
-from ._removal import _encode, _sem, fit_subset
+from ._retraining import _encode, _sem, fit_subset
 
 _SEED_MAX = np.iinfo(np.int32).max
 

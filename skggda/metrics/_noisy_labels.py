@@ -105,12 +105,15 @@ def noisy_label_auc(scores, labels, is_noisy):
     return float(np.sum(np.diff(inspected) * (found[1:] + found[:-1]) / 2))
 
 
-def corrupt_targets(y, fraction=0.1, *, scale=3.0, random_state=None):
+def corrupt_targets(y, fraction=0.1, *, scale=3.0, direction="both", random_state=None):
     """Corrupt a fraction of regression targets, as flipped labels do for a classifier.
 
     ``round(fraction * n)`` targets chosen at random are shifted by
-    ``scale`` standard deviations of ``y``, up or down at random: each is
-    then far from what its features predict, as a mislabeled point is.
+    ``scale`` standard deviations of ``y``: each is then far from what its
+    features predict, as a mislabeled point is. Shifts in both directions
+    (random noise) partly cancel in what the model learns, so attributions
+    find them less easily than one-sided shifts (a systematic error: a unit
+    mix-up, a biased sensor).
 
     Parameters
     ----------
@@ -120,6 +123,8 @@ def corrupt_targets(y, fraction=0.1, *, scale=3.0, random_state=None):
         Share of the targets corrupted.
     scale : float, default=3.0
         Size of the shift, in standard deviations of ``y``.
+    direction : {"both", "up", "down"}, default="both"
+        Shift each chosen target up or down at random, or all one way.
     random_state : int, RandomState instance or None, default=None
         Which targets, and the direction of each shift.
 
@@ -148,10 +153,13 @@ def corrupt_targets(y, fraction=0.1, *, scale=3.0, random_state=None):
         raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}.")
+    signs = {"both": [-1.0, 1.0], "up": [1.0], "down": [-1.0]}
+    if direction not in signs:
+        raise ValueError(f"direction={direction!r} is not one of {sorted(signs)}.")
     rng = check_random_state(random_state)
     chosen = rng.permutation(len(y))[: int(round(fraction * len(y)))]
     is_corrupted = np.zeros(len(y), dtype=bool)
     is_corrupted[chosen] = True
     y_corrupted = y.copy()
-    y_corrupted[chosen] += rng.choice([-1.0, 1.0], size=len(chosen)) * scale * y.std()
+    y_corrupted[chosen] += rng.choice(signs[direction], size=len(chosen)) * scale * y.std()
     return y_corrupted, is_corrupted

@@ -28,17 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import clone
-from sklearn.metrics import r2_score
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 
-from ..utils._targets import fit_targets_for, is_regression
 from ._noisy_labels import check_finite_scores
-
-#: Test metrics of the retrainings: whether greater is better, and for which task.
-METRICS = {"accuracy": (True, "classification"), "rmse": (False, "regression"),
-           "r2": (True, "regression")}
+from ._retraining import METRICS, _encode, _sem, fit_subset, resolve_metric, test_score
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -220,72 +213,6 @@ class RemovalResult:
             unit = "%" if self.metric == "accuracy" else ""
             return (value + unit).ljust(len(value + spread))
         return value + spread
-
-
-def _encode(y, y_test, regression=False):
-    """Training and test labels as ``0 .. n_classes - 1``, and the classes.
-
-    A regressor's targets stay numbers (float64), with ``classes=None``.
-    """
-    if regression:
-        return np.asarray(y, dtype=np.float64), np.asarray(y_test, dtype=np.float64), None
-    encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_test)]))
-    return encoder.transform(y), encoder.transform(y_test), encoder.classes_
-
-
-def resolve_metric(metric, estimator):
-    """The test metric for ``estimator``: ``None`` picks accuracy or RMSE by its task."""
-    regression = is_regression(estimator)
-    if metric is None:
-        return "rmse" if regression else "accuracy"
-    if metric not in METRICS:
-        raise ValueError(f"metric={metric!r} is not one of {sorted(METRICS)}.")
-    task = "regression" if regression else "classification"
-    if METRICS[metric][1] != task:
-        raise ValueError(f"metric={metric!r} is for {METRICS[metric][1]}, but the estimator "
-                         f"is a {'regressor' if regression else 'classifier'}.")
-    return metric
-
-
-def test_score(net, X_test, y_test, metric):
-    """``metric`` of a fitted ``net`` on ``(X_test, y_test)`` (encoded labels / targets)."""
-    y_pred = np.asarray(net.predict(X_test))
-    if metric == "accuracy":
-        return float(np.mean(y_pred == y_test))
-    y_pred = y_pred.reshape(len(y_test), -1)[:, 0] if y_pred.ndim > 1 else y_pred
-    if metric == "rmse":
-        return float(np.sqrt(np.mean((y_pred - y_test) ** 2)))
-    return float(r2_score(y_test, y_pred))
-
-
-def _sem(values, axis=0):
-    values = np.asarray(values, dtype=float)
-    n = values.shape[axis]
-    return values.std(axis=axis, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(
-        np.delete(values.shape, axis))
-
-
-def retraining_clone(estimator, seed, n_classes):
-    """An unfitted clone seeded with ``seed`` that keeps an output for every class.
-
-    A kept subset may lack a class (Grad-K-Means groups are often
-    class-pure); a skorch net would then infer a smaller head from it. Its
-    ``classes`` parameter, when unset, is fixed to all ``n_classes``
-    encoded labels (``None`` for a regressor: nothing to fix).
-    """
-    net = clone(estimator)
-    params = net.get_params(deep=False)
-    if "random_state" in params:
-        net.set_params(random_state=int(seed))
-    if n_classes is not None and "classes" in params and params["classes"] is None:
-        net.set_params(classes=np.arange(n_classes))
-    return net
-
-
-def fit_subset(estimator, X, y, keep, seed, n_classes):
-    """A clone of ``estimator`` seeded with ``seed``, trained on ``X[keep]`` (a joblib job)."""
-    net = retraining_clone(estimator, seed, n_classes)
-    return net.fit(X[keep], fit_targets_for(net, y[keep]))
 
 
 def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes, metric):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from ..utils._targets import encode_targets
 from ._datamodels import linear_datamodeling_score
-from ._removal import METRICS, removal_score
+from ._removal import removal_score
+from ._retraining import METRICS
 
 
 def _fold(estimator, X_val, y_val):

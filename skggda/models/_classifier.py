@@ -117,12 +117,15 @@ def make_classifier(
     >>> float((net.predict(X) == y).mean()) > 0.9
     True
     """
-    return paper_recipe(
-        MLP, module__hidden_layer_sizes=tuple(hidden_layer_sizes),
-        module__activation=activation, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
-        weight_decay=weight_decay, device=device, random_state=random_state, verbose=verbose,
-        **kwargs,
-    )
+    return mlp_recipe(hidden_layer_sizes, activation, lr=lr, max_epochs=max_epochs,
+                      batch_size=batch_size, weight_decay=weight_decay, device=device,
+                      random_state=random_state, verbose=verbose, **kwargs)
+
+
+def mlp_recipe(hidden_layer_sizes, activation, **recipe):
+    """:func:`paper_recipe` training an :class:`~skggda.models.MLP` of these sizes."""
+    return paper_recipe(MLP, module__hidden_layer_sizes=tuple(hidden_layer_sizes),
+                        module__activation=activation, **recipe)
 
 
 def make_resnet_classifier(

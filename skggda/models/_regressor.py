@@ -6,8 +6,7 @@ import numpy as np
 import torch
 from skorch import NeuralNetRegressor
 
-from ._classifier import paper_recipe
-from ._mlp import MLP
+from ._classifier import mlp_recipe
 from ._seeded import SeededNetMixin, as_arrays
 
 
@@ -96,15 +95,8 @@ def make_regressor(
     criterion : torch loss class or instance, default=torch.nn.MSELoss
         The training loss, with a mean reduction (skorch's convention);
         attribution differentiates it per sample.
-    lr : float, default=1e-3
-        Peak learning rate of the one-cycle schedule.
-    max_epochs : int, default=30
-    batch_size : int, default=128
-    weight_decay : float, default=4e-4
-    device : str, default="cpu"
-    random_state : int, RandomState instance or None, default=None
-        Makes training repeatable without touching the global torch RNG.
-    verbose : int, default=0
+    lr, max_epochs, batch_size, weight_decay, device, random_state, verbose
+        As for :func:`~skggda.models.make_classifier`.
     **kwargs
         Any other :class:`skorch.NeuralNetRegressor` parameter.
 
@@ -122,9 +114,7 @@ def make_regressor(
     >>> float(np.mean((net.predict(X) - y) ** 2)) < 0.1
     True
     """
-    return paper_recipe(
-        MLP, module__hidden_layer_sizes=tuple(hidden_layer_sizes),
-        module__activation=activation, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
-        weight_decay=weight_decay, device=device, random_state=random_state, verbose=verbose,
-        net_class=SeededNeuralNetRegressor, criterion=criterion, **kwargs,
-    )
+    return mlp_recipe(hidden_layer_sizes, activation, lr=lr, max_epochs=max_epochs,
+                      batch_size=batch_size, weight_decay=weight_decay, device=device,
+                      random_state=random_state, verbose=verbose,
+                      net_class=SeededNeuralNetRegressor, criterion=criterion, **kwargs)
