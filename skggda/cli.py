@@ -8,6 +8,9 @@ to the output folder.
 
 With no arguments it runs the main job: a short noisy-label experiment on
 data bundled with scikit-learn (no download).
+
+``skggda explain DATA --target COLUMN`` explains a model of the user's own
+table instead (:mod:`skggda.inspection._explain`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generalized group data attribution experiments: which groups of "
         "training data drive a model? Without options, a short noisy-label run on "
         "bundled data.",
+        epilog="For your own table: skggda explain DATA --target COLUMN "
+        "(see skggda explain --help).",
     )
     add = parser.add_argument
     add("--version", action="version", version=f"skggda {__version__}")
@@ -136,6 +141,11 @@ def main(argv=None) -> int:
     stderr. Any other exception is an internal error and propagates: the
     interpreter prints its traceback and exits with status 1.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["explain"]:
+        from .inspection._explain import main as explain  # it reuses this module's types
+
+        return explain(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args)

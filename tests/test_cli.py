@@ -203,3 +203,49 @@ def test_exact_and_cg_influence_as_ground_truth_rows(tmp_path, capsys):
     rows = {r["attributor"]: float(r["value"]) for r in csv.DictReader((out / "records.csv").open())}
     assert set(rows) == {"cg", "exact", "fisher"}
     assert rows["cg"] == pytest.approx(rows["exact"], abs=1e-3)
+
+
+def _auc_records(seeds_per_size):
+    from skggda.experiments import Record
+
+    return [Record("noisy", "digits", "ann-s", "tracin", "grad", size, seed, "auc",
+                   0.7 + 0.1 * seed, 90, 0.1, 0.2, 1.0, full_accuracy=0.9)
+            for size, n_seeds in seeds_per_size.items() for seed in range(n_seeds)]
+
+
+def test_single_seed_tables_say_one_seed_instead_of_zero_error():
+    from skggda.experiments import format_tables, summarize
+
+    table = format_tables(summarize(_auc_records({1: 1, 16: 1})))
+    assert "±" not in table
+    assert "(value / runtime s, 1 seed)" in table
+    assert "0.700 / 0.3" in table
+
+
+def test_mixed_seed_counts_mark_the_single_seed_cells():
+    from skggda.experiments import format_tables, summarize
+
+    table = format_tables(summarize(_auc_records({1: 1, 16: 2})))
+    assert "(value ± s.e. / runtime s)" in table
+    assert "0.700 (1 seed) / 0.3" in table and "0.750±0.050 / 0.3" in table
+    assert "±0.000" not in table
+
+
+def test_single_seed_grid_from_the_command_line_prints_no_zero_error(tmp_path, capsys):
+    assert main(TINY + ["--group-sizes", "1", "8", "--groupers", "random",
+                        "--output", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 seed" in printed and "±" not in printed
+
+
+def test_single_seed_removal_result_prints_no_zero_error():
+    import numpy as np
+
+    from skggda.metrics import RemovalResult
+
+    result = RemovalResult(np.array([0.5]), np.array([0.7]), np.array([0.0]),
+                           np.array([0.72]), np.array([0.0]), 0.74, 0.0,
+                           np.array([[0.5, 0.5]]), 1, False)
+    table = result.as_table()
+    assert "±" not in table and "(1 seed)" in table.splitlines()[0]
+    assert table.splitlines()[2].split() == ["50%", "70.0%", "72.0%"]

@@ -45,7 +45,9 @@ def summarize(records):
 def format_tables(summary):
     """Paper-shaped tables: one per task and metric, rows attributor/grouper, columns group size.
 
-    Cells read ``value ± sem / runtime s`` as in the paper's Table 3.
+    Cells read ``value ± sem / runtime s`` as in the paper's Table 3; a
+    value measured with a single seed has no standard error, so its cell
+    (or, when every cell is so, the table's title) says "1 seed" instead.
 
     Examples
     --------
@@ -62,12 +64,14 @@ def format_tables(summary):
         by_table[(row["task"], row["metric"])].append(row)
     for (task, metric), rows in by_table.items():
         sizes = sorted({r["group_size"] for r in rows})
-        out.append(f"\n{_TITLES.get(task, task)} -- {metric} (value ± s.e. / runtime s)")
+        single = all(r["n_seeds"] == 1 for r in rows)
+        legend = "value / runtime s, 1 seed" if single else "value ± s.e. / runtime s"
+        out.append(f"\n{_TITLES.get(task, task)} -- {metric} ({legend})")
         header = f"{'attributor':<10} {'grouper':<8}" + "".join(f"{s:>22}" for s in sizes)
         out += [header, "-" * len(header)]
         for (attributor, grouper), cells in _series(rows).items():
             out.append(f"{attributor:<10} {grouper:<8}" + "".join(
-                f"{_cell(cells.get(s)):>22}" for s in sizes))
+                f"{_cell(cells.get(s), single):>22}" for s in sizes))
         out.append(_baseline_line(rows))
     return "\n".join(out)
 
@@ -90,12 +94,18 @@ _TITLES = {"noisy": "Noisy-label detection", "retraining": "Retraining score (lo
            "pruning": "Dataset pruning (higher is better)"}
 
 
-def _cell(row):
+def _cell(row, single_seed_table=False):
+    """``mean±sem / runtime``; a single seed has no standard error to print (not ± 0)."""
     if row is None:
         return "-"
     scale = 100 if row["metric"].startswith("accuracy") else 1
     digits = 1 if scale == 100 else 3
-    return f"{scale * row['mean']:.{digits}f}±{scale * row['sem']:.{digits}f} / {row['runtime_s']:.2g}"
+    value = f"{scale * row['mean']:.{digits}f}"
+    if row["n_seeds"] > 1:
+        value += f"±{scale * row['sem']:.{digits}f}"
+    elif not single_seed_table:  # the title says "1 seed" when every cell has one
+        value += " (1 seed)"
+    return f"{value} / {row['runtime_s']:.2g}"
 
 
 def _baseline_line(rows):

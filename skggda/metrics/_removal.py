@@ -192,23 +192,26 @@ class RemovalResult:
     metric: str = "accuracy"
 
     def as_table(self) -> str:
-        """A plain-text table, one row per fraction."""
+        """A plain-text table, one row per fraction (``mean ± s.e.``; no ± for 1 seed)."""
         what = "most" if self.most_important else "least"
-        pm = _pm if self.metric == "accuracy" else _pm_plain
-        lines = [f"removed ({what} important)  {self.metric:<14}  random removal",
-                 f"{'none':>26}  {pm(self.full_accuracy, self.full_accuracy_sem)}"]
+        seeds = "  (1 seed)" if self.n_seeds == 1 else ""
+        lines = [f"removed ({what} important)  {self.metric:<14}  random removal{seeds}",
+                 f"{'none':>26}  {self._pm(self.full_accuracy, self.full_accuracy_sem)}"]
         for f, a, s, r, rs in zip(self.fractions, self.accuracy, self.accuracy_sem,
                                   self.random_accuracy, self.random_accuracy_sem):
-            lines.append(f"{f:>25.0%}  {pm(a, s)}  {pm(r, rs)}")
-        return "\n".join(lines)
+            lines.append(f"{f:>25.0%}  {self._pm(a, s)}  {self._pm(r, rs)}")
+        return "\n".join(line.rstrip() for line in lines)
 
-
-def _pm(mean, sem):
-    return f"{100 * mean:5.1f} ± {100 * sem:4.1f}%"
-
-
-def _pm_plain(mean, sem):
-    return f"{mean:6.4g} ± {sem:<6.2g}"
+    def _pm(self, mean, sem):
+        """``mean ± s.e.``, in percent for accuracy; the mean alone for a single seed."""
+        if self.metric == "accuracy":
+            value, spread = f"{100 * mean:5.1f}", f" ± {100 * sem:4.1f}%"
+        else:
+            value, spread = f"{mean:6.4g}", f" ± {sem:<6.2g}"
+        if self.n_seeds == 1:  # no standard error: "± 0.0" would claim a precision never measured
+            unit = "%" if self.metric == "accuracy" else ""
+            return (value + unit).ljust(len(value + spread))
+        return value + spread
 
 
 def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes, metric):
