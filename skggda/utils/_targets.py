@@ -13,7 +13,8 @@ import numpy as np
 from sklearn.base import is_regressor
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
-from skorch import NeuralNet
+from sklearn.frozen import FrozenEstimator
+from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 
 
 def is_regression(estimator) -> bool:
@@ -21,7 +22,16 @@ def is_regression(estimator) -> bool:
 
     ``None`` stands for the default classifier.
     """
-    return estimator is not None and is_regressor(estimator)
+    if estimator is None:
+        return False
+    net = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+    # skorch's two task classes answer at once; scikit-learn's tags cost about
+    # a millisecond (a fit asks several times)
+    if isinstance(net, NeuralNetClassifier):
+        return False
+    if isinstance(net, NeuralNetRegressor):
+        return True
+    return is_regressor(estimator)
 
 
 def check_fit_targets(y, estimator):
