@@ -90,6 +90,7 @@ from _harness import (
     timed, with_contention, workload_specs, write_json,
 )
 from _harness import GROUP_SIZES as ATTR_GROUP_SIZES
+from skggda.utils import record_timings
 from skggda.models import MLP, make_classifier
 
 GROUP_SIZES = ATTR_GROUP_SIZES[1:]  # grouping into singletons costs nothing
@@ -251,9 +252,10 @@ def attribution_part(X, y, X_test, y_test, frozen, device, repeats):
             grouper = None if g == 1 else skggda.GradKMeansGrouper(group_size=g, random_state=0)
             attr = skggda.TracInAttributor(frozen, grouper=grouper, n_components=N_COMPONENTS,
                                            random_state=0)
-            seconds, A = timed(lambda: attr.fit(X, y).attribute(X_test, y_test), device)
+            with record_timings() as stages:
+                seconds, A = timed(lambda: attr.fit(X, y).attribute(X_test, y_test), device)
             runs.append(seconds)
-            stages = dict(attr.timings_)
+            stages = dict(stages)
             labels, n_groups = attr.labels_, attr.n_groups_
             shape, nbytes, dtype = A.shape, A.nbytes, str(A.dtype)
             if g == 1:
@@ -261,7 +263,7 @@ def attribution_part(X, y, X_test, y_test, frozen, device, repeats):
                 check = None
             elif reference is not None:
                 summed = torch.zeros(n_groups, len(reference), dtype=torch.float64).index_add_(
-                    0, torch.as_tensor(labels), torch.as_tensor(reference.T)).numpy().T
+                    0, torch.as_tensor(labels).long(), torch.as_tensor(reference.T)).numpy().T
                 check = float(np.abs(summed - A[:CHECK_ROWS]).max()
                               / max(np.abs(summed).max(), 1e-30))
             else:
