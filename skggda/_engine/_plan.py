@@ -98,15 +98,37 @@ class LinearBlock(_HookBlock):
         return (self.out_dim, self.in_dim)
 
     def prepare_directions(self, directions):
-        """``(m, out, in)`` -> ``(out, m * in)``: one matmul of ``D`` then serves all ``m``."""
-        return directions.permute(1, 0, 2).reshape(directions.shape[1], -1)
+        """The ``(m, out, in)`` directions laid out for :meth:`dots`.
+
+        ``d^T V a`` is contracted on whichever side is narrower: ``(D V) . A``
+        when the outputs are at least as many as the inputs, else
+        ``(A V^T) . D`` (a classification head's two outputs against 50
+        inputs: the elementwise product and sum run over 2 columns, not 51).
+        Both take one matrix product for all ``m`` directions.
+        """
+        if self._contract_outputs():
+            return directions.permute(1, 0, 2).reshape(directions.shape[1], -1)
+        m, out = directions.shape[:2]
+        flat = directions.reshape(m * out, -1)
+        weight = flat[:, : self.n_inputs] if self.weight_name else None
+        bias = flat[:, -1] if self.bias_name else None
+        return weight, bias
+
+    def _contract_outputs(self):
+        return self.out_dim >= self.in_dim or not self.weight_name
 
     def dots(self, calls, prepared):
         """``(batch, m)``: each sample's gradient dotted with the prepared directions."""
         acts, grads = self.rows(calls)
         batch, n_rows = grads.shape[:2]
-        dv = (grads.reshape(batch * n_rows, -1) @ prepared).view(batch * n_rows, -1, self.in_dim)
-        per_row = self.contract(dv, acts.reshape(batch * n_rows, 1, -1))
+        grads = grads.reshape(batch * n_rows, -1)
+        if self._contract_outputs():
+            dv = (grads @ prepared).view(batch * n_rows, -1, self.in_dim)
+            per_row = self.contract(dv, acts.reshape(batch * n_rows, 1, -1))
+        else:
+            weight, bias = prepared
+            av = F.linear(acts.reshape(batch * n_rows, -1), weight, bias)
+            per_row = (av.view(batch * n_rows, -1, self.out_dim) * grads[:, None]).sum(-1)
         return per_row.view(batch, n_rows, -1).sum(1)
 
     def chunk_sums(self, calls, layout):
