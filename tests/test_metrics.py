@@ -56,3 +56,47 @@ def test_non_finite_scores_are_rejected(bad):
         noisy_label_auc([0.0, bad], [0, 1], [True, False])
     with pytest.raises(ValueError, match="cannot be ranked"):
         points_to_remove([0.0, bad], [0, 1], 0.5)
+
+
+def _hand_made_retrainings():
+    from skggda.metrics import DatamodelRetrainings
+
+    # four subsets of three groups; two evaluation samples
+    kept = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 0, 0]], dtype=bool)
+    actual = np.array([[0.3, 0.5], [0.2, 0.1], [0.1, 0.2], [0.4, 0.3]])  # test losses
+    return DatamodelRetrainings(kept, actual, np.array([0.05, 0.05]))
+
+
+def test_lds_of_a_hand_made_attribution_on_a_hand_made_table():
+    from skggda.metrics import lds_from_retrainings
+
+    scores = np.array([[1.0, 2.0, 3.0], [3.0, 0.0, -1.0]])
+    result = lds_from_retrainings(scores, _hand_made_retrainings())
+    # sample 0: removed-score sums 3, 2, 1, 5 rank as the losses 0.3, 0.2, 0.1, 0.4: rho = 1
+    # sample 1: sums -1, 0, 3, -1 -> ranks 1.5, 3, 4, 1.5; losses rank 4, 1, 2, 3:
+    #   rho = -3.5 / sqrt(4.5 * 5)
+    rho_1 = -3.5 / np.sqrt(4.5 * 5)
+    assert result.score == pytest.approx((1 + rho_1) / 2)
+    assert result.score_sem == pytest.approx((1 - rho_1) / 2)
+    np.testing.assert_allclose(result.predicted[:, 0], 0.05 + np.array([3, 2, 1, 5]))
+
+
+def test_lds_matches_the_kept_sum_against_negative_loss_convention():
+    # dattri / TRAK: Spearman of the summed scores of the kept points with -loss
+    from scipy.stats import spearmanr
+
+    from skggda.metrics import lds_from_retrainings
+
+    table = _hand_made_retrainings()
+    scores = np.random.RandomState(0).normal(size=(2, 3))
+    theirs = [spearmanr(table.subsets @ scores[i], -table.actual[:, i])[0] for i in range(2)]
+    assert lds_from_retrainings(scores, table).score == pytest.approx(np.mean(theirs))
+
+
+def test_lds_refuses_scores_of_another_shape():
+    from skggda.metrics import lds_from_retrainings
+
+    with pytest.raises(ValueError, match="do not match"):
+        lds_from_retrainings(np.zeros((3, 3)), _hand_made_retrainings())
+    with pytest.raises(ValueError, match="scores have 2 groups"):
+        lds_from_retrainings(np.zeros((2, 2)), _hand_made_retrainings())

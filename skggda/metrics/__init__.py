@@ -1,6 +1,15 @@
 """Evaluation of attributions: what they are worth downstream (paper section 5.3)."""
 
-from ._datamodels import GroupLOOResult, LDSResult, group_leave_one_out, linear_datamodeling_score
+from ._datamodels import (
+    DatamodelRetrainings,
+    GroupLOOResult,
+    LDSResult,
+    datamodel_retrainings,
+    group_leave_one_out,
+    lds_from_retrainings,
+    linear_datamodeling_score,
+    random_subsets,
+)
 from ._noisy_labels import detection_curve, noisy_label_auc
 from ._removal import (
     RemovalBaselines,
@@ -15,12 +24,15 @@ from ._removal import (
 from ._scorers import make_lds_scorer, make_pruning_scorer, make_retraining_scorer
 
 __all__ = [
+    "DatamodelRetrainings",
     "GroupLOOResult",
     "LDSResult",
     "RemovalBaselines",
     "RemovalResult",
+    "datamodel_retrainings",
     "detection_curve",
     "group_leave_one_out",
+    "lds_from_retrainings",
     "linear_datamodeling_score",
     "make_lds_scorer",
     "make_pruning_scorer",
@@ -28,6 +40,7 @@ __all__ = [
     "noisy_label_auc",
     "points_to_remove",
     "pruning_score",
+    "random_subsets",
     "removal_baselines",
     "removal_order",
     "removal_score",
