@@ -13,6 +13,7 @@ from ._base import BaseAttributor
 from ._kernel import (
     fit_kernel_state,
     kernel_scores,
+    kernel_self_scores,
     property_vector,
     sample_vectors,
 )
@@ -273,6 +274,18 @@ class InfluenceAttributor(BaseAttributor):
             directions = self._inverse_hvp(plan, plan.flatten(grads))
             out[index] = self._training_dots(plan, directions).T
         return out
+
+    def _self_influence(self):
+        if self.solver == "fisher":
+            with self._stage("solve"):
+                return kernel_self_scores(self._state, self._damping())
+        plan = self._make_plan(self.estimator_, self._X_fit)
+        out = np.empty(self.n_groups_)
+        for groups, grads in self._group_gradient_blocks(plan):
+            flat = plan.flatten(grads)
+            solved = self._inverse_hvp(plan, flat)
+            out[groups] = (solved.double() * flat.double()).sum(1).cpu().numpy()
+        return out / len(self._y_fit)
 
     def _inverse_hvp(self, plan, V):
         """``(m, p)``: ``(H + damping)^{-1}`` applied to the rows of ``V`` by the chosen solver."""
