@@ -3,7 +3,8 @@
 Estimators compose these functions; nothing here knows about skorch or
 scikit-learn. See ``_passes`` for the streaming passes, ``_plan`` for how
 parameters are split into hook-friendly linear blocks and a ``torch.func``
-generic block, and ``_projection`` for the seeded (factorised) projections.
+generic block, ``_projection`` for the seeded (factorised) projections, and
+``_curvature`` and ``_kfac`` for the inverse-curvature solvers of influence.
 """
 
 from ._data import module_device, module_dtype, n_samples, take, to_device
@@ -31,13 +32,16 @@ from ._curvature import (
     solve_kernel,
 )
 from ._gram import GramAccumulator, gram
+from ._kfac import HEURISTIC_DAMPING, KFACPreconditioner, fit_kfac
 from ._projection import Projector, allocate_components
 
 __all__ = [
+    "HEURISTIC_DAMPING",
     "MAX_DENSE_PARAMS",
     "ChunkLayout",
     "GradientPlan",
     "GramAccumulator",
+    "KFACPreconditioner",
     "Projector",
     "allocate_components",
     "conjugate_gradient",
@@ -47,6 +51,7 @@ __all__ = [
     "solve_dense",
     "solve_kernel",
     "evaluating",
+    "fit_kfac",
     "function_gradient",
     "gram",
     "gradient_dots",

@@ -30,14 +30,17 @@ from ..utils._skorch import PerSampleLoss, encode_targets, fit_or_freeze, unwrap
 from ..utils._state import restored_on_error
 
 _SEED_MAX = np.iinfo(np.int32).max
+#: Exact group gradients for self-influence are formed this many bytes at a time.
+_GROUP_BLOCK_BYTES = 1 << 28
 
 
 class BaseAttributor(BaseEstimator):
     """Shared machinery of :class:`TracInAttributor` and the other attributors.
 
     Subclasses implement ``_fit_attribution(X, y, seed)`` (the training-side
-    state), ``_score_groups(X, y)`` and ``_attribute(X, y)``; they may add
-    callbacks to the net before training with ``_training_callbacks()``.
+    state), ``_score_groups(X, y)``, ``_attribute(X, y)`` and
+    ``_self_influence()``; they may add callbacks to the net before training
+    with ``_training_callbacks()``.
     """
 
     _parameter_constraints: dict = {
@@ -210,6 +213,49 @@ class BaseAttributor(BaseEstimator):
         X, y = self._property_data(X, y, allow_default=False)
         return self._timed("attribution", self._attribute, X, y)
 
+    def self_influence(self):
+        """Each group's influence on its own training loss: one value per group.
+
+        The score of group ``j`` for the property "the summed training loss
+        of group ``j``", with the attributor's own curvature and scale:
+
+        * :class:`TracInAttributor`: ``sum_t eta_t ||G_j(theta_t)||^2``, the
+          squared norm of the group's gradient sum ``G_j`` (``"last"``) or
+          its learning-rate-weighted sum over the recorded checkpoints
+          (``"all"``; Pruthi et al., 2020); on projected gradients when
+          ``n_components`` is set;
+        * :class:`InfluenceAttributor`: ``(1/n) G_j^T (C + lambda I)^{-1}
+          G_j`` with the solver's curvature ``C`` and damping (projected for
+          ``solver="fisher"`` with ``n_components``);
+        * :class:`TRAKAttributor`: its ensemble analogue, the mean over
+          members of ``(1/n) G_j^T (K_m + lambda I)^{-1} G_j`` with member
+          ``m``'s projected loss gradients and margin kernel ``K_m``.
+
+        **Sign.** Every group helps its own loss, so the values are
+        non-negative (up to rounding, and for positive semi-definite
+        curvatures: ``"cg"`` / ``"exact"`` on a Hessian with negative
+        eigenvalues can give negative ones). A *large* value marks a group
+        whose loss only it explains -- atypical or mislabeled data that the
+        net memorised -- the opposite reading of :meth:`score_groups`, where
+        harmful groups score low. To inspect suspicious groups first with
+        :func:`~skggda.metrics.noisy_label_auc` (which inspects increasing
+        scores), pass ``-self_influence()``.
+
+        **Cost.** Exact group gradients, formed a block of groups at a time
+        (one pass over the training data per checkpoint), then one solve per
+        group for the Hessian solvers; nothing but a product with the stored
+        projected group gradients for ``n_components`` / Fisher / TRAK.
+        Like :meth:`score_groups`, it changes no fitted state but its own
+        entries of ``timings_`` (``"self_influence"`` and its sub-stages).
+
+        Returns
+        -------
+        self_influence : ndarray of shape (n_groups,)
+            Entry ``j`` belongs to ``groups_[j]``.
+        """
+        check_is_fitted(self)
+        return self._timed("self_influence", self._self_influence)
+
     # -- engine plumbing for subclasses -----------------------------------------
 
     def _make_plan(self, net, X_probe, module=None):
@@ -269,6 +315,33 @@ class BaseAttributor(BaseEstimator):
                 "evaluation sample is undefined; use score_groups instead of attribute."
             )
         return plan.with_loss(_BadnessTerms(prop, plan.loss_fn))
+
+    def _group_gradient_blocks(self, plan):
+        """Yield ``(groups, gradients)``: exact loss-gradient sums of consecutive
+        blocks of groups, block layout ``(len(groups), ...)``.
+
+        Blocks are at most :data:`_GROUP_BLOCK_BYTES`; each reads only its
+        groups' training rows, so all blocks together make one pass.
+        """
+        n_groups = self.n_groups_
+        itemsize = _engine.module_dtype(plan.module).itemsize
+        size = max(1, _GROUP_BLOCK_BYTES // max(1, plan.n_params * itemsize))
+        progress = self._progress("group gradients")
+        if size >= n_groups:
+            yield np.arange(n_groups), _engine.group_gradients(
+                plan, self._X_fit, self._y_fit, self.labels_, n_groups,
+                batch_size=self.batch_size, progress=progress)
+            return
+        order = np.argsort(self.labels_, kind="stable")
+        firsts = np.arange(0, n_groups, size)
+        edges = np.searchsorted(self.labels_[order], np.append(firsts, n_groups))
+        for first, start, stop in zip(firsts, edges[:-1], edges[1:]):
+            rows = order[start:stop]
+            groups = np.arange(first, min(first + size, n_groups))
+            yield groups, _engine.group_gradients(
+                plan, _engine.take(self._X_fit, rows), self._y_fit[rows],
+                self.labels_[rows] - first, len(groups),
+                batch_size=self.batch_size, progress=progress)
 
     def _group_sum(self, per_sample):
         """Sum per-sample values ``(n_train, ...)`` (a tensor) into groups -> numpy."""

@@ -95,3 +95,10 @@ def kernel_scores(state: KernelState, vectors, damping):
     solved = _engine.solve_kernel(kernel, vectors, damping)
     groups = torch.as_tensor(state.group_features, device=device, dtype=dtype)
     return (solved @ groups.T / state.n_samples).double().cpu().numpy()
+
+
+def kernel_self_scores(state: KernelState, damping):
+    """``(n_groups,)``: ``(1/n) G_j^T (K + damping I)^{-1} G_j`` of every group (self-influence)."""
+    groups = torch.as_tensor(state.group_features).double()
+    solved = _engine.solve_kernel(torch.as_tensor(state.kernel), groups, damping)
+    return ((solved * groups).sum(1) / state.n_samples).numpy()

@@ -206,6 +206,19 @@ class TracInAttributor(BaseAttributor):
                 scores += weight * self._group_sum(dots[:, 0])
         return scores
 
+    def _self_influence(self):
+        out = np.zeros(self.n_groups_)
+        plans = self._checkpoint_plans(self._X_fit, self._checkpoints)
+        for index, (plan, weight) in enumerate(plans):
+            if self._group_features is not None:
+                features = self._group_features[index].astype(np.float64)
+                out += weight * np.einsum("ij,ij->i", features, features)
+                continue
+            for groups, grads in self._group_gradient_blocks(plan):
+                flat = plan.flatten(grads).double()
+                out[groups] += weight * (flat * flat).sum(1).cpu().numpy()
+        return out
+
     def _attribute(self, X, y):
         out = None
         for index, (plan, weight) in enumerate(self._checkpoint_plans(X, self._checkpoints)):

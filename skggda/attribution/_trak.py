@@ -16,7 +16,13 @@ from .. import _engine
 from ..properties import _error_probability, _logits, _margin
 from ..utils._skorch import prepare_net
 from ._base import BaseAttributor, net_plan
-from ._kernel import fit_kernel_state, kernel_scores, property_vector, sample_vectors
+from ._kernel import (
+    fit_kernel_state,
+    kernel_scores,
+    kernel_self_scores,
+    property_vector,
+    sample_vectors,
+)
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -190,6 +196,11 @@ class TRAKAttributor(BaseAttributor):
                 vector = property_vector(plan, gradient, self._projector(plan))
                 scores += kernel_scores(state, vector[None], self.damping)[0]
         return scores / self.n_models
+
+    def _self_influence(self):
+        with self._stage("solve"):
+            return np.mean([kernel_self_scores(state, self.damping) for state in self._states],
+                           axis=0)
 
     def _attribute(self, X, y):
         out = np.zeros((len(X), self.n_groups_), dtype=np.float32)
