@@ -20,6 +20,7 @@ from . import __version__
 from .experiments import (
     ATTRIBUTORS,
     DATASETS,
+    DETECTORS,
     GROUPERS,
     MODELS,
     TASKS,
@@ -86,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(--epochs / --lr still win)")
     add("--noise", type=_fraction, default=_DEFAULTS.noise,
         help="fraction of flipped labels for the noisy task (default: %(default)s)")
+    add("--detector", choices=DETECTORS, default=_DEFAULTS.detector,
+        help="what the noisy task ranks training points by: the attribution of the test "
+        "loss, of the training loss, or minus their self-influence (default: %(default)s)")
+    add("--checkpoints", choices=("last", "all"), default=_DEFAULTS.checkpoints,
+        help="TracIn's checkpoints: the final weights, or every epoch's (default: "
+        "%(default)s)")
+    add("--cleanlab-folds", type=int, default=_DEFAULTS.cleanlab_folds, metavar="K",
+        help="the noisy task's cleanlab row: label quality from K-fold out-of-sample "
+        "probabilities (K trainings; 0: no row; skipped without cleanlab) "
+        "(default: %(default)s)")
     add("--n-components", type=_components, default=_DEFAULTS.n_components,
         help="projection for Fisher and TRAK; 'none' for no projection (default: "
         "%(default)s, the paper's HELOC value)")

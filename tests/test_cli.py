@@ -11,7 +11,7 @@ import pytest
 
 from skggda.cli import main
 
-TINY = ["--quiet", "--epochs", "3", "--n-train", "120"]
+TINY = ["--quiet", "--epochs", "3", "--n-train", "120", "--cleanlab-folds", "0"]
 
 
 def test_noisy_label_grid_writes_tables_and_files(tmp_path, capsys):

@@ -20,6 +20,7 @@ from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
 from ..datasets import load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback, make_heloc_like
 from ..grouping import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
 from ..metrics import noisy_label_auc, pruning_score, removal_baselines, retraining_score
+from ._baselines import CLEANLAB_MISSING, cleanlab_label_quality
 from ..models import (
     LAST_BLOCK,
     PairTokenizer,
@@ -49,6 +50,9 @@ ATTRIBUTORS = ("tracin", "fisher", "lissa", "trak", "cg", "exact")
 GROUPERS = {"random": RandomGrouper, "kmeans": KMeansGrouper, "repr": ReprKMeansGrouper,
             "grad": GradKMeansGrouper}
 TASKS = ("noisy", "retraining", "pruning")
+#: What the noisy-label task ranks training points by: the attribution of the test
+#: loss (the paper's), of the training loss, or minus each group's self-influence.
+DETECTORS = ("test-loss", "train-loss", "self")
 DATASETS = ("breast_cancer", "digits", "heloc_like", "heloc", "mnist", "cifar_like", "qnli")
 #: Fractions removed per task (paper sections 5.4.1 and 5.4.2).
 FRACTIONS = {"retraining": (0.01, 0.05, 0.10, 0.20), "pruning": (0.25, 0.50, 0.75)}
@@ -65,6 +69,11 @@ class GridConfig:
     ``batch_size`` of ``None`` is the paper's for ``model``. ``fractions``
     maps the removal tasks to the fractions removed; ``stratify`` removes the
     same share of every class (and stratifies the random baseline too).
+    ``detector`` is what the noisy-label task ranks by (see
+    :data:`DETECTORS`), ``checkpoints`` TracIn's checkpoints (``"all"``
+    retrains the net with the same seed to record them; that training is
+    not counted in its runtime), and ``cleanlab_folds`` the folds of the
+    cleanlab baseline row (0: none).
 
     Examples
     --------
@@ -86,6 +95,9 @@ class GridConfig:
     batch_size: int | None = None
     recipe: str = "short"
     noise: float = 0.1
+    detector: str = "test-loss"
+    checkpoints: str = "last"
+    cleanlab_folds: int = 5
     n_components: int | None = 16
     damping: float = 1e-3
     trak_models: int = 10
@@ -190,6 +202,8 @@ def param_subset(config):
 
 def make_attributor(name, net, grouper, config, seed):
     common = dict(grouper=grouper, param_subset=param_subset(config), random_state=seed)
+    if name == "tracin" and config.checkpoints == "all":  # needs the training run
+        return TracInAttributor(make_net(config, seed), checkpoints="all", **common)
     if name == "tracin":
         return TracInAttributor(net, **common)
     common["damping"] = config.damping
@@ -288,7 +302,7 @@ def run_grid(config: GridConfig, *, progress=True):
     --------
     >>> from skggda.experiments import GridConfig, run_grid
     >>> config = GridConfig(group_sizes=(1, 32), groupers=("random",), epochs=2,
-    ...                     n_train=100)
+    ...                     n_train=100, cleanlab_folds=0)
     >>> records = run_grid(config, progress=False)
     >>> [(r.grouper, r.group_size, r.n_groups) for r in records]
     [('none', 1, 100), ('random', 32, 4)]
@@ -330,9 +344,13 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
         attr.fit(X, y_train)
         if attributor == "trak":
             ensembles[attributor] = attr
-        scores = attr.score_groups(X_test, y_test)
+        if task == "noisy":
+            scores, scoring_s = _detection_scores(attr, config.detector, X_test, y_test)
+        else:
+            scores = attr.score_groups(X_test, y_test)
+            scoring_s = attr.timings_["scoring"]
         t = attr.timings_
-        attribution_s = t["gradients"] + t["scoring"]
+        attribution_s = t["gradients"] + scoring_s
         if reused:  # the ensemble's (wall-clock) training is part of every TRAK cell's cost
             attribution_s += attr.training_seconds_
         base = dict(task=task, dataset=config.dataset, model=config.model, attributor=attributor,
@@ -347,7 +365,36 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
             out += _removal_records(task, config, net, X, y_train, X_test, y_test, scores,
                                     attr.labels_, seed, base, baselines)
         bar.update()
+    if task == "noisy" and config.cleanlab_folds:
+        out += _cleanlab_records(config, seed, X, y_train, flipped, training_s, test_accuracy)
     return out
+
+
+def _detection_scores(attr, detector, X_test, y_test):
+    """``(scores, seconds)``: what the noisy-label task ranks groups by (lowest first)."""
+    if detector not in DETECTORS:
+        raise ValueError(f"Unknown detector {detector!r}; choose from {DETECTORS}.")
+    start = perf_counter()
+    if detector == "self":  # a large self-influence marks a suspicious group
+        scores = -attr.self_influence()
+    else:
+        scores = attr.score_groups(*((X_test, y_test) if detector == "test-loss" else ()))
+    return scores, perf_counter() - start
+
+
+def _cleanlab_records(config, seed, X, y_noisy, flipped, training_s, test_accuracy):
+    """The cleanlab row: label quality from K-fold probabilities of the same recipe."""
+    try:
+        quality, seconds = cleanlab_label_quality(make_net(config, seed), X, y_noisy,
+                                                  n_folds=config.cleanlab_folds,
+                                                  random_state=seed)
+    except ImportError:
+        print(CLEANLAB_MISSING)
+        return []
+    auc = noisy_label_auc(quality, np.arange(len(y_noisy)), flipped)
+    return [Record("noisy", config.dataset, config.model, "cleanlab", "none", 1, seed, "auc",
+                   auc, len(y_noisy), grouping_s=0.0, attribution_s=seconds,
+                   training_s=training_s, baseline=0.5, full_accuracy=test_accuracy)]
 
 
 def _removal_records(task, config, net, X, y, X_test, y_test, scores, labels, seed, base,
