@@ -12,8 +12,10 @@ from ._datamodels import (
 )
 from ._noisy_labels import detection_curve, noisy_label_auc
 from ._removal import (
+    PRUNING_ORDERS,
     RemovalBaselines,
     RemovalResult,
+    harmful_then_random,
     points_to_remove,
     pruning_score,
     removal_baselines,
@@ -24,6 +26,7 @@ from ._removal import (
 from ._scorers import make_lds_scorer, make_pruning_scorer, make_retraining_scorer
 
 __all__ = [
+    "PRUNING_ORDERS",
     "DatamodelRetrainings",
     "GroupLOOResult",
     "LDSResult",
@@ -32,6 +35,7 @@ __all__ = [
     "datamodel_retrainings",
     "detection_curve",
     "group_leave_one_out",
+    "harmful_then_random",
     "lds_from_retrainings",
     "linear_datamodeling_score",
     "make_lds_scorer",

@@ -123,6 +123,92 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
     return np.sort(np.concatenate(removed))
 
 
+#: Pruning orders of :func:`removal_score` (``most_important=False``).
+PRUNING_ORDERS = ("score", "harmful-then-random")
+
+
+def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
+                        random_state=None):
+    """Pruning that starts with the harmful points and leaves the rest to chance.
+
+    The points of groups with a negative score -- predicted to *lower* the
+    property's badness when removed -- go first, lowest score first (whole
+    groups, the last one partially at random), up to ``max_harmful`` of the
+    training set; the remainder of the ``round(fraction * n)`` points is
+    drawn at random class by class, topping every class up towards its share
+    ``fraction * n_c`` (largest remainders), so the kept set keeps the class
+    proportions as far as the harmful removals allow.
+
+    Pruning the lowest scores all the way removes whole classes and falls
+    below random removal (see ``benchmarks/REPRODUCTION.md``); this order
+    uses the attribution only where it predicts a gain.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_groups,)
+    labels : array-like of shape (n_samples,)
+        Group of every training point.
+    fraction : float in [0, 1]
+    strata : array-like of shape (n_samples,)
+        Class of every training point.
+    max_harmful : float in [0, 1], default=0.05
+        At most this share of the training set is removed for its score.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    removed : ndarray, sorted
+
+    Examples
+    --------
+    >>> from skggda.metrics import harmful_then_random
+    >>> removed = harmful_then_random([-1.0, 2.0, 3.0, 1.0], [0, 1, 2, 3], 0.5,
+    ...                               [0, 0, 1, 1], max_harmful=0.25, random_state=0)
+    >>> removed.tolist()  # the harmful point 0, then one point of class 1 at random
+    [0, 2]
+    """
+    labels, strata = np.asarray(labels), np.asarray(strata)
+    scores = np.asarray(scores, dtype=float)
+    rng = check_random_state(random_state)
+    n = len(labels)
+    n_removed = int(round(fraction * n))
+    order = removal_order(scores, labels, most_important=False, random_state=rng)
+    n_harmful = int(min((scores[labels] < 0).sum(), n_removed, round(max_harmful * n)))
+    harmful = order[:n_harmful]
+    rest = np.setdiff1d(np.arange(n), harmful)
+    classes = np.unique(strata)
+    taken = np.array([(strata[harmful] == c).sum() for c in classes])
+    available = np.array([(strata[rest] == c).sum() for c in classes])
+    wanted = np.array([fraction * (strata == c).sum() for c in classes]) - taken
+    counts = _largest_remainders(n_removed - n_harmful, np.clip(wanted, 0, None), available)
+    drawn = [rng.permutation(rest[strata[rest] == c])[:k] for c, k in zip(classes, counts)]
+    return np.sort(np.concatenate([harmful, *drawn]).astype(np.int64))
+
+
+def _largest_remainders(total, weights, caps):
+    """Integers summing to ``total`` in proportion to ``weights``, each at most its cap.
+
+    Shares a capped entry cannot take go to the others in proportion to
+    their room (zero weights everywhere: in proportion to the caps).
+    """
+    weights = np.asarray(weights, dtype=float)
+    caps = np.asarray(caps)
+    counts = np.zeros(len(caps), dtype=int)
+    while counts.sum() < total:
+        room = caps - counts
+        w = np.where(room > 0, weights if weights[room > 0].sum() > 0 else room, 0.0)
+        share = (total - counts.sum()) * w / w.sum()
+        add = np.minimum(np.floor(share).astype(int), room)
+        left = total - counts.sum() - add.sum()
+        for i in np.argsort(-(share - np.floor(share)))[:max(left, 0)]:
+            if add[i] < room[i]:
+                add[i] += 1
+        if not add.any():  # every share below one and its remainder at a cap
+            add[np.argmax(np.where(room > 0, w, -1))] = 1
+        counts += add
+    return counts
+
+
 def _class_members(strata):
     """Indices of the points of each class of ``strata``, classes in sorted order."""
     return [np.flatnonzero(strata == value) for value in np.unique(strata)]
@@ -232,9 +318,17 @@ def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes):
     return float(np.mean(np.asarray(net.predict(X_test)) == y_test))
 
 
+def _removed(setup, scores, labels, fraction, most_important, order, seed):
+    """The points a scored removal takes out, for one seed and fraction."""
+    if order == "harmful-then-random":
+        return harmful_then_random(scores, labels, fraction, setup.y, random_state=seed)
+    return points_to_remove(scores, labels, fraction, most_important=most_important,
+                            stratify=setup.strata, random_state=seed)
+
+
 def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
-                  most_important, stratify=False, n_seeds=3, n_jobs=None, random_state=None,
-                  baselines=None):
+                  most_important, stratify=False, order="score", n_seeds=3, n_jobs=None,
+                  random_state=None, baselines=None):
     """Retrain without the points ranked first by ``scores``; see the module docstring.
 
     Parameters
@@ -256,6 +350,11 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     stratify : bool, default=False
         Remove the same share of every class of ``y`` (see
         :func:`points_to_remove`); the random baseline is then stratified too.
+    order : {"score", "harmful-then-random"}, default="score"
+        ``"score"``: whole groups in score order. ``"harmful-then-random"``
+        (pruning only): the negatively scored points first, at most 5% of
+        the training set, then a class-stratified random remainder (see
+        :func:`harmful_then_random`).
     n_seeds : int, default=3
     n_jobs : int, default=None
     random_state : int, RandomState instance or None, default=None
@@ -290,11 +389,13 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     else:
         setup.check(baselines)
         baseline_jobs = []
+    if order not in PRUNING_ORDERS or (order != "score" and most_important):
+        raise ValueError(f"order must be one of {PRUNING_ORDERS}, and 'score' when removing "
+                         f"the most important points; got {order!r}.")
     everything = np.arange(setup.n)
     by_score = [  # (keep, seed) per seed and fraction
-        (np.setdiff1d(everything, points_to_remove(
-            scores, labels, fraction, most_important=most_important, stratify=setup.strata,
-            random_state=seed)), seed)
+        (np.setdiff1d(everything, _removed(setup, scores, labels, fraction, most_important,
+                                           order, seed)), seed)
         for seed in setup.seeds for fraction in setup.fractions
     ]
     accuracies = setup.retrain(estimator, by_score + baseline_jobs, n_jobs)
@@ -493,11 +594,13 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
 
 
 def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
-                  fractions=(0.25, 0.50, 0.75), stratify=False, n_seeds=3, n_jobs=None,
-                  random_state=None, baselines=None):
+                  fractions=(0.25, 0.50, 0.75), stratify=False, order="score", n_seeds=3,
+                  n_jobs=None, random_state=None, baselines=None):
     """Test accuracy after removing the *least* important points (higher is better).
 
-    See :func:`removal_score` for the parameters.
+    See :func:`removal_score` for the parameters; ``order="harmful-then-random"``
+    removes only the harmful points by score and the rest at random, an order
+    that does not fall below random removal where plain score order does.
 
     Returns
     -------
@@ -518,5 +621,6 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     ((1,), (1,))
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
-                         most_important=False, stratify=stratify, n_seeds=n_seeds,
-                         n_jobs=n_jobs, random_state=random_state, baselines=baselines)
+                         most_important=False, stratify=stratify, order=order,
+                         n_seeds=n_seeds, n_jobs=n_jobs, random_state=random_state,
+                         baselines=baselines)
