@@ -17,6 +17,7 @@ import sys
 from dataclasses import fields
 
 from . import __version__
+from .metrics import PRUNING_ORDERS
 from .experiments import (
     ATTRIBUTORS,
     DATASETS,
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrainings per removal (default: %(default)s)")
     add("--stratify", action="store_true",
         help="removal tasks remove the same share of every class (the random baseline too)")
+    add("--pruning-order", choices=PRUNING_ORDERS, default=_DEFAULTS.pruning_order,
+        help="the pruning task's order: lowest scores first, or the harmful (negative) "
+        "ones first, at most 5%% of the training set, then class-stratified random "
+        "removal (default: %(default)s)")
     add("--n-train", type=_positive_ints, default=None, help="subsample the training set")
     add("--resnet-width", type=_positive_ints, default=_DEFAULTS.resnet_width,
         help="channels of ResNet-18's first stage (default: %(default)s)")

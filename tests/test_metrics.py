@@ -7,6 +7,8 @@ import pytest
 
 from skggda.metrics import detection_curve, noisy_label_auc
 
+from conftest import tiny_net
+
 
 def test_perfect_ordering_of_singletons():
     # two noisy points out of four, scored lowest: found 1/2 after 1/4, all after 1/2
@@ -100,3 +102,58 @@ def test_lds_refuses_scores_of_another_shape():
         lds_from_retrainings(np.zeros((3, 3)), _hand_made_retrainings())
     with pytest.raises(ValueError, match="scores have 2 groups"):
         lds_from_retrainings(np.zeros((2, 2)), _hand_made_retrainings())
+
+
+def _harmful_case():
+    # ten singletons: six of class 0, four of class 1; points 0 and 1 are harmful
+    scores = np.array([-2.0, -1.0, 1, 2, 3, 4, 5, 6, 7, 8])
+    classes = np.array([0] * 6 + [1] * 4)
+    return scores, np.arange(10), classes
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_harmful_then_random_removes_the_harmful_then_tops_up_each_class(seed):
+    from skggda.metrics import harmful_then_random
+
+    scores, labels, classes = _harmful_case()
+    removed = harmful_then_random(scores, labels, 0.5, classes, max_harmful=1.0,
+                                  random_state=seed)
+    # 5 points: both harmful ones (class 0), then class 0 up to its share 3 (one more,
+    # at random among 2..5) and class 1 up to its share 2 (two of 6..9)
+    assert len(removed) == 5 and {0, 1} <= set(removed)
+    assert len(set(removed) & {2, 3, 4, 5}) == 1 and len(set(removed) & {6, 7, 8, 9}) == 2
+
+
+def test_harmful_then_random_caps_the_harmful_share():
+    from skggda.metrics import harmful_then_random
+
+    scores, labels, classes = _harmful_case()
+    picks = [set(harmful_then_random(scores, labels, 0.5, classes, max_harmful=0.1,
+                                     random_state=seed)) for seed in range(20)]
+    # only the most harmful point goes by score (10% of 10); the other harmful one
+    # is just one of class 0's five candidates for its two random places
+    assert all(0 in p and len(p & {1, 2, 3, 4, 5}) == 2 and len(p & {6, 7, 8, 9}) == 2
+               for p in picks)
+    assert any(1 not in p for p in picks)
+
+
+def test_harmful_then_random_stops_at_the_fraction():
+    from skggda.metrics import harmful_then_random
+
+    scores, labels, classes = _harmful_case()
+    removed = harmful_then_random(scores, labels, 0.1, classes, max_harmful=1.0)
+    assert removed.tolist() == [0]  # one point: the most harmful
+    # nothing harmful: the order is class-stratified random removal
+    removed = harmful_then_random(np.abs(scores), labels, 0.5, classes, random_state=0)
+    assert np.bincount(classes[removed]).tolist() == [3, 2]
+
+
+def test_pruning_orders_are_checked(problem):
+    from skggda.metrics import removal_score
+
+    X, y, X_test, y_test = problem
+    for order, most_important in (("best-first", False), ("harmful-then-random", True)):
+        with pytest.raises(ValueError, match="order must be one of"):
+            removal_score(tiny_net(), X, y, X_test, y_test, np.zeros(len(y)),
+                          np.arange(len(y)), [0.5], most_important=most_important,
+                          order=order)

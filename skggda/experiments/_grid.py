@@ -19,7 +19,12 @@ from tqdm.auto import tqdm
 from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
 from ..datasets import load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback, make_heloc_like
 from ..grouping import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
-from ..metrics import noisy_label_auc, pruning_score, removal_baselines, retraining_score
+from ..metrics import (
+    noisy_label_auc,
+    pruning_score,
+    removal_baselines,
+    retraining_score,
+)
 from ._baselines import CLEANLAB_MISSING, cleanlab_label_quality
 from ..models import (
     LAST_BLOCK,
@@ -73,7 +78,8 @@ class GridConfig:
     :data:`DETECTORS`), ``checkpoints`` TracIn's checkpoints (``"all"``
     retrains the net with the same seed to record them; that training is
     not counted in its runtime), and ``cleanlab_folds`` the folds of the
-    cleanlab baseline row (0: none).
+    cleanlab baseline row (0: none). ``pruning_order`` is
+    :func:`~skggda.metrics.pruning_score`'s ``order``.
 
     Examples
     --------
@@ -105,6 +111,7 @@ class GridConfig:
     lissa_repeat: int = 20
     retrain_seeds: int = 1
     stratify: bool = False
+    pruning_order: str = "score"
     n_train: int | None = None
     resnet_width: int = 64
     max_length: int = 64
@@ -399,10 +406,14 @@ def _cleanlab_records(config, seed, X, y_noisy, flipped, training_s, test_accura
 
 def _removal_records(task, config, net, X, y, X_test, y_test, scores, labels, seed, base,
                      baselines):
-    score = retraining_score if task == "retraining" else pruning_score
-    result = score(net, X, y, X_test, y_test, scores, labels, fractions=config.fractions[task],
-                   stratify=config.stratify, n_seeds=config.retrain_seeds, n_jobs=config.n_jobs,
-                   random_state=seed, baselines=baselines)
+    kwargs = dict(fractions=config.fractions[task], stratify=config.stratify,
+                  n_seeds=config.retrain_seeds, n_jobs=config.n_jobs, random_state=seed,
+                  baselines=baselines)
+    if task == "pruning":
+        result = pruning_score(net, X, y, X_test, y_test, scores, labels,
+                               order=config.pruning_order, **kwargs)
+    else:
+        result = retraining_score(net, X, y, X_test, y_test, scores, labels, **kwargs)
     return [
         Record(metric=f"accuracy@{fraction:.0%}", value=float(acc), baseline=float(rand),
                full_accuracy=result.full_accuracy,
