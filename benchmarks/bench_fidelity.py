@@ -186,8 +186,7 @@ def make_attributor(method, model, net, damping, args):
         return TracInAttributor(recipe(model), checkpoints="all", random_state=0)
     if method.startswith("trak-"):
         return TRAKAttributor(recipe(model), n_models=int(method.split("-")[1]),
-                              n_components=None if lr_model else args.n_components,
-                              damping=damping, random_state=0)
+                              n_components=args.n_components, damping=damping, random_state=0)
     common = dict(damping=damping, random_state=0)
     if method == "fisher":
         return InfluenceAttributor(frozen, fisher="empirical",
@@ -430,7 +429,8 @@ def parse_args(argv=None):
     add("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     add("--n-subsets", type=int, default=50)
     add("--group-sizes", nargs="*", type=int, default=[16, 64, 256])
-    add("--n-components", type=int, default=2048, help="Fisher / TRAK projection on the MLP")
+    add("--n-components", type=int, default=2048,
+        help="TRAK's projection, and the Fisher's on the MLP (the LR's Fisher is exact)")
     add("--cg-max-iter", type=int, default=30)
     add("--lissa-depth", type=int, default=300)
     add("--lissa-scale", type=float, default=50.0)

@@ -7,12 +7,13 @@ MLP 150 x 3 on ``--mnist-n-train`` images, ``--mnist-epochs`` epochs, batches
 of 128), recording its checkpoints. Every detector ranks the training points
 (lowest first) and is scored by :func:`skggda.metrics.noisy_label_auc`:
 
-* ``test/last``, ``test/all`` -- TracIn of the mean test loss (the paper's
-  detector), final weights or every epoch's checkpoint;
-* ``train/last``, ``train/all`` -- TracIn of the mean training loss;
-* ``self/last``, ``self/all`` -- minus TracIn self-influence (Pruthi et al.);
+* ``test/last``, ``test/all/r1024`` -- TracIn of the mean test loss (the
+  paper's detector), final weights, or every epoch's checkpoint with
+  gradients projected to ``--n-components`` dimensions;
+* ``self/last/r1024``, ``self/all/r1024`` -- minus TracIn self-influence
+  (Pruthi et al.) on projected gradients, final weights or all checkpoints;
 * ``<detector>@g`` -- the same, on Grad-K-Means groups of ``g`` points
-  (group scores of the linear detectors are the sums of their members');
+  (group scores of the test-loss detectors are the sums of their members');
 * ``cleanlab`` -- ``cleanlab.rank.get_label_quality_scores`` on 5-fold
   out-of-sample probabilities of the same recipe (5 trainings).
 
@@ -58,46 +59,51 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def detector_scores(config, seed, X, y, X_test, y_test, group_sizes):
+def detector_scores(config, seed, X, y, X_test, y_test, group_sizes, n_components):
     """``({name: (scores, labels, seconds)}, training seconds)`` for one noisy training set."""
-    recorded = TracInAttributor(make_net(config, seed), checkpoints="all", random_state=seed)
+    recorded = TracInAttributor(make_net(config, seed), checkpoints="all",
+                                n_components=n_components, random_state=seed)
     _, fit_s = timed(lambda: recorded.fit(X, y))
     training_s = recorded.timings_["training"]
-    last = TracInAttributor(FrozenEstimator(recorded.estimator_), random_state=seed).fit(X, y)
-    points = np.arange(len(y))
+    frozen = FrozenEstimator(recorded.estimator_)
+    exact = TracInAttributor(frozen, random_state=seed).fit(X, y)
+    last, last_s = timed(lambda: TracInAttributor(frozen, n_components=n_components,
+                                                  random_state=seed).fit(X, y))
+    points, r = np.arange(len(y)), f"r{n_components}"
     out = {}
-    for name, attr in (("last", last), ("all", recorded)):
-        extra = fit_s - training_s if name == "all" else 0.0
-        for kind, call in (("test", lambda a: a.score_groups(X_test, y_test)),
-                           ("train", lambda a: a.score_groups()),
-                           ("self", lambda a: -a.self_influence())):
+    for name, attr, extra, kinds in (("last", exact, 0.0, ("test",)),
+                                     (f"last/{r}", last, last_s, ("self",)),
+                                     (f"all/{r}", recorded, fit_s - training_s,
+                                      ("test", "self"))):
+        for kind in kinds:
+            call = ((lambda a: a.score_groups(X_test, y_test)) if kind == "test"
+                    else (lambda a: -a.self_influence()))
             scores, seconds = timed(lambda: call(attr))
             out[f"{kind}/{name}"] = (scores, points, seconds + extra)
-    for size in group_sizes:
+    for size in group_sizes:  # test-loss scores are linear: groups sum their members'
         grouper, grouping_s = timed(lambda: GradKMeansGrouper(
-            group_size=size, estimator=FrozenEstimator(recorded.estimator_),
-            random_state=seed).fit(X, y))
+            group_size=size, estimator=frozen, random_state=seed).fit(X, y))
         labels = grouper.labels_
-        for name in [n for n in out if not n.startswith("self") and "@" not in n]:
+        for name in [n for n in out if n.startswith("test") and "@" not in n]:
             scores, _, seconds = out[name]
             sums = np.bincount(labels, weights=scores, minlength=labels.max() + 1)
             out[f"{name}@{size}"] = (sums, labels, seconds + grouping_s)
-        grouped = TracInAttributor(FrozenEstimator(recorded.estimator_), random_state=seed)
-        grouped.fit(X, y, groups=labels)
-        scores, seconds = timed(lambda: -grouped.self_influence())
-        out[f"self/last@{size}"] = (scores, grouped.labels_, seconds + grouping_s)
     return out, training_s
 
 
-def run_one(dataset, noise, seed, args, data):
+def run_one(dataset, noise, seed, args, data, folder):
     config = config_for(dataset, args)
     X, y_clean, X_test, y_test = data
     y, flipped = flip_labels(y_clean, noise, seed)
     detectors, training_s = detector_scores(config, seed, X, y, X_test, y_test,
-                                            args.group_sizes)
+                                            args.group_sizes, args.n_components)
     rows = [dict(detector=name, auc=noisy_label_auc(scores, labels, flipped), seconds=seconds)
             for name, (scores, labels, seconds) in detectors.items()]
-    if args.cleanlab_folds:
+    previous = folder / f"{dataset}_{noise}_{seed}.json"
+    if previous.exists():  # cleanlab does not depend on the detectors: reuse its row
+        rows += [r for r in json.loads(previous.read_text())["rows"]
+                 if r["detector"] == "cleanlab"]
+    elif args.cleanlab_folds:
         try:
             quality, seconds = cleanlab_label_quality(make_net(config, seed), X, y,
                                                       n_folds=args.cleanlab_folds,
@@ -106,7 +112,8 @@ def run_one(dataset, noise, seed, args, data):
                 quality, np.arange(len(y)), flipped), seconds=seconds))
         except ImportError:
             print(CLEANLAB_MISSING)
-    return dict(dataset=dataset, noise=noise, seed=seed, training_s=training_s, rows=rows)
+    return dict(dataset=dataset, noise=noise, seed=seed, training_s=training_s, rows=rows,
+                n_components=args.n_components)
 
 
 def summarize(runs):
@@ -140,7 +147,11 @@ def parse_args(argv=None):
     add("--datasets", nargs="+", choices=("heloc", "mnist"), default=["heloc", "mnist"])
     add("--noise", nargs="+", type=float, default=[0.1, 0.2])
     add("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    add("--group-sizes", nargs="*", type=int, default=[16, 64])
+    add("--group-sizes", nargs="*", type=int, default=[16])
+    add("--n-components", type=int, default=1024,
+        help="projection of the self-influence detectors and of TracIn over all "
+        "checkpoints (exact self-influence forms every per-sample gradient: on HELOC over "
+        "all checkpoints it took longer than cleanlab's 5 trainings)")
     add("--cleanlab-folds", type=int, default=5)
     add("--mnist-n-train", type=int, default=5000)
     add("--mnist-epochs", type=int, default=20)
@@ -160,10 +171,11 @@ def main(argv=None):
         for noise in args.noise:
             for seed in args.seeds:
                 path = folder / f"{dataset}_{noise}_{seed}.json"
-                if not path.exists():
-                    path.write_text(json.dumps(run_one(dataset, noise, seed, args, data),
-                                               default=float))
-                runs.append(json.loads(path.read_text()))
+                run = json.loads(path.read_text()) if path.exists() else None
+                if run is None or run.get("n_components") != args.n_components:
+                    run = run_one(dataset, noise, seed, args, data, folder)
+                    path.write_text(json.dumps(run, default=float))
+                runs.append(run)
                 print(f"done {path.name}", flush=True)
     summary = summarize(runs)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
