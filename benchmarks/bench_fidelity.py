@@ -80,7 +80,7 @@ DATTRI = {
     "mlp": {"cg": 0.26, "lissa": 0.14, "tracin-last": 0.15, "trak-1": 0.11, "trak-10": 0.33,
             "trak-50": 0.45},
 }
-DAMPINGS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+DAMPINGS = [1e-3, 1e-2, 1e-1]
 METHODS = ("tracin-last", "tracin-all", "fisher", "exact", "cg", "lissa", "ekfac", "kfac",
            "trak-1", "trak-10")
 #: Methods whose damping is applied at solve time: the grid re-solves, it does not refit.

@@ -91,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--detector", choices=DETECTORS, default=_DEFAULTS.detector,
         help="what the noisy task ranks training points by: the attribution of the test "
         "loss, of the training loss, or minus their self-influence (default: %(default)s)")
-    add("--checkpoints", choices=("last", "all"), default=_DEFAULTS.checkpoints,
-        help="TracIn's checkpoints: the final weights, or every epoch's (default: "
-        "%(default)s)")
+    add("--checkpoints", choices=("auto", "last", "all"), default=_DEFAULTS.checkpoints,
+        help="TracIn's checkpoints: the final weights, or every epoch's; auto: every "
+        "epoch's (projected) for the noisy task's self-influence, else the final weights "
+        "(default: %(default)s)")
     add("--cleanlab-folds", type=int, default=_DEFAULTS.cleanlab_folds, metavar="K",
         help="the noisy task's cleanlab row: label quality from K-fold out-of-sample "
         "probabilities (K trainings; 0: no row; skipped without cleanlab) "

@@ -8,7 +8,7 @@ attribution, whose runtimes are recorded separately next to the metric.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from time import perf_counter
 
 import numpy as np
@@ -58,6 +58,9 @@ TASKS = ("noisy", "retraining", "pruning")
 #: What the noisy-label task ranks training points by: the attribution of the test
 #: loss (the paper's), of the training loss, or minus each group's self-influence.
 DETECTORS = ("test-loss", "train-loss", "self")
+#: TracIn's projection for the default noisy-label detector (self-influence over all
+#: checkpoints): exact self-influence forms every checkpoint's per-sample gradients.
+SELF_INFLUENCE_COMPONENTS = 1024
 DATASETS = ("breast_cancer", "digits", "heloc_like", "heloc", "mnist", "cifar_like", "qnli")
 #: Fractions removed per task (paper sections 5.4.1 and 5.4.2).
 FRACTIONS = {"retraining": (0.01, 0.05, 0.10, 0.20), "pruning": (0.25, 0.50, 0.75)}
@@ -75,9 +78,14 @@ class GridConfig:
     maps the removal tasks to the fractions removed; ``stratify`` removes the
     same share of every class (and stratifies the random baseline too).
     ``detector`` is what the noisy-label task ranks by (see
-    :data:`DETECTORS`), ``checkpoints`` TracIn's checkpoints (``"all"``
-    retrains the net with the same seed to record them; that training is
-    not counted in its runtime), and ``cleanlab_folds`` the folds of the
+    :data:`DETECTORS`; default: minus the self-influence), ``checkpoints``
+    TracIn's checkpoints (``"all"`` retrains the net with the same seed to
+    record them; that training is not counted in its runtime) and
+    ``tracin_components`` its projection; ``"auto"`` for both is the best
+    detector measured (``benchmarks/FIDELITY.md``) for the noisy task with
+    ``detector="self"`` -- every epoch's checkpoint, gradients projected to
+    :data:`SELF_INFLUENCE_COMPONENTS` dimensions -- and the last checkpoint,
+    exact, otherwise. ``cleanlab_folds`` is the number of folds of the
     cleanlab baseline row (0: none). ``pruning_order`` is
     :func:`~skggda.metrics.pruning_score`'s ``order``.
 
@@ -101,8 +109,9 @@ class GridConfig:
     batch_size: int | None = None
     recipe: str = "short"
     noise: float = 0.1
-    detector: str = "test-loss"
-    checkpoints: str = "last"
+    detector: str = "self"
+    checkpoints: str = "auto"
+    tracin_components: object = "auto"
     cleanlab_folds: int = 5
     n_components: int | None = 16
     damping: float = 1e-3
@@ -209,10 +218,12 @@ def param_subset(config):
 
 def make_attributor(name, net, grouper, config, seed):
     common = dict(grouper=grouper, param_subset=param_subset(config), random_state=seed)
-    if name == "tracin" and config.checkpoints == "all":  # needs the training run
-        return TracInAttributor(make_net(config, seed), checkpoints="all", **common)
     if name == "tracin":
-        return TracInAttributor(net, **common)
+        checkpoints = dict(checkpoints="all") if config.checkpoints == "all" else {}
+        # all checkpoints need the training run: a clone of the recipe, same seed
+        return TracInAttributor(make_net(config, seed) if checkpoints else net,
+                                n_components=config.tracin_components, **checkpoints,
+                                **common)
     common["damping"] = config.damping
     if name == "fisher":
         return InfluenceAttributor(net, n_components=config.n_components, **common)
@@ -325,7 +336,31 @@ def run_grid(config: GridConfig, *, progress=True):
     return records
 
 
+def task_config(config, task):
+    """``config`` with TracIn's ``"auto"`` checkpoints and projection resolved for ``task``.
+
+    Examples
+    --------
+    >>> from skggda.experiments import GridConfig
+    >>> from skggda.experiments._grid import task_config
+    >>> noisy = task_config(GridConfig(), "noisy")
+    >>> noisy.checkpoints, noisy.tracin_components
+    ('all', 1024)
+    >>> pruning = task_config(GridConfig(), "pruning")
+    >>> pruning.checkpoints, pruning.tracin_components
+    ('last', None)
+    """
+    best = task == "noisy" and config.detector == "self"
+    values = {}
+    if config.checkpoints == "auto":
+        values["checkpoints"] = "all" if best else "last"
+    if config.tracin_components == "auto":
+        values["tracin_components"] = SELF_INFLUENCE_COMPONENTS if best else None
+    return replace(config, **values)
+
+
 def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
+    config = task_config(config, task)
     y_train, flipped = (flip_labels(y, config.noise, seed) if task == "noisy" else (y, None))
     net = make_net(config, seed)
     start = perf_counter()
