@@ -236,6 +236,8 @@ def attribution_matrices(method, model, net, data, args, folder):
         if path.exists():
             out[damping] = {k: v[()] if v.ndim == 0 else v for k, v in np.load(path).items()}
             continue
+        if args.cached_only:
+            continue
         try:
             if attr is None or method not in RESOLVE_ONLY:
                 attr = make_attributor(method, model, net, damping, args)
@@ -438,6 +440,8 @@ def parse_args(argv=None):
     add("--solver-dampings", nargs="+", type=float, default=[1e-3, 1e-2, 1e-1],
         help="the damping grid of CG and LiSSA (each value is a new solve)")
     add("--n-jobs", type=int, default=None)
+    add("--cached-only", action="store_true",
+        help="report from the cached attributions only (compute none)")
     add("--data-home", default=None)
     add("--output", default="benchmarks/out/fidelity")
     return parser.parse_args(argv)
