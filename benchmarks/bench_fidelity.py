@@ -329,9 +329,9 @@ def run_model(model, data, args, folder):
     for method in args.methods:
         L.append(epoch_seconds(net.module_, X, y, repeats=1))
         matrices = attribution_matrices(method, model, net, data, args, folder)
-        if matrices:
-            rows.append(evaluate(method, matrices, table, test_rows(method, model, args),
-                                 groups))
+        if matrices:  # the scored test images: the first ones, as many as the matrices hold
+            scored = np.arange(len(next(iter(matrices.values()))["matrix"]))
+            rows.append(evaluate(method, matrices, table, scored, groups))
             print(f"  -> {json.dumps(rows[-1])}", flush=True)
     return dict(model=model, accuracy=accuracy, training_s=train_s, L=min(L), rows=rows,
                 grouping_s={size: g[2] for size, g in groups.items()})
