@@ -20,9 +20,11 @@ import sys
 from dataclasses import fields
 
 from . import __version__
+from .metrics import PRUNING_ORDERS
 from .experiments import (
     ATTRIBUTORS,
     DATASETS,
+    DETECTORS,
     GROUPERS,
     MODELS,
     TASKS,
@@ -92,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(--epochs / --lr still win)")
     add("--noise", type=_fraction, default=_DEFAULTS.noise,
         help="fraction of flipped labels for the noisy task (default: %(default)s)")
+    add("--detector", choices=DETECTORS, default=_DEFAULTS.detector,
+        help="what the noisy task ranks training points by: the attribution of the test "
+        "loss, of the training loss, or minus their self-influence (default: %(default)s)")
+    add("--checkpoints", choices=("auto", "last", "all"), default=_DEFAULTS.checkpoints,
+        help="TracIn's checkpoints: the final weights, or every epoch's; auto: every "
+        "epoch's (projected) for the noisy task's self-influence, else the final weights "
+        "(default: %(default)s)")
+    add("--cleanlab-folds", type=int, default=_DEFAULTS.cleanlab_folds, metavar="K",
+        help="the noisy task's cleanlab row: label quality from K-fold out-of-sample "
+        "probabilities (K trainings; 0: no row; skipped without cleanlab) "
+        "(default: %(default)s)")
     add("--n-components", type=_components, default=_DEFAULTS.n_components,
         help="projection for Fisher and TRAK; 'none' for no projection (default: "
         "%(default)s, the paper's HELOC value)")
@@ -105,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrainings per removal (default: %(default)s)")
     add("--stratify", action="store_true",
         help="removal tasks remove the same share of every class (the random baseline too)")
+    add("--pruning-order", choices=PRUNING_ORDERS, default=_DEFAULTS.pruning_order,
+        help="the pruning task's order: lowest scores first, or the harmful (negative) "
+        "ones first, at most 5%% of the training set, then class-stratified random "
+        "removal (default: %(default)s)")
     add("--n-train", type=_positive_ints, default=None, help="subsample the training set")
     add("--resnet-width", type=_positive_ints, default=_DEFAULTS.resnet_width,
         help="channels of ResNet-18's first stage (default: %(default)s)")

@@ -11,7 +11,7 @@ import pytest
 
 from skggda.cli import main
 
-TINY = ["--quiet", "--epochs", "3", "--n-train", "120"]
+TINY = ["--quiet", "--epochs", "3", "--n-train", "120", "--cleanlab-folds", "0"]
 
 
 def test_noisy_label_grid_writes_tables_and_files(tmp_path, capsys):
@@ -151,7 +151,7 @@ def test_python_dash_m_entry_point():
 def test_images_through_resnet(tmp_path, capsys):
     code = main(["--quiet", "--dataset", "cifar_like", "--model", "resnet18", "--resnet-width",
                  "4", "--n-train", "64", "--epochs", "1", "--group-sizes", "1", "16",
-                 "--groupers", "grad", "--output", str(tmp_path)])
+                 "--groupers", "grad", "--cleanlab-folds", "0", "--output", str(tmp_path)])
     assert code == 0
     rows = list(csv.DictReader((tmp_path / "records.csv").open()))
     assert [r["n_groups"] for r in rows] == ["64", "4"]

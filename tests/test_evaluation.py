@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from sklearn.frozen import FrozenEstimator
@@ -84,7 +86,7 @@ def test_stratified_pruning_keeps_class_proportions(noisy):
 
 
 def test_stratified_random_baseline_removes_the_share_of_every_class():
-    from skggda.metrics._removal import _random_removal
+    from skggda.metrics._orders import _random_removal
 
     y = np.array([0] * 30 + [1] * 10 + [2] * 20)
     removed = _random_removal(len(y), 0.5, y, seed=0)
@@ -259,3 +261,47 @@ def test_retraining_without_a_whole_class_keeps_its_output():
     assert np.isfinite(loo.effect).all()
     # removing a whole class raises the test loss (of that class above all)
     assert (loo.effect > 0.2).all()
+
+
+def _tiny_noisy_grid(**kwargs):
+    from skggda.experiments import GridConfig
+
+    return GridConfig(group_sizes=(1,), epochs=2, n_train=120, noise=0.2, **kwargs)
+
+
+def test_noisy_grid_has_a_cleanlab_row_with_its_cost():
+    pytest.importorskip("cleanlab")
+    from skggda.experiments import run_grid
+
+    records = run_grid(_tiny_noisy_grid(cleanlab_folds=3), progress=False)
+    row = [r for r in records if r.attributor == "cleanlab"]
+    assert len(row) == 1 and row[0].metric == "auc" and 0 <= row[0].value <= 1
+    assert row[0].runtime_s > 0 and row[0].n_groups == 120
+
+
+def test_cleanlab_row_is_skipped_cleanly_without_cleanlab(monkeypatch, capsys):
+    from skggda.experiments import run_grid
+    from skggda.experiments._baselines import CLEANLAB_MISSING
+
+    # a None entry in sys.modules makes `import cleanlab...` raise ImportError
+    monkeypatch.setitem(sys.modules, "cleanlab", None)
+    monkeypatch.setitem(sys.modules, "cleanlab.rank", None)
+    records = run_grid(_tiny_noisy_grid(cleanlab_folds=3), progress=False)
+    assert [r.attributor for r in records] == ["tracin"]
+    assert CLEANLAB_MISSING in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("detector, checkpoints", [("train-loss", "last"), ("self", "all")])
+def test_noisy_detectors_rank_by_their_own_scores(detector, checkpoints):
+    from skggda.experiments import run_grid
+
+    records = run_grid(_tiny_noisy_grid(detector=detector, checkpoints=checkpoints,
+                                        cleanlab_folds=0), progress=False)
+    assert len(records) == 1 and 0 <= records[0].value <= 1
+
+
+def test_unknown_detector_is_refused():
+    from skggda.experiments import run_grid
+
+    with pytest.raises(ValueError, match="Unknown detector 'oracle'"):
+        run_grid(_tiny_noisy_grid(detector="oracle", cleanlab_folds=0), progress=False)

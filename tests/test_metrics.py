@@ -7,6 +7,8 @@ import pytest
 
 from skggda.metrics import detection_curve, noisy_label_auc
 
+from conftest import tiny_net
+
 
 def test_perfect_ordering_of_singletons():
     # two noisy points out of four, scored lowest: found 1/2 after 1/4, all after 1/2
@@ -56,3 +58,102 @@ def test_non_finite_scores_are_rejected(bad):
         noisy_label_auc([0.0, bad], [0, 1], [True, False])
     with pytest.raises(ValueError, match="cannot be ranked"):
         points_to_remove([0.0, bad], [0, 1], 0.5)
+
+
+def _hand_made_retrainings():
+    from skggda.metrics import DatamodelRetrainings
+
+    # four subsets of three groups; two evaluation samples
+    kept = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 0, 0]], dtype=bool)
+    actual = np.array([[0.3, 0.5], [0.2, 0.1], [0.1, 0.2], [0.4, 0.3]])  # test losses
+    return DatamodelRetrainings(kept, actual, np.array([0.05, 0.05]))
+
+
+def test_lds_of_a_hand_made_attribution_on_a_hand_made_table():
+    from skggda.metrics import lds_from_retrainings
+
+    scores = np.array([[1.0, 2.0, 3.0], [3.0, 0.0, -1.0]])
+    result = lds_from_retrainings(scores, _hand_made_retrainings())
+    # sample 0: removed-score sums 3, 2, 1, 5 rank as the losses 0.3, 0.2, 0.1, 0.4: rho = 1
+    # sample 1: sums -1, 0, 3, -1 -> ranks 1.5, 3, 4, 1.5; losses rank 4, 1, 2, 3:
+    #   rho = -3.5 / sqrt(4.5 * 5)
+    rho_1 = -3.5 / np.sqrt(4.5 * 5)
+    assert result.score == pytest.approx((1 + rho_1) / 2)
+    assert result.score_sem == pytest.approx((1 - rho_1) / 2)
+    np.testing.assert_allclose(result.predicted[:, 0], 0.05 + np.array([3, 2, 1, 5]))
+
+
+def test_lds_matches_the_kept_sum_against_negative_loss_convention():
+    # dattri / TRAK: Spearman of the summed scores of the kept points with -loss
+    from scipy.stats import spearmanr
+
+    from skggda.metrics import lds_from_retrainings
+
+    table = _hand_made_retrainings()
+    scores = np.random.RandomState(0).normal(size=(2, 3))
+    theirs = [spearmanr(table.subsets @ scores[i], -table.actual[:, i])[0] for i in range(2)]
+    assert lds_from_retrainings(scores, table).score == pytest.approx(np.mean(theirs))
+
+
+def test_lds_refuses_scores_of_another_shape():
+    from skggda.metrics import lds_from_retrainings
+
+    with pytest.raises(ValueError, match="do not match"):
+        lds_from_retrainings(np.zeros((3, 3)), _hand_made_retrainings())
+    with pytest.raises(ValueError, match="scores have 2 groups"):
+        lds_from_retrainings(np.zeros((2, 2)), _hand_made_retrainings())
+
+
+def _harmful_case():
+    # ten singletons: six of class 0, four of class 1; points 0 and 1 are harmful
+    scores = np.array([-2.0, -1.0, 1, 2, 3, 4, 5, 6, 7, 8])
+    classes = np.array([0] * 6 + [1] * 4)
+    return scores, np.arange(10), classes
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_harmful_then_random_removes_the_harmful_then_tops_up_each_class(seed):
+    from skggda.metrics import harmful_then_random
+
+    scores, labels, classes = _harmful_case()
+    removed = harmful_then_random(scores, labels, 0.5, classes, max_harmful=1.0,
+                                  random_state=seed)
+    # 5 points: both harmful ones (class 0), then class 0 up to its share 3 (one more,
+    # at random among 2..5) and class 1 up to its share 2 (two of 6..9)
+    assert len(removed) == 5 and {0, 1} <= set(removed)
+    assert len(set(removed) & {2, 3, 4, 5}) == 1 and len(set(removed) & {6, 7, 8, 9}) == 2
+
+
+def test_harmful_then_random_caps_the_harmful_share():
+    from skggda.metrics import harmful_then_random
+
+    scores, labels, classes = _harmful_case()
+    picks = [set(harmful_then_random(scores, labels, 0.5, classes, max_harmful=0.1,
+                                     random_state=seed)) for seed in range(20)]
+    # only the most harmful point goes by score (10% of 10); the other harmful one
+    # is just one of class 0's five candidates for its two random places
+    assert all(0 in p and len(p & {1, 2, 3, 4, 5}) == 2 and len(p & {6, 7, 8, 9}) == 2
+               for p in picks)
+    assert any(1 not in p for p in picks)
+
+
+def test_harmful_then_random_stops_at_the_fraction():
+    from skggda.metrics import harmful_then_random
+
+    scores, labels, classes = _harmful_case()
+    removed = harmful_then_random(scores, labels, 0.1, classes, max_harmful=1.0)
+    assert removed.tolist() == [0]  # one point: the most harmful
+    # nothing harmful: the order is class-stratified random removal
+    removed = harmful_then_random(np.abs(scores), labels, 0.5, classes, random_state=0)
+    assert np.bincount(classes[removed]).tolist() == [3, 2]
+
+
+def test_pruning_orders_are_checked(problem):
+    from skggda.metrics import removal_score
+
+    X, y, X_test, y_test = problem
+    for order, most_important in (("best-first", False), ("harmful-then-random", True)):
+        with pytest.raises(ValueError, match="order must be one of"):
+            removal_score(tiny_net(), X, y, X_test, y_test, np.zeros(len(y)),
+                          np.arange(len(y)), [0.5], most_important=most_important,
+                          order=order)

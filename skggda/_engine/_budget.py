@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._data import forward
+from ._data import forward, module_lock
 
 _CPU_BUDGET = 256 << 20
 _GPU_BUDGET_MAX = 4 << 30
@@ -36,16 +36,17 @@ def activation_floats(module: nn.Module, X_probe) -> int:
             total[0] += output.numel()
 
     leaves = [m for m in module.modules() if not any(True for _ in m.children())]
-    handles = [leaf.register_forward_hook(count) for leaf in leaves]
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            forward(module, X_probe)
-    finally:
-        module.train(was_training)
-        for handle in handles:
-            handle.remove()
+    with module_lock(module):  # the hooks must not count another thread's pass
+        handles = [leaf.register_forward_hook(count) for leaf in leaves]
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                forward(module, X_probe)
+        finally:
+            module.train(was_training)
+            for handle in handles:
+                handle.remove()
     rows = _rows(X_probe)
     inputs = sum(t.numel() for t in _tensors(X_probe))
     return int((_COPIES_PER_ACTIVATION * total[0] + inputs) / max(rows, 1))

@@ -13,9 +13,30 @@ such readers). :class:`IndexedRows` is a lazy row subset of any of them.
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import numpy as np
 import torch
 from torch import nn
+
+
+_MODULE_LOCKS = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def module_lock(module: nn.Module):
+    """A re-entrant lock per module: passes and probes over one module run one at a time.
+
+    Hooks registered on a module see every thread's forward calls, and a
+    pass toggles the module's train/eval mode; two threads scoring with
+    one fitted net would otherwise read each other's activations.
+    """
+    with _LOCKS_GUARD:
+        lock = _MODULE_LOCKS.get(module)
+        if lock is None:
+            lock = _MODULE_LOCKS[module] = threading.RLock()
+        return lock
 
 
 def module_device(module: nn.Module) -> torch.device:

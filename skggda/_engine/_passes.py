@@ -17,8 +17,6 @@ its output. Outputs:
 
 from __future__ import annotations
 
-import threading
-import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,22 +28,10 @@ from tqdm.auto import tqdm
 from . import _functional, _gram
 from ._capture import HookCapture
 from ._data import (
-    batch_slices, forward, module_device, module_dtype, n_samples, rows, take,
+    batch_slices, forward, module_device, module_dtype, module_lock, n_samples, rows, take,
     targets_to_device, to_device,
 )
 from ._gram import GramAccumulator
-
-
-_MODULE_LOCKS = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def _module_lock(module):
-    with _LOCKS_GUARD:
-        lock = _MODULE_LOCKS.get(module)
-        if lock is None:
-            lock = _MODULE_LOCKS[module] = threading.RLock()
-        return lock
 
 
 @contextmanager
@@ -56,7 +42,7 @@ def evaluating(module):
     registers would otherwise capture another thread's activations, and one
     pass ending would put the module back in training mode under another.
     """
-    with _module_lock(module):
+    with module_lock(module):
         was_training = module.training
         module.eval()
         try:

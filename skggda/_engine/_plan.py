@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._budget import activation_floats, auto_batch_size
-from ._data import forward, module_device, module_dtype
+from ._data import forward, module_device, module_dtype, module_lock
 
 _PROBE_SIZE = 5
 
@@ -583,12 +583,14 @@ def make_plan(module, loss_fn, X_probe, param_subset="all") -> GradientPlan:
         own = [p for p in mod.parameters(recurse=False) if id(p) in by_id]
         if own and not any(id(p) in shared for p in mod.parameters(recurse=False)):
             candidates[mod_name] = mod
-    was_training = module.training
-    module.eval()
-    try:
-        fast = _probe_batch_leading_linears(module, candidates, X_probe)
-    finally:
-        module.train(was_training)
+    with module_lock(module):  # the probe's hooks must not see another thread's pass
+        was_training = module.training
+        module.eval()
+        try:
+            fast = _probe_batch_leading_linears(module, candidates, X_probe)
+            floats = activation_floats(module, X_probe)
+        finally:
+            module.train(was_training)
 
     hook_blocks, covered = [], set()
     for mod_name, mod in candidates.items():
@@ -600,8 +602,7 @@ def make_plan(module, loss_fn, X_probe, param_subset="all") -> GradientPlan:
         covered.update(n for n in (weight_name, bias_name) if n)
     rest = [n for n in params if n not in covered]
     generic = GenericBlock(rest, [params[n] for n in rest]) if rest else None
-    return GradientPlan(module, loss_fn, params, hook_blocks, generic,
-                        activation_floats(module, X_probe))
+    return GradientPlan(module, loss_fn, params, hook_blocks, generic, floats)
 
 
 def probe_batch(X, n: int | None = None):

@@ -3,6 +3,7 @@
 from ._grid import (
     ATTRIBUTORS,
     DATASETS,
+    DETECTORS,
     GROUPERS,
     MODELS,
     TASKS,
@@ -19,6 +20,7 @@ from ._report import format_tables, plot_runtime_fidelity, summarize, write_file
 __all__ = [
     "ATTRIBUTORS",
     "DATASETS",
+    "DETECTORS",
     "GROUPERS",
     "MODELS",
     "TASKS",

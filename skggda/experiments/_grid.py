@@ -8,7 +8,7 @@ attribution, whose runtimes are recorded separately next to the metric.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from time import perf_counter
 
 import numpy as np
@@ -19,7 +19,13 @@ from tqdm.auto import tqdm
 from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
 from ..datasets import load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback, make_heloc_like
 from ..grouping import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
-from ..metrics import noisy_label_auc, pruning_score, removal_baselines, retraining_score
+from ..metrics import (
+    noisy_label_auc,
+    pruning_score,
+    removal_baselines,
+    retraining_score,
+)
+from ._baselines import CLEANLAB_MISSING, cleanlab_label_quality
 from ..utils import record_timings
 from ..models import (
     LAST_BLOCK,
@@ -51,6 +57,12 @@ ATTRIBUTORS = ("tracin", "fisher", "lissa", "trak", "cg", "exact")
 GROUPERS = {"random": RandomGrouper, "kmeans": KMeansGrouper, "repr": ReprKMeansGrouper,
             "grad": GradKMeansGrouper}
 TASKS = ("noisy", "retraining", "pruning")
+#: What the noisy-label task ranks training points by: the attribution of the test
+#: loss (the paper's), of the training loss, or minus each group's self-influence.
+DETECTORS = ("test-loss", "train-loss", "self")
+#: TracIn's projection for the default noisy-label detector (self-influence over all
+#: checkpoints): exact self-influence forms every checkpoint's per-sample gradients.
+SELF_INFLUENCE_COMPONENTS = 1024
 DATASETS = ("breast_cancer", "digits", "heloc_like", "heloc", "mnist", "cifar_like", "qnli")
 #: Fractions removed per task (paper sections 5.4.1 and 5.4.2).
 FRACTIONS = {"retraining": (0.01, 0.05, 0.10, 0.20), "pruning": (0.25, 0.50, 0.75)}
@@ -67,6 +79,17 @@ class GridConfig:
     ``batch_size`` of ``None`` is the paper's for ``model``. ``fractions``
     maps the removal tasks to the fractions removed; ``stratify`` removes the
     same share of every class (and stratifies the random baseline too).
+    ``detector`` is what the noisy-label task ranks by (see
+    :data:`DETECTORS`; default: minus the self-influence), ``checkpoints``
+    TracIn's checkpoints (``"all"`` retrains the net with the same seed to
+    record them; that training is not counted in its runtime) and
+    ``tracin_components`` its projection; ``"auto"`` for both is the best
+    detector measured (``benchmarks/FIDELITY.md``) for the noisy task with
+    ``detector="self"`` -- every epoch's checkpoint, gradients projected to
+    :data:`SELF_INFLUENCE_COMPONENTS` dimensions -- and the last checkpoint,
+    exact, otherwise. ``cleanlab_folds`` is the number of folds of the
+    cleanlab baseline row (0: none). ``pruning_order`` is
+    :func:`~skggda.metrics.pruning_score`'s ``order``.
 
     Examples
     --------
@@ -88,6 +111,10 @@ class GridConfig:
     batch_size: int | None = None
     recipe: str = "short"
     noise: float = 0.1
+    detector: str = "self"
+    checkpoints: str = "auto"
+    tracin_components: object = "auto"
+    cleanlab_folds: int = 5
     n_components: int | None = 16
     damping: float = 1e-3
     trak_models: int = 10
@@ -95,6 +122,7 @@ class GridConfig:
     lissa_repeat: int = 20
     retrain_seeds: int = 1
     stratify: bool = False
+    pruning_order: str = "score"
     n_train: int | None = None
     resnet_width: int = 64
     max_length: int = 64
@@ -203,7 +231,11 @@ def param_subset(config):
 def make_attributor(name, net, grouper, config, seed):
     common = dict(grouper=grouper, param_subset=param_subset(config), random_state=seed)
     if name == "tracin":
-        return TracInAttributor(net, **common)
+        checkpoints = dict(checkpoints="all") if config.checkpoints == "all" else {}
+        # all checkpoints need the training run: a clone of the recipe, same seed
+        return TracInAttributor(make_net(config, seed) if checkpoints else net,
+                                n_components=config.tracin_components, **checkpoints,
+                                **common)
     common["damping"] = config.damping
     if name == "fisher":
         return InfluenceAttributor(net, n_components=config.n_components, **common)
@@ -325,7 +357,7 @@ def run_grid(config: GridConfig, *, progress=True):
     --------
     >>> from skggda.experiments import GridConfig, run_grid
     >>> config = GridConfig(group_sizes=(1, 32), groupers=("random",), epochs=2,
-    ...                     n_train=100)
+    ...                     n_train=100, cleanlab_folds=0)
     >>> records = run_grid(config, progress=False)
     >>> [(r.grouper, r.group_size, r.n_groups) for r in records]
     [('none', 1, 100), ('random', 32, 4)]
@@ -342,7 +374,31 @@ def run_grid(config: GridConfig, *, progress=True):
     return records
 
 
+def task_config(config, task):
+    """``config`` with TracIn's ``"auto"`` checkpoints and projection resolved for ``task``.
+
+    Examples
+    --------
+    >>> from skggda.experiments import GridConfig
+    >>> from skggda.experiments._grid import task_config
+    >>> noisy = task_config(GridConfig(), "noisy")
+    >>> noisy.checkpoints, noisy.tracin_components
+    ('all', 1024)
+    >>> pruning = task_config(GridConfig(), "pruning")
+    >>> pruning.checkpoints, pruning.tracin_components
+    ('last', None)
+    """
+    best = task == "noisy" and config.detector == "self"
+    values = {}
+    if config.checkpoints == "auto":
+        values["checkpoints"] = "all" if best else "last"
+    if config.tracin_components == "auto":
+        values["tracin_components"] = SELF_INFLUENCE_COMPONENTS if best else None
+    return replace(config, **values)
+
+
 def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
+    config = task_config(config, task)
     y_train, flipped = (flip_labels(y, config.noise, seed) if task == "noisy" else (y, None))
     net = make_net(config, seed)
     start = perf_counter()
@@ -368,10 +424,14 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
         attr.fit(X, y_train)
         if attributor == "trak":
             ensembles[attributor] = attr
-        with record_timings() as scoring:
-            scores = attr.score_groups(X_test, y_test)
+        if task == "noisy":
+            scores, scoring_s = _detection_scores(attr, config.detector, X_test, y_test)
+        else:
+            with record_timings() as scoring:
+                scores = attr.score_groups(X_test, y_test)
+            scoring_s = scoring["scoring"]
         t = attr.timings_
-        attribution_s = t["gradients"] + scoring["scoring"]
+        attribution_s = t["gradients"] + scoring_s
         if reused:  # the ensemble's (wall-clock) training is part of every TRAK cell's cost
             attribution_s += attr.training_seconds_
         base = dict(task=task, dataset=config.dataset, model=config.model, attributor=attributor,
@@ -386,15 +446,48 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
             out += _removal_records(task, config, net, X, y_train, X_test, y_test, scores,
                                     attr.labels_, seed, base, baselines)
         bar.update()
+    if task == "noisy" and config.cleanlab_folds:
+        out += _cleanlab_records(config, seed, X, y_train, flipped, training_s, test_accuracy)
     return out
+
+
+def _detection_scores(attr, detector, X_test, y_test):
+    """``(scores, seconds)``: what the noisy-label task ranks groups by (lowest first)."""
+    if detector not in DETECTORS:
+        raise ValueError(f"Unknown detector {detector!r}; choose from {DETECTORS}.")
+    start = perf_counter()
+    if detector == "self":  # a large self-influence marks a suspicious group
+        scores = -attr.self_influence()
+    else:
+        scores = attr.score_groups(*((X_test, y_test) if detector == "test-loss" else ()))
+    return scores, perf_counter() - start
+
+
+def _cleanlab_records(config, seed, X, y_noisy, flipped, training_s, test_accuracy):
+    """The cleanlab row: label quality from K-fold probabilities of the same recipe."""
+    try:
+        quality, seconds = cleanlab_label_quality(make_net(config, seed), X, y_noisy,
+                                                  n_folds=config.cleanlab_folds,
+                                                  random_state=seed)
+    except ImportError:
+        print(CLEANLAB_MISSING)
+        return []
+    auc = noisy_label_auc(quality, np.arange(len(y_noisy)), flipped)
+    return [Record("noisy", config.dataset, config.model, "cleanlab", "none", 1, seed, "auc",
+                   auc, len(y_noisy), grouping_s=0.0, attribution_s=seconds,
+                   training_s=training_s, baseline=0.5, full_accuracy=test_accuracy)]
 
 
 def _removal_records(task, config, net, X, y, X_test, y_test, scores, labels, seed, base,
                      baselines):
-    score = retraining_score if task == "retraining" else pruning_score
-    result = score(net, X, y, X_test, y_test, scores, labels, fractions=config.fractions[task],
-                   stratify=config.stratify, n_seeds=config.retrain_seeds, n_jobs=config.n_jobs,
-                   random_state=seed, baselines=baselines)
+    kwargs = dict(fractions=config.fractions[task], stratify=config.stratify,
+                  n_seeds=config.retrain_seeds, n_jobs=config.n_jobs, random_state=seed,
+                  baselines=baselines)
+    if task == "pruning":
+        result = pruning_score(net, X, y, X_test, y_test, scores, labels,
+                               order=config.pruning_order, **kwargs)
+    else:
+        result = retraining_score(net, X, y, X_test, y_test, scores, labels, **kwargs)
     return [
         Record(metric=f"accuracy@{fraction:.0%}", value=float(acc), baseline=float(rand),
                full_accuracy=result.full_accuracy,

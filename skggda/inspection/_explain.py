@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..cli import _positive_ints
 from ..experiments import GROUPERS, GridConfig
-from ..experiments._grid import make_attributor, make_grouper
+from ..experiments._grid import make_attributor, make_grouper, task_config
 from ..properties import resolve_property
 from ._html import display_rows, render_page
 from ._models import MODEL_CHOICES, make_model, train_model, validation_summary
@@ -270,7 +270,9 @@ def _encode_classes(y_train, y_valid):
 def attribute(args, data, model):
     """The fitted attributor: ``--attributor`` on the frozen model, grouped as asked."""
     grouper = None if args.group_by else make_grouper(args.grouper, _group_size(args), args.seed)
-    attributor = make_attributor(args.attributor, FrozenEstimator(model), grouper, GridConfig(),
+    # the grid's "auto" TracIn settings, resolved as for a task that attributes a test set
+    config = task_config(GridConfig(), "explain")
+    attributor = make_attributor(args.attributor, FrozenEstimator(model), grouper, config,
                                  args.seed)
     attributor.set_params(property=args.property or DEFAULT_PROPERTY[data.task])
     return attributor.fit(data.X_train, data.y_train, groups=data.groups)

@@ -1,27 +1,40 @@
 """Evaluation of attributions: what they are worth downstream (paper section 5.3)."""
 
-from ._datamodels import GroupLOOResult, LDSResult, group_leave_one_out, linear_datamodeling_score
+from ._datamodels import (
+    DatamodelRetrainings,
+    GroupLOOResult,
+    LDSResult,
+    datamodel_retrainings,
+    group_leave_one_out,
+    lds_from_retrainings,
+    linear_datamodeling_score,
+    random_subsets,
+)
 from ._noisy_labels import corrupt_targets, detection_curve, noisy_label_auc
+from ._orders import PRUNING_ORDERS, harmful_then_random, points_to_remove, removal_order
 from ._removal import (
     RemovalBaselines,
     RemovalResult,
-    points_to_remove,
     pruning_score,
     removal_baselines,
-    removal_order,
     removal_score,
     retraining_score,
 )
 from ._scorers import make_lds_scorer, make_pruning_scorer, make_retraining_scorer
 
 __all__ = [
+    "PRUNING_ORDERS",
+    "DatamodelRetrainings",
     "GroupLOOResult",
     "LDSResult",
     "RemovalBaselines",
     "RemovalResult",
     "corrupt_targets",
+    "datamodel_retrainings",
     "detection_curve",
     "group_leave_one_out",
+    "harmful_then_random",
+    "lds_from_retrainings",
     "linear_datamodeling_score",
     "make_lds_scorer",
     "make_pruning_scorer",
@@ -29,6 +42,7 @@ __all__ = [
     "noisy_label_auc",
     "points_to_remove",
     "pruning_score",
+    "random_subsets",
     "removal_baselines",
     "removal_order",
     "removal_score",

@@ -10,7 +10,9 @@ property's badness (loss up / accuracy down) when the group is removed, so:
 * the linear datamodeling score (LDS, Park et al. 2023) trains on random
   subsets ``S`` holding ``subset_fraction`` of the groups and rank-correlates
   the predicted badness ``badness(all) + sum_{j not in S} score_j`` with the
-  actual one.
+  actual one. :func:`datamodel_retrainings` records those retrainings once
+  (a :class:`DatamodelRetrainings` table, cacheable on disk) and
+  :func:`lds_from_retrainings` scores any attribution against it.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
 
     Parameters
     ----------
-    estimator : classifier
+    estimator : classifier or regressor
         The training recipe, cloned for every training.
     X, y : array-like
         Training data.
@@ -151,10 +153,193 @@ class LDSResult:
     subsets: np.ndarray
 
 
+@dataclass
+class DatamodelRetrainings:
+    """The retrainings behind an LDS: which groups each subset kept, and what came out.
+
+    They do not depend on the scores, so one table serves every attribution
+    compared on the same data (see :func:`datamodel_retrainings`), and it can
+    be saved (``numpy.savez(path, **vars(table))``) and reloaded
+    (``DatamodelRetrainings(**numpy.load(path))``).
+
+    Attributes
+    ----------
+    subsets : ndarray of shape (n_subsets, n_groups), bool
+        Which groups every subset kept.
+    actual : ndarray of shape (n_subsets,) or (n_subsets, n_samples)
+        The property's badness (e.g. test loss) of the net retrained on each
+        subset: the aggregate, or one column per evaluation sample.
+    full : float or ndarray of shape (n_samples,)
+        The same with every group kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import DatamodelRetrainings
+    >>> table = DatamodelRetrainings(np.array([[True, False], [False, True]]),
+    ...                              np.array([0.3, 0.5]), 0.2)
+    >>> table.n_subsets, table.n_groups
+    (2, 2)
+    """
+
+    subsets: np.ndarray
+    actual: np.ndarray
+    full: object
+
+    @property
+    def n_subsets(self):
+        return self.subsets.shape[0]
+
+    @property
+    def n_groups(self):
+        return self.subsets.shape[1]
+
+
+def random_subsets(n_groups, n_subsets, subset_fraction=0.5, random_state=None):
+    """``(n_subsets, n_groups)`` bool: each row keeps ``round(subset_fraction * n_groups)``
+    groups drawn without replacement.
+
+    Examples
+    --------
+    >>> from skggda.metrics import random_subsets
+    >>> random_subsets(4, 3, 0.5, random_state=0).sum(1).tolist()
+    [2, 2, 2]
+    """
+    rng = check_random_state(random_state)
+    kept = np.zeros((n_subsets, n_groups), dtype=bool)
+    for m in range(n_subsets):
+        kept[m, rng.choice(n_groups, max(1, int(round(subset_fraction * n_groups))),
+                           replace=False)] = True
+    return kept
+
+
+def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="loss",
+                          per_sample=True, n_subsets=20, subset_fraction=0.5, subsets=None,
+                          n_seeds=1, n_jobs=None, random_state=None):
+    """Retrain on random subsets of groups and record the property: an LDS's ground truth.
+
+    Every subset is trained with the same ``n_seeds`` seeds (drawn from
+    ``random_state``), so subsets differ by their data only.
+
+    Parameters
+    ----------
+    estimator : classifier or regressor
+        The training recipe, cloned for every training.
+    X, y : array-like
+        Training data.
+    X_test, y_test : array-like
+        Evaluation data of the property.
+    labels : array-like of shape (n_samples,)
+        Group of every training sample (``numpy.arange(n)`` for points).
+    property : str, Property or callable, default="loss"
+    per_sample : bool, default=True
+        Record the badness of every evaluation sample (for per-sample scores,
+        the output of ``attribute``); ``False``: the aggregate only.
+    n_subsets : int, default=20
+    subset_fraction : float, default=0.5
+        Fraction of the groups every subset keeps.
+    subsets : ndarray of shape (n_subsets, n_groups), bool, default=None
+        The subsets to train on; drawn with :func:`random_subsets` when
+        ``None``.
+    n_seeds : int, default=1
+        Trainings per subset (averaged).
+    n_jobs : int, default=None
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    DatamodelRetrainings
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import datamodel_retrainings
+    >>> from skggda.models import make_classifier
+    >>> X = np.random.RandomState(0).normal(size=(60, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> table = datamodel_retrainings(make_classifier((4,), max_epochs=2), X, y, X[:10], y[:10],
+    ...                               np.arange(60) % 6, n_subsets=4, random_state=0)
+    >>> table.subsets.shape, table.actual.shape
+    ((4, 6), (4, 10))
+    """
+    X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
+    y, y_test, classes = _encode(y, y_test, is_regression(estimator))
+    prop = resolve_property(property)
+    if per_sample and not prop.per_sample:
+        raise ValueError(f"property={prop!r} has no per-sample terms; use per_sample=False.")
+    rng = check_random_state(random_state)
+    if subsets is None:
+        subsets = random_subsets(int(labels.max()) + 1, n_subsets, subset_fraction, rng)
+    subsets = np.asarray(subsets, dtype=bool)
+    seeds = derive_seeds(rng, n_seeds)
+    keeps = [np.arange(len(y))] + [np.flatnonzero(kept[labels]) for kept in subsets]
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_and_measure)(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
+        for seed in seeds for keep in keeps
+    )
+    index = 1 if per_sample else 0
+    actual = np.array([r[index] for r in results], dtype=float)
+    actual = actual.reshape(n_seeds, len(keeps), *actual.shape[1:]).mean(0)
+    return DatamodelRetrainings(subsets, actual[1:], actual[0])
+
+
+def lds_from_retrainings(scores, retrainings):
+    """LDS of ``scores`` against a table of retrainings (no training here).
+
+    For every subset ``S`` the predicted badness is ``full + sum_{j not in S}
+    score_j``: with skggda's sign convention (a score is the badness added by
+    removing the group) it ranks subsets as dattri's and TRAK's ``sum_{j in S}
+    tau_j`` against the negative loss does. The LDS is the Spearman
+    correlation of predicted and actual badness over the subsets, averaged
+    over evaluation samples for per-sample scores.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_groups,) or (n_samples, n_groups)
+        Group scores of the aggregate property, or one row per evaluation
+        sample (matching ``retrainings.actual``'s columns).
+    retrainings : DatamodelRetrainings
+
+    Returns
+    -------
+    LDSResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import DatamodelRetrainings, lds_from_retrainings
+    >>> table = DatamodelRetrainings(np.array([[True, False], [False, True], [True, True]]),
+    ...                              np.array([0.5, 0.2, 0.1]), 0.1)
+    >>> lds_from_retrainings([0.1, 0.4], table).score  # removing group 1 hurts most
+    1.0
+    """
+    scores = np.asarray(scores, dtype=float)
+    kept, actual = retrainings.subsets, np.asarray(retrainings.actual, dtype=float)
+    if scores.shape[-1] != kept.shape[1]:
+        raise ValueError(f"scores have {scores.shape[-1]} groups, the retrainings "
+                         f"{kept.shape[1]}.")
+    per_sample = scores.ndim == 2
+    if per_sample != (actual.ndim == 2) or (per_sample and scores.shape[0] != actual.shape[1]):
+        raise ValueError(f"scores of shape {scores.shape} do not match the retrainings' "
+                         f"actual values of shape {actual.shape} (n_subsets, [n_samples]).")
+    removed_scores = (~kept).astype(float) @ (scores.T if per_sample else scores)
+    predicted = retrainings.full + removed_scores
+    if per_sample:
+        rho = np.array([spearmanr(predicted[:, i], actual[:, i])[0]
+                        for i in range(actual.shape[1])])
+        rho = rho[np.isfinite(rho)]
+        return LDSResult(float(rho.mean()), float(_sem(rho)), predicted, actual, kept)
+    return LDSResult(float(spearmanr(predicted, actual)[0]), 0.0, predicted, actual, kept)
+
+
 def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *,
                               property="loss", n_subsets=20, subset_fraction=0.5, n_seeds=1,
                               n_jobs=None, random_state=None):
     """LDS for groups: retrain on random subsets of groups, rank-correlate with the prediction.
+
+    :func:`datamodel_retrainings` followed by :func:`lds_from_retrainings`;
+    call those two to score several attributions against one set of
+    retrainings.
 
     Parameters
     ----------
@@ -189,33 +374,14 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
     >>> lds.actual.shape
     (4,)
     """
-    X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
     scores = np.asarray(scores, dtype=float)
-    y, y_test, classes = _encode(y, y_test, is_regression(estimator))
-    prop = resolve_property(property)
-    per_sample = scores.ndim == 2
-    if per_sample and not prop.per_sample:
-        raise ValueError(f"property={prop!r} has no per-sample terms for 2-D scores.")
-    k = scores.shape[-1]
+    labels = np.asarray(labels)
+    if scores.ndim == 2 and not resolve_property(property).per_sample:
+        raise ValueError(f"property={resolve_property(property)!r} has no per-sample terms "
+                         "for 2-D scores.")
     rng = check_random_state(random_state)
-    kept_groups = np.zeros((n_subsets, k), dtype=bool)
-    for m in range(n_subsets):
-        kept_groups[m, rng.choice(k, max(1, int(round(subset_fraction * k))), replace=False)] = True
-    seeds = derive_seeds(rng, n_seeds)
-    subsets = [np.arange(len(y))] + [np.flatnonzero(kept[labels]) for kept in kept_groups]
-    results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_and_measure)(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
-        for seed in seeds for keep in subsets
-    )
-    index = 1 if per_sample else 0
-    actual = np.array([r[index] for r in results], dtype=float)
-    actual = actual.reshape(n_seeds, n_subsets + 1, *actual.shape[1:]).mean(0)
-    full, actual = actual[0], actual[1:]
-    removed_scores = (~kept_groups).astype(float) @ (scores.T if per_sample else scores)
-    predicted = full + removed_scores
-    if per_sample:
-        rho = np.array([spearmanr(predicted[:, i], actual[:, i])[0]
-                        for i in range(actual.shape[1])])
-        rho = rho[np.isfinite(rho)]
-        return LDSResult(float(rho.mean()), float(_sem(rho)), predicted, actual, kept_groups)
-    return LDSResult(float(spearmanr(predicted, actual)[0]), 0.0, predicted, actual, kept_groups)
+    subsets = random_subsets(scores.shape[-1], n_subsets, subset_fraction, rng)
+    table = datamodel_retrainings(estimator, X, y, X_test, y_test, labels, property=property,
+                                  per_sample=scores.ndim == 2, subsets=subsets,
+                                  n_seeds=n_seeds, n_jobs=n_jobs, random_state=rng)
+    return lds_from_retrainings(scores, table)

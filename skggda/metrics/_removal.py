@@ -28,116 +28,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.utils import check_random_state
 
 from ..utils._seeding import derive_seeds
-from ._noisy_labels import check_finite_scores
+from ._orders import (
+    PRUNING_ORDERS,
+    _random_removal,
+    harmful_then_random,
+    points_to_remove,
+)
 from ._retraining import METRICS, _encode, _sem, fit_subset, resolve_metric, test_score
-
-
-def removal_order(scores, labels, *, most_important=True, random_state=None):
-    """Training points in removal order: whole groups by score, random order inside a group.
-
-    Parameters
-    ----------
-    scores : array-like of shape (n_groups,)
-    labels : array-like of shape (n_samples,)
-        Group of every training point.
-    most_important : bool, default=True
-        Highest scores first (retraining score); ``False``: lowest first (pruning).
-    random_state : int, RandomState instance or None, default=None
-        Order inside groups (and among tied groups).
-
-    Returns
-    -------
-    order : ndarray of shape (n_samples,)
-
-    Examples
-    --------
-    >>> from skggda.metrics import removal_order
-    >>> removal_order([0.1, 0.9], [0, 0, 1], random_state=0)[0]  # group 1 goes first
-    np.int64(2)
-    """
-    scores = np.asarray(scores, dtype=float)
-    labels = np.asarray(labels)
-    check_finite_scores(scores)
-    rng = check_random_state(random_state)
-    tiebreak = rng.permutation(len(scores))
-    rank = np.lexsort((tiebreak, -scores if most_important else scores))
-    position = np.empty(len(scores), dtype=np.int64)
-    position[rank] = np.arange(len(scores))
-    inside = rng.permutation(len(labels))
-    return np.lexsort((inside, position[labels]))
-
-
-def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=None,
-                     random_state=None):
-    """Indices of the ``fraction`` of training points removed first.
-
-    Whole groups in score order; the last group partially, its points at
-    random. ``round(fraction * n)`` points are returned (with ``stratify``,
-    ``round(fraction * n_c)`` of every class ``c``).
-
-    Parameters
-    ----------
-    scores : array-like of shape (n_groups,)
-    labels : array-like of shape (n_samples,)
-        Group of every training point.
-    fraction : float in [0, 1]
-    most_important : bool, default=True
-        Highest scores first; ``False``: lowest first (pruning).
-    stratify : array-like of shape (n_samples,), default=None
-        Class of every training point: remove ``round(fraction * n_c)``
-        points of each class ``c``, each class in the score order of its
-        points' groups (as ``train_test_split(stratify=y)`` keeps class
-        proportions). A group holding several classes is split between them.
-    random_state : int, RandomState instance or None, default=None
-
-    Returns
-    -------
-    removed : ndarray, sorted
-
-    Examples
-    --------
-    >>> from skggda.metrics import points_to_remove
-    >>> sorted(points_to_remove([5.0, 1.0], [0, 0, 1, 1], 0.5).tolist())
-    [0, 1]
-    >>> sorted(points_to_remove([5.0, 1.0], [0, 0, 1, 1], 0.5, stratify=[0, 1, 0, 1]).tolist())
-    [0, 1]
-    """
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
-    labels = np.asarray(labels)
-    if stratify is None:
-        order = removal_order(scores, labels, most_important=most_important,
-                              random_state=random_state)
-        return np.sort(order[: int(round(fraction * len(order)))])
-    stratify = np.asarray(stratify)
-    if stratify.shape != labels.shape:
-        raise ValueError(f"stratify has shape {stratify.shape}; expected one class per "
-                         f"training point, shape {labels.shape}.")
-    rng = check_random_state(random_state)
-    removed = []
-    for members in _class_members(stratify):
-        order = removal_order(scores, labels[members], most_important=most_important,
-                              random_state=rng)
-        removed.append(members[order[: int(round(fraction * len(members)))]])
-    return np.sort(np.concatenate(removed))
-
-
-def _class_members(strata):
-    """Indices of the points of each class of ``strata``, classes in sorted order."""
-    return [np.flatnonzero(strata == value) for value in np.unique(strata)]
-
-
-def _random_removal(n, fraction, strata, seed):
-    """The random-removal baseline: as many points as :func:`points_to_remove`
-    removes, at random (of every class, with ``strata``)."""
-    rng = np.random.RandomState(seed)
-    if strata is None:
-        return rng.permutation(n)[: int(round(fraction * n))]
-    return np.concatenate([rng.permutation(members)[: int(round(fraction * len(members)))]
-                           for members in _class_members(strata)])
 
 
 @dataclass
@@ -219,9 +118,19 @@ def _fit_and_score(estimator, X, y, X_test, y_test, keep, seed, n_classes, metri
     return test_score(fit_subset(estimator, X, y, keep, seed, n_classes), X_test, y_test, metric)
 
 
+def _removed(setup, scores, labels, fraction, most_important, order, seed):
+    """The points a scored removal takes out, for one seed and fraction."""
+    if order == "harmful-then-random":
+        # a regressor's targets have no classes: one stratum
+        strata = setup.y if setup.classes_ is not None else np.zeros(setup.n, dtype=int)
+        return harmful_then_random(scores, labels, fraction, strata, random_state=seed)
+    return points_to_remove(scores, labels, fraction, most_important=most_important,
+                            stratify=setup.strata, random_state=seed)
+
+
 def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
-                  most_important, stratify=False, n_seeds=3, n_jobs=None, random_state=None,
-                  baselines=None, metric=None):
+                  most_important, stratify=False, order="score", n_seeds=3, n_jobs=None,
+                  random_state=None, baselines=None, metric=None):
     """Retrain without the points ranked first by ``scores``; see the module docstring.
 
     Parameters
@@ -246,6 +155,11 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
         Remove the same share of every class of ``y`` (see
         :func:`points_to_remove`); the random baseline is then stratified too.
         Classifiers only.
+    order : {"score", "harmful-then-random"}, default="score"
+        ``"score"``: whole groups in score order. ``"harmful-then-random"``
+        (pruning only): the negatively scored points first, at most 5% of
+        the training set, then a class-stratified random remainder (see
+        :func:`harmful_then_random`).
     n_seeds : int, default=3
     n_jobs : int, default=None
     random_state : int, RandomState instance or None, default=None
@@ -283,11 +197,13 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     else:
         setup.check(baselines)
         baseline_jobs = []
+    if order not in PRUNING_ORDERS or (order != "score" and most_important):
+        raise ValueError(f"order must be one of {PRUNING_ORDERS}, and 'score' when removing "
+                         f"the most important points; got {order!r}.")
     everything = np.arange(setup.n)
     by_score = [  # (keep, seed) per seed and fraction
-        (np.setdiff1d(everything, points_to_remove(
-            scores, labels, fraction, most_important=most_important, stratify=setup.strata,
-            random_state=seed)), seed)
+        (np.setdiff1d(everything, _removed(setup, scores, labels, fraction, most_important,
+                                           order, seed)), seed)
         for seed in setup.seeds for fraction in setup.fractions
     ]
     accuracies = setup.retrain(estimator, by_score + baseline_jobs, n_jobs)
@@ -505,14 +421,16 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
 
 
 def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
-                  fractions=(0.25, 0.50, 0.75), stratify=False, n_seeds=3, n_jobs=None,
-                  random_state=None, baselines=None, metric=None):
+                  fractions=(0.25, 0.50, 0.75), stratify=False, order="score", n_seeds=3,
+                  n_jobs=None, random_state=None, baselines=None, metric=None):
     """Test accuracy after removing the *least* important points (higher is better).
 
     For a regressor the test RMSE (lower is better) or R^2 (``metric="r2"``,
     higher is better).
 
-    See :func:`removal_score` for the parameters.
+    See :func:`removal_score` for the parameters; ``order="harmful-then-random"``
+    removes only the harmful points by score and the rest at random, an order
+    that does not fall below random removal where plain score order does.
 
     Returns
     -------
@@ -533,6 +451,6 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     ((1,), (1,))
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
-                         most_important=False, stratify=stratify, n_seeds=n_seeds,
-                         n_jobs=n_jobs, random_state=random_state, baselines=baselines,
-                         metric=metric)
+                         most_important=False, stratify=stratify, order=order,
+                         n_seeds=n_seeds, n_jobs=n_jobs, random_state=random_state,
+                         baselines=baselines, metric=metric)

@@ -1,0 +1,502 @@
+"""Fidelity benchmark: the linear datamodeling score (LDS) under dattri's MNIST-10 protocol.
+
+Protocol (dattri's benchmark, "MNIST-10"): 5,000 training and 500 test images
+(``load_mnist(n_train=5000, n_test=500, random_state=0)``, flattened), two
+models -- logistic regression (784 -> 10, ``make_classifier(())``) and an MLP
+784-128-64-10 -- and 50 random halves of the training set. One net is trained
+per half with the recipe below (the same seed for every half, so halves
+differ by their data only) and the loss of every test image recorded; an
+attribution's LDS is the mean over test images of the Spearman correlation,
+over the 50 halves, between the summed scores of the kept points and the
+negative test loss (:func:`skggda.metrics.lds_from_retrainings`).
+Group LDS draws the halves as unions of Grad-K-Means groups (sizes 16, 64,
+256) and sums the per-point attributions of each group.
+
+Recipe (fixed): Adam with one-cycle learning rate peaking at ``lr``,
+batches of 128, 10 epochs; LR: ``lr=3e-2``, weight decay 1e-3; MLP:
+``lr=3e-3``, weight decay 1e-4. The attributed net is the same recipe
+trained on all 5,000 images with the same seed.
+
+Damping / regularisation is tuned per method on a small grid, as dattri
+did: the value with the best LDS on the *tune* half of the test images
+(even positions) wins, and the table reports the LDS on the other half
+(odd positions, held out) and on all points (tuned on them too, as dattri).
+LiSSA and CG solve one system per test image with Hessian-vector products
+over the training set, which a 2-core CPU cannot do for 500 images within
+the time of a run: they are scored on the first ``--expensive-test`` images
+(default 100), and every row also reports its LDS on those images.
+
+Cost: seconds of ``fit`` + ``attribute(X_test, y_test)`` for the 500 test
+images (the expensive rows: extrapolated from their test subset), as a ratio
+to L, one forward + backward epoch over the 5,000 training images (batches
+of 512), timed in the same run before every method (the fastest is used).
+TRAK's cost includes training its ensemble; TracIn over all checkpoints
+excludes the training its checkpoints come from.
+
+Retrainings and attribution matrices are cached under ``--output`` (default
+``benchmarks/out/fidelity``): a rerun only computes what is missing.
+
+Usage::
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_fidelity.py --data-home ../shared/data
+    PYTHONPATH=. python benchmarks/bench_fidelity.py --models lr --methods exact cg --n-subsets 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skggda import GradKMeansGrouper, InfluenceAttributor, TracInAttributor, TRAKAttributor
+from skggda.datasets import load_mnist
+from skggda.metrics import (
+    DatamodelRetrainings,
+    datamodel_retrainings,
+    lds_from_retrainings,
+    random_subsets,
+)
+from skggda.models import make_classifier
+
+RECIPES = {
+    "lr": dict(hidden=(), lr=3e-2, weight_decay=1e-3),
+    "mlp": dict(hidden=(128, 64), lr=3e-3, weight_decay=1e-4),
+}
+EPOCHS, BATCH = 10, 128
+#: dattri's published LDS for MNIST-10 (read from its benchmark chart, about +-0.02).
+DATTRI = {
+    "lr": {"exact": 0.80, "cg": 0.80, "lissa": 0.79, "tracin-last": 0.33, "grad-dot": 0.33,
+           "trak-1": 0.42, "trak-10": 0.64},
+    "mlp": {"cg": 0.26, "lissa": 0.14, "tracin-last": 0.15, "trak-1": 0.11, "trak-10": 0.33,
+            "trak-50": 0.45},
+}
+DAMPINGS = [1e-3, 1e-2, 1e-1]
+METHODS = ("tracin-last", "tracin-all", "fisher", "exact", "cg", "lissa", "ekfac", "kfac",
+           "trak-1", "trak-10")
+#: Methods whose damping is applied at solve time: the grid re-solves, it does not refit.
+RESOLVE_ONLY = {"fisher", "exact", "trak-1", "trak-10", "ekfac", "kfac"}
+
+
+# -- timing: the one place that measures (swap for a shared harness) ----------------
+
+
+def epoch_seconds(module, X, y, batch_size=512, repeats=3):
+    """L: the fastest of ``repeats`` forward + backward epochs (mean cross-entropy)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, len(X), batch_size):
+            module.zero_grad(set_to_none=True)
+            F.cross_entropy(module(torch.from_numpy(X[i:i + batch_size])),
+                            torch.from_numpy(y[i:i + batch_size])).backward()
+        best = min(best, time.perf_counter() - start)
+    module.zero_grad(set_to_none=True)
+    return best
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+@contextmanager
+def eigendecomposed_dense_solves():
+    """Exact-Hessian solves through one eigendecomposition per Hessian.
+
+    ``InfluenceAttributor(solver="exact")`` solves ``(H + damping I) x = v``
+    with a least-squares solve per block of 64 test images; at p = 7,850
+    (the LR) that is minutes per block on this CPU, for every damping of the
+    grid. The same solutions come from ``H = Q diag(w) Q^T`` computed once:
+    ``x = Q diag(1 / (w + damping)) Q^T v`` (a zero denominator is treated as
+    the least-squares solve does: no component).
+    """
+    from skggda.attribution import _influence
+
+    cache = {}
+
+    def solve(H, V, damping):
+        key = (H.data_ptr(), tuple(H.shape))
+        if key not in cache:
+            cache[key] = torch.linalg.eigh(H.double())
+        w, Q = cache[key]
+        shifted = w + damping
+        inverse = torch.where(shifted.abs() > 1e-12 * w.abs().max(), 1 / shifted,
+                              torch.zeros_like(shifted))
+        return (Q @ (inverse[:, None] * (Q.T @ V.double().T))).T.to(V.dtype)
+
+    original = _influence._engine.solve_dense
+    _influence._engine.solve_dense = solve
+    try:
+        yield
+    finally:
+        _influence._engine.solve_dense = original
+
+
+# -- data, nets, retrainings ----------------------------------------------------------
+
+
+def load(data_home):
+    d = load_mnist(data_home=data_home, n_train=5000, n_test=500, random_state=0, flatten=True)
+    return d.X_train, d.y_train, d.X_test, d.y_test
+
+
+def recipe(model, seed=0):
+    spec = RECIPES[model]
+    return make_classifier(spec["hidden"], lr=spec["lr"], max_epochs=EPOCHS, batch_size=BATCH,
+                           weight_decay=spec["weight_decay"], random_state=seed)
+
+
+def cached_retrainings(path, model, X, y, X_test, y_test, labels, n_subsets, n_jobs):
+    """The retraining table for ``labels``' groups, from ``path`` or computed and saved."""
+    if path.exists():
+        table = DatamodelRetrainings(**np.load(path))
+        if table.n_subsets == n_subsets:
+            return table
+    subsets = random_subsets(int(labels.max()) + 1, n_subsets, 0.5, random_state=0)
+    print(f"  retraining {n_subsets} subsets -> {path.name}", flush=True)
+    seconds, table = timed(lambda: datamodel_retrainings(
+        recipe(model), X, y, X_test, y_test, labels, subsets=subsets, n_jobs=n_jobs,
+        random_state=0))
+    print(f"  ... {seconds:.0f} s", flush=True)
+    np.savez(path, subsets=table.subsets, actual=table.actual, full=table.full)
+    return table
+
+
+# -- the methods ------------------------------------------------------------------------
+
+
+def make_attributor(method, model, net, damping, args):
+    """An unfitted attributor for ``method`` (``net``: the fitted net, frozen inside)."""
+    frozen = FrozenEstimator(net)
+    lr_model = model == "lr"
+    if method == "tracin-last":
+        return TracInAttributor(frozen, random_state=0)
+    if method == "tracin-all":  # needs the training run: the same recipe and seed
+        return TracInAttributor(recipe(model), checkpoints="all", random_state=0)
+    if method.startswith("trak-"):
+        return TRAKAttributor(recipe(model), n_models=int(method.split("-")[1]),
+                              n_components=args.n_components, damping=damping, random_state=0)
+    common = dict(damping=damping, random_state=0)
+    if method == "fisher":
+        return InfluenceAttributor(frozen, fisher="empirical",
+                                   n_components=None if lr_model else args.n_components,
+                                   **common)
+    if method == "cg":
+        return InfluenceAttributor(frozen, solver="cg", cg_max_iter=args.cg_max_iter, **common)
+    if method == "lissa":
+        return InfluenceAttributor(frozen, solver="lissa", lissa_depth=args.lissa_depth,
+                                   lissa_repeat=1, lissa_scale=args.lissa_scale, **common)
+    return InfluenceAttributor(frozen, solver=method, **common)  # exact, ekfac, kfac
+
+
+def dampings_for(method, model, args):
+    if method.startswith("tracin"):
+        return ["none"]
+    if method == "exact" and model == "mlp":
+        return []  # a p x p Hessian of 109k parameters: not attempted
+    if method in ("cg", "lissa"):
+        return args.solver_dampings
+    if method in ("ekfac", "kfac"):
+        return [None] + DAMPINGS  # None: 0.1 x each layer's mean eigenvalue (kronfluence)
+    return DAMPINGS
+
+
+def test_rows(method, model, args):
+    """Indices of the test images a method is scored on."""
+    return np.arange(args.expensive_test if method in ("cg", "lissa") else 500)
+
+
+#: Methods whose aggregate cost (fit + score_groups of the mean test loss) is also timed.
+AGGREGATE_TIMED = ("tracin-last", "fisher", "ekfac", "kfac")
+
+
+def attribution_matrices(method, model, net, data, args, folder):
+    """``{damping: run}`` over the grid, cached; ``{}`` when the method is not available.
+
+    A run holds the ``matrix`` of the scored test images and the seconds of
+    ``fit``, of ``attribute`` (extrapolated to 500 test images) and, for
+    :data:`AGGREGATE_TIMED`, of ``score_groups`` of the mean test loss.
+    """
+    X, y, X_test, y_test = data
+    rows = test_rows(method, model, args)
+    out, attr = {}, None
+    for damping in dampings_for(method, model, args):
+        path = folder / f"{model}_{method}_{damping}.npz"
+        if path.exists():
+            out[damping] = {k: v[()] if v.ndim == 0 else v for k, v in np.load(path).items()}
+            continue
+        if args.cached_only:
+            continue
+        try:
+            if attr is None or method not in RESOLVE_ONLY:
+                attr = make_attributor(method, model, net, damping, args)
+                fit_s, _ = timed(lambda: attr.fit(X, y))
+                fit_s -= attr.timings_["training"] if method == "tracin-all" else 0.0
+            else:
+                attr.set_params(damping=damping)
+        except (InvalidParameterError, ValueError) as error:
+            print(f"  {method}: skipped ({error})", flush=True)
+            return {}
+        with warnings.catch_warnings(record=True) as caught, eigendecomposed_dense_solves():
+            warnings.simplefilter("always", ConvergenceWarning)
+            attribute_s, matrix = timed(lambda: attr.attribute(X_test[rows], y_test[rows]))
+            aggregate_s = (timed(lambda: attr.score_groups(X_test, y_test))[0]
+                           if method in AGGREGATE_TIMED else float("nan"))
+        if caught:
+            print(f"  {method} damping={damping}: {len(caught)} ConvergenceWarning(s): "
+                  f"{caught[0].message}", flush=True)
+        run = dict(matrix=matrix, fit_s=fit_s, attribute_s=attribute_s * 500 / len(rows),
+                   aggregate_s=fit_s + aggregate_s)
+        np.savez(path, **run)
+        out[damping] = run
+        print(f"  {method} damping={damping}: fit {fit_s:.1f} s, attribute "
+              f"{run['attribute_s']:.1f} s", flush=True)
+    return out
+
+
+def retime(method, model, net, damping, data, n_scored, args):
+    """Seconds of the winning configuration and L, timed side by side now.
+
+    ``fit`` + ``attribute`` of the ``n_scored`` first test images
+    (extrapolated to 500) and, for :data:`AGGREGATE_TIMED`, ``fit`` +
+    ``score_groups``, each just after timing L (fastest of 3 epochs): the
+    runs that produced the matrices shared the CPU with other jobs, whose
+    load changed between a method and the L it was divided by.
+    """
+    X, y, X_test, y_test = data
+    L = epoch_seconds(net.module_, X, y)
+    attr = make_attributor(method, model, net, damping, args)
+    fit_s, _ = timed(lambda: attr.fit(X, y))
+    fit_s -= attr.timings_["training"] if method == "tracin-all" else 0.0
+    with warnings.catch_warnings(), eigendecomposed_dense_solves():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        attribute_s, _ = timed(lambda: attr.attribute(X_test[:n_scored], y_test[:n_scored]))
+        aggregate_s = (timed(lambda: attr.score_groups(X_test, y_test))[0]
+                       if method in AGGREGATE_TIMED else float("nan"))
+    attribute_s *= 500 / n_scored
+    return dict(L=L, seconds=fit_s + attribute_s, attribute_s=attribute_s,
+                aggregate_s=fit_s + aggregate_s)
+
+
+def lds(matrix, table, rows):
+    """LDS of the per-test-point matrix (of the images ``rows``) on ``table``'s columns."""
+    if not np.isfinite(matrix).all():
+        return float("nan")
+    sub = DatamodelRetrainings(table.subsets, table.actual[:, rows], table.full[rows])
+    return lds_from_retrainings(matrix, sub).score
+
+
+def group_matrix(matrix, labels):
+    """Per-point attributions summed into groups: ``(n_test, n_groups)``."""
+    out = np.zeros((matrix.shape[0], int(labels.max()) + 1))
+    np.add.at(out.T, labels, matrix.T)
+    return out
+
+
+def evaluate(method, matrices, table, rows, groups):
+    """The row of ``method``: winning damping, LDS (held-out / all / expensive subset), groups."""
+    position = np.arange(len(rows))
+    tune, held_out = position % 2 == 0, position % 2 == 1
+    grid = {d: lds(run["matrix"][tune], table, rows[tune]) for d, run in matrices.items()}
+    finite = {d: v for d, v in grid.items() if np.isfinite(v)}
+    if not finite:
+        return dict(method=method, grid=_jsonable(grid), lds=float("nan"))
+    best = max(finite, key=finite.get)
+    run = matrices[best]
+    matrix = run["matrix"]
+    row = dict(method=method, damping=best, grid=_jsonable(grid),
+               seconds=float(run["fit_s"] + run["attribute_s"]),
+               attribute_s=float(run["attribute_s"]), aggregate_s=float(run["aggregate_s"]),
+               n_test=len(rows), lds=lds(matrix[held_out], table, rows[held_out]),
+               lds_all=lds(matrix, table, rows),
+               lds_first100=lds(matrix[:100], table, rows[:100]))
+    for size, (labels, group_table, _) in groups.items():
+        row[f"lds_g{size}"] = lds(group_matrix(matrix, labels), group_table, rows)
+    return row
+
+
+def _jsonable(grid):
+    return {str(k): (None if not np.isfinite(v) else round(float(v), 4)) for k, v in grid.items()}
+
+
+# -- one model --------------------------------------------------------------------------
+
+
+def run_model(model, data, args, folder):
+    X, y, X_test, y_test = data
+    print(f"=== {model}: training the attributed net", flush=True)
+    train_s, net = timed(lambda: recipe(model).fit(X, y))
+    accuracy = float((net.predict(X_test) == y_test).mean())
+    table = cached_retrainings(folder / f"{model}_points.npz", model, X, y, X_test, y_test,
+                               np.arange(len(y)), args.n_subsets, args.n_jobs)
+    groups = {}
+    for size in args.group_sizes:
+        seconds, grouper = timed(lambda: GradKMeansGrouper(
+            group_size=size, estimator=FrozenEstimator(net), random_state=0).fit(X, y))
+        labels = grouper.labels_
+        group_table = cached_retrainings(folder / f"{model}_groups{size}.npz", model, X, y,
+                                         X_test, y_test, labels, args.n_subsets, args.n_jobs)
+        groups[size] = (labels, group_table, seconds)
+    L = [epoch_seconds(net.module_, X, y)]
+    rows = []
+    for method in args.methods:
+        L.append(epoch_seconds(net.module_, X, y, repeats=1))
+        matrices = attribution_matrices(method, model, net, data, args, folder)
+        if matrices:  # the scored test images: the first ones, as many as the matrices hold
+            scored = np.arange(len(next(iter(matrices.values()))["matrix"]))
+            rows.append(evaluate(method, matrices, table, scored, groups))
+            if args.retime and np.isfinite(rows[-1]["lds"]):
+                rows[-1].update(retime(method, model, net, rows[-1]["damping"], data,
+                                       len(scored), args))
+            print(f"  -> {json.dumps(rows[-1])}", flush=True)
+    return dict(model=model, accuracy=accuracy, training_s=train_s, L=min(L), rows=rows,
+                grouping_s={size: g[2] for size, g in groups.items()})
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def format_report(result, group_sizes):
+    L = result["L"]
+    lines = [f"\n=== {result['model']}: test accuracy {result['accuracy']:.3f}, "
+             f"L = {L:.3f} s; LDS (held-out half / all / first 100 test images)",
+             f"{'method':<12}{'damping':>9}{'LDS':>8}{'all':>7}{'100':>7}"
+             + "".join(f"{'g=' + str(s):>8}" for s in group_sizes)
+             + f"{'cost/L':>9}{'dattri':>8}"]
+    for row in result["rows"]:
+        ref = DATTRI[result["model"]].get(row["method"])
+        if not np.isfinite(row["lds"]):
+            lines.append(f"{row['method']:<12}  diverged at every damping")
+            continue
+        lines.append(
+            f"{row['method']:<12}{_fmt(row['damping']):>9}{row['lds']:>8.3f}"
+            f"{row['lds_all']:>7.3f}{row['lds_first100']:>7.3f}"
+            + "".join(f"{row.get(f'lds_g{s}', float('nan')):>8.3f}" for s in group_sizes)
+            + f"{row['seconds'] / row.get('L', L):>9.1f}"
+            + f"{'-' if ref is None else f'{ref:.2f}':>8}")
+    return "\n".join(lines)
+
+
+def _fmt(damping):
+    if isinstance(damping, str):
+        return "-"  # no damping to tune
+    return "default" if damping is None else f"{damping:g}"
+
+
+def targets(results):
+    """The issue's targets, as ``(name, verdict)`` lines."""
+    out = []
+    for result in results:
+        model = result["model"]
+        by = {r["method"]: r for r in result["rows"]}
+        for method, ref in DATTRI[model].items():
+            if method in by:
+                value = by[method]["lds_all"]
+                out.append((f"{model} {method} LDS {value:.3f} >= dattri {ref:.2f} - 0.03",
+                            value >= ref - 0.03))
+        if model == "mlp" and "ekfac" in by:
+            e = by["ekfac"]["lds_all"]
+            out.append((f"mlp ekfac LDS {e:.3f} >= 0.33", e >= 0.33))
+            if "lissa" in by:
+                out.append((f"mlp ekfac LDS on the first 100 >= lissa's "
+                            f"({by['ekfac']['lds_first100']:.3f} vs "
+                            f"{by['lissa']['lds_first100']:.3f})",
+                            by["ekfac"]["lds_first100"] >= by["lissa"]["lds_first100"]))
+        if "ekfac" in by and "tracin-last" in by:
+            ratio = by["ekfac"]["attribute_s"] / by["tracin-last"]["attribute_s"]
+            out.append((f"{model} ekfac attribute of 500 test images within 2x TracIn's "
+                        f"({ratio:.2f}x)", ratio <= 2))
+        if "ekfac" in by:
+            ratio = by["ekfac"]["aggregate_s"] / by["ekfac"].get("L", result["L"])
+            out.append((f"{model} ekfac fit + score_groups <= 5 L ({ratio:.1f} L)", ratio <= 5))
+    return out
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no plot: matplotlib is missing)")
+        return None
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, result in zip(axes[0], results):
+        for row in result["rows"]:
+            if np.isfinite(row["lds_all"]):
+                x = row["seconds"] / row.get("L", result["L"])
+                ax.scatter(x, row["lds_all"])
+                ax.annotate(row["method"], (x, row["lds_all"]), fontsize=8,
+                            textcoords="offset points", xytext=(4, 3))
+        for method, ref in DATTRI[result["model"]].items():
+            ax.axhline(ref, color="grey", lw=0.6, ls=":")
+            ax.annotate(f"dattri {method}", (ax.get_xlim()[0], ref), fontsize=6, color="grey")
+        ax.set(xscale="log", xlabel="fit + attribute(500 test images) / L",
+               ylabel="LDS (per test image, 50 halves)",
+               title=f"MNIST-10, {result['model'].upper()}: runtime vs LDS")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--models", nargs="+", choices=sorted(RECIPES), default=["lr", "mlp"])
+    add("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    add("--n-subsets", type=int, default=50)
+    add("--group-sizes", nargs="*", type=int, default=[16, 64, 256])
+    add("--n-components", type=int, default=2048,
+        help="TRAK's projection, and the Fisher's on the MLP (the LR's Fisher is exact)")
+    add("--cg-max-iter", type=int, default=30)
+    add("--lissa-depth", type=int, default=300)
+    add("--lissa-scale", type=float, default=50.0)
+    add("--expensive-test", type=int, default=100)
+    add("--solver-dampings", nargs="+", type=float, default=[1e-3, 1e-2, 1e-1],
+        help="the damping grid of CG and LiSSA (each value is a new solve)")
+    add("--n-jobs", type=int, default=None)
+    add("--cached-only", action="store_true",
+        help="report from the cached attributions only (compute none)")
+    add("--retime", action="store_true",
+        help="time every reported row's winning configuration again, beside its own L")
+    add("--data-home", default=None)
+    add("--output", default="benchmarks/out/fidelity")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread is fastest and steadiest
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = load(args.data_home)
+    for model in args.models:
+        result = run_model(model, data, args, folder)
+        (folder / f"results_{model}.json").write_text(json.dumps(result, indent=2, default=float))
+    # the report covers every model measured in this folder (earlier runs included)
+    results = [json.loads((folder / f"results_{m}.json").read_text()) for m in sorted(RECIPES)
+               if (folder / f"results_{m}.json").exists()]
+    for result in results:
+        print(format_report(result, args.group_sizes), flush=True)
+    print("\ntargets:")
+    for name, ok in targets(results):
+        print(f"  {'MET ' if ok else 'MISS'} {name}")
+    path = plot(results, folder / "runtime_vs_lds.png")
+    print(f"wrote results_*.json" + (f", {path}" if path else "") + f" under {folder}")
+
+
+if __name__ == "__main__":
+    main()
