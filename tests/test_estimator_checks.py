@@ -1,7 +1,9 @@
 """scikit-learn's estimator checks over every public estimator of the package.
 
 Estimators are found by walking ``skggda`` (so a new one cannot be forgotten)
-and instantiated with small, fast parameters from ``FAST_PARAMS``.
+and instantiated with small, fast parameters from ``FAST_PARAMS``, and once
+more at their defaults, as a new user would (slow: the default TRAK trains
+ten nets per check).
 """
 
 from __future__ import annotations
@@ -98,6 +100,11 @@ def instances():
             for name in sorted(params)]
 
 
+def default_instances():
+    estimators = public_estimators()
+    return [estimators[name]() for name in sorted(FAST_PARAMS)]
+
+
 def test_walk_finds_the_public_estimators():
     assert {"GradKMeansGrouper", "InfluenceAttributor", "KMeansGrouper", "RandomGrouper",
             "ReprKMeansGrouper", "TRAKAttributor", "TracInAttributor"} <= set(public_estimators())
@@ -105,6 +112,12 @@ def test_walk_finds_the_public_estimators():
 
 @parametrize_with_checks(instances())
 def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow
+@parametrize_with_checks(default_instances())
+def test_sklearn_compatible_estimator_at_defaults(estimator, check):
     check(estimator)
 
 

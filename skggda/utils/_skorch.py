@@ -98,13 +98,17 @@ def check_fitted_net(net):
         )
 
 
-def prepare_net(estimator, seed: int, extra_callbacks=()):
+def prepare_net(estimator, seed: int, extra_callbacks=(), n_classes=None):
     """An unfitted clone of ``estimator`` ready to train.
 
     A ``random_state`` parameter left at ``None`` is seeded from ``seed`` so
     that the attributor's ``random_state`` makes the whole fit repeatable.
+    With ``n_classes``, an unset ``classes`` parameter is fixed to all
+    ``n_classes`` encoded labels, so the net keeps an output for every class
+    even when its training data (a TRAK half) lacks some.
     """
-    net = seeded_clone(estimator, seed)
+    unset = {} if n_classes is None else {"classes": np.arange(n_classes)}
+    net = seeded_clone(estimator, seed, **unset)
     if extra_callbacks:
         callbacks = list(net.get_params(deep=False).get("callbacks") or [])
         net.set_params(callbacks=callbacks + list(extra_callbacks))
