@@ -49,6 +49,7 @@ from ._passes import (
     sample_values,
 )
 from ._plan import GradientPlan, make_plan, probe_batch, select_parameters
+from ._precision import accumulation_dtype, at_least_float32
 from ._projection import Projector, allocate_components
 
 __all__ = [
@@ -64,9 +65,11 @@ __all__ = [
     "Projector",
     "Solution",
     "Whitening",
+    "accumulation_dtype",
     "activation_floats",
     "allocate_components",
     "anchors_of",
+    "at_least_float32",
     "auto_batch_size",
     "center_distances",
     "conjugate_gradient",

@@ -17,7 +17,7 @@ from ..models._converted import training_recipe
 from ..properties import _error_probability, _logits, _margin, _prediction
 from ..utils._inputs import subset_rows, training_inputs
 from ..utils._seeding import derive_seeds
-from ..utils._skorch import prepare_net
+from ..utils._skorch import prepare_net, train
 from ..utils._targets import fit_targets_for
 from ._base import BaseAttributor, net_plan
 from ._kernel import (
@@ -302,7 +302,7 @@ def _fit_member(template, X, y, subset, seed, n_classes):
     when its subset lacks some: the margin reads the logit of every label.
     """
     net = prepare_net(template, seed, n_classes=n_classes)
-    return net.fit(*training_inputs(subset_rows(X, subset), fit_targets_for(net, y[subset])))
+    return train(net, *training_inputs(subset_rows(X, subset), fit_targets_for(net, y[subset])))
 
 
 def _member_state(setup, net, X, y):
