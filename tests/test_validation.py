@@ -173,3 +173,27 @@ def test_every_estimator_keeps_its_fit_when_a_refit_fails(problem, make, refit):
     estimator.set_params(**params)  # the refit may have changed a parameter on purpose
     assert state(estimator) == before
     assert estimator.n_features_in_ == X.shape[1]
+
+
+def test_groups_of_mixed_types_keep_their_labels(problem, fitted_net):
+    # np.asarray would read them as the strings "1", "1" and "a": two groups, not three
+    X, y, _, _ = problem
+    groups = [1, "1", "a"] * 80
+    attr = TracInAttributor(FrozenEstimator(fitted_net)).fit(X, y, groups=groups)
+    assert attr.n_groups_ == 3
+    assert [attr.groups_[label] for label in attr.labels_[:3]] == [1, "1", "a"]
+
+
+def test_groups_with_nan_in_an_object_array(problem, fitted_net):
+    X, y, _, _ = problem
+    groups = np.array(["a", 1, np.nan] * 80, dtype=object)
+    with pytest.raises(ValueError, match="groups contains NaN"):
+        TracInAttributor(FrozenEstimator(fitted_net)).fit(X, y, groups=groups)
+
+
+def test_unhashable_group_labels(problem, fitted_net):
+    X, y, _, _ = problem
+    groups = np.empty(240, dtype=object)
+    groups[:] = [{"a": 1}, "b"] * 120
+    with pytest.raises(TypeError, match="Group labels must be hashable"):
+        TracInAttributor(FrozenEstimator(fitted_net)).fit(X, y, groups=groups)
