@@ -197,3 +197,23 @@ def test_unhashable_group_labels(problem, fitted_net):
     groups[:] = [{"a": 1}, "b"] * 120
     with pytest.raises(TypeError, match="Group labels must be hashable"):
         TracInAttributor(FrozenEstimator(fitted_net)).fit(X, y, groups=groups)
+
+
+def test_scoring_labels_that_do_not_compare_with_the_classes(problem, fitted):
+    X, _, _, _ = problem
+    y = np.array([None, 1] * 120, dtype=object)
+    before = state(fitted)
+    with pytest.raises(ValueError, match=r"y contains labels not seen in fit, of other types"):
+        fitted.score_groups(X, y)
+    assert state(fitted) == before
+
+
+def test_predicting_groups_leaves_the_net_in_its_mode(problem):
+    from skggda import ReprKMeansGrouper
+
+    X, y, _, _ = problem
+    grouper = ReprKMeansGrouper(n_groups=3, estimator=tiny_net(epochs=1), random_state=0)
+    grouper.fit(X, y)
+    modes = grouper.estimator_.module_.training, grouper.estimator_.criterion_.training
+    grouper.predict(X)
+    assert (grouper.estimator_.module_.training, grouper.estimator_.criterion_.training) == modes
