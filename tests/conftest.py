@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,29 @@ from skggda.models import make_classifier
 
 # Tiny nets train faster on one thread, and a busy machine does not stall them.
 torch.set_num_threads(1)
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the fuzz tests skip without hypothesis
+    pass
+else:
+    # Same examples on every run (CI too); no example database, no deadline on a
+    # shared machine whose speed varies.
+    settings.register_profile(
+        "skggda", derandomize=True, database=None, deadline=None, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                               HealthCheck.function_scoped_fixture],
+    )
+    settings.load_profile("skggda")
+
+#: Calls made by the fuzz tests, per estimator (test_fuzz.py fills it).
+FUZZED_CALLS = Counter()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FUZZED_CALLS:
+        terminalreporter.write_line(
+            f"fuzzed calls: {sum(FUZZED_CALLS.values())} ({dict(sorted(FUZZED_CALLS.items()))})")
 
 #: Where the real data sets live for the slow tests (README of ../shared/data).
 DATA_DIR = Path(
