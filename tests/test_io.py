@@ -64,6 +64,7 @@ ATTRIBUTORS = {
     "influence-fisher": lambda net: InfluenceAttributor(net, n_components=6,
                                                         property=ClassLoss(2), random_state=0),
     "influence-exact": lambda net: InfluenceAttributor(net, solver="exact"),
+    "influence-ekfac": lambda net: InfluenceAttributor(net, solver="ekfac", random_state=0),
     "influence-cg": lambda net: InfluenceAttributor(net, solver="cg", damping=1.0),
     "influence-lissa": lambda net: InfluenceAttributor(net, solver="lissa", lissa_depth=4,
                                                        lissa_repeat=1, random_state=0),
@@ -106,6 +107,15 @@ def test_loaded_grouper_is_the_saved_one(data, frozen, tmp_path, make):
         np.testing.assert_array_equal(loaded.transform(X_test, y_test),
                                       grouper.transform(X_test, y_test))
         np.testing.assert_array_equal(loaded.predict(X_test), grouper.predict(X_test))
+
+
+def test_kmeans_assignment_index_round_trips(tmp_path):
+    # enough groups for the approximate nearest-center index, which has state of its own
+    X = np.random.RandomState(0).normal(size=(300, 3)).astype(np.float32)
+    grouper = KMeansGrouper(n_groups=270, random_state=0).fit(X)
+    assert grouper._index_state is not None
+    loaded = round_trip(grouper, tmp_path)
+    np.testing.assert_array_equal(loaded.predict(X), grouper.predict(X))
 
 
 def test_unfitted_estimators_round_trip(tmp_path):

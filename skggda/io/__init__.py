@@ -40,7 +40,8 @@ What is saved: the estimator's parameters and all its fitted attributes,
 including the training data ``_X_fit`` / ``_y_fit`` that attributors keep
 (TracIn without projection and the ``"cg"`` / ``"lissa"`` solvers make a
 pass over it when scoring, and ``score_groups()`` without data scores on
-it). Not saved: the nets' optimizer state (a loaded net has a fresh
+it); training data that was streamed (a memmap, an h5py or zarr array, a
+Dataset) is read into the file, and loads as an in-memory array. Not saved: the nets' optimizer state (a loaded net has a fresh
 optimizer) and fitted state of callbacks (TracIn's checkpoints are saved
 by the attributor itself). Properties given as a lambda or local function
 cannot be saved; module-level functions are saved by name and must be

@@ -73,8 +73,18 @@ class Builder:
             out[self.build(key)] = self.build(value)
         return out
 
-    def _tensor(self, node):
+    def _stored(self, node):
+        """The stored tensor of ``node``, viewed back in its saved memory order."""
         tensor = self._tensors[node["tensor"]]
+        order = node.get("permutation")
+        if order is None:
+            return tensor
+        if sorted(order) != list(range(tensor.dim())):
+            raise ValueError(f"{order!r} is not a permutation of a {tensor.dim()}-d tensor.")
+        return tensor.permute([order.index(i) for i in range(tensor.dim())])
+
+    def _tensor(self, node):
+        tensor = self._stored(node)
         return self._keep(node, tensor.requires_grad_(bool(node["requires_grad"])))
 
     def _array(self, node):
@@ -82,7 +92,8 @@ class Builder:
         if "tensor" in node:
             if dtype.kind not in "biufc":
                 raise ValueError(f"An array of dtype {dtype} cannot come from a tensor.")
-            return self._keep(node, self._tensors[node["tensor"]].numpy().astype(dtype))
+            # astype(copy=False) keeps the saved memory order (and owns its memory already)
+            return self._keep(node, self._stored(node).numpy().astype(dtype, copy=False))
         if dtype.kind == "U":
             array = np.array([str(v) for v in node["items"]], dtype=dtype)
         elif dtype.kind == "O":

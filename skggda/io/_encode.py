@@ -19,6 +19,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 
+from ..utils._inputs import RowReader
 from ._trust import type_name
 
 #: Attributes of a fitted skorch net that scoring needs besides its weights.
@@ -65,11 +66,13 @@ class Encoder:
             return {"kind": "dict", "items": [[self.encode(k, where),
                                                self.encode(v, f"{where}[{k!r}]")]
                                               for k, v in obj.items()]}
+        if isinstance(obj, RowReader):
+            # streamed training data: the file holds its rows (a file is one piece)
+            obj = obj[0:len(obj)]
         if isinstance(obj, np.ndarray):
             return self._array(obj, where)
         if torch.is_tensor(obj):
-            return {"kind": "tensor", "tensor": self._add_tensor(obj),
-                    "requires_grad": obj.requires_grad}
+            return {"kind": "tensor", **self._add_tensor(obj), "requires_grad": obj.requires_grad}
         if isinstance(obj, np.random.RandomState):
             return {"kind": "random_state", "state": self.encode(obj.get_state(), where)}
         if isinstance(obj, NeuralNet):
@@ -100,7 +103,7 @@ class Encoder:
         if kind in "biufc":
             native = array.astype(array.dtype.newbyteorder("="), copy=False)
             return {"kind": "array", "dtype": array.dtype.str,
-                    "tensor": self._add_tensor(torch.from_numpy(np.array(native)))}
+                    **self._add_tensor(torch.from_numpy(np.array(native)))}
         if kind in "UO":
             items = [self.encode(v, f"{where}[...]") if kind == "O" else v
                      for v in array.ravel().tolist()]
@@ -109,10 +112,19 @@ class Encoder:
         raise TypeError(f"Cannot save {where}: an array of dtype {array.dtype}.")
 
     def _add_tensor(self, tensor):
+        """Store a private contiguous copy of ``tensor``; its node fields (name, layout)."""
         name = f"t{len(self.tensors)}"
-        # a private contiguous copy: safetensors refuses tensors that share memory
-        self.tensors[name] = tensor.detach().to("cpu", copy=True).contiguous()
-        return name
+        tensor = tensor.detach().to("cpu")
+        # a dense tensor in another memory order (an eigh's column-major eigenvectors) is
+        # stored in that order and viewed back: products then round exactly as before
+        order = sorted(range(tensor.dim()), key=lambda i: -tensor.stride(i))
+        permuted = tensor.permute(order)
+        fields = {"tensor": name}
+        if not tensor.is_contiguous() and permuted.is_contiguous():
+            tensor, fields["permutation"] = permuted, order
+        # a copy: safetensors refuses tensors that share memory
+        self.tensors[name] = tensor.contiguous().clone()
+        return fields
 
     def _net(self, net, where):
         params = net.get_params(deep=False)

@@ -58,6 +58,8 @@ def type_name(obj) -> str:
 
 def _builtin_objects():
     from .. import attribution, grouping, models, properties
+    from .._engine import KFACPreconditioner, Whitening
+    from .._engine._kfac import DiagonalBlock, KroneckerBlock
     from ..attribution._kernel import KernelState
     from ..properties import _CallableProperty
 
@@ -69,6 +71,7 @@ def _builtin_objects():
         models.OneCycleSchedule, models.CheckpointRecorder, models.DivergenceCheck,
         properties.MeanLoss, properties.ClassLoss, properties.Margin,
         properties.SmoothAccuracy, properties.FairnessGap, _CallableProperty, KernelState,
+        Whitening, KFACPreconditioner, KroneckerBlock, DiagonalBlock,
     ]
     others = [
         FrozenEstimator, NeuralNetClassifier, History, Dataset, ValidSplit, EarlyStopping,
