@@ -372,8 +372,10 @@ def test_scoring_fuzzed_evaluation_data(request, fitted_attributors, name, data)
     scores = checked_call(attr, "score_groups", X, y)
     rows = checked_call(attr, "attribute", X, y)
     for result in (scores, rows):
+        # LiSSA alone reports a diverged recursion with NaN (and a ConvergenceWarning)
         assert result is None or np.isfinite(result).all() or name == "influence-lissa"
-    if scores is not None and rows is not None and name != "influence-cg":
+    if scores is not None and rows is not None and name != "influence-cg" \
+            and np.isfinite(scores).all() and np.isfinite(rows).all():
         # mean loss: the rows average to the scores (CG stopped early is not linear)
         assert rows.shape == (len(X), attr.n_groups_)
         np.testing.assert_allclose(rows.mean(0), scores, rtol=1e-3,

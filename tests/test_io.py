@@ -327,6 +327,18 @@ def test_other_files_are_refused(tmp_path, content):
         load(path)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_net_saved_on_a_gpu_loads_on_the_cpu(data, saved):
+    _, _, X_test, y_test = data
+    expected = load(saved).score_groups(X_test, y_test)
+    manifest, payload = read_entries(saved)
+    write_entries(saved, json.loads(json.dumps(manifest).replace('"cpu"', '"cuda"')), payload,
+                  resign=True)
+    with pytest.warns(UserWarning, match="saved on a GPU; no GPU here"):
+        loaded = load(saved)
+    np.testing.assert_array_equal(loaded.score_groups(X_test, y_test), expected)
+
+
 def test_trusted_must_be_a_list_of_names(saved):
     with pytest.raises(TypeError, match="trusted must be a list of names"):
         load(saved, trusted="skggda.models._mlp.MLP")
