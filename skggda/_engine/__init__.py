@@ -33,7 +33,7 @@ from ._data import (
 )
 from ._features import find_head, penultimate_representations, preactivation_gradients
 from ._gram import GramAccumulator, gram
-from ._kfac import HEURISTIC_DAMPING, KFACPreconditioner, fit_kfac
+from ._kfac import HEURISTIC_DAMPING, DiagonalBlock, KFACPreconditioner, KroneckerBlock, fit_kfac
 from ._kmeans import KMeansResult, center_distances, kmeans, nearest_center
 from ._passes import (
     ChunkLayout,
@@ -57,10 +57,12 @@ __all__ = [
     "MAX_DENSE_PARAMS",
     "CenterIndex",
     "ChunkLayout",
+    "DiagonalBlock",
     "GradientPlan",
     "GramAccumulator",
     "IndexedRows",
     "KFACPreconditioner",
+    "KroneckerBlock",
     "KMeansResult",
     "Projector",
     "Solution",

@@ -58,8 +58,7 @@ def type_name(obj) -> str:
 
 def _builtin_objects():
     from .. import attribution, grouping, models, properties
-    from .._engine import KFACPreconditioner, Whitening
-    from .._engine._kfac import DiagonalBlock, KroneckerBlock
+    from .._engine import DiagonalBlock, KFACPreconditioner, KroneckerBlock, Whitening
     from ..attribution._kernel import KernelState
     from ..properties import _CallableProperty
 

@@ -127,7 +127,7 @@ class DivergenceCheck(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         loss = net.history[-1].get("train_loss")
-        name = non_finite_parameter(net.module_)
+        name = self.non_finite_parameter(net.module_)
         if name is None and (loss is None or math.isfinite(loss)):
             return
         what = f"parameter {name!r} holds NaN or inf" if name else f"the training loss is {loss}"
@@ -136,10 +136,21 @@ class DivergenceCheck(Callback):
             f"rate (lr={net.lr}) or rescale X."
         )
 
+    @staticmethod
+    def non_finite_parameter(module: torch.nn.Module):
+        """Name of the first parameter of ``module`` holding NaN or inf, or ``None``.
 
-def non_finite_parameter(module: torch.nn.Module):
-    """Name of the first parameter of ``module`` holding NaN or inf, or ``None``."""
-    for name, param in module.named_parameters():
-        if param.is_floating_point() and not bool(torch.isfinite(param).all()):
-            return name
-    return None
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The module to check.
+
+        Returns
+        -------
+        name : str or None
+            The parameter's name in ``module.named_parameters()``.
+        """
+        for name, param in module.named_parameters():
+            if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+                return name
+        return None

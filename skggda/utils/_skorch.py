@@ -24,7 +24,7 @@ from skorch import NeuralNet
 from torch import nn
 
 from .._engine import forward, module_device, module_dtype, to_device
-from ..models._callbacks import DivergenceCheck, non_finite_parameter
+from ..models import DivergenceCheck
 from ._inputs import training_inputs
 from ._seeding import seeded_clone
 from ._targets import encode_targets, fit_targets_for, is_regression
@@ -101,7 +101,7 @@ def check_fitted_net(net):
             "The estimator wrapped in FrozenEstimator is not fitted: train the "
             "net first, or pass it unwrapped so that fit trains a clone."
         )
-    name = non_finite_parameter(net.module_)
+    name = DivergenceCheck.non_finite_parameter(net.module_)
     if name is not None:
         raise ValueError(
             f"The frozen estimator's parameter {name!r} holds NaN or inf (a diverged "
