@@ -24,7 +24,6 @@ from skorch import NeuralNet
 from torch import nn
 
 from .._engine import forward, module_device, module_dtype, to_device
-from ..models import DivergenceCheck
 from ._inputs import training_inputs
 from ._seeding import seeded_clone
 from ._targets import encode_targets, fit_targets_for, is_regression
@@ -101,6 +100,8 @@ def check_fitted_net(net):
             "The estimator wrapped in FrozenEstimator is not fitted: train the "
             "net first, or pass it unwrapped so that fit trains a clone."
         )
+    from ..models import DivergenceCheck  # the models import this module
+
     name = DivergenceCheck.non_finite_parameter(net.module_)
     if name is not None:
         raise ValueError(
@@ -120,6 +121,8 @@ def prepare_net(estimator, seed: int, extra_callbacks=(), n_classes=None):
     :class:`~skggda.models.DivergenceCheck` is added unless the net has one
     (or has its callbacks disabled), so a diverging training fails clearly.
     """
+    from ..models import DivergenceCheck  # the models import this module
+
     unset = {} if n_classes is None else {"classes": np.arange(n_classes)}
     net = seeded_clone(estimator, seed, **unset)
     params = net.get_params(deep=False)
