@@ -15,13 +15,17 @@ import numpy as np
 import pytest
 import torch
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, RandomGrouper,
                     ReprKMeansGrouper, TracInAttributor, TRAKAttributor)
 from skggda.io import UntrustedTypesError, get_untrusted_types, load, save
 from skggda.io._container import digest
-from skggda.models import SeededNeuralNetClassifier
+from skggda.models import SeededNeuralNetClassifier, make_regressor
 from skggda.properties import ClassLoss, FairnessGap
 
 from conftest import deep_state, make_problem, tiny_net
@@ -85,6 +89,35 @@ def test_loaded_attributor_scores_exactly_as_the_saved_one(data, frozen, tmp_pat
     np.testing.assert_array_equal(loaded.score_groups(), attr.score_groups())
     np.testing.assert_array_equal(loaded.attribute(X_test, y_test),
                                   attr.attribute(X_test, y_test))
+
+
+SCIKIT_LEARN_AND_REGRESSION = {
+    "logistic-regression": (lambda: TracInAttributor(LogisticRegression()), "classes"),
+    "pipeline": (lambda: InfluenceAttributor(
+        make_pipeline(StandardScaler(), LogisticRegression()), solver="exact"), "classes"),
+    "mlp-classifier": (lambda: TRAKAttributor(MLPClassifier((3,), max_iter=30, random_state=0),
+                                              n_models=2, random_state=0), "classes"),
+    "ridge": (lambda: InfluenceAttributor(Ridge(), solver="exact"), "values"),
+    "skorch-regressor": (lambda: TracInAttributor(make_regressor((3,), max_epochs=2),
+                                                  random_state=0), "values"),
+}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("make,targets", SCIKIT_LEARN_AND_REGRESSION.values(),
+                         ids=SCIKIT_LEARN_AND_REGRESSION.keys())
+def test_scikit_learn_models_and_regressors_round_trip(data, tmp_path, make, targets):
+    X, y, X_test, y_test = data
+    if targets == "values":  # a regression target
+        y, y_test = X[:, 0] * 2.0 + 0.5, X_test[:, 0] * 2.0 + 0.5
+    attr = make().fit(X, y)
+    loaded = round_trip(attr, tmp_path)
+    # converted models compute in float64, where BLAS reductions can differ in the
+    # last bit from one call to the next (memory alignment), even on one object
+    np.testing.assert_allclose(loaded.score_groups(X_test, y_test),
+                               attr.score_groups(X_test, y_test), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(loaded.estimator_.predict(X_test),
+                                  attr.estimator_.predict(X_test))
 
 
 GROUPERS = [

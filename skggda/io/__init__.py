@@ -4,8 +4,9 @@ Pickle and joblib files run code when they are loaded: load them only from
 sources you trust. :func:`save` writes a file that :func:`load` reads back
 without running anything from it: arrays and tensors are stored with
 safetensors, everything else as JSON, and every class the file names must
-be trusted -- skggda's own estimators, modules, callbacks and properties
-and the few scikit-learn, skorch and torch classes their recipes use are;
+be trusted -- skggda's own estimators, modules, callbacks and properties,
+the scikit-learn models it converts (and scalers in a pipeline before
+them), and the skorch and torch classes their recipes use are;
 anything else only when the caller lists it in ``trusted=``, as skops does.
 
 A loaded attributor scores exactly as the saved one (``score_groups`` and
@@ -34,7 +35,9 @@ skorch callback, its parameters only), ``net`` (a
 skorch net: class name and parameters -- the recipe that rebuilds its
 module and criterion -- plus, when fitted, the module's ``state_dict``, its
 ``classes_inferred_`` / ``module_dims_``, train/eval mode and history) and
-``ref`` (an object seen before, by its ``id``).
+``ref`` (an object seen before, by its ``id``). A scikit-learn model
+attributed through :class:`~skggda.models.ConvertedModel` is saved as the
+scikit-learn model, whose torch equivalent is converted again on loading.
 
 What is saved: the estimator's parameters and all its fitted attributes,
 including the training data ``_X_fit`` / ``_y_fit`` that attributors keep

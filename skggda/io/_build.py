@@ -129,6 +129,8 @@ class Builder:
             raise ValueError(f"{node['type']} is not a class.")
         obj = self._keep(node, cls.__new__(cls))
         obj.__dict__.update(_str_keys(self.build(node["state"])))
+        if node.get("reconvert"):
+            _reconvert(obj)
         return obj
 
     def _net(self, node):
@@ -161,6 +163,15 @@ def _restore_fitted_net(net, fitted, builder):
     net.module_.train(bool(fitted["training"]))
     net.initialize_optimizer()  # the optimizer must hold the loaded parameters
     net.history_ = History(builder.build(fitted["history"]))
+
+
+def _reconvert(model):
+    """Rebuild a ConvertedModel's torch module, loss and penalty from its scikit-learn model."""
+    from ..models import ConvertedModel
+
+    if not isinstance(model, ConvertedModel):
+        raise ValueError(f"Only a ConvertedModel is converted, not a {type(model).__name__}.")
+    model._adopt(model.estimator_, model.n_train_samples_)
 
 
 def _str_keys(mapping):

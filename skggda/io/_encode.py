@@ -19,11 +19,14 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 
+from ..models import ConvertedModel
 from ..utils._inputs import RowReader
 from ._trust import type_name
 
 #: Attributes of a fitted skorch net that scoring needs besides its weights.
 NET_ATTRIBUTES = ("module_dims_", "classes_inferred_")
+#: Attributes of a fitted ConvertedModel that its scikit-learn model determines.
+CONVERTED = ("module_", "criterion_", "penalty_")
 
 
 class Encoder:
@@ -90,8 +93,13 @@ class Encoder:
             # a callback's parameters only: its fitted state (a scheduler bound to an
             # optimizer, recorded checkpoints) belongs to a training run that is over
             state = {k: v for k, v in state.items() if not k.endswith("_")}
-        return {"kind": "object", "type": type_name(type(obj)),
-                "state": self._attributes(state, where)}
+        node = {"kind": "object", "type": type_name(type(obj))}
+        if isinstance(obj, ConvertedModel) and hasattr(obj, "estimator_"):
+            # the torch side is converted again from the scikit-learn model on loading
+            state = {k: v for k, v in state.items() if k not in CONVERTED}
+            node["reconvert"] = True
+        node["state"] = self._attributes(state, where)
+        return node
 
     def _attributes(self, mapping, where):
         """A dict node of named values (attributes, parameters): ``where.name`` in messages."""

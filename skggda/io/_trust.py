@@ -13,8 +13,11 @@ from __future__ import annotations
 import importlib
 
 import torch
+from sklearn import linear_model, neural_network, preprocessing
 from sklearn.frozen import FrozenEstimator
-from skorch import NeuralNetClassifier
+from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+from sklearn.pipeline import Pipeline
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, GradientNormClipping
 from skorch.dataset import Dataset, ValidSplit
 from skorch.history import History
@@ -66,19 +69,30 @@ def _builtin_objects():
         attribution.TracInAttributor, attribution.InfluenceAttributor,
         attribution.TRAKAttributor, grouping.RandomGrouper, grouping.KMeansGrouper,
         grouping.ReprKMeansGrouper, grouping.GradKMeansGrouper,
-        models.SeededNeuralNetClassifier, models.MLP, models.ResNet18,
+        models.SeededNeuralNetClassifier, models.SeededNeuralNetRegressor, models.MLP,
+        models.ResNet18, models.ConvertedModel,
         models.OneCycleSchedule, models.CheckpointRecorder, models.DivergenceCheck,
         properties.MeanLoss, properties.ClassLoss, properties.Margin,
         properties.SmoothAccuracy, properties.FairnessGap, _CallableProperty, KernelState,
         Whitening, KFACPreconditioner, KroneckerBlock, DiagonalBlock,
     ]
     others = [
-        FrozenEstimator, NeuralNetClassifier, History, Dataset, ValidSplit, EarlyStopping,
-        GradientNormClipping, torch.nn.CrossEntropyLoss, torch.nn.NLLLoss,
+        FrozenEstimator, NeuralNetClassifier, NeuralNetRegressor, History, Dataset, ValidSplit,
+        EarlyStopping, GradientNormClipping, torch.nn.CrossEntropyLoss, torch.nn.NLLLoss,
+        torch.nn.MSELoss, torch.nn.L1Loss, torch.nn.HuberLoss, torch.nn.SmoothL1Loss,
         torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RMSprop,
         torch.optim.Adagrad, torch.utils.data.DataLoader,
     ]
-    return {type_name(obj): obj for obj in skggda_types + others}
+    # the scikit-learn models skggda converts (and what they hold), and pipelines of
+    # scalers before them: data-only objects, restored attribute by attribute
+    scikit_learn = [
+        linear_model.LogisticRegression, linear_model.SGDClassifier, linear_model.SGDRegressor,
+        linear_model.LinearRegression, linear_model.Ridge, neural_network.MLPClassifier,
+        neural_network.MLPRegressor, AdamOptimizer, SGDOptimizer, preprocessing.LabelBinarizer,
+        Pipeline, preprocessing.StandardScaler, preprocessing.MinMaxScaler,
+        preprocessing.MaxAbsScaler, preprocessing.RobustScaler,
+    ]
+    return {type_name(obj): obj for obj in skggda_types + others + scikit_learn}
 
 
 _BUILTIN = None
