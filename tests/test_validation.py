@@ -10,7 +10,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 
-from skggda import RandomGrouper, TracInAttributor
+from skggda import KMeansGrouper, RandomGrouper, TracInAttributor
 
 from conftest import tiny_net
 
@@ -217,3 +217,15 @@ def test_predicting_groups_leaves_the_net_in_its_mode(problem):
     modes = grouper.estimator_.module_.training, grouper.estimator_.criterion_.training
     grouper.predict(X)
     assert (grouper.estimator_.module_.training, grouper.estimator_.criterion_.training) == modes
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TracInAttributor(tiny_net(epochs=1)),
+    lambda: RandomGrouper(n_groups=2),
+    lambda: KMeansGrouper(n_groups=2),
+])
+def test_samples_without_features_are_refused(make):
+    # scikit-learn checks the number of features of 2-D input only
+    X = np.zeros((6, 0, 1), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"Found array with 0 feature\(s\) \(shape=\(6, 0, 1\)\)"):
+        make().fit(X, np.arange(6) % 2)
