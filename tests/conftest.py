@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,29 @@ from skggda.models import make_classifier
 
 # Tiny nets train faster on one thread, and a busy machine does not stall them.
 torch.set_num_threads(1)
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the fuzz tests skip without hypothesis
+    pass
+else:
+    # Same examples on every run (CI too); no example database, no deadline on a
+    # shared machine whose speed varies.
+    settings.register_profile(
+        "skggda", derandomize=True, database=None, deadline=None, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                               HealthCheck.function_scoped_fixture],
+    )
+    settings.load_profile("skggda")
+
+#: Calls made by the fuzz tests, per estimator (test_fuzz.py fills it).
+FUZZED_CALLS = Counter()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FUZZED_CALLS:
+        terminalreporter.write_line(
+            f"fuzzed calls: {sum(FUZZED_CALLS.values())} ({dict(sorted(FUZZED_CALLS.items()))})")
 
 #: Where the real data sets live for the slow tests (README of ../shared/data).
 DATA_DIR = Path(
@@ -53,3 +78,41 @@ def tiny_net(hidden=(8,), epochs=3, seed=0, batch_size=32, **kwargs):
 def fitted_net(problem):
     X, y, _, _ = problem
     return tiny_net().fit(X, y)
+
+
+def deep_state(obj, _memo=None):
+    """A comparable picture of everything ``obj`` holds, arrays and tensors by value.
+
+    Two pictures are equal when nothing reachable from ``obj`` changed:
+    attributes, nested estimators, nets (weights, buffers, hooks, train or
+    eval mode), arrays (dtype, shape and bytes). Shared objects appear once
+    and are referred to afterwards, so cycles end.
+    """
+    memo = {} if _memo is None else _memo
+    if obj is None or isinstance(obj, (bool, int, str, bytes, type)):
+        return obj
+    if isinstance(obj, float):
+        return ("nan",) if obj != obj else obj
+    if isinstance(obj, np.generic):
+        return ("numpy", obj.dtype.str, obj.tobytes())
+    if id(obj) in memo:
+        return ("ref", memo[id(obj)])
+    memo[id(obj)] = len(memo)
+    if torch.is_tensor(obj):
+        data = obj.detach().cpu()
+        data = data.view(torch.int16) if data.dtype == torch.bfloat16 else data
+        return ("tensor", str(obj.dtype), tuple(obj.shape), obj.requires_grad,
+                data.contiguous().numpy().tobytes())
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            return ("objects", obj.shape, [deep_state(v, memo) for v in obj.ravel()])
+        return ("ndarray", obj.dtype.str, obj.shape, np.ascontiguousarray(obj).tobytes())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
+        return (type(obj).__name__, [deep_state(v, memo) for v in items])
+    if isinstance(obj, dict):
+        return ("dict", [(repr(k), deep_state(v, memo)) for k, v in obj.items()])
+    state = getattr(obj, "__dict__", None)
+    if isinstance(state, dict) and not inspect.isroutine(obj):
+        return (type(obj).__qualname__, deep_state(state, memo))
+    return ("opaque", type(obj).__qualname__, id(obj))  # functions, locks, generators

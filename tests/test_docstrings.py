@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 PUBLIC_MODULES = ["skggda", "skggda.models", "skggda.metrics", "skggda.properties",
-                  "skggda.datasets", "skggda.experiments", "skggda.inspection"]
+                  "skggda.datasets", "skggda.experiments", "skggda.inspection", "skggda.io"]
 
 
 def public_objects():

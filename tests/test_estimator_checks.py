@@ -1,7 +1,9 @@
 """scikit-learn's estimator checks over every public estimator of the package.
 
 Estimators are found by walking ``skggda`` (so a new one cannot be forgotten)
-and instantiated with small, fast parameters from ``FAST_PARAMS``.
+and instantiated with small, fast parameters from ``FAST_PARAMS``, and once
+more at their defaults, as a new user would (slow: the default TRAK trains
+ten nets per check).
 """
 
 from __future__ import annotations
@@ -98,6 +100,22 @@ def instances():
             for name in sorted(params)]
 
 
+def default_instances():
+    """Every checked estimator at its defaults: only required arguments are passed."""
+    estimators = public_estimators()
+    return [estimators[name](**required_arguments(estimators[name], FAST_PARAMS[name]))
+            for name in sorted(FAST_PARAMS)]
+
+
+def required_arguments(cls, params):
+    """The entries of ``params`` that ``cls`` cannot do without (``ConvertedModel``'s model)."""
+    signature = inspect.signature(cls.__init__)
+    required = {name for name, parameter in signature.parameters.items()
+                if parameter.default is parameter.empty and name != "self"
+                and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)}
+    return {name: value for name, value in params.items() if name in required}
+
+
 def test_walk_finds_the_public_estimators():
     assert {"GradKMeansGrouper", "InfluenceAttributor", "KMeansGrouper", "RandomGrouper",
             "ReprKMeansGrouper", "TRAKAttributor", "TracInAttributor"} <= set(public_estimators())
@@ -105,6 +123,12 @@ def test_walk_finds_the_public_estimators():
 
 @parametrize_with_checks(instances())
 def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow
+@parametrize_with_checks(default_instances())
+def test_sklearn_compatible_estimator_at_defaults(estimator, check):
     check(estimator)
 
 

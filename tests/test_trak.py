@@ -143,3 +143,14 @@ def test_warm_start_with_a_frozen_trained_net_as_recipe(data):
     attr.set_params(grouper=RandomGrouper(group_size=8, random_state=0)).fit(X, y)
     assert all(a is b for a, b in zip(attr.estimators_, nets))
     assert attr.score_groups(X_test, y_test).shape == (attr.n_groups_,)
+
+
+def test_members_trained_on_a_half_without_a_class_keep_every_output():
+    # one sample of class 2: most random halves lack it
+    X, y, _, _ = make_problem(n=20, n_features=3, n_classes=3, seed=5)
+    y = np.where(np.arange(20) == 0, 2, np.arange(20) % 2)
+    attr = TRAKAttributor(tiny_net(hidden=(4,), epochs=1), n_models=4, property="margin",
+                          random_state=0).fit(X, y)
+    assert any(2 not in y[subset] for subset in attr.subsets_)
+    assert all(net.module_.head.out_features == 3 for net in attr.estimators_)
+    assert np.isfinite(attr.score_groups(X, y)).all()

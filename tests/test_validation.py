@@ -10,7 +10,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 
-from skggda import RandomGrouper, TracInAttributor
+from skggda import KMeansGrouper, RandomGrouper, TracInAttributor
 
 from conftest import tiny_net
 
@@ -173,3 +173,59 @@ def test_every_estimator_keeps_its_fit_when_a_refit_fails(problem, make, refit):
     estimator.set_params(**params)  # the refit may have changed a parameter on purpose
     assert state(estimator) == before
     assert estimator.n_features_in_ == X.shape[1]
+
+
+def test_groups_of_mixed_types_keep_their_labels(problem, fitted_net):
+    # np.asarray would read them as the strings "1", "1" and "a": two groups, not three
+    X, y, _, _ = problem
+    groups = [1, "1", "a"] * 80
+    attr = TracInAttributor(FrozenEstimator(fitted_net)).fit(X, y, groups=groups)
+    assert attr.n_groups_ == 3
+    assert [attr.groups_[label] for label in attr.labels_[:3]] == [1, "1", "a"]
+
+
+def test_groups_with_nan_in_an_object_array(problem, fitted_net):
+    X, y, _, _ = problem
+    groups = np.array(["a", 1, np.nan] * 80, dtype=object)
+    with pytest.raises(ValueError, match="groups contains NaN"):
+        TracInAttributor(FrozenEstimator(fitted_net)).fit(X, y, groups=groups)
+
+
+def test_unhashable_group_labels(problem, fitted_net):
+    X, y, _, _ = problem
+    groups = np.empty(240, dtype=object)
+    groups[:] = [{"a": 1}, "b"] * 120
+    with pytest.raises(TypeError, match="Group labels must be hashable"):
+        TracInAttributor(FrozenEstimator(fitted_net)).fit(X, y, groups=groups)
+
+
+def test_scoring_labels_that_do_not_compare_with_the_classes(problem, fitted):
+    X, _, _, _ = problem
+    y = np.array([None, 1] * 120, dtype=object)
+    before = state(fitted)
+    with pytest.raises(ValueError, match=r"y contains labels not seen in fit, of other types"):
+        fitted.score_groups(X, y)
+    assert state(fitted) == before
+
+
+def test_predicting_groups_leaves_the_net_in_its_mode(problem):
+    from skggda import ReprKMeansGrouper
+
+    X, y, _, _ = problem
+    grouper = ReprKMeansGrouper(n_groups=3, estimator=tiny_net(epochs=1), random_state=0)
+    grouper.fit(X, y)
+    modes = grouper.estimator_.module_.training, grouper.estimator_.criterion_.training
+    grouper.predict(X)
+    assert (grouper.estimator_.module_.training, grouper.estimator_.criterion_.training) == modes
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TracInAttributor(tiny_net(epochs=1)),
+    lambda: RandomGrouper(n_groups=2),
+    lambda: KMeansGrouper(n_groups=2),
+])
+def test_samples_without_features_are_refused(make):
+    # scikit-learn checks the number of features of 2-D input only
+    X = np.zeros((6, 0, 1), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"Found array with 0 feature\(s\) \(shape=\(6, 0, 1\)\)"):
+        make().fit(X, np.arange(6) % 2)

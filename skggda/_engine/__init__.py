@@ -33,7 +33,7 @@ from ._data import (
 )
 from ._features import find_head, penultimate_representations, preactivation_gradients
 from ._gram import GramAccumulator, gram
-from ._kfac import HEURISTIC_DAMPING, KFACPreconditioner, fit_kfac
+from ._kfac import HEURISTIC_DAMPING, DiagonalBlock, KFACPreconditioner, KroneckerBlock, fit_kfac
 from ._kmeans import KMeansResult, center_distances, kmeans, nearest_center
 from ._passes import (
     ChunkLayout,
@@ -49,6 +49,7 @@ from ._passes import (
     sample_values,
 )
 from ._plan import GradientPlan, make_plan, probe_batch, select_parameters
+from ._precision import accumulation_dtype, at_least_float32
 from ._projection import Projector, allocate_components
 
 __all__ = [
@@ -56,17 +57,21 @@ __all__ = [
     "MAX_DENSE_PARAMS",
     "CenterIndex",
     "ChunkLayout",
+    "DiagonalBlock",
     "GradientPlan",
     "GramAccumulator",
     "IndexedRows",
     "KFACPreconditioner",
+    "KroneckerBlock",
     "KMeansResult",
     "Projector",
     "Solution",
     "Whitening",
+    "accumulation_dtype",
     "activation_floats",
     "allocate_components",
     "anchors_of",
+    "at_least_float32",
     "auto_batch_size",
     "center_distances",
     "conjugate_gradient",

@@ -32,6 +32,7 @@ from ._data import (
     batch_slices, module_device, module_dtype, n_samples, take, targets_to_device, to_device,
 )
 from ._passes import evaluating
+from ._precision import accumulation_dtype, at_least_float32
 
 #: Above this many parameters an explicit Hessian is refused.
 MAX_DENSE_PARAMS = 20_000
@@ -78,14 +79,14 @@ def hessian_vector_products(plan, X, y, V, *, batch_size=512):
     """``(m, p)``: products of the full-data mean-loss Hessian with the rows of ``V``."""
     n = n_samples(X)
     device, dtype = module_device(plan.module), module_dtype(plan.module)
-    out = torch.zeros_like(V)
+    out = torch.zeros_like(V, dtype=accumulation_dtype(V.dtype))
     with evaluating(plan.module):
         for start, stop in batch_slices(n, batch_size):
             index = np.arange(start, stop)
             X_batch = to_device(take(X, index), device, dtype)
             y_batch = targets_to_device(take(y, index), device)
             out += (stop - start) / n * _hvp_on_batch(plan, X_batch, y_batch)(V)
-    return out
+    return out.to(V.dtype)  # a mean over batches: within the range of its terms
 
 
 def dense_hessian(plan, X, y, *, batch_size=512, chunk=256, progress=False):
@@ -103,7 +104,7 @@ def dense_hessian(plan, X, y, *, batch_size=512, chunk=256, progress=False):
                       leave=False):
         columns.append(hessian_vector_products(plan, X, y, eye[start:start + chunk],
                                                batch_size=batch_size))
-    H = torch.cat(columns)
+    H = at_least_float32(torch.cat(columns))
     return (H + H.T) / 2  # symmetric up to rounding
 
 

@@ -13,6 +13,9 @@ its output. Outputs:
 * :func:`group_gradients` -- exact per-group gradient sums ``(k, ...)`` in
   block layout; the data is visited in group order so that each group's sum is
   a few batched matrix products, never a scatter of per-sample gradients.
+
+Sums over samples (group gradients, Gram matrices) are accumulated in float32
+at least, so half-precision nets do not overflow them (see ``_precision``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ._data import (
     targets_to_device, to_device,
 )
 from ._gram import GramAccumulator
+from ._precision import accumulation_dtype, at_least_float32
 
 
 @contextmanager
@@ -91,7 +95,7 @@ def loss_gradient(plan, X, y, *, sample_weight=None, batch_size=512, progress=Fa
         Block layout, no leading dimension.
     """
     names, params = list(plan.params), list(plan.params.values())
-    total = [torch.zeros_like(p) for p in params]
+    total = [torch.zeros_like(p, dtype=accumulation_dtype(p.dtype)) for p in params]
     n = n_samples(X)
     with evaluating(plan.module):
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
@@ -101,11 +105,14 @@ def loss_gradient(plan, X, y, *, sample_weight=None, batch_size=512, progress=Fa
             else:
                 weight = torch.as_tensor(sample_weight[index], device=losses.device)
                 weighted = (losses * weight.to(losses.dtype)).sum()
+            if not weighted.requires_grad:
+                continue  # terms that do not depend on the parameters add nothing
             grads = torch.autograd.grad(weighted, params, allow_unused=True)
             for acc, g in zip(total, grads):
                 if g is not None:
                     acc += g
-    return plan.from_param_grads(dict(zip(names, total)))
+    # a weighted mean is within the range of its terms: back to the module's dtype
+    return plan.from_param_grads({n: t.to(p.dtype) for n, t, p in zip(names, total, params)})
 
 
 def sample_values(plan, X, y, *, batch_size=512):
@@ -114,7 +121,7 @@ def sample_values(plan, X, y, *, batch_size=512):
     with evaluating(plan.module), torch.no_grad():
         for _, X_batch, y_batch in _batches(plan, X, y, batch_size):
             out.append(_losses(plan, X_batch, y_batch))
-    return torch.cat(out)
+    return at_least_float32(torch.cat(out))
 
 
 def function_gradient(plan, fn, X, y):
@@ -129,7 +136,9 @@ def function_gradient(plan, fn, X, y):
     X_all, y_all = to_device(rows(X, 0, n), device, dtype), targets_to_device(rows(y, 0, n), device)
     with evaluating(plan.module):
         value = fn(plan.module, X_all, y_all)
-        grads = torch.autograd.grad(value, params, allow_unused=True)
+        # a value that does not depend on the parameters has a zero gradient
+        grads = (torch.autograd.grad(value, params, allow_unused=True)
+                 if torch.is_tensor(value) and value.requires_grad else [None] * len(params))
     grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
     return plan.from_param_grads(dict(zip(names, grads)))
 
@@ -233,7 +242,7 @@ def projected_gradients(
     fisher_matrix : Tensor of shape (r, r), only when ``fisher=True``
     """
     device = module_device(plan.module)
-    dtype = module_dtype(plan.module)
+    dtype = accumulation_dtype(module_dtype(plan.module))
     r = projector.n_components
     n = n_samples(X)
     n_rows = n if labels is None else int(n_groups)
@@ -251,6 +260,7 @@ def projected_gradients(
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             batch_features, output = _project_batch(plan, projector, capture, X_batch, y_batch,
                                                     need_output=weight_of is not None)
+            batch_features = batch_features.to(dtype)
             if gram is not None:
                 gram.add(batch_features)
             if weight_of is not None:
@@ -374,7 +384,8 @@ def group_gradients(plan, X, y, labels, n_groups, *, batch_size=512, progress=Fa
     list of Tensor
         Block layout with leading dimension ``n_groups``.
     """
-    device, dtype = module_device(plan.module), module_dtype(plan.module)
+    device = module_device(plan.module)
+    dtype = accumulation_dtype(module_dtype(plan.module))
     order = np.argsort(labels, kind="stable")
     out = [
         torch.zeros(int(n_groups), *b.shape, dtype=dtype, device=device)
@@ -384,7 +395,7 @@ def group_gradients(plan, X, y, labels, n_groups, *, batch_size=512, progress=Fa
         for index, X_batch, y_batch in _batches(plan, X, y, batch_size, order, progress):
             layout = ChunkLayout.from_sorted_labels(group_index(labels, index, device))
             for acc, chunk_sum in zip(out, _chunk_sums(plan, capture, X_batch, y_batch, layout)):
-                acc.index_add_(0, layout.chunk_group, chunk_sum)
+                acc.index_add_(0, layout.chunk_group, chunk_sum.to(dtype))
     return out
 
 
@@ -402,14 +413,15 @@ def per_sample_statistics(plan, X, y, labels, n_groups, *, group_weights=None,
     groups : Tensor of shape (n_groups, p)
     fisher : Tensor of shape (p, p)
     """
-    device, dtype = module_device(plan.module), module_dtype(plan.module)
+    device = module_device(plan.module)
+    dtype = accumulation_dtype(module_dtype(plan.module))
     p = plan.n_params
     groups = torch.zeros(int(n_groups), p, dtype=dtype, device=device)
     fisher = GramAccumulator(p, dtype=dtype, device=device, expected_rows=n_samples(X))
     weights_t = _weights_tensor(group_weights, device, dtype)
     for index, grads in iter_per_sample_gradients(plan, X, y, batch_size=batch_size,
                                                   progress=progress):
-        flat = plan.flatten(grads)
+        flat = plan.flatten(grads).to(dtype)
         fisher.add(flat)
         if weights_t is not None:
             flat = flat * weights_t[index, None]

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ._plan import LinearBlock, NormBlock
+from ._precision import at_least_float32
 
 
 def allocate_components(sizes: list[int], n_components: int) -> list[int]:
@@ -88,7 +89,7 @@ def _side_map(dim: int, rank: int, identity: bool, generator, dtype):
 
 
 def _apply(x: torch.Tensor, side):
-    return x if side is None else x @ side
+    return x if side is None else x @ side.to(x.dtype)
 
 
 class Projector:
@@ -164,12 +165,17 @@ class Projector:
         keep = self.dims[index]
         if keep == 0:
             return grads.new_zeros(*grads.shape[:-1], 0)
-        return (grads @ self._maps[index]) * self._scales[index]
+        return (grads @ self._maps[index].to(grads.dtype)) * self._scales[index]
 
     def dense(self, blocks: list[torch.Tensor]) -> torch.Tensor:
-        """Project gradients in block layout (any leading dims) -> ``(..., n_components)``."""
+        """Project gradients in block layout (any leading dims) -> ``(..., n_components)``.
+
+        A projection sums over a whole block: half-precision gradients are
+        projected in float32.
+        """
         parts = []
         for index, (block, tensor) in enumerate(zip(self._blocks, blocks)):
+            tensor = at_least_float32(tensor)
             keep = self.dims[index]
             if keep == 0:
                 continue

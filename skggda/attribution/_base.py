@@ -34,6 +34,7 @@ from ..utils._targets import (
 )
 from ..utils._state import restored_on_error
 from ..utils._timings import stage_clock, substage
+from ._numerics import check_finite_scores, check_property_gradient
 
 #: Exact group gradients for self-influence are formed this many bytes at a time.
 _GROUP_BLOCK_BYTES = 1 << 28
@@ -181,7 +182,11 @@ class BaseAttributor(BaseEstimator):
     def _timed(self, stage, compute, *args):
         """Run a scoring method; its stage times go to :func:`~skggda.utils.record_timings`."""
         with stage_clock(stage):
-            return compute(*args)
+            return self._checked_scores(compute(*args))
+
+    def _checked_scores(self, scores):
+        """Subclass hook: refuse non-finite scores (overflowing gradients)."""
+        return check_finite_scores(scores)
 
     def score_groups(self, X=None, y=None):
         """Attribute the property evaluated on ``(X, y)`` to every group.
@@ -305,17 +310,19 @@ class BaseAttributor(BaseEstimator):
         """Gradient of the property's badness on ``(X, y)``, in block layout."""
         prop = resolve_property(self.property)
         if prop.whole_data:
-            return _engine.function_gradient(
+            gradient = _engine.function_gradient(
                 plan, lambda module, X_, y_: prop.sign * prop.value(module, X_, y_), X, y)
+            return check_property_gradient(gradient, prop)
         losses = None
         if prop.needs_losses:
             losses = _engine.sample_values(plan, X, y, batch_size=plan.batch_size(self.batch_size))
             losses = losses.cpu().numpy()
         weights = prop.weights(EvaluationData(X, y, getattr(self, "classes_", None), losses))
-        return _engine.loss_gradient(
+        gradient = _engine.loss_gradient(
             plan.with_loss(_BadnessTerms(prop, plan.loss_fn)), X, y,
             sample_weight=weights, batch_size=plan.batch_size(self.batch_size), progress=progress,
         )
+        return check_property_gradient(gradient, prop)
 
     def _per_sample_property_plan(self, plan):
         """A plan whose per-sample function is each evaluation sample's badness term."""

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import _engine
 from ..utils._convergence import warn_unconverged
 from ._base import BaseAttributor
+from ._numerics import check_finite_state
 from ._kernel import (
     fit_kernel_state,
     kernel_scores,
@@ -267,13 +268,17 @@ class InfluenceAttributor(BaseAttributor):
                     progress=self._progress("Hessian"))
                 if penalty is not None:
                     hessian = hessian + torch.diag(plan.flatten(penalty))
-                self._hessian = hessian.cpu().numpy()
+                self._hessian = check_finite_state(hessian.cpu().numpy(), "Hessian entries")
             elif self.solver in _KRONECKER:
                 self._kfac = _engine.fit_kfac(
                     plan, X, y, corrected=self.solver == "ekfac", fisher=self._fisher_kind(),
                     seed=seed, batch_size=plan.batch_size(self.batch_size),
                     progress=self._progress("Kronecker factors"), stage=self._stage,
                 )
+
+    def _checked_scores(self, scores):
+        # LiSSA reports a diverged recursion by NaN scores and a ConvergenceWarning
+        return scores if self.solver == "lissa" else super()._checked_scores(scores)
 
     def _row_floats(self, plan):
         """Floats a Fisher pass holds per sample: its projected or full gradient."""

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .. import _engine
+from ._numerics import check_finite_state
 
 
 @dataclass
@@ -70,6 +71,8 @@ def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_
         )
     if batched:
         fisher = _engine.gram(groups)
+    check_finite_state(groups, "group gradients")
+    check_finite_state(fisher, "gradient outer products")
     kernel = fisher / n
     if penalty is not None:
         kernel = kernel + penalty_kernel(plan, penalty, projector).to(kernel.dtype)
@@ -124,7 +127,9 @@ def sample_vectors(plan, X, y, projector, *, batch_size=512, progress=False):
 
 def kernel_scores(state: KernelState, vectors, damping):
     """``(m, n_groups)``: scores of ``m`` badness gradients ``vectors`` against every group."""
-    device, dtype = vectors.device, vectors.dtype
+    # a half-precision net's vectors meet the float32 kernel in float32
+    device, dtype = vectors.device, _engine.accumulation_dtype(vectors.dtype)
+    vectors = vectors.to(dtype)
     kernel = torch.as_tensor(state.kernel, device=device, dtype=dtype)
     solved = _engine.solve_kernel(kernel, vectors, damping)
     groups = torch.as_tensor(state.group_features, device=device, dtype=dtype)

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import _engine
 from ..models import CheckpointRecorder
 from ._base import BaseAttributor
+from ._numerics import check_finite_state
 
 # Above this size the exact (k, p) group-gradient matrix used by `attribute`
 # is not formed; the training data is streamed once per block of test points.
@@ -203,7 +204,8 @@ class TracInAttributor(BaseAttributor):
                 batch_size=plan.batch_size(self.batch_size, self.n_components),
                 progress=self._progress("group gradients"),
             )
-            self._group_features.append(features.cpu().numpy())
+            self._group_features.append(
+                check_finite_state(features, "projected group gradients").cpu().numpy())
 
     def _projector(self, plan):
         return _engine.Projector(plan, self.n_components, self._projection_seed)
@@ -216,7 +218,8 @@ class TracInAttributor(BaseAttributor):
             grad = self._property_gradient(plan, X, y, progress=self._progress("property"))
             if self._group_features is not None:
                 features = torch.as_tensor(self._group_features[index], device=grad[0].device)
-                scores += weight * (features @ self._projector(plan).dense(grad)).cpu().numpy()
+                vector = self._projector(plan).dense(grad).to(features.dtype)
+                scores += weight * (features @ vector).cpu().numpy()
             else:
                 dots = self._training_group_dots(plan, [g.unsqueeze(0) for g in grad])
                 scores += weight * dots[:, 0]
@@ -274,7 +277,7 @@ class TracInAttributor(BaseAttributor):
             batch_size=plan.batch_size(self.batch_size, plan.n_params),
             progress=self._progress("test gradients"),
         ):
-            out[index] = (plan.flatten(grads) @ groups.T).cpu().numpy()
+            out[index] = (plan.flatten(grads).to(groups.dtype) @ groups.T).cpu().numpy()
         return out
 
     def _attribute_streaming(self, plan, X, y):

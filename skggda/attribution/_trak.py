@@ -17,7 +17,7 @@ from ..models._converted import training_recipe
 from ..properties import _error_probability, _logits, _margin, _prediction
 from ..utils._inputs import subset_rows, training_inputs
 from ..utils._seeding import derive_seeds
-from ..utils._skorch import prepare_net
+from ..utils._skorch import prepare_net, train
 from ..utils._targets import fit_targets_for
 from ._base import BaseAttributor, net_plan
 from ._kernel import (
@@ -180,13 +180,15 @@ class TRAKAttributor(BaseAttributor):
         template = training_recipe(self.estimator_ if self.estimator is None else self.estimator)
         fingerprint = joblib.hash((X, y, _describe(template.get_params(deep=False)),
                                    subsets, seeds))
+        n_classes = len(self.classes_) if hasattr(self, "classes_") else None  # None: regression
         if not self._can_reuse_members(fingerprint):
             # Training and the kernel pass are separate stages so that the
             # training's wall-clock time is known whatever n_jobs is.
             start = perf_counter()
             with self._stage("training"):
                 self.estimators_ = Parallel(n_jobs=self.n_jobs)(
-                    delayed(_fit_member)(template, X, y, subset, int(member_seed))
+                    delayed(_fit_member)(template, X, y, subset, int(member_seed),
+                                         n_classes)
                     for subset, member_seed in zip(subsets, seeds)
                 )
             self.training_seconds_ = perf_counter() - start
@@ -293,10 +295,14 @@ def _projector(plan, n_components, seed):
     return None if n_components is None else _engine.Projector(plan, n_components, seed)
 
 
-def _fit_member(template, X, y, subset, seed):
-    """Train one ensemble member on ``subset`` (a joblib job)."""
-    net = prepare_net(template, seed)
-    return net.fit(*training_inputs(subset_rows(X, subset), fit_targets_for(net, y[subset])))
+def _fit_member(template, X, y, subset, seed, n_classes):
+    """Train one ensemble member on ``subset`` (a joblib job).
+
+    A classifier keeps an output for each of the ``n_classes`` classes even
+    when its subset lacks some: the margin reads the logit of every label.
+    """
+    net = prepare_net(template, seed, n_classes=n_classes)
+    return train(net, *training_inputs(subset_rows(X, subset), fit_targets_for(net, y[subset])))
 
 
 def _member_state(setup, net, X, y):

@@ -1,7 +1,7 @@
 """Networks and the paper's training recipe, as skorch classifiers and regressors;
 scikit-learn's fitted models converted to torch."""
 
-from ._callbacks import CheckpointRecorder, OneCycleSchedule
+from ._callbacks import CheckpointRecorder, DivergenceCheck, OneCycleSchedule
 from ._converted import ConvertedModel
 from ._classifier import SeededNeuralNetClassifier, make_classifier, make_resnet_classifier
 from ._mlp import MLP
@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointRecorder",
     "Conversion",
     "ConvertedModel",
+    "DivergenceCheck",
     "OneCycleSchedule",
     "ResNet18",
     "SeededNeuralNetClassifier",

@@ -100,3 +100,57 @@ class CheckpointRecorder(Callback):
         self.checkpoints_.append(state)
         self.learning_rates_.append(float(np.mean(self._epoch_rates)) if self._epoch_rates else 0.0)
         self._epoch_rates = []
+
+
+class DivergenceCheck(Callback):
+    """Stop training with a clear error once the loss or the weights are not finite.
+
+    A learning rate too high for the data makes training diverge: the loss
+    turns to ``inf`` or NaN and the weights follow. Attributing such a net
+    gives NaN scores, or silently meaningless ones; this callback raises a
+    ``ValueError`` naming the epoch instead. Attributors and groupers add it
+    to every net they train.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.models import DivergenceCheck, make_classifier
+    >>> X = np.random.RandomState(0).normal(size=(64, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype("int64")
+    >>> net = make_classifier((4,), max_epochs=2, lr=1e30, random_state=0,
+    ...                       callbacks=[("divergence", DivergenceCheck())])
+    >>> net.fit(X, y)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Training diverged at epoch 2: parameter 'body.0.weight' holds NaN or inf...
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        loss = net.history[-1].get("train_loss")
+        name = self.non_finite_parameter(net.module_)
+        if name is None and (loss is None or math.isfinite(loss)):
+            return
+        what = f"parameter {name!r} holds NaN or inf" if name else f"the training loss is {loss}"
+        raise ValueError(
+            f"Training diverged at epoch {len(net.history)}: {what}. Lower the learning "
+            f"rate (lr={net.lr}) or rescale X."
+        )
+
+    @staticmethod
+    def non_finite_parameter(module: torch.nn.Module):
+        """Name of the first parameter of ``module`` holding NaN or inf, or ``None``.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The module to check.
+
+        Returns
+        -------
+        name : str or None
+            The parameter's name in ``module.named_parameters()``.
+        """
+        for name, param in module.named_parameters():
+            if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+                return name
+        return None

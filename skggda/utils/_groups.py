@@ -43,14 +43,7 @@ def canonicalize_groups(groups, n_samples: int):
     """
     if hasattr(groups, "to_numpy"):
         groups = groups.to_numpy()
-    if isinstance(groups, np.ndarray):
-        array = groups
-    elif any(isinstance(g, tuple) for g in groups):
-        # tuples are labels, not rows: keep them whole in an object array
-        array = np.empty(len(groups), dtype=object)
-        array[:] = list(groups)
-    else:
-        array = np.asarray(groups)
+    array = groups if isinstance(groups, np.ndarray) else _label_array(list(groups))
     if array.ndim != 1:
         raise ValueError(
             f"groups must be a 1-D array of group labels, got an array of shape {array.shape}."
@@ -60,7 +53,8 @@ def canonicalize_groups(groups, n_samples: int):
             f"groups has {array.shape[0]} elements but X has {n_samples} samples; "
             "give one group label per training sample."
         )
-    if array.dtype.kind == "f" and np.isnan(array).any():
+    if array.dtype.kind == "f" and np.isnan(array).any() or array.dtype.kind == "O" and any(
+            isinstance(label, (float, np.floating)) and np.isnan(label) for label in array):
         raise ValueError("groups contains NaN; every sample needs a group label.")
     if array.dtype.kind not in "biuf":
         if any(label is None for label in array):
@@ -68,11 +62,37 @@ def canonicalize_groups(groups, n_samples: int):
     try:
         originals, labels = np.unique(array, return_inverse=True)
     except TypeError:  # unorderable labels: keep order of first appearance
-        index: dict = {}
-        labels = np.fromiter((index.setdefault(g, len(index)) for g in array), np.int64, len(array))
-        originals = np.empty(len(index), dtype=object)
-        originals[:] = list(index)
+        labels, originals = _first_appearance(array)
     return compact_labels(labels, len(originals)), originals
+
+
+def _label_array(groups: list) -> np.ndarray:
+    """``groups`` as an array in which every label keeps its own value.
+
+    ``np.asarray`` would read tuples as rows and turn ``[1, "1", "a"]`` into
+    the strings ``["1", "1", "a"]``, merging two labels: tuples and labels
+    of mixed types go into an object array instead.
+    """
+    if not any(isinstance(g, tuple) for g in groups):
+        array = np.asarray(groups)
+        if array.dtype.kind not in "US" or all(isinstance(g, (str, bytes)) for g in groups):
+            return array
+    array = np.empty(len(groups), dtype=object)
+    array[:] = groups
+    return array
+
+
+def _first_appearance(array):
+    """``(labels, originals)`` of unorderable labels, numbered in order of first appearance."""
+    index: dict = {}
+    try:
+        labels = np.fromiter((index.setdefault(g, len(index)) for g in array), np.int64,
+                             len(array))
+    except TypeError as exc:  # unhashable labels (lists, arrays)
+        raise TypeError(f"Group labels must be hashable: {exc}.") from None
+    originals = np.empty(len(index), dtype=object)
+    originals[:] = list(index)
+    return labels, originals
 
 
 def check_partition(labels, n_samples: int, n_groups: int | None = None) -> np.ndarray:

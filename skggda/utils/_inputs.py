@@ -251,8 +251,9 @@ def check_fit_data(estimator, X, y=None, *, y_required=True, preprocessed=False)
         checks = ({"skip_check_array": True} if preprocessed
                   else {"allow_nd": True, "dtype": np.float32})
         if y is None and not y_required:
-            return validate_data(estimator, X, **checks), None
-        return validate_data(estimator, X, y, **checks)
+            return _with_features(estimator, validate_data(estimator, X, **checks)), None
+        X, y = validate_data(estimator, X, y, **checks)
+        return _with_features(estimator, X), y
     X, y = _scan(as_reader(X), y)
     _check_n_features(estimator, X, reset=True)
     _drop_feature_names(estimator)
@@ -261,6 +262,15 @@ def check_fit_data(estimator, X, y=None, *, y_required=True, preprocessed=False)
             f"{type(estimator).__name__} requires y to be passed, but the target y is None."
         )
     return X, y
+
+
+def _with_features(estimator, X):
+    """``X``, unless its samples are empty: ``ensure_min_features`` checks 2-D input only."""
+    shape = getattr(X, "shape", ())
+    if len(shape) > 2 and not np.prod(shape[1:]):
+        raise ValueError(f"Found array with 0 feature(s) (shape={tuple(shape)}) while a "
+                         f"minimum of 1 is required by {type(estimator).__name__}.")
+    return X
 
 
 def check_test_data(estimator, X, y=None, *, preprocessed=False):

@@ -10,6 +10,9 @@ errors users need when a net does not fit the data.
 from __future__ import annotations
 
 import copy
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from time import perf_counter
 
@@ -91,24 +94,89 @@ def unwrap_frozen(estimator):
 
 
 def check_fitted_net(net):
+    """Refuse a frozen net that is not fitted or whose weights are not finite."""
     if not getattr(net, "initialized_", False) or not hasattr(net, "module_"):
         raise NotFittedError(
             "The estimator wrapped in FrozenEstimator is not fitted: train the "
             "net first, or pass it unwrapped so that fit trains a clone."
         )
+    from ..models import DivergenceCheck  # the models import this module
+
+    name = DivergenceCheck.non_finite_parameter(net.module_)
+    if name is not None:
+        raise ValueError(
+            f"The frozen estimator's parameter {name!r} holds NaN or inf (a diverged "
+            "training?): every attribution would be NaN."
+        )
 
 
-def prepare_net(estimator, seed: int, extra_callbacks=()):
+def prepare_net(estimator, seed: int, extra_callbacks=(), n_classes=None):
     """An unfitted clone of ``estimator`` ready to train.
 
     A ``random_state`` parameter left at ``None`` is seeded from ``seed`` so
     that the attributor's ``random_state`` makes the whole fit repeatable.
+    With ``n_classes``, an unset ``classes`` parameter is fixed to all
+    ``n_classes`` encoded labels, so the net keeps an output for every class
+    even when its training data (a TRAK half) lacks some. A
+    :class:`~skggda.models.DivergenceCheck` is added unless the net has one
+    (or has its callbacks disabled), so a diverging training fails clearly.
     """
-    net = seeded_clone(estimator, seed)
-    if extra_callbacks:
-        callbacks = list(net.get_params(deep=False).get("callbacks") or [])
+    from ..models import DivergenceCheck  # the models import this module
+
+    unset = {} if n_classes is None else {"classes": np.arange(n_classes)}
+    net = seeded_clone(estimator, seed, **unset)
+    params = net.get_params(deep=False)
+    callbacks = params.get("callbacks")
+    if "callbacks" in params and callbacks != "disable":
+        callbacks = list(callbacks or [])
+        if not any(isinstance(cb, DivergenceCheck) for _, cb in _named(callbacks)):
+            extra_callbacks = [*extra_callbacks, ("skggda_divergence", DivergenceCheck())]
         net.set_params(callbacks=callbacks + list(extra_callbacks))
     return net
+
+
+def _named(callbacks):
+    """``(name, callback)`` pairs of a skorch ``callbacks`` list (names are optional)."""
+    return [cb if isinstance(cb, tuple) else (None, cb) for cb in callbacks]
+
+
+def train(net, X, y):
+    """``net.fit(X, y)``, except that Ctrl-C aborts instead of ending training early.
+
+    skorch catches ``KeyboardInterrupt`` during training and returns the net
+    trained so far (its ``EarlyStopping`` raises one to stop). A user who
+    presses Ctrl-C during an attributor's fit wants the fit aborted and the
+    attributor left as it was, so a SIGINT that arrives while training is
+    noted and raised again once skorch returns. Callbacks that raise
+    ``KeyboardInterrupt`` themselves still just end training.
+    """
+    with _aborting_on_sigint() as interrupted:
+        net.fit(X, y)
+    if interrupted:
+        raise KeyboardInterrupt("training was interrupted")
+    return net
+
+
+@contextmanager
+def _aborting_on_sigint():
+    """Yield a list that gets an entry when SIGINT arrives inside the block."""
+    interrupted = []
+    # only Python's default handler is replaced (in the main thread, where
+    # signals are delivered): a custom or ignoring handler stays in charge
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield interrupted
+        return
+
+    def note_and_raise(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note_and_raise)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def frozen_classes(net, y):
@@ -219,8 +287,8 @@ def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet
     else:
         classes = None if is_regression(net) else np.unique(y)
         y_encoded = encode_targets(y, classes)
-        net = prepare_net(net, seed, extra_callbacks)
-        net.fit(*training_inputs(X, fit_targets_for(net, y_encoded)))
+        net = train(prepare_net(net, seed, extra_callbacks),
+                    *training_inputs(X, fit_targets_for(net, y_encoded)))
     return ResolvedNet(net, classes, y_encoded, frozen, perf_counter() - start, X)
 
 

@@ -71,7 +71,13 @@ def encode_targets(y, classes):
         return _numeric(y)
     y = np.asarray(y)
     classes = np.asarray(classes)
-    index = np.searchsorted(classes, y)
+    try:
+        index = np.searchsorted(classes, y)
+    except TypeError:  # labels that do not even compare with the classes (None, mixed types)
+        raise ValueError(
+            f"y contains labels not seen in fit, of other types than the known classes "
+            f"{classes.tolist()}: {list(dict.fromkeys(y.tolist()))[:5]}."
+        ) from None
     index = np.clip(index, 0, len(classes) - 1)
     unseen = classes[index] != y
     if unseen.any():

@@ -1,0 +1,55 @@
+"""Numerical sanity of what attribution computes: no silent NaN, inf or zero scores.
+
+A net whose outputs overflow on some inputs, or a property that does not
+depend on the parameters, would otherwise give NaN, infinite or all-zero
+scores that look like results. These checks turn them into errors that say
+what went wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def check_finite_state(values, what):
+    """Raise ``ValueError`` if the tensor or array ``values`` (fitted state) is not finite."""
+    finite = torch.isfinite(values).all() if torch.is_tensor(values) else np.isfinite(values).all()
+    if not bool(finite):
+        raise ValueError(
+            f"The {what} of the training data are not finite: the net's loss or "
+            "gradients overflow on X (inputs of extreme magnitude, or a half-precision "
+            "net?). Rescale X or check the net."
+        )
+    return values
+
+
+def check_property_gradient(gradient, prop):
+    """Refuse a property gradient (block layout) that is not finite or is zero everywhere.
+
+    A zero gradient means the property does not depend on the attributed
+    parameters (a constant, or a net with a single output whose loss is 0):
+    every score would be 0, which reads as "no group matters".
+    """
+    if not all(bool(torch.isfinite(block).all()) for block in gradient):
+        raise ValueError(
+            f"The gradient of property={prop!r} on the evaluation data is not finite: "
+            "the net's outputs or loss overflow on X (inputs of extreme magnitude?)."
+        )
+    if not any(bool(block.any()) for block in gradient):
+        raise ValueError(
+            f"property={prop!r} does not depend on the attributed parameters (its "
+            "gradient is zero: a constant, or a net with a single output?), so every "
+            "score would be 0."
+        )
+    return gradient
+
+
+def check_finite_scores(scores):
+    """Raise ``ValueError`` for scores that are not finite (overflowing gradients)."""
+    if not np.isfinite(scores).all():
+        raise ValueError(
+            "The scores are not finite: the net's gradients overflow on the training "
+            "or evaluation data (inputs of extreme magnitude, or a half-precision net?)."
+        )
+    return scores

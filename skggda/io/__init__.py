@@ -1,0 +1,210 @@
+"""Save and load fitted groupers and attributors without pickle.
+
+Pickle and joblib files run code when they are loaded: load them only from
+sources you trust. :func:`save` writes a file that :func:`load` reads back
+without running anything from it: arrays and tensors are stored with
+safetensors, everything else as JSON, and every class the file names must
+be trusted -- skggda's own estimators, modules, callbacks and properties,
+the scikit-learn models it converts (and scalers in a pipeline before
+them), and the skorch and torch classes their recipes use are;
+anything else only when the caller lists it in ``trusted=``, as skops does.
+
+A loaded attributor scores exactly as the saved one (``score_groups`` and
+``attribute`` give the same numbers).
+
+File format, version 1
+----------------------
+A ZIP archive with two uncompressed entries:
+
+``manifest.json``
+    ``{"format": "skggda", "version": 1, "skggda_version": ..., "sha256":
+    ..., "root": node}``. ``sha256`` is the SHA-256 digest of the canonical
+    JSON of ``root`` (sorted keys, no spaces), a newline, and the bytes of
+    ``tensors.safetensors``: a truncated or edited file is refused.
+``tensors.safetensors``
+    Every numeric array and tensor, named ``t0``, ``t1``, ...
+
+A node is a JSON scalar (``null``, booleans, integers, strings, finite
+floats) or an object with a ``kind``: ``float`` (NaN and infinities),
+``list`` / ``tuple`` / ``set`` / ``frozenset`` / ``dict`` (items),
+``array`` (numeric: a tensor name and a NumPy dtype; strings and objects:
+items), ``tensor``, ``scalar`` (a NumPy scalar), ``torch_dtype``,
+``random_state`` (a NumPy ``RandomState``), ``type`` and ``function`` (by
+``module.qualname``), ``object`` (a class name and its attributes; for a
+skorch callback, its parameters only), ``net`` (a
+skorch net: class name and parameters -- the recipe that rebuilds its
+module and criterion -- plus, when fitted, the module's ``state_dict``, its
+``classes_inferred_`` / ``module_dims_``, train/eval mode and history) and
+``ref`` (an object seen before, by its ``id``). A scikit-learn model
+attributed through :class:`~skggda.models.ConvertedModel` is saved as the
+scikit-learn model, whose torch equivalent is converted again on loading.
+
+What is saved: the estimator's parameters and all its fitted attributes,
+including the training data ``_X_fit`` / ``_y_fit`` that attributors keep
+(TracIn without projection and the ``"cg"`` / ``"lissa"`` solvers make a
+pass over it when scoring, and ``score_groups()`` without data scores on
+it); training data that was streamed (a memmap, an h5py or zarr array, a
+Dataset) is read into the file, and loads as an in-memory array. Not saved: the nets' optimizer state (a loaded net has a fresh
+optimizer) and fitted state of callbacks (TracIn's checkpoints are saved
+by the attributor itself). Properties given as a lambda or local function
+cannot be saved; module-level functions are saved by name and must be
+listed in ``trusted=`` when loading.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+from ._build import Builder, named_types
+from ._container import load_tensors, read, write
+from ._encode import Encoder
+from ._trust import UntrustedTypesError, untrusted
+
+__all__ = ["UntrustedTypesError", "get_untrusted_types", "load", "save"]
+
+
+def save(estimator, path):
+    """Write a skggda grouper or attributor to ``path`` in the safe format.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A grouper or attributor of skggda, fitted or not.
+    path : str or path-like
+        Where to write the file (conventionally ``.skggda``); overwritten if
+        it exists.
+
+    Raises
+    ------
+    TypeError
+        When the estimator holds something that cannot be saved without
+        pickle (a lambda property, a torch module instance as a net's
+        ``module``, an object of an unsupported kind); the message names it.
+
+    See Also
+    --------
+    load : Read the file back.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skggda import RandomGrouper
+    >>> from skggda.io import load, save
+    >>> grouper = RandomGrouper(group_size=2, random_state=0).fit(np.zeros((5, 1)))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     save(grouper, os.path.join(folder, "grouper.skggda"))
+    ...     loaded = load(os.path.join(folder, "grouper.skggda"))
+    >>> loaded.labels_.tolist() == grouper.labels_.tolist()
+    True
+    """
+    from .. import __version__
+
+    _check_skggda_estimator(estimator)
+    encoder = Encoder()
+    root = encoder.encode(estimator, type(estimator).__name__)
+    write(path, root, encoder.tensors, __version__)
+
+
+def load(path, trusted=None):
+    """Read an estimator written by :func:`save`, running no code from the file.
+
+    The file is checked before anything is built: it must be complete and
+    unaltered (its SHA-256 digest matches) and name only trusted types.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    trusted : list of str, default=None
+        Further names (``module.qualname``) the file may use: a user-defined
+        module class, callback or property function. Only list names whose
+        code you trust; :func:`get_untrusted_types` lists what a file needs.
+
+    Returns
+    -------
+    estimator : estimator
+        The estimator as it was saved.
+
+    Raises
+    ------
+    UntrustedTypesError
+        When the file names a type that is neither built in nor in ``trusted``.
+    ValueError
+        When the file is not a skggda file, is truncated or was altered.
+
+    See Also
+    --------
+    save : Write the file.
+    get_untrusted_types : What a file would need in ``trusted``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skggda import TracInAttributor
+    >>> from skggda.io import load, save
+    >>> from skggda.models import make_classifier
+    >>> X = np.random.RandomState(0).normal(size=(40, 3)).astype("float32")
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> attr = TracInAttributor(make_classifier((4,), max_epochs=2), random_state=0).fit(X, y)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     save(attr, os.path.join(folder, "tracin.skggda"))
+    ...     loaded = load(os.path.join(folder, "tracin.skggda"))
+    >>> bool((loaded.score_groups(X, y) == attr.score_groups(X, y)).all())
+    True
+    """
+    root, tensors = _verified(path, trusted)
+    try:
+        return Builder(tensors, trusted).build(root)
+    except (KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
+        raise ValueError(f"{path} cannot be rebuilt: {type(exc).__name__}: {exc}") from exc
+
+
+def get_untrusted_types(path):
+    """The names in the file at ``path`` that :func:`load` would need in ``trusted``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save`.
+
+    Returns
+    -------
+    names : list of str
+        Sorted ``module.qualname`` names; empty when the file loads as is.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skggda import KMeansGrouper
+    >>> from skggda.io import get_untrusted_types, save
+    >>> grouper = KMeansGrouper(n_groups=2, random_state=0).fit(np.eye(4))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     save(grouper, os.path.join(folder, "kmeans.skggda"))
+    ...     get_untrusted_types(os.path.join(folder, "kmeans.skggda"))
+    []
+    """
+    root, _ = read(path)
+    return untrusted(named_types(root))
+
+
+def _verified(path, trusted):
+    if trusted is not None and (isinstance(trusted, (str, bytes, PathLike))
+                                or not all(isinstance(t, str) for t in trusted)):
+        raise TypeError(f"trusted must be a list of names (str), got {trusted!r}.")
+    root, payload = read(path)
+    refused = untrusted(named_types(root), trusted)
+    if refused:
+        raise UntrustedTypesError(path, refused)
+    return root, load_tensors(payload, path)
+
+
+def _check_skggda_estimator(estimator):
+    from ..attribution import BaseAttributor
+    from ..grouping import BaseGrouper
+
+    if not isinstance(estimator, (BaseAttributor, BaseGrouper)):
+        raise TypeError(f"skggda.io.save writes skggda groupers and attributors, got "
+                        f"{type(estimator).__name__}.")
