@@ -220,7 +220,9 @@ class BaseAttributor(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
+            Evaluation inputs, one row of attributions each.
         y : array-like of shape (n_samples,)
+            Labels (or regression targets) of ``X``.
 
         Returns
         -------

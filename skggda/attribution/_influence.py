@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _engine
 from ..utils._convergence import warn_unconverged
+from ..utils._docs import fill_doc
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
 from ._kernel import (
@@ -30,6 +31,7 @@ _FISHERS = {"fisher": ("batched", "empirical"), "kfac": ("true", "empirical"),
             "ekfac": ("true", "empirical")}
 
 
+@fill_doc
 class InfluenceAttributor(BaseAttributor):
     """Group influence functions: inverse-curvature-weighted gradient products.
 
@@ -87,14 +89,14 @@ class InfluenceAttributor(BaseAttributor):
 
     Parameters
     ----------
-    estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
-        As for :class:`TracInAttributor`. A converted scikit-learn model's L2
-        penalty (``C``, ``alpha``) is part of the curvature of every solver:
-        added to the explicit Hessian and the Fisher kernel (projected with
-        the gradients), and to the damping of CG and LiSSA. Group gradients
-        are data terms only: removing a group leaves the penalty.
-    grouper : estimator, default=None
-    property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
+    %(attributor.estimator)s
+        A converted scikit-learn model's L2 penalty (``C``, ``alpha``) is
+        part of the curvature of every solver: added to the explicit
+        Hessian and the Fisher kernel (projected with the gradients), and
+        to the damping of CG and LiSSA. Group gradients are data terms
+        only: removing a group leaves the penalty.
+    %(attributor.grouper)s
+    %(attributor.property)s
     solver : {"fisher", "lissa", "cg", "exact", "kfac", "ekfac"}, default="fisher"
         How the curvature ``C`` is approximated and inverted (see above).
     fisher : {"auto", "batched", "empirical", "true"}, default="auto"
@@ -117,34 +119,35 @@ class InfluenceAttributor(BaseAttributor):
     n_components : int, default=None
         Projection dimension for ``solver="fisher"``; ``None`` works with
         all ``p`` parameters (a ``p x p`` matrix: small models only).
-    lissa_depth, lissa_repeat : int, default=200, 20
+    lissa_depth : int, default=200
+        Steps of LiSSA's recursion per estimate: its Neumann series is
+        truncated after this many Hessian-vector products.
+    lissa_repeat : int, default=20
+        Independent LiSSA estimates averaged (each on its own minibatches).
     lissa_scale : float, default=50
+        LiSSA divides the Hessian by this scale so that the recursion
+        converges: it should exceed the Hessian's largest eigenvalue.
     lissa_batch_size : int, default=128
         Minibatch size of LiSSA's Hessian-vector products.
     cg_max_iter : int, default=100
-    param_subset : "all", "last" or list of str, default="all"
-    batch_size : int or "auto", default="auto"
-        Samples per batch in the gradient passes; bounds memory. ``"auto"``
-        takes the largest power of two whose activations, their gradients
-        and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
-        of the free GPU memory, at most 4 GiB, on CUDA): large batches for
-        tiny nets, small ones for big nets.
-    verbose : int, default=0
-    random_state : int, RandomState instance or None, default=None
-        Seeds training (when the net's own seed is unset), the grouper, the
-        projection, LiSSA's minibatches and the true Fisher's labels.
+        Maximum conjugate-gradient iterations per solve (``solver="cg"``);
+        a solve that stops unconverged warns.
+    %(attributor.param_subset)s
+    %(attributor.batch_size)s
+    %(attributor.verbose)s
+    %(attributor.random_state)s
+        It also seeds the projection, LiSSA's minibatches and the true
+        Fisher's labels.
 
     Attributes
     ----------
-    estimator_, grouper_, labels_, groups_, n_groups_, classes_, n_features_in_ : see :class:`TracInAttributor`
-        As for :class:`TracInAttributor`.
-    timings_ : dict of str to float
-        Seconds ``fit`` spent per stage, as for :class:`TracInAttributor`;
-        dotted keys break a stage down (for ``"kfac"`` / ``"ekfac"``,
-        ``"gradients.factors"``, ``"gradients.eigendecomposition"`` and
-        ``"gradients.correction"``). Scoring methods (whose sub-stages, e.g.
-        ``"scoring.solve"``, :func:`skggda.utils.record_timings` collects)
-        leave it unchanged.
+    %(attributor.estimator_)s
+    %(attributor.fitted)s
+    %(attributor.timings_)s
+        For ``"kfac"`` / ``"ekfac"`` the ``gradients`` stage breaks down
+        into ``"gradients.factors"``, ``"gradients.eigendecomposition"``
+        and ``"gradients.correction"``; the scoring sub-stages (e.g.
+        ``"scoring.solve"``) go to :func:`~skggda.utils.record_timings`.
 
     See Also
     --------

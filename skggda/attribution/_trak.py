@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import Interval
 from .. import _engine
 from ..models._converted import training_recipe
 from ..properties import _error_probability, _logits, _margin, _prediction
+from ..utils._docs import fill_doc
 from ..utils._inputs import subset_rows, training_inputs
 from ..utils._seeding import derive_seeds
 from ..utils._skorch import prepare_net, train
@@ -31,6 +32,7 @@ from ._kernel import (
 
 
 
+@fill_doc
 class TRAKAttributor(BaseAttributor):
     """TRAK for groups: Fisher influence of the model output, averaged over an ensemble.
 
@@ -68,23 +70,20 @@ class TRAKAttributor(BaseAttributor):
         frozen net's architecture and training parameters are reused; a
         scikit-learn model is refitted by scikit-learn; a Pipeline's first
         steps are fitted once, on all the data). The model trained on all
-        the data (``estimator_``) serves the groupers. See
-        :class:`TracInAttributor`.
-    grouper : estimator, default=None
-    property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
+        the data (``estimator_``) serves the groupers. The kinds of model
+        accepted are those of :class:`TracInAttributor`.
+    %(attributor.grouper)s
+    %(attributor.property)s
     n_models : int, default=10
+        Ensemble members, each trained on its own random subset.
     train_fraction : float, default=0.5
+        Share of the training data every member is trained on.
     n_components : int, default=None
         Projection dimension; ``None`` uses all parameters (small models).
     damping : float, default=1e-3
         Added to the mean kernel before inversion.
-    param_subset : "all", "last" or list of str, default="all"
-    batch_size : int or "auto", default="auto"
-        Samples per batch in the gradient passes; bounds memory. ``"auto"``
-        takes the largest power of two whose activations, their gradients
-        and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
-        of the free GPU memory, at most 4 GiB, on CUDA): large batches for
-        tiny nets, small ones for big nets.
+    %(attributor.param_subset)s
+    %(attributor.batch_size)s
     n_jobs : int, default=None
         Parallel trainings (joblib semantics: ``None`` is 1, ``-1`` all cores).
     warm_start : bool, default=False
@@ -94,11 +93,16 @@ class TRAKAttributor(BaseAttributor):
         a hash of them; otherwise the ensemble is retrained): changing the
         grouper then costs one pass per member instead of ``n_models``
         trainings.
-    verbose : int, default=0
+    %(attributor.verbose)s
     random_state : int, RandomState instance or None, default=None
+        Seeds the members' subsets and trainings, the grouper (when its own
+        ``random_state`` is ``None``) and the projection.
 
     Attributes
     ----------
+    estimator_ : skorch net or ConvertedModel
+        The model trained on all the training data (or the frozen one): the
+        groupers read it; the scores come from the ensemble.
     estimators_ : list of skorch nets or ConvertedModel
         The ensemble members.
     subsets_ : list of ndarray
@@ -108,8 +112,8 @@ class TRAKAttributor(BaseAttributor):
         ``"gradients.training"`` of the fit that trained them; kept across
         warm starts: part of TRAK's cost whichever grouping uses the
         ensemble).
-    estimator_, grouper_, labels_, groups_, n_groups_, classes_, timings_, n_features_in_ : see :class:`TracInAttributor`
-        As for :class:`TracInAttributor`.
+    %(attributor.fitted)s
+    %(attributor.timings_)s
 
     Examples
     --------

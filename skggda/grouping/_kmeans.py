@@ -36,6 +36,7 @@ from .._engine import (
     rows,
     to_device,
 )
+from ..utils._docs import fill_doc
 from ..utils._groups import compact_labels, label_dtype
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
@@ -53,6 +54,7 @@ _SAMPLE_PER_GROUP = 32
 _MIN_SAMPLE = 1 << 16
 
 
+@fill_doc
 class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrouper):
     """K-Means on whitened per-sample features; subclasses say which features.
 
@@ -190,10 +192,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Samples, in memory or streamed.
-        y : array-like of shape (n_samples,), default=None
-            Labels; gradient features use the net's predictions without them.
+        %(grouper.data)s
 
         Returns
         -------
@@ -219,14 +218,11 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Samples, in memory or streamed.
-        y : array-like of shape (n_samples,), default=None
-            Labels; gradient features use the net's predictions without them.
+        %(grouper.data)s
 
         Returns
         -------
-        distances : ndarray of shape (n_samples, n_groups)
+        %(kmeans.distances)s
         """
         check_is_fitted(self)
         X, y = self._check_test_data(X, y)
@@ -260,7 +256,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
 
         Returns
         -------
-        distances : ndarray of shape (n_samples, n_groups)
+        %(kmeans.distances)s
         """
         self._validate_params()
         kept = {}
@@ -285,53 +281,31 @@ def fit_sample(n, n_groups, seed):
     return np.sort(rng.choice(n, size=size, replace=False, shuffle=False))
 
 
+@fill_doc
 class KMeansGrouper(_KMeansGrouper):
     """Groups from K-Means on whitened raw features.
 
     Parameters
     ----------
-    group_size : int, default=64
-        Target group size; ``n_groups = ceil(n_samples / group_size)``.
-    n_groups : int, default=None
-        Number of groups; wins over ``group_size`` when set.
-    algorithm : {"auto", "lloyd", "hierarchical"}, default="auto"
-        ``"lloyd"``: k-means++ and Lloyd over all clusters. ``"hierarchical"``:
-        coarse-to-fine (about ``sqrt(k)`` regions, then K-Means inside each),
-        whose cost grows like ``sqrt(k)`` instead of ``k``. ``"auto"`` uses
-        Lloyd up to 128 groups.
-    max_iter : int, default=60
-        Maximum Lloyd iterations (paper: 60).
-    tol : float, default=1e-3
-        Tolerance on the squared center shift, relative to the mean feature
-        variance (paper: 1e-3).
+    %(grouper.group_size)s
+    %(grouper.n_groups)s
+    %(kmeans.fitting)s
     batch_size : int or "auto", default="auto"
         Rows per distance computation in the assignment pass, ``predict``
         and ``transform``; ``"auto"`` is 4096.
     device : str, default="cpu"
         Torch device for the distance computations (``"cuda"`` on a GPU).
-    verbose : int, default=0
-        Progress bars over the row blocks of long passes when positive.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the sample the centers are fitted on and K-Means.
+    %(kmeans.verbose)s
+    %(kmeans.random_state)s
 
     Attributes
     ----------
-    labels_ : ndarray of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups_-1``; no group is
-        empty. The smallest integer dtype that holds ``n_groups_``.
-    n_groups_ : int
-        Number of groups formed.
+    %(grouper.fitted)s
     cluster_centers_ : ndarray of shape (n_groups, n_features)
         Centers in the original feature space.
-    inertia_ : float
-        Sum of squared distances of the training samples to their centers,
-        in the whitened space.
-    n_iter_ : int
-        Lloyd iterations run (coarse plus fine level for ``"hierarchical"``).
-    fit_time_ : float
-        Seconds spent in ``fit``.
-    n_features_in_ : int
-        Number of features seen during ``fit``.
+    %(kmeans.fitted)s
+    %(grouper.fit_time_)s
+    %(grouper.n_features_in_)s
 
     See Also
     --------
@@ -463,60 +437,21 @@ class _ModelGrouper(_KMeansGrouper):
         raise NotImplementedError
 
 
-_MODEL_PARAMETERS = """
-    Parameters
-    ----------
-    group_size : int, default=64
-        Target group size; ``n_groups = ceil(n_samples / group_size)``.
-    n_groups : int, default=None
-        Number of groups; wins over ``group_size`` when set.
-    estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
-        The model (classifier or regressor) whose {what} are clustered. A
-        plain net is cloned and trained in ``fit``; ``FrozenEstimator(net)``
-        is used as is; scikit-learn's models and pipelines as for
-        :class:`~skggda.TracInAttributor`; ``None`` trains the default MLP.
-        Inside an attributor (``grouper=``) it is filled in with the
-        attributor's fitted model, so nothing is trained twice.
-    algorithm : {{"auto", "lloyd", "hierarchical"}}, default="auto"
-        See :class:`KMeansGrouper`.
-    max_iter : int, default=60
-    tol : float, default=1e-3
-    batch_size : int or "auto", default="auto"
-        Samples per forward pass when computing features; ``"auto"`` sizes
-        it from the net's activations (as the attributors do).
-    verbose : int, default=0
-        Progress bars over the row blocks of long passes when positive.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the sample the centers are fitted on, K-Means and, when the
-        net is trained here, its training.
-
-    Attributes
-    ----------
-    labels_ : ndarray of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups_-1``; no group is
-        empty. The smallest integer dtype that holds ``n_groups_``.
-    n_groups_ : int
-        Number of groups formed.
-    cluster_centers_ : ndarray of shape (n_groups, n_hidden)
-        Centers in the (unwhitened) feature space.
-    estimator_ : skorch net or ConvertedModel
-        The model the features come from.
-    classes_ : ndarray of shape (n_classes,)
-        Class labels (classifiers only).
-    inertia_ : float
-    n_iter_ : int
-    fit_time_ : float
-        Seconds spent in ``fit`` (including training the net, if it was trained here).
-    n_features_in_ : int
-"""
-
-
+@fill_doc
 class ReprKMeansGrouper(_ModelGrouper):
-    __doc__ = """Groups from K-Means on a net's whitened penultimate representations.
+    """Groups from K-Means on a net's whitened penultimate representations.
 
     The representation of a sample is the input of the net's classification
     head (its last ``nn.Linear``): points the model sees alike are grouped.
-    """ + _MODEL_PARAMETERS.format(what="penultimate representations") + """
+
+    Parameters
+    ----------
+    %(model_grouper.parameters)s
+
+    Attributes
+    ----------
+    %(model_grouper.attributes)s
+
     Examples
     --------
     >>> import numpy as np
@@ -535,8 +470,9 @@ class ReprKMeansGrouper(_ModelGrouper):
             self.estimator_.module_, X, batch_size=batch_size)
 
 
+@fill_doc
 class GradKMeansGrouper(_ModelGrouper):
-    __doc__ = """Groups from K-Means on whitened loss gradients w.r.t. the pre-classification activations.
+    """Groups from K-Means on whitened loss gradients w.r.t. the pre-classification activations.
 
     The feature of a sample is the gradient of its loss with respect to the
     input ``h`` of the net's classification head (not the parameters): points
@@ -546,7 +482,15 @@ class GradKMeansGrouper(_ModelGrouper):
     ``W^T (softmax(z) - onehot(y))``, and under a squared error ``c ||z -
     y||^2`` (regression) ``2 c W^T (z - y)``, computed in closed form from
     one forward pass; other heads and losses use autograd.
-    """ + _MODEL_PARAMETERS.format(what="pre-activation loss gradients") + """
+
+    Parameters
+    ----------
+    %(model_grouper.parameters)s
+
+    Attributes
+    ----------
+    %(model_grouper.attributes)s
+
     Examples
     --------
     >>> import numpy as np

@@ -6,10 +6,12 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .._engine import n_samples
+from ..utils._docs import fill_doc
 from ..utils._groups import label_dtype
 from ._base import BaseGrouper
 
 
+@fill_doc
 class RandomGrouper(BaseGrouper):
     """Assign samples to groups uniformly at random.
 
@@ -20,22 +22,16 @@ class RandomGrouper(BaseGrouper):
 
     Parameters
     ----------
-    group_size : int, default=64
-        Target number of samples per group; the number of groups is
-        ``ceil(n_samples / group_size)``. ``group_size=1`` gives singletons.
-    n_groups : int, default=None
-        Number of groups. When set it wins over ``group_size``.
+    %(grouper.group_size)s
+    %(grouper.n_groups)s
     random_state : int, RandomState instance or None, default=None
         Controls the random assignment.
 
     Attributes
     ----------
-    labels_ : ndarray of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups_-1``.
-    n_groups_ : int
-        Number of groups formed.
-    n_features_in_ : int
-        Number of features seen during :meth:`fit`.
+    %(grouper.fitted)s
+    %(grouper.fit_time_)s
+    %(grouper.n_features_in_)s
 
     See Also
     --------

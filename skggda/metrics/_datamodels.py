@@ -25,6 +25,7 @@ from scipy.stats import spearmanr
 from sklearn.utils import check_random_state
 
 from ..properties import property_terms, resolve_property
+from ..utils._docs import fill_doc
 from ..utils._seeding import derive_seeds
 from ..utils._targets import is_regression
 from ._retraining import _encode, _sem, fit_subset
@@ -42,14 +43,18 @@ def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
 class GroupLOOResult:
     """Actual effect of removing each group.
 
-    Attributes
+    Every parameter is kept as the attribute of the same name.
+
+    Parameters
     ----------
     effect : ndarray of shape (n_groups,)
         ``badness(without group j) - badness(all)``, mean over seeds.
     effect_sem : ndarray of shape (n_groups,)
+        Its standard error over seeds.
     full_badness : float
         Badness with all groups (mean over seeds).
     n_seeds : int
+        Training seeds the means are taken over.
 
     Examples
     --------
@@ -66,34 +71,38 @@ class GroupLOOResult:
     n_seeds: int
 
     def correlation(self, scores):
-        """Spearman correlation of group scores with the actual effects."""
+        """Spearman correlation of group scores with the actual effects.
+
+        Parameters
+        ----------
+        scores : array-like of shape (n_groups,)
+            Group scores of an attribution (the predicted effects).
+
+        Returns
+        -------
+        rho : float
+            Between -1 and 1; good scores correlate positively.
+        """
         return float(spearmanr(scores, self.effect)[0])
 
 
+@fill_doc
 def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="loss",
                         n_seeds=1, n_jobs=None, random_state=None):
     """Retrain without each group in turn (``n_groups + 1`` trainings per seed).
 
     Parameters
     ----------
-    estimator : classifier or regressor
-        The training recipe, cloned for every training.
-    X, y : array-like
-        Training data.
-    X_test, y_test : array-like
-        Evaluation data of the property.
-    labels : array-like of shape (n_samples,)
-        Group of every training sample.
-    property : str, Property or callable, default="loss"
-        As for the attributors.
-    n_seeds : int, default=1
-        Trainings per subset (the effects are averaged).
-    n_jobs : int, default=None
-    random_state : int, RandomState instance or None, default=None
+    %(retraining.training_data)s
+    %(retraining.property_test)s
+    %(retraining.labels)s
+    %(retraining.property)s
+    %(retraining.datamodel_seeds)s
 
     Returns
     -------
-    GroupLOOResult
+    result : GroupLOOResult
+        The actual effect of removing each group, to correlate with scores.
 
     Examples
     --------
@@ -126,7 +135,9 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
 class LDSResult:
     """Linear datamodeling score of group attributions.
 
-    Attributes
+    Every parameter is kept as the attribute of the same name.
+
+    Parameters
     ----------
     score : float
         Mean Spearman correlation between predicted and actual badness (over
@@ -134,7 +145,10 @@ class LDSResult:
         correlation of the aggregate property).
     score_sem : float
         Standard error over evaluation samples (0 for an aggregate property).
-    predicted, actual : ndarray of shape (n_subsets,) or (n_subsets, n_samples)
+    predicted : ndarray of shape (n_subsets,) or (n_subsets, n_samples)
+        Badness the scores predict for the net trained on each subset.
+    actual : ndarray of shape (n_subsets,) or (n_subsets, n_samples)
+        Badness of the net retrained on each subset.
     subsets : ndarray of shape (n_subsets, n_groups), bool
         Which groups every subset kept.
 
@@ -160,9 +174,10 @@ class DatamodelRetrainings:
     They do not depend on the scores, so one table serves every attribution
     compared on the same data (see :func:`datamodel_retrainings`), and it can
     be saved (``numpy.savez(path, **vars(table))``) and reloaded
-    (``DatamodelRetrainings(**numpy.load(path))``).
+    (``DatamodelRetrainings(**numpy.load(path))``). Every parameter is kept
+    as the attribute of the same name.
 
-    Attributes
+    Parameters
     ----------
     subsets : ndarray of shape (n_subsets, n_groups), bool
         Which groups every subset kept.
@@ -188,16 +203,34 @@ class DatamodelRetrainings:
 
     @property
     def n_subsets(self):
+        """Number of subsets retrained on (``int``)."""
         return self.subsets.shape[0]
 
     @property
     def n_groups(self):
+        """Number of groups the subsets are drawn from (``int``)."""
         return self.subsets.shape[1]
 
 
 def random_subsets(n_groups, n_subsets, subset_fraction=0.5, random_state=None):
-    """``(n_subsets, n_groups)`` bool: each row keeps ``round(subset_fraction * n_groups)``
-    groups drawn without replacement.
+    """Random subsets of groups, each keeping a fixed share of them.
+
+    Parameters
+    ----------
+    n_groups : int
+        Number of groups to draw from.
+    n_subsets : int
+        Number of subsets.
+    subset_fraction : float, default=0.5
+        Share of the groups every subset keeps: ``round(subset_fraction *
+        n_groups)`` groups (at least one), drawn without replacement.
+    random_state : int, RandomState instance or None, default=None
+        Draws the subsets.
+
+    Returns
+    -------
+    subsets : ndarray of shape (n_subsets, n_groups), bool
+        Which groups every subset keeps.
 
     Examples
     --------
@@ -213,6 +246,7 @@ def random_subsets(n_groups, n_subsets, subset_fraction=0.5, random_state=None):
     return kept
 
 
+@fill_doc
 def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="loss",
                           per_sample=True, n_subsets=20, subset_fraction=0.5, subsets=None,
                           n_seeds=1, n_jobs=None, random_state=None):
@@ -223,32 +257,23 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
 
     Parameters
     ----------
-    estimator : classifier or regressor
-        The training recipe, cloned for every training.
-    X, y : array-like
-        Training data.
-    X_test, y_test : array-like
-        Evaluation data of the property.
-    labels : array-like of shape (n_samples,)
-        Group of every training sample (``numpy.arange(n)`` for points).
-    property : str, Property or callable, default="loss"
+    %(retraining.training_data)s
+    %(retraining.property_test)s
+    %(retraining.labels)s
+    %(retraining.property)s
     per_sample : bool, default=True
         Record the badness of every evaluation sample (for per-sample scores,
         the output of ``attribute``); ``False``: the aggregate only.
-    n_subsets : int, default=20
-    subset_fraction : float, default=0.5
-        Fraction of the groups every subset keeps.
+    %(retraining.subsets)s
     subsets : ndarray of shape (n_subsets, n_groups), bool, default=None
         The subsets to train on; drawn with :func:`random_subsets` when
-        ``None``.
-    n_seeds : int, default=1
-        Trainings per subset (averaged).
-    n_jobs : int, default=None
-    random_state : int, RandomState instance or None, default=None
+        ``None`` (``n_subsets`` and ``subset_fraction`` are then unused).
+    %(retraining.datamodel_seeds)s
 
     Returns
     -------
-    DatamodelRetrainings
+    retrainings : DatamodelRetrainings
+        The subsets and the badness of the net retrained on each.
 
     Examples
     --------
@@ -299,10 +324,13 @@ def lds_from_retrainings(scores, retrainings):
         Group scores of the aggregate property, or one row per evaluation
         sample (matching ``retrainings.actual``'s columns).
     retrainings : DatamodelRetrainings
+        The subsets and the actual badness after retraining on each (from
+        :func:`datamodel_retrainings`).
 
     Returns
     -------
-    LDSResult
+    result : LDSResult
+        The score, with the predicted and actual badness per subset.
 
     Examples
     --------
@@ -332,6 +360,7 @@ def lds_from_retrainings(scores, retrainings):
     return LDSResult(float(spearmanr(predicted, actual)[0]), 0.0, predicted, actual, kept)
 
 
+@fill_doc
 def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *,
                               property="loss", n_subsets=20, subset_fraction=0.5, n_seeds=1,
                               n_jobs=None, random_state=None):
@@ -343,23 +372,21 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
 
     Parameters
     ----------
+    %(retraining.training_data)s
+    %(retraining.property_test)s
     scores : array-like of shape (n_groups,) or (n_test, n_groups)
         Group scores of the aggregate property, or per evaluation sample (the
         output of ``attribute``; the property's per-sample terms are then
         compared one evaluation sample at a time).
-    labels : array-like of shape (n_samples,)
-    property : str, Property or callable, default="loss"
-    n_subsets : int, default=20
-    subset_fraction : float, default=0.5
-        Fraction of the groups every subset keeps.
-    n_seeds : int, default=1
-        Trainings per subset (averaged).
-
-    See :func:`group_leave_one_out` for the other parameters.
+    %(retraining.labels)s
+    %(retraining.property)s
+    %(retraining.subsets)s
+    %(retraining.datamodel_seeds)s
 
     Returns
     -------
-    LDSResult
+    result : LDSResult
+        The score, with the predicted and actual badness per subset.
 
     Examples
     --------

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ..utils._docs import fill_doc
+
 
 def check_finite_scores(scores):
     """Reject NaN / infinite scores: sorting would silently put them last."""
@@ -21,6 +23,7 @@ def check_finite_scores(scores):
         )
 
 
+@fill_doc
 def detection_curve(scores, labels, is_noisy):
     """Fraction of noisy points found against fraction of points inspected.
 
@@ -31,13 +34,7 @@ def detection_curve(scores, labels, is_noisy):
 
     Parameters
     ----------
-    scores : array-like of shape (n_groups,)
-        Group scores (higher = more helpful).
-    labels : array-like of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups-1``.
-    is_noisy : array-like of shape (n_samples,), bool
-        Which training labels were flipped (or targets corrupted, see
-        :func:`corrupt_targets`).
+    %(noisy.inputs)s
 
     Returns
     -------
@@ -73,6 +70,7 @@ def detection_curve(scores, labels, is_noisy):
     return inspected, found
 
 
+@fill_doc
 def noisy_label_auc(scores, labels, is_noisy):
     """Area under the noisy-label detection curve (paper section 5.3).
 
@@ -83,13 +81,12 @@ def noisy_label_auc(scores, labels, is_noisy):
 
     Parameters
     ----------
-    scores : array-like of shape (n_groups,)
-    labels : array-like of shape (n_samples,)
-    is_noisy : array-like of shape (n_samples,), bool
+    %(noisy.inputs)s
 
     Returns
     -------
     auc : float
+        Area under :func:`detection_curve`, between 0 and 1.
 
     See Also
     --------

@@ -12,25 +12,25 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ..utils._docs import fill_doc
 from ._noisy_labels import check_finite_scores
 
 
+@fill_doc
 def removal_order(scores, labels, *, most_important=True, random_state=None):
     """Training points in removal order: whole groups by score, random order inside a group.
 
     Parameters
     ----------
-    scores : array-like of shape (n_groups,)
-    labels : array-like of shape (n_samples,)
-        Group of every training point.
+    %(order.groups)s
     most_important : bool, default=True
         Highest scores first (retraining score); ``False``: lowest first (pruning).
-    random_state : int, RandomState instance or None, default=None
-        Order inside groups (and among tied groups).
+    %(order.random_state)s
 
     Returns
     -------
     order : ndarray of shape (n_samples,)
+        Indices of all training points, the first removed first.
 
     Examples
     --------
@@ -50,6 +50,7 @@ def removal_order(scores, labels, *, most_important=True, random_state=None):
     return np.lexsort((inside, position[labels]))
 
 
+@fill_doc
 def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=None,
                      random_state=None):
     """Indices of the ``fraction`` of training points removed first.
@@ -60,10 +61,8 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
 
     Parameters
     ----------
-    scores : array-like of shape (n_groups,)
-    labels : array-like of shape (n_samples,)
-        Group of every training point.
-    fraction : float in [0, 1]
+    %(order.groups)s
+    %(order.fraction)s
     most_important : bool, default=True
         Highest scores first; ``False``: lowest first (pruning).
     stratify : array-like of shape (n_samples,), default=None
@@ -71,11 +70,11 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
         points of each class ``c``, each class in the score order of its
         points' groups (as ``train_test_split(stratify=y)`` keeps class
         proportions). A group holding several classes is split between them.
-    random_state : int, RandomState instance or None, default=None
+    %(order.random_state)s
 
     Returns
     -------
-    removed : ndarray, sorted
+    %(order.removed)s
 
     Examples
     --------
@@ -109,6 +108,7 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
 PRUNING_ORDERS = ("score", "harmful-then-random")
 
 
+@fill_doc
 def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
                         random_state=None):
     """Pruning that starts with the harmful points and leaves the rest to chance.
@@ -127,19 +127,18 @@ def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
 
     Parameters
     ----------
-    scores : array-like of shape (n_groups,)
-    labels : array-like of shape (n_samples,)
-        Group of every training point.
-    fraction : float in [0, 1]
+    %(order.groups)s
+    %(order.fraction)s
     strata : array-like of shape (n_samples,)
         Class of every training point.
     max_harmful : float in [0, 1], default=0.05
         At most this share of the training set is removed for its score.
     random_state : int, RandomState instance or None, default=None
+        Order inside the harmful groups, and the random remainder.
 
     Returns
     -------
-    removed : ndarray, sorted
+    %(order.removed)s
 
     Examples
     --------

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from joblib import Parallel, delayed
 
+from ..utils._docs import fill_doc
 from ..utils._seeding import derive_seeds
 from ._orders import (
     PRUNING_ORDERS,
@@ -44,24 +45,34 @@ class RemovalResult:
     """Test scores after removal, with baselines, as means and standard errors over seeds.
 
     The fields are named after accuracy, the metric of classifiers; for a
-    regressor they hold the test RMSE or R^2, as ``metric`` says.
+    regressor they hold the test RMSE or R^2, as ``metric`` says. Every
+    parameter is kept as the attribute of the same name.
 
-    Attributes
+    Parameters
     ----------
     fractions : ndarray of shape (n_fractions,)
-    accuracy, accuracy_sem : ndarray of shape (n_fractions,)
-        Test ``metric`` after removing by score.
-    random_accuracy, random_accuracy_sem : ndarray of shape (n_fractions,)
-        Test ``metric`` after removing the same number of points at random.
-    full_accuracy, full_accuracy_sem : float
-        Test ``metric`` with all training points.
+        Shares of the training points removed.
+    accuracy : ndarray of shape (n_fractions,)
+        Test ``metric`` after removing by score, mean over seeds.
+    accuracy_sem : ndarray of shape (n_fractions,)
+        Its standard error over seeds.
+    random_accuracy : ndarray of shape (n_fractions,)
+        Test ``metric`` after removing the same number of points at random,
+        mean over seeds.
+    random_accuracy_sem : ndarray of shape (n_fractions,)
+        Its standard error over seeds.
+    full_accuracy : float
+        Test ``metric`` with all training points, mean over seeds.
+    full_accuracy_sem : float
+        Its standard error over seeds.
     kept_class_share : ndarray of shape (n_fractions, n_classes)
         Class proportions of the training points kept (removal by score);
         ``n_classes`` is 0 for a regressor.
     n_seeds : int
+        Retraining seeds the means are taken over.
     most_important : bool
-        What was removed first.
-    classes : ndarray of shape (n_classes,) or None
+        What was removed first: the highest scores (``True``) or the lowest.
+    classes : ndarray of shape (n_classes,) or None, default=None
         The classes of ``kept_class_share``; ``None`` for a regressor.
     metric : {"accuracy", "rmse", "r2"}, default="accuracy"
         What the scores measure.
@@ -91,7 +102,14 @@ class RemovalResult:
     metric: str = "accuracy"
 
     def as_table(self) -> str:
-        """A plain-text table, one row per fraction (``mean ± s.e.``; no ± for 1 seed)."""
+        """A plain-text table, one row per fraction (``mean ± s.e.``; no ± for 1 seed).
+
+        Returns
+        -------
+        table : str
+            A header, the no-removal row, then removal by score and random
+            removal at every fraction.
+        """
         what = "most" if self.most_important else "least"
         seeds = "  (1 seed)" if self.n_seeds == 1 else ""
         lines = [f"removed ({what} important)  {self.metric:<14}  random removal{seeds}",
@@ -128,6 +146,7 @@ def _removed(setup, scores, labels, fraction, most_important, order, seed):
                             stratify=setup.strata, random_state=seed)
 
 
+@fill_doc
 def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
                   most_important, stratify=False, order="score", n_seeds=3, n_jobs=None,
                   random_state=None, baselines=None, metric=None):
@@ -135,46 +154,27 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
 
     Parameters
     ----------
-    estimator : classifier or regressor
-        The training recipe (cloned for every retraining; a ``random_state``
-        parameter is set per seed): a skorch net, or an attributor's
-        ``estimator_`` (a converted scikit-learn model is refitted by
-        scikit-learn).
-    X, y : array-like
-        The training data the scores refer to.
-    X_test, y_test : array-like
-        Where the ``metric`` is measured.
-    scores : array-like of shape (n_groups,)
-        Group scores (higher = more helpful).
-    labels : array-like of shape (n_samples,)
-        Group of every training point.
-    fractions : sequence of float
+    %(retraining.training_data)s
+    %(retraining.removal_test)s
+    %(retraining.groups)s
+    %(retraining.fractions)s
     most_important : bool
         Remove the highest-scoring points first (``True``) or the lowest.
-    stratify : bool, default=False
-        Remove the same share of every class of ``y`` (see
-        :func:`points_to_remove`); the random baseline is then stratified too.
-        Classifiers only.
+    %(retraining.stratify)s
     order : {"score", "harmful-then-random"}, default="score"
         ``"score"``: whole groups in score order. ``"harmful-then-random"``
         (pruning only): the negatively scored points first, at most 5% of
         the training set, then a class-stratified random remainder (see
         :func:`harmful_then_random`).
-    n_seeds : int, default=3
-    n_jobs : int, default=None
-    random_state : int, RandomState instance or None, default=None
-    baselines : RemovalBaselines, default=None
-        The no-removal and random-removal retrainings, from
-        :func:`removal_baselines` with the same data, ``fractions``,
-        ``stratify``, ``n_seeds``, ``random_state`` and ``metric``; computed
-        here when ``None``.
-    metric : {"accuracy", "rmse", "r2"}, default=None
-        The test metric: accuracy for a classifier; RMSE (``None``) or R^2
-        for a regressor.
+    %(retraining.seeds)s
+    %(retraining.baselines)s
+    %(retraining.metric)s
 
     Returns
     -------
-    RemovalResult
+    result : RemovalResult
+        Test ``metric`` after removal by score at every fraction, with the
+        baselines.
 
     Examples
     --------
@@ -229,14 +229,20 @@ class RemovalBaselines:
     seed; :func:`removal_baselines` computes them once, and every
     :func:`removal_score` call with the same data, fractions, seeds and
     ``stratify`` can reuse them (``baselines=``) instead of retraining them.
+    Every parameter is kept as the attribute of the same name.
 
-    Attributes
+    Parameters
     ----------
     seeds : ndarray of shape (n_seeds,)
+        The retraining seeds.
     fractions : ndarray of shape (n_fractions,)
+        Shares of the training points removed at random.
     stratify : bool
+        Whether random removal took the same share of every class.
     full : ndarray of shape (n_seeds,)
+        Test ``metric`` with all training points, per seed.
     random : ndarray of shape (n_seeds, n_fractions)
+        Test ``metric`` after random removal, per seed and fraction.
     n_samples : tuple of int
         Training and test points they were measured on.
     metric : {"accuracy", "rmse", "r2"}, default="accuracy"
@@ -265,16 +271,28 @@ class RemovalBaselines:
     metric: str = "accuracy"
 
 
+@fill_doc
 def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=False, n_seeds=3,
                       n_jobs=None, random_state=None, metric=None):
     """No-removal and random-removal retrainings, to share between :func:`removal_score` calls.
 
-    Parameters are those of :func:`removal_score`; pass the result as its
-    ``baselines`` to skip these ``n_seeds * (1 + n_fractions)`` retrainings.
+    Pass the result as the ``baselines`` of :func:`removal_score` (or of
+    :func:`retraining_score`, :func:`pruning_score`) to skip these
+    ``n_seeds * (1 + n_fractions)`` retrainings there.
+
+    Parameters
+    ----------
+    %(retraining.training_data)s
+    %(retraining.removal_test)s
+    %(retraining.fractions)s
+    %(retraining.stratify)s
+    %(retraining.seeds)s
+    %(retraining.metric)s
 
     Returns
     -------
-    RemovalBaselines
+    baselines : RemovalBaselines
+        Test ``metric`` per seed with no removal and after random removal.
 
     Examples
     --------
@@ -386,6 +404,7 @@ class _RetrainingSetup:
         )
 
 
+@fill_doc
 def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
                      fractions=(0.01, 0.05, 0.10, 0.20), stratify=False, n_seeds=3,
                      n_jobs=None, random_state=None, baselines=None, metric=None):
@@ -393,26 +412,42 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
 
     For a regressor the test RMSE (higher is better: the attribution found
     the points the model needs) or R^2 (``metric="r2"``, lower is better).
+    :func:`removal_score` with ``most_important=True``.
 
-    See :func:`removal_score` for the parameters.
+    Parameters
+    ----------
+    %(retraining.training_data)s
+    %(retraining.removal_test)s
+    %(retraining.groups)s
+    fractions : sequence of float, default=(0.01, 0.05, 0.10, 0.20)
+        Shares of the training points removed, one evaluation each (the
+        paper's).
+    %(retraining.stratify)s
+    %(retraining.seeds)s
+    %(retraining.baselines)s
+    %(retraining.metric)s
 
     Returns
     -------
-    RemovalResult
+    result : RemovalResult
+        Test ``metric`` after removing the most important points, with the
+        baselines.
 
     Examples
     --------
+    Eight groups of ten points, the two highest-scoring ones removed first:
+
     >>> import numpy as np
     >>> from skggda.metrics import retraining_score
     >>> from skggda.models import make_classifier
     >>> rng = np.random.RandomState(0)
     >>> X = rng.normal(size=(80, 3)).astype("float32")
     >>> y = (X[:, 0] > 0).astype(int)
-    >>> scores = rng.normal(size=80)  # an attribution, one group per point
-    >>> result = retraining_score(make_classifier((4,), max_epochs=2), X, y, X, y, scores,
-    ...     np.arange(80), fractions=[0.25], n_seeds=1, random_state=0)
-    >>> result.accuracy.shape, result.random_accuracy.shape
-    ((1,), (1,))
+    >>> labels, group_scores = np.arange(80) % 8, rng.normal(size=8)
+    >>> result = retraining_score(make_classifier((4,), max_epochs=2), X, y, X, y,
+    ...     group_scores, labels, fractions=[0.25], n_seeds=1, random_state=0)
+    >>> result.most_important, result.kept_class_share.shape
+    (True, (1, 2))
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=True, stratify=stratify, n_seeds=n_seeds,
@@ -420,35 +455,55 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
                          metric=metric)
 
 
+@fill_doc
 def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
                   fractions=(0.25, 0.50, 0.75), stratify=False, order="score", n_seeds=3,
                   n_jobs=None, random_state=None, baselines=None, metric=None):
     """Test accuracy after removing the *least* important points (higher is better).
 
     For a regressor the test RMSE (lower is better) or R^2 (``metric="r2"``,
-    higher is better).
+    higher is better). :func:`removal_score` with ``most_important=False``.
 
-    See :func:`removal_score` for the parameters; ``order="harmful-then-random"``
-    removes only the harmful points by score and the rest at random, an order
-    that does not fall below random removal where plain score order does.
+    Parameters
+    ----------
+    %(retraining.training_data)s
+    %(retraining.removal_test)s
+    %(retraining.groups)s
+    fractions : sequence of float, default=(0.25, 0.50, 0.75)
+        Shares of the training points pruned, one evaluation each (the
+        paper's).
+    %(retraining.stratify)s
+    order : {"score", "harmful-then-random"}, default="score"
+        ``"score"``: whole groups from the lowest score up.
+        ``"harmful-then-random"`` removes only the harmful points by score
+        and the rest at random (see :func:`harmful_then_random`), an order
+        that does not fall below random removal where plain score order
+        does.
+    %(retraining.seeds)s
+    %(retraining.baselines)s
+    %(retraining.metric)s
 
     Returns
     -------
-    RemovalResult
+    result : RemovalResult
+        Test ``metric`` after pruning the least important points, with the
+        baselines.
 
     Examples
     --------
+    Pruning the harmful points by score, the rest at random:
+
     >>> import numpy as np
     >>> from skggda.metrics import pruning_score
     >>> from skggda.models import make_classifier
     >>> rng = np.random.RandomState(0)
     >>> X = rng.normal(size=(80, 3)).astype("float32")
     >>> y = (X[:, 0] > 0).astype(int)
-    >>> scores = rng.normal(size=80)  # an attribution, one group per point
-    >>> result = pruning_score(make_classifier((4,), max_epochs=2), X, y, X, y, scores,
-    ...     np.arange(80), fractions=[0.25], n_seeds=1, random_state=0)
-    >>> result.accuracy.shape, result.random_accuracy.shape
-    ((1,), (1,))
+    >>> result = pruning_score(make_classifier((4,), max_epochs=2), X, y, X, y,
+    ...     rng.normal(size=80), np.arange(80), fractions=[0.5],
+    ...     order="harmful-then-random", n_seeds=1, random_state=0)
+    >>> result.most_important, result.fractions.tolist()
+    (False, [0.5])
     """
     return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
                          most_important=False, stratify=stratify, order=order,

@@ -11,6 +11,7 @@ on the validation fold. Greater is better for every scorer, as
 
 from __future__ import annotations
 
+from ..utils._docs import fill_doc
 from ..utils._targets import encode_targets
 from ._datamodels import linear_datamodeling_score
 from ._removal import removal_score
@@ -56,6 +57,7 @@ def _removal_scorer(name, read, fraction, *, most_important, stratify, n_seeds, 
     return scorer
 
 
+@fill_doc
 def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state=0,
                         metric=None):
     """Validation accuracy after pruning the ``fraction`` least important training points.
@@ -65,18 +67,15 @@ def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state
     Parameters
     ----------
     fraction : float, default=0.5
-    stratify : bool, default=False
-        Prune the same share of every class (see :func:`points_to_remove`).
-    n_seeds : int, default=1
-        Retrainings averaged per evaluation.
-    random_state : int, default=0
-    metric : {"accuracy", "rmse", "r2"}, default=None
-        As for :func:`removal_score`: accuracy, or RMSE for a regressor.
+        Share of the training fold pruned, lowest scores first.
+    %(scorer.stratify)s
+    %(scorer.n_seeds)s
+    %(scorer.random_state)s
+    %(scorer.metric)s
 
     Returns
     -------
-    scorer : callable ``(estimator, X_val, y_val) -> float``
-        ``estimator``: an attributor, or a pipeline ending in one.
+    %(scorer.scorer)s
 
     Examples
     --------
@@ -93,6 +92,7 @@ def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state
                            random_state=random_state, metric=metric)
 
 
+@fill_doc
 def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_state=0,
                            metric=None):
     """Validation accuracy *drop* after removing the ``fraction`` most important points.
@@ -104,17 +104,15 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
     Parameters
     ----------
     fraction : float, default=0.1
-    stratify : bool, default=False
-        Remove the same share of every class (see :func:`points_to_remove`).
-    n_seeds : int, default=1
-    random_state : int, default=0
-    metric : {"accuracy", "rmse", "r2"}, default=None
-        As for :func:`removal_score`: accuracy, or RMSE for a regressor.
+        Share of the training fold removed, highest scores first.
+    %(scorer.stratify)s
+    %(scorer.n_seeds)s
+    %(scorer.random_state)s
+    %(scorer.metric)s
 
     Returns
     -------
-    scorer : callable ``(estimator, X_val, y_val) -> float``
-        ``estimator``: an attributor, or a pipeline ending in one.
+    %(scorer.scorer)s
 
     Examples
     --------
@@ -130,19 +128,21 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
                            random_state=random_state, metric=metric)
 
 
+@fill_doc
 def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
     """Linear datamodeling score of the attributor's group scores on the validation fold.
 
     Parameters
     ----------
     n_subsets : int, default=10
+        Random subsets of groups the attributor's net is retrained on.
     subset_fraction : float, default=0.5
-    random_state : int, default=0
+        Fraction of the groups every subset keeps.
+    %(scorer.random_state)s
 
     Returns
     -------
-    scorer : callable ``(estimator, X_val, y_val) -> float``
-        ``estimator``: an attributor, or a pipeline ending in one.
+    %(scorer.scorer)s
 
     Examples
     --------

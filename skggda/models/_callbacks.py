@@ -8,7 +8,10 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ..utils._docs import fill_doc
 
+
+@fill_doc
 class OneCycleSchedule(Callback):
     """PyTorch's ``OneCycleLR`` stepped every batch, peaking at the net's ``lr``.
 
@@ -34,13 +37,43 @@ class OneCycleSchedule(Callback):
         self.kwargs = kwargs
 
     def get_params(self, deep=True):
+        """The ``OneCycleLR`` options given to the constructor.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored: the options hold no estimators.
+
+        Returns
+        -------
+        params : dict
+            A copy of the options.
+        """
         return dict(self.kwargs)
 
     def set_params(self, **params):
+        """Update the ``OneCycleLR`` options.
+
+        Parameters
+        ----------
+        **params
+            Options to set, as the constructor takes them.
+
+        Returns
+        -------
+        self : object
+            This callback.
+        """
         self.kwargs.update(params)
         return self
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        """Create the schedule for this training run's number of steps.
+
+        Parameters
+        ----------
+        %(callback.train_begin)s
+        """
         if net.train_split is None:
             n_train = len(X) if not isinstance(X, dict) else len(next(iter(X.values())))
         else:
@@ -53,11 +86,20 @@ class OneCycleSchedule(Callback):
         self.steps_left_ = steps
 
     def on_batch_end(self, net, training=None, **kwargs):
+        """Step the schedule after every training batch.
+
+        Parameters
+        ----------
+        %(callback.net)s
+        %(callback.training)s
+        %(callback.kwargs)s
+        """
         if training and self.steps_left_ > 1:
             self.scheduler_.step()
             self.steps_left_ -= 1
 
 
+@fill_doc
 class CheckpointRecorder(Callback):
     """Keep a CPU copy of the module's weights after every epoch, with its learning rate.
 
@@ -87,21 +129,45 @@ class CheckpointRecorder(Callback):
     """
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        """Start empty lists of checkpoints and learning rates.
+
+        Parameters
+        ----------
+        %(callback.train_begin)s
+        """
         self.checkpoints_ = []
         self.learning_rates_ = []
         self._epoch_rates = []
 
     def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        """Note the learning rate the optimiser is about to step with.
+
+        Parameters
+        ----------
+        %(callback.net)s
+        batch : tuple, default=None
+            The batch; unused.
+        %(callback.training)s
+        %(callback.kwargs)s
+        """
         if training:
             self._epoch_rates.append(net.optimizer_.param_groups[0]["lr"])
 
     def on_epoch_end(self, net, **kwargs):
+        """Copy the weights to the CPU and record the epoch's mean learning rate.
+
+        Parameters
+        ----------
+        %(callback.net)s
+        %(callback.kwargs)s
+        """
         state = {k: v.detach().to("cpu", copy=True) for k, v in net.module_.state_dict().items()}
         self.checkpoints_.append(state)
         self.learning_rates_.append(float(np.mean(self._epoch_rates)) if self._epoch_rates else 0.0)
         self._epoch_rates = []
 
 
+@fill_doc
 class DivergenceCheck(Callback):
     """Stop training with a clear error once the loss or the weights are not finite.
 
@@ -126,6 +192,18 @@ class DivergenceCheck(Callback):
     """
 
     def on_epoch_end(self, net, **kwargs):
+        """Raise once the epoch's training loss or a parameter is not finite.
+
+        Parameters
+        ----------
+        %(callback.net)s
+        %(callback.kwargs)s
+
+        Raises
+        ------
+        ValueError
+            Naming the epoch and what diverged.
+        """
         loss = net.history[-1].get("train_loss")
         name = self.non_finite_parameter(net.module_)
         if name is None and (loss is None or math.isfinite(loss)):

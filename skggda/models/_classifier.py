@@ -6,12 +6,14 @@ import numpy as np
 import torch
 from skorch import NeuralNetClassifier
 
+from ..utils._docs import fill_doc
 from ._callbacks import OneCycleSchedule
 from ._mlp import MLP
 from ._resnet import ResNet18
 from ._seeded import SeededNetMixin, as_arrays
 
 
+@fill_doc
 class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
     """skorch's ``NeuralNetClassifier`` with a ``random_state`` and inferred input sizes.
 
@@ -25,7 +27,10 @@ class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
       they are set with ``module__...``.
     * Floating inputs are cast to the module's dtype, so float64 arrays work.
 
-    All other parameters are skorch's; see :class:`skorch.NeuralNetClassifier`.
+    Parameters
+    ----------
+    %(seeded.parameters)s
+        See :class:`skorch.NeuralNetClassifier`.
 
     Examples
     --------
@@ -54,6 +59,7 @@ class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
         return len(np.unique(y))
 
 
+@fill_doc
 def make_classifier(
     hidden_layer_sizes=(50, 50),
     *,
@@ -86,26 +92,19 @@ def make_classifier(
     Parameters
     ----------
     hidden_layer_sizes : tuple of int, default=(50, 50)
-        ``()`` gives logistic regression.
+        Widths of the hidden layers; ``()`` gives logistic regression.
     activation : {"relu", "tanh", "gelu"}, default="relu"
-    lr : float, default=1e-3
-        Peak learning rate of the one-cycle schedule.
-    max_epochs : int, default=30
-    batch_size : int, default=128
-    weight_decay : float, default=4e-4
-    device : str, default="cpu"
-        ``"cuda"`` trains on the GPU; attribution then runs there too.
-    random_state : int, RandomState instance or None, default=None
-        Makes training repeatable without touching the global torch RNG.
-    verbose : int, default=0
-        skorch's per-epoch log when positive.
+        Activation after every hidden layer.
+    %(recipe.training)s
+    %(recipe.run)s
     **kwargs
         Any other :class:`skorch.NeuralNetClassifier` parameter, e.g.
         ``module__dropout`` or ``callbacks``.
 
     Returns
     -------
-    SeededNeuralNetClassifier
+    net : SeededNeuralNetClassifier
+        The unfitted net.
 
     Examples
     --------
@@ -128,6 +127,7 @@ def mlp_recipe(hidden_layer_sizes, activation, **recipe):
                         module__activation=activation, **recipe)
 
 
+@fill_doc
 def make_resnet_classifier(
     *,
     width=64,
@@ -151,14 +151,22 @@ def make_resnet_classifier(
     ----------
     width : int, default=64
         Channels of the first stage.
-    lr, max_epochs, batch_size, weight_decay, device, random_state, verbose
-        As for :func:`make_classifier`.
+    lr : float, default=1e-2
+        Peak learning rate of the one-cycle schedule (the paper's 0.01).
+    max_epochs : int, default=50
+        Passes over the training images.
+    batch_size : int, default=512
+        Images per optimisation step.
+    weight_decay : float, default=0.0
+        Adam's L2 weight decay (none in the paper's recipe).
+    %(recipe.run)s
     **kwargs
         Other :class:`skorch.NeuralNetClassifier` parameters.
 
     Returns
     -------
-    SeededNeuralNetClassifier
+    net : SeededNeuralNetClassifier
+        The unfitted net.
 
     Examples
     --------

@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _num_samples, check_consistent_length, check_is_fitted
 
+from ..utils._docs import fill_doc
 from ..utils._inputs import loaded
 from ..utils._pipeline import model_input
 from ..utils._skorch import ResolvedNet, check_module_accepts, fit_or_freeze, prepare_net
@@ -26,6 +27,7 @@ def _inner_has(name):
     return lambda self: hasattr(self.estimator, name)
 
 
+@fill_doc
 class ConvertedModel(BaseEstimator):
     """A scikit-learn model attributed through an equivalent torch module.
 
@@ -103,12 +105,14 @@ class ConvertedModel(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        %(converted.X)s
         y : array-like of shape (n_samples,)
+            Class labels or regression targets.
 
         Returns
         -------
         self : object
+            The fitted and converted model.
         """
         check_supported(self.estimator)
         model = clone(self.estimator)
@@ -132,7 +136,8 @@ class ConvertedModel(BaseEstimator):
 
         Returns
         -------
-        ConvertedModel
+        converted : ConvertedModel
+            Holding ``model`` itself as ``estimator_``.
         """
         converted = cls(model, random_state=model.get_params(deep=False).get("random_state"))
         return converted._adopt(model, n_samples)
@@ -154,11 +159,12 @@ class ConvertedModel(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        %(converted.X)s
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+            Predicted classes or targets.
         """
         check_is_fitted(self)
         return self.estimator_.predict(X)
@@ -169,11 +175,12 @@ class ConvertedModel(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        %(converted.X)s
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
+            Probability of every class, in the order of ``classes_``.
         """
         check_is_fitted(self)
         return self.estimator_.predict_proba(X)
@@ -184,11 +191,13 @@ class ConvertedModel(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        %(converted.X)s
 
         Returns
         -------
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Signed distances to the decision boundary (one column for a
+            binary classifier).
         """
         check_is_fitted(self)
         return self.estimator_.decision_function(X)

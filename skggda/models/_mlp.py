@@ -25,6 +25,8 @@ class MLP(nn.Module):
     hidden_layer_sizes : tuple of int, default=()
         Widths of the hidden layers. ``()`` is multinomial logistic regression.
     activation : {"relu", "tanh", "gelu", "logistic", "identity"}, default="relu"
+        Activation after every hidden layer (``"logistic"`` and
+        ``"identity"`` as in scikit-learn's MLPs, for converted models).
 
     Examples
     --------
@@ -50,4 +52,17 @@ class MLP(nn.Module):
         self.head = nn.Linear(widths[-1], int(n_classes))
 
     def forward(self, X):
+        """Class logits (or regression outputs) of a batch.
+
+        Parameters
+        ----------
+        X : torch.Tensor of shape (batch, ...)
+            Inputs; dimensions after the first are flattened to
+            ``n_features``.
+
+        Returns
+        -------
+        output : torch.Tensor of shape (batch, n_classes)
+            The head's output.
+        """
         return self.head(self.body(X.flatten(1)))

@@ -6,10 +6,12 @@ import numpy as np
 import torch
 from skorch import NeuralNetRegressor
 
+from ..utils._docs import fill_doc
 from ._classifier import mlp_recipe
 from ._seeded import SeededNetMixin, as_arrays
 
 
+@fill_doc
 class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
     """skorch's ``NeuralNetRegressor`` with a ``random_state``, inferred sizes and 1-D targets.
 
@@ -22,7 +24,10 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
       ``(n_samples, 1)`` and cast to float32 before training, and
       :meth:`predict` then returns a 1-D array, as scikit-learn regressors do.
 
-    All other parameters are skorch's; see :class:`skorch.NeuralNetRegressor`.
+    Parameters
+    ----------
+    %(seeded.parameters)s
+        See :class:`skorch.NeuralNetRegressor`.
 
     Examples
     --------
@@ -51,11 +56,12 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
+        %(seeded.X)s
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            The net's outputs.
         """
         y_pred = super().predict(X)
         if getattr(self, "_flat_targets", False) and y_pred.ndim == 2 and y_pred.shape[1] == 1:
@@ -63,6 +69,7 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
         return y_pred
 
 
+@fill_doc
 def make_regressor(
     hidden_layer_sizes=(50, 50),
     *,
@@ -92,17 +99,19 @@ def make_regressor(
     hidden_layer_sizes : tuple of int, default=(50, 50)
         Widths of the hidden layers; ``()`` gives linear regression.
     activation : {"relu", "tanh", "gelu", "logistic", "identity"}, default="relu"
+        Activation after every hidden layer.
     criterion : torch loss class or instance, default=torch.nn.MSELoss
         The training loss, with a mean reduction (skorch's convention);
         attribution differentiates it per sample.
-    lr, max_epochs, batch_size, weight_decay, device, random_state, verbose
-        As for :func:`~skggda.models.make_classifier`.
+    %(recipe.training)s
+    %(recipe.run)s
     **kwargs
         Any other :class:`skorch.NeuralNetRegressor` parameter.
 
     Returns
     -------
-    SeededNeuralNetRegressor
+    net : SeededNeuralNetRegressor
+        The unfitted net.
 
     Examples
     --------

@@ -69,6 +69,18 @@ class ResNet18(nn.Module):
         self.head = nn.Linear(planes, int(n_classes))
 
     def forward(self, x):
+        """Class logits of a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, in_channels, height, width)
+            Images.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (batch, n_classes)
+            The head's output on the globally pooled last stage.
+        """
         out = F.relu(self.bn(self.stem(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return self.head(F.adaptive_avg_pool2d(out, 1).flatten(1))

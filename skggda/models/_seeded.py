@@ -12,6 +12,8 @@ import torch
 from skorch import NeuralNet
 from sklearn.utils import check_random_state
 
+from ..utils._docs import fill_doc
+
 _DIM_PARAMS = ("n_features", "n_classes", "in_channels")
 # torch's RNG is global to the process: seeded fits in concurrent threads
 # (joblib's threading backend, Dask thread workers) would interleave their
@@ -19,6 +21,7 @@ _DIM_PARAMS = ("n_features", "n_classes", "in_channels")
 _SEEDED_FIT_LOCK = threading.RLock()
 
 
+@fill_doc
 class SeededNetMixin:
     """``random_state``, inferred module sizes and dtype casts for a skorch net.
 
@@ -60,6 +63,20 @@ class SeededNetMixin:
         self.module_dims_ = dims
 
     def get_params_for(self, prefix):
+        """skorch's parameters under ``prefix``, with the inferred module sizes.
+
+        Parameters
+        ----------
+        prefix : str
+            The component, e.g. ``"module"`` or ``"optimizer"``.
+
+        Returns
+        -------
+        params : dict
+            skorch's ``prefix__...`` parameters without the prefix; for
+            ``"module"``, the sizes inferred from the training data fill in
+            those not given.
+        """
         params = super().get_params_for(prefix)
         if prefix == "module":
             for key, value in getattr(self, "module_dims_", {}).items():
@@ -67,6 +84,19 @@ class SeededNetMixin:
         return params
 
     def fit(self, X, y=None, **fit_params):
+        """Initialise the net (unless warm-started) and train it, seeded.
+
+        Parameters
+        ----------
+        %(seeded.X)s
+        %(seeded.y)s
+        %(seeded.fit_params)s
+
+        Returns
+        -------
+        self : object
+            The trained net.
+        """
         X, y = as_arrays(X), self._prepare_targets(y)
         self._infer_module_dims(X, y)
         with self._seeded():
@@ -76,6 +106,22 @@ class SeededNetMixin:
         return self
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """Train for ``max_epochs`` more epochs without re-initialising, seeded.
+
+        Parameters
+        ----------
+        %(seeded.X)s
+        %(seeded.y)s
+        classes : array-like of shape (n_classes,), default=None
+            Ignored (skorch's API); the classes come from ``y`` or from the
+            net's ``classes`` parameter.
+        %(seeded.fit_params)s
+
+        Returns
+        -------
+        self : object
+            The trained net.
+        """
         X, y = as_arrays(X), self._prepare_targets(y)
         if not self.initialized_:
             self._infer_module_dims(X, y)
@@ -83,9 +129,37 @@ class SeededNetMixin:
             return super().partial_fit(X, y, classes=classes, **fit_params)
 
     def infer(self, x, **fit_params):
+        """The module's output on a batch, floating inputs cast to its dtype.
+
+        Parameters
+        ----------
+        x : torch.Tensor or dict of torch.Tensor
+            A batch of inputs.
+        %(seeded.fit_params)s
+
+        Returns
+        -------
+        output : torch.Tensor
+            The module's output.
+        """
         return super().infer(_cast_floats(x, self.module_), **fit_params)
 
     def forward_iter(self, X, training=False, device="cpu"):
+        """Yield the module's output batch by batch, leaving the global RNG alone.
+
+        Parameters
+        ----------
+        %(seeded.X)s
+        training : bool, default=False
+            Whether the module runs in training mode.
+        device : str, default="cpu"
+            Where the outputs are moved.
+
+        Yields
+        ------
+        output : torch.Tensor
+            The module's output on one batch.
+        """
         # DataLoader iterators draw a base seed from the global RNG even without
         # shuffling; isolate prediction from the caller's RNG stream.
         with torch.random.fork_rng(devices=[]):

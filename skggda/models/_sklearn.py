@@ -65,7 +65,9 @@ SMOOTH_SGD_LOSSES = ("log_loss", "modified_huber", "squared_hinge", "squared_err
 class Conversion:
     """A fitted scikit-learn model as a torch module, its per-sample loss and L2 penalty.
 
-    Attributes
+    Every parameter is kept as the attribute of the same name.
+
+    Parameters
     ----------
     module : torch.nn.Module
         float64, in eval mode; its output is the model's decision function
@@ -114,6 +116,18 @@ class TwoLogits(nn.Module):
         self.module = module
 
     def forward(self, X):
+        """The logits ``[0, z]`` of a batch.
+
+        Parameters
+        ----------
+        X : torch.Tensor of shape (batch, ...)
+            Inputs of the wrapped module.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (batch, 2)
+            A column of zeros, then the module's score.
+        """
         z = self.module(X)
         return torch.cat([torch.zeros_like(z), z], dim=1)
 
@@ -157,7 +171,10 @@ class SklearnLoss(nn.Module):
     epsilon : float, default=0.1
         Of the Huber and epsilon-insensitive losses.
     scale : float, default=1.0
+        Factor on every sample's loss (the conversion's rescaling of
+        scikit-learn's objective).
     reduction : {"none", "mean"}, default="mean"
+        Per-sample losses, or their mean (skorch's convention for training).
 
     Examples
     --------
@@ -181,6 +198,20 @@ class SklearnLoss(nn.Module):
         return None
 
     def forward(self, output, target):
+        """The loss of a batch of outputs against their targets.
+
+        Parameters
+        ----------
+        output : torch.Tensor of shape (batch, n_outputs)
+            The converted module's output.
+        target : torch.Tensor of shape (batch,) or (batch, n_outputs)
+            Class indices, or regression targets.
+
+        Returns
+        -------
+        loss : torch.Tensor of shape (batch,) or ()
+            Per-sample losses (``reduction="none"``) or their mean.
+        """
         if self.targets == "binary":
             z, t = output[:, 1], 2.0 * target.to(output.dtype) - 1
         elif self.targets == "ovr":
@@ -215,7 +246,8 @@ def to_torch(model, n_samples):
 
     Returns
     -------
-    Conversion
+    conversion : Conversion
+        The module, per-sample loss and L2 penalty equivalent to ``model``.
 
     Raises
     ------

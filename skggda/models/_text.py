@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ..utils._docs import fill_doc
 from ._classifier import paper_recipe
 
 #: The last encoder block and the head: what text attribution differentiates by default.
@@ -68,6 +69,7 @@ class PairTokenizer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     tokenizer_ : transformers tokenizer
+        The Hugging Face tokenizer loaded from ``model_path``.
 
     Examples
     --------
@@ -94,11 +96,15 @@ class PairTokenizer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of str, shape (n_samples,) or (n_samples, 2)
-        y : ignored
+            Texts, or (question, sentence) pairs; not read (the tokenizer is
+            pretrained).
+        y : None
+            Ignored; there for the scikit-learn API.
 
         Returns
         -------
         self : object
+            The fitted tokenizer.
         """
         self.tokenizer_ = _transformers().AutoTokenizer.from_pretrained(
             encoder_path(self.model_path), local_files_only=True)
@@ -110,10 +116,12 @@ class PairTokenizer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of str, shape (n_samples,) or (n_samples, 2)
+            Texts, or (question, sentence) pairs.
 
         Returns
         -------
         tokens : ndarray of shape (n_samples, 3, max_length)
+            Token ids, attention mask and token types of every sample.
         """
         check_is_fitted(self)
         X = np.asarray(X, dtype=object)
@@ -142,6 +150,7 @@ class TextClassifier(nn.Module):
     Parameters
     ----------
     n_classes : int
+        Number of output logits.
     model_path : str, default=None
         Folder of a Hugging Face encoder; ``None`` uses the packaged MiniLM.
 
@@ -164,6 +173,20 @@ class TextClassifier(nn.Module):
         self.head = nn.Linear(self.transformer.config.hidden_size, int(n_classes))
 
     def forward(self, X):
+        """Class logits of a batch of tokenized samples.
+
+        Parameters
+        ----------
+        X : torch.Tensor of shape (batch, 3, length)
+            Token ids, attention mask and token types, as
+            :class:`PairTokenizer` stacks them (float or int).
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (batch, n_classes)
+            The head's output on the mask-weighted mean of the encoder's
+            last hidden states.
+        """
         X = X.long()
         ids, mask, types = X[:, 0], X[:, 1], X[:, 2]
         hidden = self.transformer(input_ids=ids, attention_mask=mask,
@@ -173,6 +196,7 @@ class TextClassifier(nn.Module):
         return self.head(pooled)
 
 
+@fill_doc
 def make_text_classifier(
     *,
     lr=2e-5,
@@ -191,15 +215,25 @@ def make_text_classifier(
 
     Parameters
     ----------
-    lr, max_epochs, batch_size, weight_decay, device, random_state, verbose
-        As for :func:`make_classifier`.
+    lr : float, default=2e-5
+        Peak learning rate of the one-cycle schedule: a fine-tuning rate
+        (rates like 1e-2 destroy the pretrained weights).
+    max_epochs : int, default=3
+        Fine-tuning passes over the training data.
+    batch_size : int, default=32
+        Samples per optimisation step: small enough for a CPU to hold the
+        encoder's activations.
+    weight_decay : float, default=0.0
+        Adam's L2 weight decay (none, as in the paper's fine-tuning).
+    %(recipe.run)s
     **kwargs
         Other :class:`skorch.NeuralNetClassifier` parameters (e.g.
         ``module__model_path``).
 
     Returns
     -------
-    SeededNeuralNetClassifier
+    net : SeededNeuralNetClassifier
+        The unfitted net.
 
     Examples
     --------
