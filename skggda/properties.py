@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .utils._docs import fill_doc
+
 __all__ = [
     "ClassLoss",
     "EvaluationData",
@@ -38,21 +40,17 @@ __all__ = [
 ]
 
 
+@fill_doc
 class EvaluationData:
     """What a property may look at besides the net's outputs.
 
+    Parameters
+    ----------
+    %(property.evaluation_data)s
+
     Attributes
     ----------
-    X : ndarray
-        The evaluation inputs.
-    y : ndarray
-        Their labels, encoded as class indices (int); for a regressor, the
-        float targets.
-    classes : ndarray or None
-        The original label of every class index; ``None`` for a regressor.
-    losses : ndarray or None
-        Per-sample losses, when the property asked for them
-        (``needs_losses``).
+    %(property.evaluation_data)s
 
     Examples
     --------
@@ -67,6 +65,7 @@ class EvaluationData:
         self.X, self.y, self.classes, self.losses = X, y, classes, losses
 
 
+@fill_doc
 class Property:
     """A weighted sum of per-sample terms ``sum_i w_i h(output_i, y_i)``.
 
@@ -99,10 +98,17 @@ class Property:
     tasks = frozenset({"classification", "regression"})
 
     def terms(self, output, y, loss_fn):  # pragma: no cover - abstract
+        """The per-sample terms ``h`` on a batch; subclasses define them.
+
+        %(property.terms_sections)s
+        """
         raise NotImplementedError
 
     def weights(self, data: EvaluationData) -> np.ndarray:
-        """``(n,)`` weights of the terms (default ``1 / n``: a mean)."""
+        """The weights ``w_i`` of the terms (here ``1 / n``: a mean).
+
+        %(property.weights_sections)s
+        """
         return np.full(len(data.y), 1.0 / max(len(data.y), 1))
 
     @property
@@ -115,6 +121,7 @@ class Property:
         return f"{type(self).__name__}({params})"
 
 
+@fill_doc
 class MeanLoss(Property):
     """The mean of the net's training loss over the evaluation data (the default).
 
@@ -126,9 +133,14 @@ class MeanLoss(Property):
     """
 
     def terms(self, output, y, loss_fn):
+        """The per-sample terms: the net's training loss of every sample.
+
+        %(property.terms_sections)s
+        """
         return loss_fn(output, y)
 
 
+@fill_doc
 class ClassLoss(MeanLoss):
     """The mean loss over the evaluation samples of one class.
 
@@ -150,6 +162,10 @@ class ClassLoss(MeanLoss):
         self.label = label
 
     def weights(self, data):
+        """The weights: ``1 / n_label`` on the samples of class ``label``, 0 elsewhere.
+
+        %(property.weights_sections)s
+        """
         mask = np.asarray(data.classes)[data.y] == self.label
         if not mask.any():
             raise ValueError(f"The evaluation data has no sample of class {self.label!r}.")
@@ -179,6 +195,7 @@ def _prediction(output, y):
     return output.reshape(output.shape[0], -1).sum(1)
 
 
+@fill_doc
 class Margin(Property):
     """The mean classification margin ``log p_y - log(1 - p_y)`` (higher is better).
 
@@ -194,9 +211,14 @@ class Margin(Property):
     tasks = frozenset({"classification"})
 
     def terms(self, output, y, loss_fn):
+        """The per-sample terms: every sample's margin ``log p_y - log(1 - p_y)``.
+
+        %(property.terms_sections)s
+        """
         return _margin(_logits(output, loss_fn), y)
 
 
+@fill_doc
 class SmoothAccuracy(Property):
     """A differentiable accuracy: the mean of ``sigmoid(margin / temperature)``.
 
@@ -205,6 +227,8 @@ class SmoothAccuracy(Property):
     Parameters
     ----------
     temperature : float, default=1.0
+        Scale of the margins before the sigmoid (positive): the lower, the
+        closer to the accuracy and the steeper the surrogate.
 
     Examples
     --------
@@ -225,9 +249,14 @@ class SmoothAccuracy(Property):
         self.temperature = temperature
 
     def terms(self, output, y, loss_fn):
+        """The per-sample terms: ``sigmoid(margin / temperature)`` of every sample.
+
+        %(property.terms_sections)s
+        """
         return torch.sigmoid(_margin(_logits(output, loss_fn), y) / self.temperature)
 
 
+@fill_doc
 class MeanPrediction(Property):
     """A regressor's mean prediction over the evaluation data.
 
@@ -240,6 +269,8 @@ class MeanPrediction(Property):
     Parameters
     ----------
     greater_is_better : bool, default=True
+        Orientation: ``True`` when higher predictions are good, ``False``
+        for a quantity to keep low.
 
     Examples
     --------
@@ -255,9 +286,14 @@ class MeanPrediction(Property):
         self.greater_is_better = greater_is_better
 
     def terms(self, output, y, loss_fn):
+        """The per-sample terms: every sample's prediction.
+
+        %(property.terms_sections)s
+        """
         return _prediction(output, y)
 
 
+@fill_doc
 class FairnessGap(Property):
     """The absolute gap in mean loss between two subgroups of the evaluation data.
 
@@ -287,6 +323,22 @@ class FairnessGap(Property):
         self.mask = mask
 
     def subgroup(self, data):
+        """Membership of subgroup A, checked against the evaluation data.
+
+        Parameters
+        ----------
+        %(property.data)s
+
+        Returns
+        -------
+        mask : ndarray of bool of shape (n_samples,)
+            ``True`` for the samples of subgroup A.
+
+        Raises
+        ------
+        ValueError
+            When the mask's shape does not match the data or a subgroup is empty.
+        """
         mask = self.mask(data.X) if callable(self.mask) else self.mask
         mask = np.asarray(mask, dtype=bool)
         n = len(data.y)
@@ -300,9 +352,17 @@ class FairnessGap(Property):
         return mask
 
     def terms(self, output, y, loss_fn):
+        """The per-sample terms: the net's training loss of every sample.
+
+        %(property.terms_sections)s
+        """
         return loss_fn(output, y)
 
     def weights(self, data):
+        """The weights: ``±1 / n_A`` on A, ``∓1 / n_B`` on B, signed as the gap is.
+
+        %(property.weights_sections)s
+        """
         mask = self.subgroup(data)
         gap = data.losses[mask].mean() - data.losses[~mask].mean()
         direction = 1.0 if gap >= 0 else -1.0  # d|gap| = sign(gap) d(gap)
@@ -370,7 +430,9 @@ def make_property(fn, *, greater_is_better=False):
 
     Returns
     -------
-    Property
+    property : Property
+        The property, for an attributor's ``property`` parameter; it is a
+        function of the whole evaluation set (no per-sample rows).
 
     Examples
     --------
