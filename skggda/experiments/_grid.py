@@ -8,7 +8,7 @@ attribution, whose runtimes are recorded separately next to the metric.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from time import perf_counter
 
 import numpy as np
@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
 from ..datasets import load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback, make_heloc_like
-from ..grouping import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
 from ..metrics import (
     noisy_label_auc,
     pruning_score,
@@ -35,109 +34,40 @@ from ..models import (
     make_text_classifier,
 )
 from ._checks import ConfigError, check_names, check_recipe, check_values
-
-#: The paper's models (appendix B.1.2): learning rate, epochs, weight decay, batch size,
-#: and for MLPs the hidden layers. ResNet-18 takes images, "text" tokenized pairs.
-MODELS = {
-    "lr": dict(hidden=(), lr=0.1, epochs=200, weight_decay=0.0, batch_size=128),
-    "ann-s": dict(hidden=(50, 50), lr=1e-3, epochs=300, weight_decay=4e-4, batch_size=128),
-    "ann-m": dict(hidden=(200, 50), lr=5e-4, epochs=400, weight_decay=4e-4, batch_size=128),
-    "mlp": dict(hidden=(150, 150, 150), lr=1e-3, epochs=50, weight_decay=0.0, batch_size=512),
-    "resnet18": dict(lr=1e-2, epochs=50, weight_decay=0.0, batch_size=512),
-    "text": dict(lr=2e-5, epochs=3, weight_decay=0.0, batch_size=32),
-}
-#: Short runs (``recipe="short"``): fewer epochs at a higher peak learning rate for
-#: the models trained from scratch; the pretrained encoder keeps a fine-tuning rate
-#: (a rate like 1e-2 destroys its pretrained weights).
-SHORT_RECIPE = {name: dict(epochs=40, lr=1e-2) for name in MODELS}
-SHORT_RECIPE["text"] = dict(epochs=2, lr=5e-5)
-#: "cg" and "exact" are influence with conjugate gradients and with the explicit
-#: Hessian (small models): ground truth for the Fisher and LiSSA approximations.
-ATTRIBUTORS = ("tracin", "fisher", "lissa", "trak", "cg", "exact")
-GROUPERS = {"random": RandomGrouper, "kmeans": KMeansGrouper, "repr": ReprKMeansGrouper,
-            "grad": GradKMeansGrouper}
-TASKS = ("noisy", "retraining", "pruning")
-#: What the noisy-label task ranks training points by: the attribution of the test
-#: loss (the paper's), of the training loss, or minus each group's self-influence.
-DETECTORS = ("test-loss", "train-loss", "self")
-#: TracIn's projection for the default noisy-label detector (self-influence over all
-#: checkpoints): exact self-influence forms every checkpoint's per-sample gradients.
-SELF_INFLUENCE_COMPONENTS = 1024
-DATASETS = ("breast_cancer", "digits", "heloc_like", "heloc", "mnist", "cifar_like", "qnli")
-#: Fractions removed per task (paper sections 5.4.1 and 5.4.2).
-FRACTIONS = {"retraining": (0.01, 0.05, 0.10, 0.20), "pruning": (0.25, 0.50, 0.75)}
-
-
-@dataclass
-class GridConfig:
-    """Everything an experiment grid depends on (defaults: a short run on bundled data).
-
-    ``epochs`` / ``lr`` of ``None`` take the values of ``recipe`` for
-    ``model``: ``"short"`` (:data:`SHORT_RECIPE`: 40 epochs at a peak of 1e-2
-    for the models trained from scratch, 2 epochs at 5e-5 for the pretrained
-    text encoder) or ``"paper"`` (:data:`MODELS`, appendix B); a
-    ``batch_size`` of ``None`` is the paper's for ``model``. ``fractions``
-    maps the removal tasks to the fractions removed; ``stratify`` removes the
-    same share of every class (and stratifies the random baseline too).
-    ``detector`` is what the noisy-label task ranks by (see
-    :data:`DETECTORS`; default: minus the self-influence), ``checkpoints``
-    TracIn's checkpoints (``"all"`` retrains the net with the same seed to
-    record them; that training is not counted in its runtime) and
-    ``tracin_components`` its projection; ``"auto"`` for both is the best
-    detector measured (``benchmarks/FIDELITY.md``) for the noisy task with
-    ``detector="self"`` -- every epoch's checkpoint, gradients projected to
-    :data:`SELF_INFLUENCE_COMPONENTS` dimensions -- and the last checkpoint,
-    exact, otherwise. ``cleanlab_folds`` is the number of folds of the
-    cleanlab baseline row (0: none). ``pruning_order`` is
-    :func:`~skggda.metrics.pruning_score`'s ``order``.
-
-    Examples
-    --------
-    >>> from skggda.experiments import GridConfig
-    >>> config = GridConfig(dataset="digits", attributors=("tracin", "fisher"))
-    >>> config.tasks, config.group_sizes
-    (('noisy',), (1, 4, 16, 64))
-    """
-
-    dataset: str = "breast_cancer"
-    model: str = "ann-s"
-    attributors: tuple = ("tracin",)
-    groupers: tuple = ("grad", "random")
-    group_sizes: tuple = (1, 4, 16, 64)
-    tasks: tuple = ("noisy",)
-    seeds: tuple = (0,)
-    epochs: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    recipe: str = "short"
-    noise: float = 0.1
-    detector: str = "self"
-    checkpoints: str = "auto"
-    tracin_components: object = "auto"
-    cleanlab_folds: int = 5
-    n_components: int | None = 16
-    damping: float = 1e-3
-    trak_models: int = 10
-    lissa_depth: int = 200
-    lissa_repeat: int = 20
-    retrain_seeds: int = 1
-    stratify: bool = False
-    pruning_order: str = "score"
-    n_train: int | None = None
-    resnet_width: int = 64
-    max_length: int = 64
-    param_subset: object = "auto"
-    data_home: str | None = None
-    device: str = "cpu"
-    n_jobs: int | None = None
-    fractions: dict = field(default_factory=lambda: dict(FRACTIONS))
+from ._config import (  # noqa: F401 - the grid's names, importable from here too
+    ATTRIBUTORS,
+    DATASETS,
+    DETECTORS,
+    FRACTIONS,
+    GROUPERS,
+    MODELS,
+    SELF_INFLUENCE_COMPONENTS,
+    SHORT_RECIPE,
+    TASKS,
+    GridConfig,
+)
 
 
 def load_dataset(config):
-    """``(X_train, y_train, X_test, y_test)`` as float32 / int64 arrays.
+    """The grid's training and test data, as float32 / int64 arrays.
 
-    Raises :class:`ConfigError` when the data set is unknown, does not go with
-    the model, or needs a file or an optional package that is missing.
+    Parameters
+    ----------
+    config : GridConfig
+        Names the data set (``dataset``, ``data_home``, ``n_train``) and
+        the model it must go with (``model``, ``max_length``).
+
+    Returns
+    -------
+    data : tuple of ndarray
+        ``(X_train, y_train, X_test, y_test)``; the text model's pairs come
+        tokenized.
+
+    Raises
+    ------
+    ConfigError
+        When the data set is unknown, does not go with the model, or needs
+        a file or an optional package that is missing.
 
     Examples
     --------
@@ -258,7 +188,23 @@ def make_grouper(name, group_size, seed):
 
 
 def flip_labels(y, noise, seed):
-    """``(y_noisy, flipped)``: a ``noise`` fraction of labels moved to another class.
+    """Move a ``noise`` fraction of the labels to another class, drawn at random.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Class indices ``0..n_classes-1``.
+    noise : float
+        Probability that a label is flipped.
+    seed : int
+        Seeds which labels flip and to what.
+
+    Returns
+    -------
+    y_noisy : ndarray of shape (n_samples,)
+        The labels, flipped ones replaced by another class.
+    flipped : ndarray of bool of shape (n_samples,)
+        Which labels were flipped.
 
     Examples
     --------
@@ -279,6 +225,45 @@ def flip_labels(y, noise, seed):
 @dataclass
 class Record:
     """One grid cell's result (a row of the CSV).
+
+    Parameters
+    ----------
+    task : str
+        The task, from :data:`TASKS`.
+    dataset : str
+        The data set, from :data:`DATASETS`.
+    model : str
+        The model, a key of :data:`MODELS`.
+    attributor : str
+        The attribution method, from :data:`ATTRIBUTORS` (or a baseline
+        such as ``"cleanlab"``).
+    grouper : str
+        The grouping method, a key of :data:`GROUPERS` (``"none"`` for
+        group size 1).
+    group_size : int
+        Samples per group.
+    seed : int
+        The seed of the run.
+    metric : str
+        What ``value`` measures (``"auc"``, ``"accuracy@10%"``, ...).
+    value : float
+        The metric's value.
+    n_groups : int
+        Number of groups formed.
+    grouping_s : float
+        Seconds spent grouping.
+    attribution_s : float
+        Seconds spent attributing.
+    training_s : float
+        Seconds spent training the shared net (not part of ``runtime_s``).
+    baseline : float, default=nan
+        The metric of the random baseline (removal tasks).
+    full_accuracy : float, default=nan
+        Test accuracy of the net trained on all the data.
+    kept_class_share : str, default=""
+        Removal tasks: the share of every class left after removal.
+    stratified : bool, default=False
+        Removal tasks: whether the same share of every class was removed.
 
     Examples
     --------
@@ -313,6 +298,13 @@ class Record:
         return self.grouping_s + self.attribution_s
 
     def as_dict(self):
+        """The record as a row of ``records.csv``.
+
+        Returns
+        -------
+        row : dict
+            Every field, and ``runtime_s``.
+        """
         return {**asdict(self), "runtime_s": self.runtime_s}
 
 
@@ -351,7 +343,19 @@ def _cells(config):
 
 
 def run_grid(config: GridConfig, *, progress=True):
-    """Run every cell of the grid; returns a list of :class:`Record`.
+    """Run every cell of the grid.
+
+    Parameters
+    ----------
+    config : GridConfig
+        The grid: data, model, methods, tasks and seeds.
+    progress : bool, default=True
+        Show a progress bar over the cells.
+
+    Returns
+    -------
+    records : list of Record
+        One record per cell, task, seed and metric.
 
     Examples
     --------

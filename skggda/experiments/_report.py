@@ -9,9 +9,23 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils._docs import fill_doc
 
+
+@fill_doc
 def summarize(records):
     """Mean and standard error over seeds per (task, metric, attributor, grouper, group size).
+
+    Parameters
+    ----------
+    %(report.records)s
+
+    Returns
+    -------
+    summary : list of dict
+        One row per task, metric, attributor, grouper and group size:
+        ``mean``, ``sem``, ``n_seeds``, mean ``runtime_s``, ``baseline``
+        and ``full_accuracy``.
 
     Examples
     --------
@@ -42,12 +56,22 @@ def summarize(records):
     return rows
 
 
+@fill_doc
 def format_tables(summary):
     """Paper-shaped tables: one per task and metric, rows attributor/grouper, columns group size.
 
     Cells read ``value ± sem / runtime s`` as in the paper's Table 3; a
     value measured with a single seed has no standard error, so its cell
     (or, when every cell is so, the table's title) says "1 seed" instead.
+
+    Parameters
+    ----------
+    %(report.summary)s
+
+    Returns
+    -------
+    tables : str
+        The tables, as printed by the command line.
 
     Examples
     --------
@@ -118,8 +142,20 @@ def _baseline_line(rows):
             f"{100 * row['baseline']:.1f}%")
 
 
+@fill_doc
 def write_files(records, summary, folder):
-    """``records.csv``, ``summary.json`` under ``folder``; returns their paths.
+    """Write ``records.csv`` and ``summary.json`` under ``folder``.
+
+    Parameters
+    ----------
+    %(report.records)s
+    %(report.summary)s
+    %(report.folder)s
+
+    Returns
+    -------
+    paths : list of Path
+        The two files written.
 
     Examples
     --------
@@ -145,10 +181,19 @@ def write_files(records, summary, folder):
     return [csv_path, json_path]
 
 
+@fill_doc
 def plot_runtime_fidelity(summary, folder):
     """One PNG per task: metric against runtime (log), a line per attributor and grouper.
 
-    Returns the paths written, or an empty list when matplotlib is missing.
+    Parameters
+    ----------
+    %(report.summary)s
+    %(report.folder)s
+
+    Returns
+    -------
+    paths : list of Path
+        The PNG files written; empty when matplotlib is missing.
 
     Examples
     --------
@@ -169,6 +214,7 @@ def plot_runtime_fidelity(summary, folder):
         import matplotlib.pyplot as plt
     except ImportError:
         return []
+    Path(folder).mkdir(parents=True, exist_ok=True)
     paths = []
     by_task = defaultdict(list)
     for row in summary:
