@@ -34,6 +34,8 @@ class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
 
     Examples
     --------
+    Two epochs of the default MLP on float64 inputs:
+
     >>> import numpy as np
     >>> from skggda.models import MLP, SeededNeuralNetClassifier
     >>> X = np.random.RandomState(0).normal(size=(64, 4))
@@ -101,13 +103,12 @@ def make_classifier(
         Any other :class:`skorch.NeuralNetClassifier` parameter, e.g.
         ``module__dropout`` or ``callbacks``.
 
-    Returns
-    -------
-    net : SeededNeuralNetClassifier
-        The unfitted net.
+    %(recipe.returns)s
 
     Examples
     --------
+    One hidden layer of 8 learns a linear rule:
+
     >>> import numpy as np
     >>> from skggda.models import make_classifier
     >>> X = np.random.RandomState(0).normal(size=(500, 5)).astype("float32")
@@ -163,13 +164,12 @@ def make_resnet_classifier(
     **kwargs
         Other :class:`skorch.NeuralNetClassifier` parameters.
 
-    Returns
-    -------
-    net : SeededNeuralNetClassifier
-        The unfitted net.
+    %(recipe.returns)s
 
     Examples
     --------
+    A narrow ResNet on one-channel images:
+
     >>> import numpy as np
     >>> from skggda.models import make_resnet_classifier
     >>> X = np.random.RandomState(0).normal(size=(16, 1, 8, 8)).astype("float32")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textwrap import dedent
 from time import perf_counter
 
 import numpy as np
@@ -15,7 +16,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _num_samples, check_consistent_length, check_is_fitted
 
-from ..utils._docs import fill_doc
+from ..utils._docs import fill, fill_doc
 from ..utils._inputs import loaded
 from ..utils._pipeline import model_input
 from ..utils._skorch import ResolvedNet, check_module_accepts, fit_or_freeze, prepare_net
@@ -25,6 +26,33 @@ from ._sklearn import check_supported, to_torch
 
 def _inner_has(name):
     return lambda self: hasattr(self.estimator, name)
+
+
+def _delegated(name, summary, returns):
+    """A :class:`ConvertedModel` method that returns the fitted model's ``name(X)``.
+
+    Parameters
+    ----------
+    name : str
+        The scikit-learn method.
+    summary : str
+        The first line of its docstring.
+    returns : str
+        Its numpydoc Returns entry.
+
+    Returns
+    -------
+    method : function
+        ``method(self, X)``, documented.
+    """
+    def method(self, X):
+        check_is_fitted(self)
+        return getattr(self.estimator_, name)(X)
+
+    method.__name__, method.__qualname__ = name, f"ConvertedModel.{name}"
+    method.__doc__ = fill(f"{summary}\n\n%(converted.parameters)s\n\nReturns\n-------\n"
+                          f"{dedent(returns).strip()}\n")
+    return method
 
 
 @fill_doc
@@ -154,53 +182,18 @@ class ConvertedModel(BaseEstimator):
         self.n_features_in_ = model.n_features_in_
         return self
 
-    def predict(self, X):
-        """scikit-learn's predictions.
-
-        Parameters
-        ----------
-        %(converted.X)s
-
-        Returns
-        -------
+    predict = _delegated("predict", "scikit-learn's predictions.", """
         y_pred : ndarray of shape (n_samples,)
-            Predicted classes or targets.
-        """
-        check_is_fitted(self)
-        return self.estimator_.predict(X)
-
-    @available_if(_inner_has("predict_proba"))
-    def predict_proba(self, X):
-        """scikit-learn's class probabilities.
-
-        Parameters
-        ----------
-        %(converted.X)s
-
-        Returns
-        -------
+            Predicted classes or targets.""")
+    predict_proba = available_if(_inner_has("predict_proba"))(_delegated(
+        "predict_proba", "scikit-learn's class probabilities.", """
         proba : ndarray of shape (n_samples, n_classes)
-            Probability of every class, in the order of ``classes_``.
-        """
-        check_is_fitted(self)
-        return self.estimator_.predict_proba(X)
-
-    @available_if(_inner_has("decision_function"))
-    def decision_function(self, X):
-        """scikit-learn's decision function.
-
-        Parameters
-        ----------
-        %(converted.X)s
-
-        Returns
-        -------
+            Probability of every class, in the order of ``classes_``."""))
+    decision_function = available_if(_inner_has("decision_function"))(_delegated(
+        "decision_function", "scikit-learn's decision function.", """
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
             Signed distances to the decision boundary (one column for a
-            binary classifier).
-        """
-        check_is_fitted(self)
-        return self.estimator_.decision_function(X)
+            binary classifier)."""))
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "module_")

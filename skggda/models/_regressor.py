@@ -31,6 +31,8 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
 
     Examples
     --------
+    A 1-D target in, 1-D predictions out:
+
     >>> import numpy as np
     >>> from skggda.models import MLP, SeededNeuralNetRegressor
     >>> X = np.random.RandomState(0).normal(size=(64, 4))

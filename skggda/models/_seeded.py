@@ -88,14 +88,10 @@ class SeededNetMixin:
 
         Parameters
         ----------
-        %(seeded.X)s
-        %(seeded.y)s
+        %(seeded.data)s
         %(seeded.fit_params)s
 
-        Returns
-        -------
-        self : object
-            The trained net.
+        %(seeded.returns_self)s
         """
         X, y = as_arrays(X), self._prepare_targets(y)
         self._infer_module_dims(X, y)
@@ -110,17 +106,13 @@ class SeededNetMixin:
 
         Parameters
         ----------
-        %(seeded.X)s
-        %(seeded.y)s
+        %(seeded.data)s
         classes : array-like of shape (n_classes,), default=None
             Ignored (skorch's API); the classes come from ``y`` or from the
             net's ``classes`` parameter.
         %(seeded.fit_params)s
 
-        Returns
-        -------
-        self : object
-            The trained net.
+        %(seeded.returns_self)s
         """
         X, y = as_arrays(X), self._prepare_targets(y)
         if not self.initialized_:

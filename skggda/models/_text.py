@@ -230,10 +230,7 @@ def make_text_classifier(
         Other :class:`skorch.NeuralNetClassifier` parameters (e.g.
         ``module__model_path``).
 
-    Returns
-    -------
-    net : SeededNeuralNetClassifier
-        The unfitted net.
+    %(recipe.returns)s
 
     Examples
     --------

@@ -73,6 +73,7 @@ _blocks(
     grouper__data=["grouper.X", "grouper.y"],
     seeded__parameters=["seeded.module", "seeded.args", "seeded.random_state",
                         "seeded.kwargs"],
+    seeded__data=["seeded.X", "seeded.y"],
     recipe__run=["recipe.device", "recipe.random_state", "recipe.verbose"],
     recipe__training=["recipe.lr", "recipe.max_epochs", "recipe.batch_size",
                       "recipe.weight_decay"],
@@ -92,6 +93,7 @@ _blocks(
 
 _sections(
     PARAGRAPHS,
+    converted__parameters={"Parameters": ["converted.X"]},
     property__terms_sections={"Parameters": ["property.terms_parameters"],
                               "Returns": ["property.terms"]},
     property__weights_sections={"Parameters": ["property.data"],

@@ -34,6 +34,12 @@ y : array-like of shape (n_samples,) or (n_samples, n_targets), default=None
 .. fit_params
 **fit_params
     Passed on to skorch (e.g. to the module's ``forward``).
+
+.. returns_self
+Returns
+-------
+self : object
+    The trained net.
 """
 
 RECIPE = """
@@ -65,6 +71,12 @@ batch_size : int, default=128
 .. weight_decay
 weight_decay : float, default=4e-4
     Adam's L2 weight decay.
+
+.. returns
+Returns
+-------
+net : SeededNeuralNetClassifier
+    The unfitted net.
 """
 
 CALLBACK = """
