@@ -39,6 +39,22 @@ def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
     return prop.sign * value, None if terms is None else prop.sign * terms
 
 
+def _retrain(estimator, X, y, X_test, y_test, keeps, seeds, prop, n_jobs, per_sample=False):
+    """The badness of a net retrained on every ``keep`` with every seed, in parallel.
+
+    An array of shape ``(n_seeds, len(keeps))``, or with ``per_sample`` the
+    badness terms of every evaluation sample, ``(n_seeds, len(keeps), n_test)``.
+    """
+    X, X_test = np.asarray(X), np.asarray(X_test)
+    y, y_test, classes = _encode(y, y_test, is_regression(estimator))
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_and_measure)(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
+        for seed in seeds for keep in keeps
+    )
+    values = np.array([terms if per_sample else value for value, terms in results], dtype=float)
+    return values.reshape(len(seeds), len(keeps), *values.shape[1:])
+
+
 @dataclass
 class GroupLOOResult:
     """Actual effect of removing each group.
@@ -93,8 +109,7 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
 
     Parameters
     ----------
-    %(retraining.training_data)s
-    %(retraining.property_test)s
+    %(retraining.datamodel_data)s
     %(retraining.labels)s
     %(retraining.property)s
     %(retraining.datamodel_seeds)s
@@ -106,6 +121,8 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
 
     Examples
     --------
+    Three groups of twenty points, each left out once:
+
     >>> import numpy as np
     >>> from skggda.metrics import group_leave_one_out
     >>> from skggda.models import make_classifier
@@ -116,17 +133,12 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
     >>> loo.effect.shape
     (3,)
     """
-    X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
-    y, y_test, classes = _encode(y, y_test, is_regression(estimator))
-    prop = resolve_property(property)
+    labels = np.asarray(labels)
     seeds = derive_seeds(random_state, n_seeds)
-    k = int(labels.max()) + 1
-    subsets = [np.arange(len(y))] + [np.flatnonzero(labels != j) for j in range(k)]
-    results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_and_measure)(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
-        for seed in seeds for keep in subsets
-    )
-    badness = np.array([value for value, _ in results]).reshape(n_seeds, k + 1)
+    keeps = [np.arange(len(y))] + [np.flatnonzero(labels != j)
+                                   for j in range(int(labels.max()) + 1)]
+    badness = _retrain(estimator, X, y, X_test, y_test, keeps, seeds,
+                       resolve_property(property), n_jobs)
     effect = badness[:, 1:] - badness[:, :1]
     return GroupLOOResult(effect.mean(0), _sem(effect), float(badness[:, 0].mean()), n_seeds)
 
@@ -257,8 +269,7 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
 
     Parameters
     ----------
-    %(retraining.training_data)s
-    %(retraining.property_test)s
+    %(retraining.datamodel_data)s
     %(retraining.labels)s
     %(retraining.property)s
     per_sample : bool, default=True
@@ -277,6 +288,8 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
 
     Examples
     --------
+    Four random halves of six groups, with per-sample badness on ten test points:
+
     >>> import numpy as np
     >>> from skggda.metrics import datamodel_retrainings
     >>> from skggda.models import make_classifier
@@ -287,8 +300,7 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     >>> table.subsets.shape, table.actual.shape
     ((4, 6), (4, 10))
     """
-    X, X_test, labels = np.asarray(X), np.asarray(X_test), np.asarray(labels)
-    y, y_test, classes = _encode(y, y_test, is_regression(estimator))
+    labels = np.asarray(labels)
     prop = resolve_property(property)
     if per_sample and not prop.per_sample:
         raise ValueError(f"property={prop!r} has no per-sample terms; use per_sample=False.")
@@ -298,13 +310,8 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     subsets = np.asarray(subsets, dtype=bool)
     seeds = derive_seeds(rng, n_seeds)
     keeps = [np.arange(len(y))] + [np.flatnonzero(kept[labels]) for kept in subsets]
-    results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_and_measure)(estimator, X, y, keep, seed, X_test, y_test, prop, classes)
-        for seed in seeds for keep in keeps
-    )
-    index = 1 if per_sample else 0
-    actual = np.array([r[index] for r in results], dtype=float)
-    actual = actual.reshape(n_seeds, len(keeps), *actual.shape[1:]).mean(0)
+    actual = _retrain(estimator, X, y, X_test, y_test, keeps, seeds, prop, n_jobs,
+                      per_sample).mean(0)
     return DatamodelRetrainings(subsets, actual[1:], actual[0])
 
 
@@ -372,8 +379,7 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
 
     Parameters
     ----------
-    %(retraining.training_data)s
-    %(retraining.property_test)s
+    %(retraining.datamodel_data)s
     scores : array-like of shape (n_groups,) or (n_test, n_groups)
         Group scores of the aggregate property, or per evaluation sample (the
         output of ``attribute``; the property's per-sample terms are then
@@ -390,6 +396,8 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
 
     Examples
     --------
+    Constant scores, scored against four retrainings:
+
     >>> import numpy as np
     >>> from skggda.metrics import linear_datamodeling_score
     >>> from skggda.models import make_classifier

@@ -41,9 +41,13 @@ def _greater_is_better(result):
     return sign * result.accuracy[0], sign * result.full_accuracy
 
 
-def _removal_scorer(name, read, fraction, *, most_important, stratify, n_seeds, random_state,
-                    metric):
-    """A scorer removing ``fraction`` of the fold by group score and reading the result."""
+def _removal_scorer(fraction, *, most_important, stratify, n_seeds, random_state, metric):
+    """A scorer removing ``fraction`` of the fold by group score.
+
+    Removing the most important points, it scores the drop against no
+    removal (``retraining_<percent>``); pruning the least important, the
+    value itself (``pruning_<percent>``).
+    """
 
     def scorer(estimator, X_val, y_val):
         attributor, X, y, X_val, y_val, scores = _fold(estimator, X_val, y_val)
@@ -51,9 +55,11 @@ def _removal_scorer(name, read, fraction, *, most_important, stratify, n_seeds, 
                                attributor.labels_, [fraction], most_important=most_important,
                                stratify=stratify, n_seeds=n_seeds, random_state=random_state,
                                metric=metric)
-        return read(*_greater_is_better(result))
+        value, full = _greater_is_better(result)
+        return float(full - value) if most_important else float(value)
 
-    scorer.__name__ = name
+    kind = "retraining" if most_important else "pruning"
+    scorer.__name__ = f"{kind}_{round(100 * fraction)}"
     return scorer
 
 
@@ -68,27 +74,20 @@ def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state
     ----------
     fraction : float, default=0.5
         Share of the training fold pruned, lowest scores first.
-    %(scorer.stratify)s
-    %(scorer.n_seeds)s
-    %(scorer.random_state)s
-    %(scorer.metric)s
+    %(scorer.removal)s
 
-    Returns
-    -------
-    %(scorer.scorer)s
+    %(scorer.returns)s
 
     Examples
     --------
+    The scorer is named after the share it prunes:
+
     >>> from skggda.metrics import make_pruning_scorer
     >>> scorer = make_pruning_scorer(fraction=0.25)
     >>> scorer.__name__
     'pruning_25'
     """
-    def after_pruning(value, full):
-        return float(value)
-
-    return _removal_scorer(f"pruning_{round(100 * fraction)}", after_pruning, fraction,
-                           most_important=False, stratify=stratify, n_seeds=n_seeds,
+    return _removal_scorer(fraction, most_important=False, stratify=stratify, n_seeds=n_seeds,
                            random_state=random_state, metric=metric)
 
 
@@ -105,14 +104,9 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
     ----------
     fraction : float, default=0.1
         Share of the training fold removed, highest scores first.
-    %(scorer.stratify)s
-    %(scorer.n_seeds)s
-    %(scorer.random_state)s
-    %(scorer.metric)s
+    %(scorer.removal)s
 
-    Returns
-    -------
-    %(scorer.scorer)s
+    %(scorer.returns)s
 
     Examples
     --------
@@ -120,11 +114,7 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
     >>> make_retraining_scorer().__name__
     'retraining_10'
     """
-    def drop(value, full):
-        return float(full - value)
-
-    return _removal_scorer(f"retraining_{round(100 * fraction)}", drop, fraction,
-                           most_important=True, stratify=stratify, n_seeds=n_seeds,
+    return _removal_scorer(fraction, most_important=True, stratify=stratify, n_seeds=n_seeds,
                            random_state=random_state, metric=metric)
 
 
@@ -140,9 +130,7 @@ def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
         Fraction of the groups every subset keeps.
     %(scorer.random_state)s
 
-    Returns
-    -------
-    %(scorer.scorer)s
+    %(scorer.returns)s
 
     Examples
     --------

@@ -81,12 +81,15 @@ _blocks(
     retraining__training_data=["retraining.estimator", "retraining.X", "retraining.y"],
     retraining__removal_test=["retraining.removal_X_test", "retraining.y_test"],
     retraining__property_test=["retraining.property_X_test", "retraining.y_test"],
+    retraining__datamodel_data=["retraining.training_data", "retraining.property_test"],
     retraining__groups=["retraining.scores", "retraining.labels"],
     retraining__seeds=["retraining.n_seeds", "retraining.n_jobs", "retraining.random_state"],
     retraining__datamodel_seeds=["retraining.loo_seeds", "retraining.n_jobs",
                                  "retraining.datamodel_random_state"],
     retraining__subsets=["retraining.n_subsets", "retraining.subset_fraction"],
     order__groups=["order.scores", "order.labels"],
+    scorer__removal=["scorer.stratify", "scorer.n_seeds", "scorer.random_state",
+                     "scorer.metric"],
     noisy__inputs=["noisy.scores", "noisy.labels", "noisy.is_noisy"],
     property__terms_parameters=["property.output", "property.y", "property.loss_fn"],
 )
@@ -94,6 +97,7 @@ _blocks(
 _sections(
     PARAGRAPHS,
     converted__parameters={"Parameters": ["converted.X"]},
+    scorer__returns={"Returns": ["scorer.scorer"]},
     property__terms_sections={"Parameters": ["property.terms_parameters"],
                               "Returns": ["property.terms"]},
     property__weights_sections={"Parameters": ["property.data"],
