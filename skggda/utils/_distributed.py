@@ -262,8 +262,9 @@ def map_row_blocks(work, X, y=None, *, index=None, n_jobs=None, block_rows=1 << 
     """Run ``work(X_block, y_block)`` over row blocks; concatenate and sum what it returns.
 
     ``work`` returns a per-row output (a tensor or an array with one row per
-    block row), optionally followed by additive totals. Blocks hold
-    ``block_rows`` rows in this process; on Dask, a few per worker thread.
+    block row), optionally followed by additive totals. It sees at most
+    ``block_rows`` rows at a time, in this process or, when distributed,
+    within each worker's share of the rows.
 
     Parameters
     ----------
@@ -277,9 +278,9 @@ def map_row_blocks(work, X, y=None, *, index=None, n_jobs=None, block_rows=1 << 
     n_jobs : int or None
         The estimator's ``n_jobs`` (see :func:`cluster_for`).
     block_rows : int
-        Rows per block in this process.
+        Rows per call of ``work``.
     progress : bool or str
-        Progress bar over the rows (a string is its description).
+        Progress bar over the rows of an in-process run (a string is its description).
 
     Returns
     -------
@@ -288,24 +289,35 @@ def map_row_blocks(work, X, y=None, *, index=None, n_jobs=None, block_rows=1 << 
     *totals
         The sums of the totals over the blocks.
     """
+    loop = _BlockLoop(work, block_rows)
     cluster = cluster_for(X, n_jobs)
-    if cluster is not None:
-        partial = _on_cluster(cluster, work, X, y, None, index=index, align=None)
-        return (_concat([rows for _, rows in sorted(partial.rows, key=lambda r: r[0])]),
-                *partial.totals)
-    if index is not None:
-        X, y = _engine.IndexedRows(X, index), None if y is None else y[index]
-    parts = []
-    n = _engine.n_samples(X)
-    desc = progress if isinstance(progress, str) else None
-    with tqdm(total=n, desc=desc, unit="sample", disable=not progress, leave=False) as bar:
-        for start in range(0, n, block_rows):
-            stop = min(start + block_rows, n)
-            y_block = None if y is None else y[start:stop]
-            parts.append(_as_tuple(work(_engine.rows(X, start, stop), y_block)))
-            bar.update(stop - start)
-    return (_concat([part[0] for part in parts]),
-            *[sum(totals) for totals in zip(*(part[1:] for part in parts))])
+    if cluster is None:
+        if index is not None:
+            X, y = _engine.IndexedRows(X, index), None if y is None else y[index]
+        return loop(X, y, progress)
+    partial = _on_cluster(cluster, loop, X, y, None, index=index, align=None)
+    return (_concat([rows for _, rows in sorted(partial.rows, key=lambda r: r[0])]),
+            *partial.totals)
+
+
+class _BlockLoop:
+    """``work`` over consecutive blocks of ``block_rows`` rows: ``(rows, *totals)``."""
+
+    def __init__(self, work, block_rows):
+        self.work, self.block_rows = work, block_rows
+
+    def __call__(self, X, y, progress=False):
+        parts = []
+        n = _engine.n_samples(X)
+        desc = progress if isinstance(progress, str) else None
+        with tqdm(total=n, desc=desc, unit="sample", disable=not progress, leave=False) as bar:
+            for start in range(0, n, self.block_rows):
+                stop = min(start + self.block_rows, n)
+                y_block = None if y is None else y[start:stop]
+                parts.append(_as_tuple(self.work(_engine.rows(X, start, stop), y_block)))
+                bar.update(stop - start)
+        return (_concat([part[0] for part in parts]),
+                *[sum(totals) for totals in zip(*(part[1:] for part in parts))])
 
 
 def _as_tuple(out):
