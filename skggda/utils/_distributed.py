@@ -35,7 +35,9 @@ pass is distributed; the engine never imports them.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,25 +115,27 @@ def _is_dask_array(X) -> bool:
     return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "to_delayed")
 
 
+def _distributed():
+    """The ``distributed`` module if this process imported it: no client and no
+    worker exists otherwise (and passes need not pay for importing it)."""
+    return sys.modules.get("distributed")
+
+
 def _inside_dask_worker() -> bool:
-    try:
-        from distributed import get_worker
-    except ImportError:
+    if _distributed() is None:
         return False
     try:
-        get_worker()
+        _distributed().get_worker()
     except ValueError:
         return False
     return True
 
 
 def _active_client():
-    try:
-        from distributed import get_client
-    except ImportError:
+    if _distributed() is None:
         return None
     try:
-        return get_client()
+        return _distributed().get_client()
     except ValueError:
         return None
 
@@ -461,7 +465,12 @@ def _on_cluster(cluster, work, X, y, labels, *, index, align):
     if cluster.client is None:
         (result,) = dask.compute(root)
         return result
-    return cluster.client.compute(root).result()
+    with warnings.catch_warnings():
+        # the graph carries every block's targets and group labels: a few
+        # bytes per row, which Dask flags as a "large graph" beyond ~10^6 rows
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        future = cluster.client.compute(root)
+    return future.result()
 
 
 def _take(values, index, start, stop):
