@@ -12,8 +12,12 @@ missing, labels from a fixed linear rule) with a frozen ANN-S net
   ``joblib.parallel_config(backend="dask")`` (one warm-up run first: the
   workers import torch on their first task).
 
-Each is the fastest of ``repeats`` runs (other processes only slow a run
-down). ``score_groups`` holds the training-set pass that is split over the
+The two settings alternate, ``repeats`` runs each, and each keeps its
+fastest run (other processes only slow a run down; the cluster idles
+during the in-process runs). On a shared host, note that Linux groups the
+CPU share by session (``sched_autogroup``): the workers share the share of
+the session that started them, so two workers only beat one thread when
+other sessions leave the cores idle. ``score_groups`` holds the training-set pass that is split over the
 workers; ``fit`` validates the memmap (one scan) and forms the random
 groups in this process either way. The two score vectors must agree to
 1e-5 (relative to the largest score).
@@ -58,9 +62,8 @@ def heloc_memmap(path, n_rows, n_features=N_FEATURES, seed=0):
     return X, y
 
 
-def _fastest(repeats, run):
-    """``(times, scores)``: the fastest fit, score and total over ``repeats`` runs."""
-    runs = [run() for _ in range(repeats)]
+def _fastest(runs):
+    """``(times, scores)``: the fastest fit, score and total of ``(fit, score, scores)`` runs."""
     times = {"fit": min(r[0] for r in runs), "score": min(r[1] for r in runs),
              "total": min(r[0] + r[1] for r in runs)}
     return times, runs[-1][2]
@@ -110,7 +113,8 @@ def measure_dask_speedup(path, n_rows, *, group_size=1024, n_workers=2, repeats=
         over the runs; ``speedup`` (end to end)
         and ``score_speedup`` (``score_groups``, the distributed pass), in
         times faster; ``max_relative_difference`` of the scores (relative to
-        the largest); ``load`` (1-minute load averages before and after).
+        the largest); ``runs``: every ``(in_process, dask)`` pair of totals;
+        ``load`` (1-minute load averages before and after).
     """
     import dask
     import joblib
@@ -128,24 +132,26 @@ def measure_dask_speedup(path, n_rows, *, group_size=1024, n_workers=2, repeats=
     net.fit(np.asarray(X[:20_000]), y[:20_000])
 
     def run(n_jobs):
-        return _fastest(repeats, lambda: _tracin_run(net, X, y, X_test, y_test, group_size,
-                                                     n_jobs))
+        return _tracin_run(net, X, y, X_test, y_test, group_size, n_jobs)
 
-    in_process, expected = run(None)
     with dask.config.set(WORKER_ENVIRONMENT), LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True,
             dashboard_address=":0") as cluster, Client(cluster):
         with joblib.parallel_config(backend="dask"):
-            _tracin_run(net, X, y, X_test, y_test, group_size, n_workers)  # warm-up
-            dask, scores = run(n_workers)
+            run(n_workers)  # warm-up: the workers import torch on their first task
+            # alternate the two settings, so that both see the same load
+            runs = [(run(None), run(n_workers)) for _ in range(repeats)]
+    in_process, expected = _fastest([pair[0] for pair in runs])
+    dask_times, scores = _fastest([pair[1] for pair in runs])
     return {
         "n_rows": int(n_rows),
         "in_process": in_process,
-        "dask": dask,
-        "speedup": in_process["total"] / dask["total"],
-        "score_speedup": in_process["score"] / dask["score"],
+        "dask": dask_times,
+        "speedup": in_process["total"] / dask_times["total"],
+        "score_speedup": in_process["score"] / dask_times["score"],
         "max_relative_difference": float(np.abs(scores - expected).max()
                                          / np.abs(expected).max()),
+        "runs": [(a[0] + a[1], b[0] + b[1]) for a, b in runs],
         "load": (load_before, os.getloadavg()[0]),
     }
 
@@ -167,6 +173,7 @@ def main():
     print(f"speedup: {result['speedup']:.2f}x end to end, {result['score_speedup']:.2f}x "
           f"score_groups; scores differ by {result['max_relative_difference']:.1e} "
           f"(relative); load {result['load'][0]:.1f} -> {result['load'][1]:.1f}")
+    print("runs (in process, dask):", ", ".join(f"({a:.2f}, {b:.2f})" for a, b in result["runs"]))
 
 
 if __name__ == "__main__":
