@@ -472,7 +472,7 @@ class _ModelGrouper(_KMeansGrouper):
         return auto_batch_size(floats * (torch.finfo(dtype).bits // 8), device)
 
     def _work_device(self):
-        return _engine.module_device(self.estimator_.module_)
+        return module_device(self.estimator_.module_)
 
     def _block_features(self, X_block, y_block):
         features = self._model_features(X_block, y_block, self._forward_batch_size(X_block))
