@@ -233,9 +233,14 @@ def test_deep_reduction_trees_give_the_same_sums(client, data, net, monkeypatch)
 
 
 def test_blocks_follow_the_batches_of_the_in_process_pass():
-    assert _distributed._block_size(100_000, 2, align=4096) == 16_384  # 12,500 rounded up
-    assert _distributed._block_size(3000, 2, align=65_536) == 1024
-    assert _distributed._block_size(500, 8, align=None) == 500
+    edges = _distributed._block_edges(1_000_000, 2, align=65_536)  # 16 batches, one partial
+    np.testing.assert_array_equal(edges, [*range(0, 1_000_000, 65_536), 1_000_000])
+    edges = _distributed._block_edges(10_000_000, 2, align=65_536)  # 153 batches in 16 blocks
+    assert len(edges) == 17 and np.all(edges[1:-1] % 65_536 == 0)
+    assert set(np.diff(edges[:-1]) // 65_536) == {9, 10}
+    np.testing.assert_array_equal(_distributed._block_edges(3000, 2, align=65_536),
+                                  [0, 1500, 3000])  # one batch: cut anywhere
+    np.testing.assert_array_equal(_distributed._block_edges(500, 8, align=None), [0, 500])
 
 
 def test_missing_dask_raises_a_clear_error(monkeypatch):

@@ -47,9 +47,11 @@ from tqdm.auto import tqdm
 from .. import _engine
 from ._inputs import RowReader
 
-#: Blocks per worker thread: enough to balance uneven workers and make a
-#: retried block cheap, few enough that per-task costs stay negligible.
-BLOCKS_PER_THREAD = 4
+#: Blocks per worker thread: enough to balance uneven workers (a worker
+#: may hold a queued block while another runs out of work: the tail is one
+#: block) and make a retried block cheap, few enough that per-task costs
+#: (milliseconds) stay negligible.
+BLOCKS_PER_THREAD = 8
 #: Blocks never hold fewer rows than this (unless the data is smaller).
 MIN_BLOCK_ROWS = 1024
 #: Partials added per node of the reduction tree.
@@ -453,13 +455,13 @@ def _on_cluster(cluster, work, X, y, labels, *, index, align):
     else:
         payload = dask.delayed(payload, name=f"skggda-state-{uuid.uuid4().hex}", traverse=False)
     n = _engine.n_samples(X) if index is None else len(index)
-    rows = _block_size(n, cluster.n_threads, align)
+    edges = _block_edges(n, cluster.n_threads, align)
     parts = [
         dask.delayed(_run_block)(payload, source, selection,
                                  None if y is None else _take(y, index, start, stop),
                                  None if labels is None else _take(labels, index, start, stop),
                                  start)
-        for source, selection, start, stop in _blocks(X, index, rows)
+        for source, selection, start, stop in _blocks(X, index, edges)
     ]
     root = _tree_sum(parts)
     if cluster.client is None:
@@ -477,28 +479,31 @@ def _take(values, index, start, stop):
     return values[start:stop] if index is None else values[index[start:stop]]
 
 
-def _block_size(n, n_threads, align):
-    """Rows per block: a few blocks per thread, at multiples of ``align`` (the batch size)
-    so that the blocks' batches are the in-process pass's batches."""
-    rows = max(-(-n // (BLOCKS_PER_THREAD * n_threads)), min(MIN_BLOCK_ROWS, n))
-    if align and rows > align:
-        rows = -(-rows // align) * align
-    return rows
+def _block_edges(n, n_threads, align):
+    """Boundaries of near-equal blocks: about ``BLOCKS_PER_THREAD`` per thread, none
+    below ``MIN_BLOCK_ROWS`` rows, cut at multiples of ``align`` (the batch size)
+    so that the blocks' batches are those of the same pass in one process."""
+    unit = align if align and align < n else 1
+    units = -(-n // unit)
+    n_blocks = max(1, min(units, BLOCKS_PER_THREAD * n_threads, n // MIN_BLOCK_ROWS))
+    edges = np.round(np.linspace(0, units, n_blocks + 1)).astype(np.int64) * unit
+    return np.minimum(edges, n)
 
 
-def _blocks(X, index, rows):
-    """Yield ``(source, selection, start, stop)`` per block; positions count visited rows."""
+def _blocks(X, index, edges):
+    """Yield ``(source, selection, start, stop)`` per block; positions count visited rows.
+
+    A Dask array keeps its own row chunks; other inputs are cut at ``edges``.
+    """
     from dask import delayed
 
     source = _source(X)
     if _is_dask_array(source) or _in_memory(X):
-        yield from _array_blocks(source, index, rows)
+        yield from _array_blocks(source, index, edges)
         return
     # a reader: pickled once into the graph (a file reference), read on the workers
     shared = delayed(X, name=f"skggda-rows-{uuid.uuid4().hex}", traverse=False)
-    n = _engine.n_samples(X) if index is None else len(index)
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
+    for start, stop in zip(edges[:-1].tolist(), edges[1:].tolist()):
         selection = slice(start, stop) if index is None else index[start:stop]
         yield shared, selection, start, stop
 
@@ -507,13 +512,14 @@ def _in_memory(X) -> bool:
     return isinstance(X, np.ndarray) and not isinstance(X, np.memmap)
 
 
-def _array_blocks(source, index, rows):
+def _array_blocks(source, index, edges):
     """Row chunks of a Dask array, or of an in-memory array embedded in the graph."""
     import dask.array as da
 
     if not _is_dask_array(source):
         source = source if index is None else source[index]
-        source = da.from_array(source, chunks=(rows, *source.shape[1:]), name=False)
+        chunks = (tuple(np.diff(edges).tolist()), *source.shape[1:])
+        source = da.from_array(source, chunks=chunks, name=False)
     else:
         source = source if index is None else source[index]
         # one chunk across the columns: a block is whole rows
