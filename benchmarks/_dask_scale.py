@@ -14,13 +14,15 @@ missing, labels from a fixed linear rule) with a frozen ANN-S net
 
 The two settings alternate, ``repeats`` runs each, and each keeps its
 fastest run (other processes only slow a run down; the cluster idles
-during the in-process runs). On a shared host, note that Linux groups the
-CPU share by session (``sched_autogroup``): the workers share the share of
-the session that started them, so two workers only beat one thread when
-other sessions leave the cores idle. ``score_groups`` holds the training-set pass that is split over the
-workers; ``fit`` validates the memmap (one scan) and forms the random
-groups in this process either way. The two score vectors must agree to
-1e-5 (relative to the largest score).
+during the in-process runs). ``score_groups`` holds the training-set pass
+that is split over the workers; ``fit`` validates the memmap (one scan) and
+forms the random groups in this process either way. The two score vectors
+must agree to 1e-5 (relative to the largest score).
+
+On a shared host, Linux divides CPU time between sessions
+(``sched_autogroup``), not threads: the workers split the share of the
+session that started them, so two workers only beat one thread while other
+sessions leave the cores idle; run it on a quiet machine.
 
 Run ``python benchmarks/_dask_scale.py --n-rows 10000000`` (the file goes to
 ``/tmp/skggda_heloc_<n>.npy``); ``bench_scale.py`` calls the function.
