@@ -129,6 +129,16 @@ class InfluenceAttributor(BaseAttributor):
         and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
         of the free GPU memory, at most 4 GiB, on CUDA): large batches for
         tiny nets, small ones for big nets.
+    n_jobs : int, default=None
+        With a Dask joblib backend active
+        (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set
+        (other than 1), the training-set passes (the Fisher pass of
+        ``"fisher"``, and the scoring pass of the other solvers) are split
+        over the workers, with the same result as in this process. A Dask
+        array ``X`` is always split by its row chunks (on the active
+        ``distributed`` client, else Dask's default scheduler); other joblib
+        backends leave the passes in this process. A grouper whose own
+        ``n_jobs`` is ``None`` inherits it.
     verbose : int, default=0
     random_state : int, RandomState instance or None, default=None
         Seeds training (when the net's own seed is unset), the grouper, the
@@ -185,6 +195,7 @@ class InfluenceAttributor(BaseAttributor):
         "lissa_scale": [Interval(Real, 0, None, closed="neither")],
         "lissa_batch_size": [Interval(Integral, 1, None, closed="left")],
         "cg_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
     }
 
     def __init__(
@@ -204,6 +215,7 @@ class InfluenceAttributor(BaseAttributor):
         cg_max_iter=100,
         param_subset="all",
         batch_size="auto",
+        n_jobs=None,
         verbose=0,
         random_state=None,
     ):
@@ -221,6 +233,7 @@ class InfluenceAttributor(BaseAttributor):
         self.cg_max_iter = cg_max_iter
         self.param_subset = param_subset
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
@@ -260,7 +273,7 @@ class InfluenceAttributor(BaseAttributor):
                     plan, X, y, self.labels_, self.n_groups_, self._projector(plan),
                     batched=self._fisher_kind() == "batched", penalty=penalty,
                     batch_size=plan.batch_size(self.batch_size, self._row_floats(plan)),
-                    progress=self._progress("group gradients"),
+                    progress=self._progress("group gradients"), n_jobs=self.n_jobs,
                 )
             elif self.solver == "exact":
                 hessian = _engine.dense_hessian(

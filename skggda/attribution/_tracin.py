@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _engine
 from ..models import CheckpointRecorder
+from ..utils._distributed import training_pass
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
 
@@ -93,6 +94,15 @@ class TracInAttributor(BaseAttributor):
         and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
         of the free GPU memory, at most 4 GiB, on CUDA): large batches for
         tiny nets, small ones for big nets.
+    n_jobs : int, default=None
+        With a Dask joblib backend active
+        (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set
+        (other than 1), the training-set pass is split over the workers: row
+        blocks whose group sums are added in float64, with the same result
+        as in this process. A Dask array ``X`` is always split by its row
+        chunks (on the active ``distributed`` client, else Dask's default
+        scheduler); other joblib backends leave the pass in this process.
+        A grouper whose own ``n_jobs`` is ``None`` inherits it.
     verbose : int, default=0
         Progress bars over the gradient passes when positive.
     random_state : int, RandomState instance or None, default=None
@@ -147,6 +157,7 @@ class TracInAttributor(BaseAttributor):
         **BaseAttributor._parameter_constraints,
         "checkpoints": [StrOptions({"last", "all"})],
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
     }
 
     def __init__(
@@ -159,6 +170,7 @@ class TracInAttributor(BaseAttributor):
         n_components=None,
         param_subset="all",
         batch_size="auto",
+        n_jobs=None,
         verbose=0,
         random_state=None,
     ):
@@ -169,6 +181,7 @@ class TracInAttributor(BaseAttributor):
         self.n_components = n_components
         self.param_subset = param_subset
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
@@ -198,9 +211,9 @@ class TracInAttributor(BaseAttributor):
             return
         self._group_features = []
         for plan, _ in self._checkpoint_plans(X, self._checkpoints):
-            features = _engine.projected_gradients(
-                plan, X, y, self._projector(plan),
-                labels=self.labels_, n_groups=self.n_groups_,
+            (features,) = training_pass(
+                "projected", plan, X, y, self.labels_, self.n_groups_,
+                projector=self._projector(plan), n_jobs=self.n_jobs,
                 batch_size=plan.batch_size(self.batch_size, self.n_components),
                 progress=self._progress("group gradients"),
             )
