@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import _engine
 from ..properties import EvaluationData, Property, check_property_task, resolve_property
+from ..utils._distributed import training_pass
 from ..utils._groups import canonicalize_groups, check_partition, compact_labels
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
@@ -145,8 +146,10 @@ class BaseAttributor(BaseEstimator):
         return labels, np.arange(int(labels.max()) + 1)
 
     def _fit_grouper(self, X, y, seed):
-        # model-based groupers reuse the attributor's net instead of training one
-        grouper = seeded_clone(self.grouper, seed, estimator=FrozenEstimator(self.estimator_))
+        # model-based groupers reuse the attributor's net instead of training one;
+        # a grouper without its own n_jobs splits its passes like the attributor
+        grouper = seeded_clone(self.grouper, seed, estimator=FrozenEstimator(self.estimator_),
+                               n_jobs=getattr(self, "n_jobs", None))
         # the labels as given: a frozen model's own classes encode them again
         return grouper.fit(X, decoded_targets(y, getattr(self, "classes_", None)))
 
@@ -366,10 +369,10 @@ class BaseAttributor(BaseEstimator):
 
     def _training_group_dots(self, plan, directions, progress_label="training gradients"):
         """``(n_groups, m)`` numpy: group gradient sums of the training data dotted with directions."""
-        dots = _engine.gradient_dots(
-            plan, self._X_fit, self._y_fit, directions, labels=self.labels_,
-            n_groups=self.n_groups_, batch_size=plan.batch_size(self.batch_size),
-            progress=self._progress(progress_label),
+        (dots,) = training_pass(
+            "dots", plan, self._X_fit, self._y_fit, self.labels_, self.n_groups_,
+            directions=directions, n_jobs=getattr(self, "n_jobs", None),
+            batch_size=plan.batch_size(self.batch_size), progress=self._progress(progress_label),
         )
         return dots.cpu().numpy()
 

@@ -134,6 +134,9 @@ class InfluenceAttributor(BaseAttributor):
         a solve that stops unconverged warns.
     %(attributor.param_subset)s
     %(attributor.batch_size)s
+    %(attributor.n_jobs)s
+        With ``"fisher"`` the Fisher pass is split, with the other solvers
+        the scoring pass.
     %(attributor.verbose)s
     %(attributor.random_state)s
         It also seeds the projection, LiSSA's minibatches and the true
@@ -188,6 +191,7 @@ class InfluenceAttributor(BaseAttributor):
         "lissa_scale": [Interval(Real, 0, None, closed="neither")],
         "lissa_batch_size": [Interval(Integral, 1, None, closed="left")],
         "cg_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
     }
 
     def __init__(
@@ -207,6 +211,7 @@ class InfluenceAttributor(BaseAttributor):
         cg_max_iter=100,
         param_subset="all",
         batch_size="auto",
+        n_jobs=None,
         verbose=0,
         random_state=None,
     ):
@@ -224,6 +229,7 @@ class InfluenceAttributor(BaseAttributor):
         self.cg_max_iter = cg_max_iter
         self.param_subset = param_subset
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
@@ -263,7 +269,7 @@ class InfluenceAttributor(BaseAttributor):
                     plan, X, y, self.labels_, self.n_groups_, self._projector(plan),
                     batched=self._fisher_kind() == "batched", penalty=penalty,
                     batch_size=plan.batch_size(self.batch_size, self._row_floats(plan)),
-                    progress=self._progress("group gradients"),
+                    progress=self._progress("group gradients"), n_jobs=self.n_jobs,
                 )
             elif self.solver == "exact":
                 hessian = _engine.dense_hessian(

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .. import _engine
+from ..utils._distributed import training_pass
 from ._numerics import check_finite_state
 
 
@@ -41,7 +42,7 @@ class KernelState:
 
 
 def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_weights=None,
-                     penalty=None, batch_size=512, progress=False) -> KernelState:
+                     penalty=None, batch_size=512, progress=False, n_jobs=None) -> KernelState:
     """One pass over the training data: group gradients and the per-sample Fisher.
 
     ``projector=None`` works in the full parameter space (small models).
@@ -50,27 +51,20 @@ def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_
     callable ``(output, y) -> (batch,)``: evaluated during the projected pass,
     or in a forward pass of its own before the unprojected one. ``penalty``
     (:func:`penalty_diagonal`) is added to the kernel in its coordinates.
+    ``n_jobs`` may split the pass over Dask workers (see :func:`training_pass`).
     """
     n = _engine.n_samples(X)
-    if projector is None and callable(group_weights):
-        # the dense path takes weights as an array: one forward pass for them
-        group_weights = _engine.sample_values(plan.with_loss(group_weights), X, y,
-                                              batch_size=batch_size).cpu().numpy()
+    common = dict(group_weights=group_weights, batch_size=batch_size, progress=progress,
+                  n_jobs=n_jobs)
     if projector is not None:
         # the per-sample Fisher costs n r^2: skip it when the batched one is used
-        out = _engine.projected_gradients(
-            plan, X, y, projector, labels=labels, n_groups=n_groups, fisher=not batched,
-            group_weights=group_weights, batch_size=batch_size, progress=progress,
-        )
-        groups, fisher = (out, None) if batched else out
+        sums = training_pass("projected", plan, X, y, labels, n_groups, projector=projector,
+                             fisher=not batched, **common)
     else:
         check_dense_size(plan.n_params)
-        groups, fisher = _engine.per_sample_statistics(
-            plan, X, y, labels, n_groups, group_weights=group_weights,
-            batch_size=batch_size, progress=progress,
-        )
-    if batched:
-        fisher = _engine.gram(groups)
+        sums = training_pass("statistics", plan, X, y, labels, n_groups, **common)
+    groups = sums[0]
+    fisher = _engine.gram(groups) if batched else sums[1]
     check_finite_state(groups, "group gradients")
     check_finite_state(fisher, "gradient outer products")
     kernel = fisher / n

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import _engine
 from ..models import CheckpointRecorder
 from ..utils._docs import fill_doc
+from ..utils._distributed import training_pass
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
 
@@ -65,6 +66,7 @@ class TracInAttributor(BaseAttributor):
         projection (factorised per linear layer). ``None`` is exact.
     %(attributor.param_subset)s
     %(attributor.batch_size)s
+    %(attributor.n_jobs)s
     %(attributor.verbose)s
     %(attributor.random_state)s
         It also seeds the projection.
@@ -100,6 +102,7 @@ class TracInAttributor(BaseAttributor):
         **BaseAttributor._parameter_constraints,
         "checkpoints": [StrOptions({"last", "all"})],
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
     }
 
     def __init__(
@@ -112,6 +115,7 @@ class TracInAttributor(BaseAttributor):
         n_components=None,
         param_subset="all",
         batch_size="auto",
+        n_jobs=None,
         verbose=0,
         random_state=None,
     ):
@@ -122,6 +126,7 @@ class TracInAttributor(BaseAttributor):
         self.n_components = n_components
         self.param_subset = param_subset
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
@@ -151,9 +156,9 @@ class TracInAttributor(BaseAttributor):
             return
         self._group_features = []
         for plan, _ in self._checkpoint_plans(X, self._checkpoints):
-            features = _engine.projected_gradients(
-                plan, X, y, self._projector(plan),
-                labels=self.labels_, n_groups=self.n_groups_,
+            (features,) = training_pass(
+                "projected", plan, X, y, self.labels_, self.n_groups_,
+                projector=self._projector(plan), n_jobs=self.n_jobs,
                 batch_size=plan.batch_size(self.batch_size, self.n_components),
                 progress=self._progress("group gradients"),
             )

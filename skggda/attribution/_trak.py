@@ -16,6 +16,7 @@ from .. import _engine
 from ..models._converted import training_recipe
 from ..properties import _error_probability, _logits, _margin, _prediction
 from ..utils._docs import fill_doc
+from ..utils._distributed import cluster_for
 from ..utils._inputs import subset_rows, training_inputs
 from ..utils._seeding import derive_seeds
 from ..utils._skorch import prepare_net, train
@@ -61,7 +62,8 @@ class TRAKAttributor(BaseAttributor):
     again makes it the group's loss gradient.
 
     The ``n_models`` trainings are independent joblib jobs (``n_jobs``), so
-    any joblib backend, Dask included, can spread them.
+    any joblib backend, Dask included, can spread them; on Dask, each
+    member's kernel pass is split over the workers too.
 
     Parameters
     ----------
@@ -86,6 +88,12 @@ class TRAKAttributor(BaseAttributor):
     %(attributor.batch_size)s
     n_jobs : int, default=None
         Parallel trainings (joblib semantics: ``None`` is 1, ``-1`` all cores).
+        With a Dask joblib backend active
+        (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set
+        (other than 1), each member's training-set pass is also split over
+        the workers (members one after the other), with the same result as
+        in this process; a Dask array ``X`` is always split by its row
+        chunks. A grouper whose own ``n_jobs`` is ``None`` inherits it.
     warm_start : bool, default=False
         Refit with the ensemble already trained and only recompute the
         kernels, when the data, the net's parameters, ``n_models``,
@@ -200,9 +208,14 @@ class TRAKAttributor(BaseAttributor):
             self._members_fingerprint = fingerprint
         # a warm start lands here directly: same ensemble, new groups
         with self._stage("kernels"):
-            self._states = Parallel(n_jobs=self.n_jobs)(
-                delayed(_member_state)(setup, net, X, y) for net in self.estimators_
-            )
+            if cluster_for(X, self.n_jobs) is not None:
+                # each member's pass is split over the cluster's workers
+                self._states = [_member_state(setup, net, X, y, self.n_jobs)
+                                for net in self.estimators_]
+            else:
+                self._states = Parallel(n_jobs=self.n_jobs)(
+                    delayed(_member_state)(setup, net, X, y) for net in self.estimators_
+                )
 
     def _can_reuse_members(self, fingerprint):
         # Reuse only what was trained on the very same data, recipe and subsets.
@@ -309,8 +322,11 @@ def _fit_member(template, X, y, subset, seed, n_classes):
     return train(net, *training_inputs(subset_rows(X, subset), fit_targets_for(net, y[subset])))
 
 
-def _member_state(setup, net, X, y):
-    """One pass over all training data: the member's output kernel and group gradients."""
+def _member_state(setup, net, X, y, n_jobs=None):
+    """One pass over all training data: the member's output kernel and group gradients.
+
+    ``n_jobs`` splits the pass over Dask workers (see :func:`training_pass`).
+    """
     plan = net_plan(net, X, setup.param_subset)
     if setup.regression:
         output_plan = plan.with_loss(_prediction)
@@ -325,6 +341,7 @@ def _member_state(setup, net, X, y):
         _projector(output_plan, setup.n_components, setup.projection_seed),
         batched=False, group_weights=weights, penalty=penalty_diagonal(plan, net),
         batch_size=plan.batch_size(setup.batch_size, _row_floats(plan, setup.n_components)),
+        n_jobs=n_jobs,
     )
 
 

@@ -8,6 +8,7 @@ centers on a sample and assigning every row in one streaming pass.
 
 from __future__ import annotations
 
+import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,7 +20,6 @@ from tqdm.auto import tqdm
 
 from .._engine import (
     CenterIndex,
-    IndexedRows,
     Whitening,
     activation_floats,
     anchors_of,
@@ -37,6 +37,7 @@ from .._engine import (
     to_device,
 )
 from ..utils._docs import fill_doc
+from ..utils._distributed import map_row_blocks
 from ..utils._groups import compact_labels, label_dtype
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
@@ -83,6 +84,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
     # transform(X) reads features at the net's predictions, fit at the true
@@ -93,11 +95,8 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         seed = derive_seeds(self.random_state)
         X, y = self._prepare(X, y, seed)
         sample = fit_sample(n_samples(X), n_groups, seed)
-        if sample is None:
-            features = self._feature_matrix(X, y, "features")
-        else:
-            y_sample = None if y is None else y[sample]
-            features = self._feature_matrix(IndexedRows(X, sample), y_sample, "sample features")
+        features = self._feature_matrix(X, y, "features" if sample is None else "sample features",
+                                        index=sample)
         self._whitening = Whitening.fit(features)
         coordinates, _ = self._whitening.transform(features)
         del features
@@ -114,22 +113,12 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
             if keep is not None and not self._features_read_labels:
                 keep["coordinates"] = coordinates  # fit_transform reuses them
             return result.labels.cpu().numpy()
-        return self._assign_all(X, y, index, result, coordinates, sample)
+        return self._assign_all(X, y, result, coordinates, sample)
 
-    def _assign_all(self, X, y, index, result, coordinates, sample):
+    def _assign_all(self, X, y, result, coordinates, sample):
         """Labels of every row in one streaming pass, then empty groups repaired."""
         k = len(self._centers)
-        labels = np.empty(n_samples(X), dtype=label_dtype(k))
-        counts = np.zeros(k, dtype=np.int64)
-        inertia = 0.0
-        for start, stop, block in self._feature_blocks(X, y, "assignment"):
-            block_coordinates, residual = self._whitening.transform(block)
-            block_labels, distances = index.assign(block_coordinates,
-                                                   batch_size=self._distance_rows())
-            block_labels = block_labels.cpu().numpy()
-            labels[start:stop] = block_labels
-            counts += np.bincount(block_labels, minlength=k)
-            inertia += float((distances + residual).sum())
+        labels, counts, inertia = self._map_blocks("_assign_block", X, y, "assignment")
         fit_labels = result.labels.cpu().numpy()
         fit_distances = ((coordinates - result.centers[result.labels]) ** 2).sum(1).cpu().numpy()
         anchors = anchors_of(fit_labels, fit_distances, k)
@@ -139,10 +128,29 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
             point = coordinates[position]
             inertia += float(((point - result.centers[labels[row]]) ** 2).sum()
                              - ((point - result.centers[old]) ** 2).sum())
-        self.inertia_ = inertia
+        self.inertia_ = float(inertia)
         return labels
 
+    def _assign_block(self, X_block, y_block):
+        """``(labels, counts, inertia)`` of a block of rows: its nearest centers."""
+        features = self._block_features(X_block, y_block)
+        coordinates, residual = self._whitening.transform(features)
+        index = CenterIndex.from_state(self._center_tensor(features.device), self._index_state)
+        labels, distances = index.assign(coordinates, batch_size=self._distance_rows())
+        k = len(self._centers)
+        labels = labels.cpu().numpy().astype(label_dtype(k))
+        return labels, np.bincount(labels, minlength=k), float((distances + residual).sum())
+
     # -- features, in row blocks ---------------------------------------------------
+
+    def _map_blocks(self, method, X, y, desc, index=None):
+        """``method(X_block, y_block)`` over row blocks (see :func:`map_row_blocks`):
+        in this process, or on Dask workers when ``X`` or ``n_jobs`` asks for it."""
+        worker_copy = copy.copy(self)
+        worker_copy.__dict__.pop("labels_", None)  # O(n): workers need the fitted state only
+        return map_row_blocks(getattr(worker_copy, method), X, y, index=index,
+                              n_jobs=self.n_jobs, block_rows=_BLOCK_ROWS,
+                              progress=desc if self.verbose else False)
 
     def _feature_blocks(self, X, y, desc):
         """Yield ``(start, stop, features)`` over row blocks of ``X`` (features on the work device)."""
@@ -155,8 +163,10 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
                 yield start, stop, self._block_features(rows(X, start, stop), y_block)
                 bar.update(stop - start)
 
-    def _feature_matrix(self, X, y, desc):
-        return torch.cat([block for _, _, block in self._feature_blocks(X, y, desc)])
+    def _feature_matrix(self, X, y, desc, index=None):
+        """Features of every row (or of the rows ``index``), on the work device."""
+        (features,) = self._map_blocks("_block_features", X, y, desc, index=index)
+        return torch.as_tensor(features, device=self._work_device())
 
     def _prepare(self, X, y, seed):
         """Hook run before the features: ``(X, y)`` as the features read them."""
@@ -201,16 +211,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         """
         check_is_fitted(self)
         X, y = self._check_test_data(X, y)
-        y = self._test_labels(y)
-        labels = np.empty(n_samples(X), dtype=label_dtype(self.n_groups_))
-        index = None
-        for start, stop, block in self._feature_blocks(X, y, "predict"):
-            if index is None:
-                index = CenterIndex.from_state(self._center_tensor(block.device),
-                                               self._index_state)
-            coordinates, _ = self._whitening.transform(block)
-            assigned, _ = index.assign(coordinates, batch_size=self._distance_rows())
-            labels[start:stop] = assigned.cpu().numpy()
+        labels, _, _ = self._map_blocks("_assign_block", X, self._test_labels(y), "predict")
         return labels
 
     def transform(self, X, y=None):
@@ -295,6 +296,7 @@ class KMeansGrouper(_KMeansGrouper):
         and ``transform``; ``"auto"`` is 4096.
     device : str, default="cpu"
         Torch device for the distance computations (``"cuda"`` on a GPU).
+    %(kmeans.n_jobs)s
     %(kmeans.verbose)s
     %(kmeans.random_state)s
 
@@ -326,7 +328,8 @@ class KMeansGrouper(_KMeansGrouper):
     _parameter_constraints: dict = {**_KMeansGrouper._parameter_constraints, "device": [str]}
 
     def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
-                 tol=1e-3, batch_size="auto", device="cpu", verbose=0, random_state=None):
+                 tol=1e-3, batch_size="auto", device="cpu", n_jobs=None, verbose=0,
+                 random_state=None):
         self.group_size = group_size
         self.n_groups = n_groups
         self.algorithm = algorithm
@@ -334,17 +337,21 @@ class KMeansGrouper(_KMeansGrouper):
         self.tol = tol
         self.batch_size = batch_size
         self.device = device
+        self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
-    def _block_features(self, X_block, y_block):
+    def _work_device(self):
         # a grouper fitted on a GPU and reloaded on a CPU-only machine still predicts
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             device = torch.device("cpu")
+        return device
+
+    def _block_features(self, X_block, y_block):
         block = np.asarray(X_block, dtype=np.float32)
         block = block if block.flags.writeable else block.copy()  # torch wants writable memory
-        return torch.as_tensor(block.reshape(len(block), -1), device=device)
+        return torch.as_tensor(block.reshape(len(block), -1), device=self._work_device())
 
     def _distance_rows(self):
         return _DISTANCE_ROWS if self.batch_size == "auto" else self.batch_size
@@ -360,7 +367,8 @@ class _ModelGrouper(_KMeansGrouper):
     _needs_y = True
 
     def __init__(self, group_size=64, *, n_groups=None, estimator=None, algorithm="auto",
-                 max_iter=60, tol=1e-3, batch_size="auto", verbose=0, random_state=None):
+                 max_iter=60, tol=1e-3, batch_size="auto", n_jobs=None, verbose=0,
+                 random_state=None):
         self.group_size = group_size
         self.n_groups = n_groups
         self.estimator = estimator
@@ -368,6 +376,7 @@ class _ModelGrouper(_KMeansGrouper):
         self.max_iter = max_iter
         self.tol = tol
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
@@ -427,6 +436,9 @@ class _ModelGrouper(_KMeansGrouper):
         device, dtype = module_device(module), module_dtype(module)
         floats = activation_floats(module, to_device(probe_batch(X_block), device, dtype))
         return auto_batch_size(floats * (torch.finfo(dtype).bits // 8), device)
+
+    def _work_device(self):
+        return module_device(self.estimator_.module_)
 
     def _block_features(self, X_block, y_block):
         features = self._model_features(X_block, y_block, self._forward_batch_size(X_block))

@@ -64,7 +64,7 @@ _blocks(
     kmeans__fitted=["kmeans.inertia_", "kmeans.n_iter_"],
     model_grouper__parameters=[
         "grouper.group_size", "grouper.n_groups", "model_grouper.estimator",
-        "kmeans.fitting", "model_grouper.batch_size", "kmeans.verbose",
+        "kmeans.fitting", "model_grouper.batch_size", "kmeans.n_jobs", "kmeans.verbose",
         "model_grouper.random_state"],
     model_grouper__attributes=[
         "grouper.fitted", "model_grouper.cluster_centers_", "model_grouper.estimator_",

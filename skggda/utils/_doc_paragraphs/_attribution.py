@@ -52,10 +52,13 @@ batch_size : int or "auto", default="auto"
 n_jobs : int, default=None
     With a Dask joblib backend active
     (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
-    than 1), or with a Dask array ``X``, the training-set passes are split
-    over the workers, with the same result as in this process; see the
-    user guide's "Running on a Dask cluster". A grouper whose own
-    ``n_jobs`` is ``None`` inherits it.
+    than 1), the training-set passes are split over the workers: row blocks
+    whose group sums are added in float64, with the same result as in this
+    process. A Dask array ``X`` is always split by its row chunks (on the
+    active ``distributed`` client, else Dask's default scheduler); other
+    joblib backends leave the passes in this process. See the user guide's
+    "Running on a Dask cluster". A grouper whose own ``n_jobs`` is
+    ``None`` inherits it.
 
 .. verbose
 verbose : int, default=0

@@ -59,10 +59,14 @@ tol : float, default=1e-3
 n_jobs : int, default=None
     With a Dask joblib backend active
     (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
-    than 1), or with a Dask array ``X``, the training-set passes and
-    ``predict`` are split over the workers, with the same labels as in
-    this process; see the user guide's "Running on a Dask cluster".
-    Inside an attributor, ``None`` takes the attributor's.
+    than 1), the training-set passes (the features of the rows the centers
+    are fitted on, then the assignment of every row) and ``predict`` are
+    split over the workers, with the same labels as in this process; a
+    model grouper ships its net to every worker once. A Dask array ``X``
+    is always split by its row chunks (on the active ``distributed``
+    client, else Dask's default scheduler). See the user guide's "Running
+    on a Dask cluster". Inside an attributor, ``None`` takes the
+    attributor's.
 
 .. verbose
 verbose : int, default=0
