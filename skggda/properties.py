@@ -44,16 +44,12 @@ __all__ = [
 class EvaluationData:
     """What a property may look at besides the net's outputs.
 
-    Parameters
-    ----------
-    %(property.evaluation_data)s
-
-    Attributes
-    ----------
-    %(property.evaluation_data)s
+    %(property.evaluation_data_sections)s
 
     Examples
     --------
+    The weights of a class loss read the labels and the classes:
+
     >>> import numpy as np
     >>> from skggda.properties import ClassLoss, EvaluationData
     >>> data = EvaluationData(np.zeros((4, 2)), np.array([0, 1, 1, 0]), np.array(["a", "b"]))

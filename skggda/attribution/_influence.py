@@ -159,6 +159,8 @@ class InfluenceAttributor(BaseAttributor):
 
     Examples
     --------
+    Fisher influence of random groups:
+
     >>> import numpy as np
     >>> from skggda import InfluenceAttributor, RandomGrouper
     >>> from skggda.models import make_classifier

@@ -83,6 +83,8 @@ class TracInAttributor(BaseAttributor):
 
     Examples
     --------
+    Ten random groups of twenty, scored in aggregate and per test sample:
+
     >>> import numpy as np
     >>> from skggda import RandomGrouper, TracInAttributor
     >>> from skggda.models import make_classifier

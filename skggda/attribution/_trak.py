@@ -125,6 +125,8 @@ class TRAKAttributor(BaseAttributor):
 
     Examples
     --------
+    An ensemble of three nets, scoring every training point:
+
     >>> import numpy as np
     >>> from skggda import TRAKAttributor
     >>> from skggda.models import make_classifier

@@ -96,10 +96,13 @@ def load_heloc(*, data_home=None, test_size=0.2, random_state=0, standardize=Tru
 
     Examples
     --------
+    With FICO's ``heloc_dataset_v1.csv`` in the data folder, rows without a
+    bureau record dropped:
+
     >>> from skggda.datasets import load_heloc
     >>> data = load_heloc()  # doctest: +SKIP
-    >>> data.X_train.shape, data.X_test.shape  # doctest: +SKIP
-    ((7896, 23), (1975, 23))
+    >>> data.X_train.shape, data.target_names  # doctest: +SKIP
+    ((7896, 23), ['Good', 'Bad'])
     """
     path = _data_file(data_home, HELOC_FILE, "HELOC", "the FICO HELOC file")
     X, y = _read_heloc_csv(path)

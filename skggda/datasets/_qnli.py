@@ -67,6 +67,8 @@ def load_qnli_dev(*, data_home=None, test_size=0.2, random_state=0):
 
     Examples
     --------
+    With GLUE's QNLI ``dev.tsv`` in the data folder:
+
     >>> from skggda.datasets import load_qnli_dev
     >>> data = load_qnli_dev()  # doctest: +SKIP
     >>> data.X_train.shape, data.X_test.shape  # doctest: +SKIP

@@ -456,16 +456,12 @@ class ReprKMeansGrouper(_ModelGrouper):
     The representation of a sample is the input of the net's classification
     head (its last ``nn.Linear``): points the model sees alike are grouped.
 
-    Parameters
-    ----------
-    %(model_grouper.parameters)s
-
-    Attributes
-    ----------
-    %(model_grouper.attributes)s
+    %(model_grouper.sections)s
 
     Examples
     --------
+    Four groups of the representations of a net with 8 hidden units:
+
     >>> import numpy as np
     >>> from skggda import ReprKMeansGrouper
     >>> from skggda.models import make_classifier
@@ -495,23 +491,20 @@ class GradKMeansGrouper(_ModelGrouper):
     y||^2`` (regression) ``2 c W^T (z - y)``, computed in closed form from
     one forward pass; other heads and losses use autograd.
 
-    Parameters
-    ----------
-    %(model_grouper.parameters)s
-
-    Attributes
-    ----------
-    %(model_grouper.attributes)s
+    %(model_grouper.sections)s
 
     Examples
     --------
+    The gradients of a regressor trained beforehand, frozen (not trained again):
+
     >>> import numpy as np
+    >>> from sklearn.frozen import FrozenEstimator
     >>> from skggda import GradKMeansGrouper
-    >>> from skggda.models import make_classifier
+    >>> from skggda.models import make_regressor
     >>> X = np.random.RandomState(0).normal(size=(120, 4)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
-    >>> net = make_classifier((8,), max_epochs=3, random_state=0)
-    >>> grouper = GradKMeansGrouper(group_size=30, estimator=net, random_state=0).fit(X, y)
+    >>> net = make_regressor((8,), max_epochs=3, random_state=0).fit(X, X[:, 0])
+    >>> grouper = GradKMeansGrouper(group_size=30, estimator=FrozenEstimator(net),
+    ...                             random_state=0).fit(X, X[:, 0])
     >>> int(np.bincount(grouper.labels_).sum())
     120
     >>> grouper.predict(X[:3]).shape

@@ -80,6 +80,8 @@ def group_report(attributor, X, y=None, feature_names=None, *, X_eval=None, y_ev
 
     Examples
     --------
+    One row per group, its training labels and the features that set it apart:
+
     >>> import numpy as np
     >>> from skggda import RandomGrouper, TracInAttributor
     >>> from skggda.inspection import group_report

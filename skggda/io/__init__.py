@@ -87,6 +87,8 @@ def save(estimator, path):
 
     Examples
     --------
+    A fitted grouper written to a file and read back:
+
     >>> import os, tempfile
     >>> import numpy as np
     >>> from skggda import RandomGrouper
@@ -140,6 +142,8 @@ def load(path, trusted=None):
 
     Examples
     --------
+    An attributor read back scores as the saved one does:
+
     >>> import os, tempfile
     >>> import numpy as np
     >>> from skggda import TracInAttributor

@@ -315,6 +315,7 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     return DatamodelRetrainings(subsets, actual[1:], actual[0])
 
 
+@fill_doc
 def lds_from_retrainings(scores, retrainings):
     """LDS of ``scores`` against a table of retrainings (no training here).
 
@@ -334,10 +335,7 @@ def lds_from_retrainings(scores, retrainings):
         The subsets and the actual badness after retraining on each (from
         :func:`datamodel_retrainings`).
 
-    Returns
-    -------
-    result : LDSResult
-        The score, with the predicted and actual badness per subset.
+    %(retraining.lds_returns)s
 
     Examples
     --------
@@ -389,10 +387,7 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
     %(retraining.subsets)s
     %(retraining.datamodel_seeds)s
 
-    Returns
-    -------
-    result : LDSResult
-        The score, with the predicted and actual badness per subset.
+    %(retraining.lds_returns)s
 
     Examples
     --------

@@ -72,12 +72,12 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
         proportions). A group holding several classes is split between them.
     %(order.random_state)s
 
-    Returns
-    -------
-    %(order.removed)s
+    %(order.returns)s
 
     Examples
     --------
+    Half of four points, by group score, then class by class:
+
     >>> from skggda.metrics import points_to_remove
     >>> sorted(points_to_remove([5.0, 1.0], [0, 0, 1, 1], 0.5).tolist())
     [0, 1]
@@ -136,12 +136,12 @@ def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
     random_state : int, RandomState instance or None, default=None
         Order inside the harmful groups, and the random remainder.
 
-    Returns
-    -------
-    %(order.removed)s
+    %(order.returns)s
 
     Examples
     --------
+    One harmful point goes first, the rest is drawn by class:
+
     >>> from skggda.metrics import harmful_then_random
     >>> removed = harmful_then_random([-1.0, 2.0, 3.0, 1.0], [0, 1, 2, 3], 0.5,
     ...                               [0, 0, 1, 1], max_harmful=0.25, random_state=0)

@@ -154,9 +154,7 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
 
     Parameters
     ----------
-    %(retraining.training_data)s
-    %(retraining.removal_test)s
-    %(retraining.groups)s
+    %(retraining.removal_data)s
     %(retraining.fractions)s
     most_important : bool
         Remove the highest-scoring points first (``True``) or the lowest.
@@ -166,9 +164,7 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
         (pruning only): the negatively scored points first, at most 5% of
         the training set, then a class-stratified random remainder (see
         :func:`harmful_then_random`).
-    %(retraining.seeds)s
-    %(retraining.baselines)s
-    %(retraining.metric)s
+    %(retraining.removal_options)s
 
     Returns
     -------
@@ -250,12 +246,12 @@ class RemovalBaselines:
 
     Examples
     --------
-    >>> import numpy as np
+    Two seeds, two fractions: a full and two random-removal retrainings each:
+
+    >>> from sklearn.datasets import make_classification
     >>> from skggda.metrics import removal_baselines
     >>> from skggda.models import make_classifier
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.normal(size=(60, 3)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
+    >>> X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
     >>> shared = removal_baselines(make_classifier((4,), max_epochs=1), X, y, X, y,
     ...                            [0.25, 0.5], n_seeds=2, random_state=0)
     >>> shared.full.shape, shared.random.shape, shared.n_samples
@@ -296,13 +292,14 @@ def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=Fa
 
     Examples
     --------
+    Two attributions judged against the same baselines:
+
     >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
     >>> from skggda.metrics import removal_baselines, pruning_score
     >>> from skggda.models import make_classifier
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.normal(size=(80, 3)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
-    >>> net = make_classifier((4,), max_epochs=2)
+    >>> X, y = make_classification(80, 3, n_informative=2, n_redundant=0, random_state=1)
+    >>> rng, net = np.random.RandomState(0), make_classifier((4,), max_epochs=2)
     >>> shared = removal_baselines(net, X, y, X, y, [0.25], n_seeds=1, random_state=0)
     >>> for scores in (rng.normal(size=80), rng.normal(size=80)):  # two attributions
     ...     result = pruning_score(net, X, y, X, y, scores, np.arange(80), fractions=[0.25],
@@ -416,16 +413,12 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
 
     Parameters
     ----------
-    %(retraining.training_data)s
-    %(retraining.removal_test)s
-    %(retraining.groups)s
+    %(retraining.removal_data)s
     fractions : sequence of float, default=(0.01, 0.05, 0.10, 0.20)
         Shares of the training points removed, one evaluation each (the
         paper's).
     %(retraining.stratify)s
-    %(retraining.seeds)s
-    %(retraining.baselines)s
-    %(retraining.metric)s
+    %(retraining.removal_options)s
 
     Returns
     -------
@@ -438,12 +431,11 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
     Eight groups of ten points, the two highest-scoring ones removed first:
 
     >>> import numpy as np
+    >>> from sklearn.datasets import make_blobs
     >>> from skggda.metrics import retraining_score
     >>> from skggda.models import make_classifier
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.normal(size=(80, 3)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
-    >>> labels, group_scores = np.arange(80) % 8, rng.normal(size=8)
+    >>> X, y = make_blobs(80, 3, centers=2, random_state=0)
+    >>> labels, group_scores = np.arange(80) % 8, np.random.RandomState(0).normal(size=8)
     >>> result = retraining_score(make_classifier((4,), max_epochs=2), X, y, X, y,
     ...     group_scores, labels, fractions=[0.25], n_seeds=1, random_state=0)
     >>> result.most_important, result.kept_class_share.shape
@@ -466,9 +458,7 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
 
     Parameters
     ----------
-    %(retraining.training_data)s
-    %(retraining.removal_test)s
-    %(retraining.groups)s
+    %(retraining.removal_data)s
     fractions : sequence of float, default=(0.25, 0.50, 0.75)
         Shares of the training points pruned, one evaluation each (the
         paper's).
@@ -479,9 +469,7 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
         and the rest at random (see :func:`harmful_then_random`), an order
         that does not fall below random removal where plain score order
         does.
-    %(retraining.seeds)s
-    %(retraining.baselines)s
-    %(retraining.metric)s
+    %(retraining.removal_options)s
 
     Returns
     -------
@@ -497,8 +485,8 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     >>> from skggda.metrics import pruning_score
     >>> from skggda.models import make_classifier
     >>> rng = np.random.RandomState(0)
-    >>> X = rng.normal(size=(80, 3)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
+    >>> X = rng.normal(size=(80, 3))
+    >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)
     >>> result = pruning_score(make_classifier((4,), max_epochs=2), X, y, X, y,
     ...     rng.normal(size=80), np.arange(80), fractions=[0.5],
     ...     order="harmful-then-random", n_seeds=1, random_state=0)

@@ -117,6 +117,8 @@ class CheckpointRecorder(Callback):
 
     Examples
     --------
+    Every epoch's weights, recorded during training:
+
     >>> import numpy as np
     >>> from skggda.models import CheckpointRecorder, make_classifier
     >>> X = np.random.RandomState(0).normal(size=(64, 3)).astype("float32")
@@ -179,6 +181,8 @@ class DivergenceCheck(Callback):
 
     Examples
     --------
+    A learning rate far too high stops the training with an error:
+
     >>> import numpy as np
     >>> from skggda.models import DivergenceCheck, make_classifier
     >>> X = np.random.RandomState(0).normal(size=(64, 3)).astype("float32")

@@ -104,6 +104,8 @@ class ConvertedModel(BaseEstimator):
 
     Examples
     --------
+    scikit-learn fits; the torch module gives the same probabilities:
+
     >>> import numpy as np
     >>> import torch
     >>> from sklearn.linear_model import LogisticRegression

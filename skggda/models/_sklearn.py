@@ -260,6 +260,8 @@ def to_torch(model, n_samples):
 
     Examples
     --------
+    A fitted ridge regression as a linear module with its penalty:
+
     >>> import numpy as np
     >>> import torch
     >>> from sklearn.linear_model import Ridge

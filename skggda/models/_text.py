@@ -197,17 +197,8 @@ class TextClassifier(nn.Module):
 
 
 @fill_doc
-def make_text_classifier(
-    *,
-    lr=2e-5,
-    max_epochs=3,
-    batch_size=32,
-    weight_decay=0.0,
-    device="cpu",
-    random_state=None,
-    verbose=0,
-    **kwargs,
-):
+def make_text_classifier(*, lr=2e-5, max_epochs=3, batch_size=32, weight_decay=0.0,
+                         device="cpu", random_state=None, verbose=0, **kwargs):
     """A skorch classifier fine-tuning :class:`TextClassifier` (Adam, one-cycle schedule).
 
     The paper fine-tunes BERT with learning rate 2e-5; the defaults follow it

@@ -85,6 +85,10 @@ n_seeds : int, default=1
 random_state : int, RandomState instance or None, default=None
     Draws the training seeds (and, for the LDS, the random subsets).
 
+.. lds_result
+result : LDSResult
+    The score, with the predicted and actual badness per subset.
+
 .. n_subsets
 n_subsets : int, default=20
     Random subsets of groups trained on.
