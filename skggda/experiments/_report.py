@@ -159,11 +159,14 @@ def write_files(records, summary, folder):
 
     Examples
     --------
-    >>> from skggda.experiments import Record, summarize
-    >>> records = [Record("noisy", "digits", "ann-s", "tracin", "grad", 16, seed, "auc",
-    ...                   auc, 90, 0.1, 0.2, 1.0) for seed, auc in [(0, 0.7), (1, 0.8)]]
+    One pruning record, written with its summary:
+
     >>> import tempfile
-    >>> from skggda.experiments import write_files
+    >>> from skggda.experiments import Record, summarize, write_files
+    >>> records = [Record(task="pruning", dataset="digits", model="lr", attributor="trak",
+    ...                   grouper="random", group_size=8, seed=0, metric="accuracy@25%",
+    ...                   value=0.9, n_groups=180, grouping_s=0.1, attribution_s=2.0,
+    ...                   training_s=1.0)]
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     [p.name for p in write_files(records, summarize(records), folder)]
     ['records.csv', 'summary.json']

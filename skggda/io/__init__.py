@@ -142,7 +142,7 @@ def load(path, trusted=None):
 
     Examples
     --------
-    An attributor read back scores as the saved one does:
+    An attributor, saved and loaded, scores as before (no pickle involved):
 
     >>> import os, tempfile
     >>> import numpy as np

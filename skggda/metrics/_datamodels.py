@@ -291,10 +291,10 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     Four random halves of six groups, with per-sample badness on ten test points:
 
     >>> import numpy as np
+    >>> from sklearn.datasets import make_blobs
     >>> from skggda.metrics import datamodel_retrainings
     >>> from skggda.models import make_classifier
-    >>> X = np.random.RandomState(0).normal(size=(60, 3)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
+    >>> X, y = make_blobs(60, 3, centers=2, random_state=0)
     >>> table = datamodel_retrainings(make_classifier((4,), max_epochs=2), X, y, X[:10], y[:10],
     ...                               np.arange(60) % 6, n_subsets=4, random_state=0)
     >>> table.subsets.shape, table.actual.shape
@@ -394,10 +394,10 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
     Constant scores, scored against four retrainings:
 
     >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
     >>> from skggda.metrics import linear_datamodeling_score
     >>> from skggda.models import make_classifier
-    >>> X = np.random.RandomState(0).normal(size=(60, 3)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
+    >>> X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
     >>> lds = linear_datamodeling_score(make_classifier((4,), max_epochs=2), X, y, X, y,
     ...                                 np.zeros(6), np.arange(60) % 6, n_subsets=4,
     ...                                 random_state=0)

@@ -474,8 +474,7 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     Returns
     -------
     result : RemovalResult
-        Test ``metric`` after pruning the least important points, with the
-        baselines.
+        The test ``metric`` once the least important points are pruned (and baselines).
 
     Examples
     --------

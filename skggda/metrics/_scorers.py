@@ -103,13 +103,16 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
     Parameters
     ----------
     fraction : float, default=0.1
-        Share of the training fold removed, highest scores first.
+        Share of the training fold removed, highest scores first (the
+        points the attribution finds most helpful).
     %(scorer.removal)s
 
     %(scorer.returns)s
 
     Examples
     --------
+    Named after the share it removes, ``retraining_10`` by default:
+
     >>> from skggda.metrics import make_retraining_scorer
     >>> make_retraining_scorer().__name__
     'retraining_10'

@@ -88,11 +88,7 @@ class OneCycleSchedule(Callback):
     def on_batch_end(self, net, training=None, **kwargs):
         """Step the schedule after every training batch.
 
-        Parameters
-        ----------
-        %(callback.net)s
-        %(callback.training)s
-        %(callback.kwargs)s
+        %(callback.batch_parameters)s
         """
         if training and self.steps_left_ > 1:
             self.scheduler_.step()
@@ -158,10 +154,7 @@ class CheckpointRecorder(Callback):
     def on_epoch_end(self, net, **kwargs):
         """Copy the weights to the CPU and record the epoch's mean learning rate.
 
-        Parameters
-        ----------
-        %(callback.net)s
-        %(callback.kwargs)s
+        %(callback.epoch_parameters)s
         """
         state = {k: v.detach().to("cpu", copy=True) for k, v in net.module_.state_dict().items()}
         self.checkpoints_.append(state)
@@ -198,10 +191,7 @@ class DivergenceCheck(Callback):
     def on_epoch_end(self, net, **kwargs):
         """Raise once the epoch's training loss or a parameter is not finite.
 
-        Parameters
-        ----------
-        %(callback.net)s
-        %(callback.kwargs)s
+        %(callback.epoch_parameters)s
 
         Raises
         ------

@@ -27,10 +27,7 @@ class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
       they are set with ``module__...``.
     * Floating inputs are cast to the module's dtype, so float64 arrays work.
 
-    Parameters
-    ----------
-    %(seeded.parameters)s
-        See :class:`skorch.NeuralNetClassifier`.
+    %(seeded.classifier_parameters)s
 
     Examples
     --------

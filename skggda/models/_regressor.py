@@ -24,10 +24,7 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
       ``(n_samples, 1)`` and cast to float32 before training, and
       :meth:`predict` then returns a 1-D array, as scikit-learn regressors do.
 
-    Parameters
-    ----------
-    %(seeded.parameters)s
-        See :class:`skorch.NeuralNetRegressor`.
+    %(seeded.regressor_parameters)s
 
     Examples
     --------
@@ -56,9 +53,7 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
     def predict(self, X):
         """Predicted targets: ``(n_samples,)`` after a fit on 1-D ``y``, else 2-D.
 
-        Parameters
-        ----------
-        %(seeded.X)s
+        %(seeded.predict_parameters)s
 
         Returns
         -------

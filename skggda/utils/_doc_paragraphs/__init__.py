@@ -51,6 +51,7 @@ PARAGRAPHS = {
     **_parse("scorer", _metrics.SCORER),
     **_parse("property", _experiments.PROPERTY),
     **_parse("report", _experiments.REPORT),
+    **_parse("dataset", _experiments.DATASET),
 }
 
 _blocks(
@@ -94,6 +95,8 @@ _blocks(
     order__groups=["order.scores", "order.labels"],
     scorer__removal=["scorer.stratify", "scorer.n_seeds", "scorer.random_state",
                      "scorer.metric"],
+    dataset__split=["dataset.test_size", "dataset.split_random_state"],
+    callback__batch=["callback.net", "callback.training", "callback.kwargs"],
     noisy__inputs=["noisy.scores", "noisy.labels", "noisy.is_noisy"],
     property__terms_parameters=["property.output", "property.y", "property.loss_fn"],
 )
@@ -101,6 +104,11 @@ _blocks(
 _sections(
     PARAGRAPHS,
     converted__parameters={"Parameters": ["converted.X"]},
+    seeded__predict_parameters={"Parameters": ["seeded.X"]},
+    seeded__classifier_parameters={"Parameters": ["seeded.parameters", "seeded.see_classifier"]},
+    seeded__regressor_parameters={"Parameters": ["seeded.parameters", "seeded.see_regressor"]},
+    callback__batch_parameters={"Parameters": ["callback.batch"]},
+    callback__epoch_parameters={"Parameters": ["callback.net", "callback.kwargs"]},
     model_grouper__sections={"Parameters": ["model_grouper.parameters"],
                              "Attributes": ["model_grouper.attributes"]},
     property__evaluation_data_sections={"Parameters": ["property.evaluation_data"],

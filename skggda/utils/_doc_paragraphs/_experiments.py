@@ -1,4 +1,4 @@
-"""Shared docstring paragraphs of the properties and experiment reports."""
+"""Shared docstring paragraphs of the properties, the data sets and the experiment reports."""
 
 PROPERTY = """
 .. output
@@ -50,4 +50,18 @@ summary : list of dict
 .. folder
 folder : str or path-like
     Folder the files are written to (created if missing).
+"""
+
+DATASET = """
+.. data_home
+data_home : str, path-like or None, default=None
+    Data folder; see :func:`get_data_home` for the resolution order.
+
+.. test_size
+test_size : float, default=0.2
+    Fraction of the samples held out for testing.
+
+.. split_random_state
+random_state : int, RandomState instance or None, default=0
+    Controls the stratified split.
 """

@@ -23,6 +23,12 @@ random_state : int, RandomState instance or None, default=None
     Any other parameter of the skorch net class (``criterion``, ``lr``,
     ``max_epochs``, ``callbacks``, ``module__...``, ...).
 
+.. see_classifier
+    See :class:`skorch.NeuralNetClassifier`.
+
+.. see_regressor
+    See :class:`skorch.NeuralNetRegressor`.
+
 .. X
 X : array-like of shape (n_samples, ...), dict or Dataset
     Inputs, as skorch takes them; pandas objects become numpy arrays.
