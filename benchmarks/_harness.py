@@ -137,20 +137,26 @@ class EpochClock:
 # ---------------------------------------------------------------------------
 
 
+def proc_bytes(path, field):
+    """The ``field: N kB`` line of a Linux ``/proc`` file, in bytes (``None`` elsewhere)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def anonymous_rss():
     """Resident anonymous memory of this process in bytes (Linux; ``nan`` elsewhere).
 
     Heap and tensors, not the page cache a memmap maps in: what streaming
     must keep bounded.
     """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return float("nan")
+    value = proc_bytes("/proc/self/status", "RssAnon")
+    return float("nan") if value is None else value
 
 
 class PeakMemory:

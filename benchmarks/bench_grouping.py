@@ -86,8 +86,8 @@ from sklearn.frozen import FrozenEstimator
 import skggda
 from _harness import (
     BATCH_SIZE, N_COMPONENTS, SIZES, Table, add_arguments, environment, epoch_seconds,
-    group_columns, print_closing, print_contention, print_overall, print_verdicts, start,
-    timed, with_contention, workload_specs, write_json,
+    group_columns, print_closing, print_contention, print_overall, print_verdicts, proc_bytes,
+    start, timed, with_contention, workload_specs, write_json,
 )
 from _harness import GROUP_SIZES as ATTR_GROUP_SIZES
 from skggda.utils import record_timings
@@ -219,14 +219,7 @@ def grouping_part(spec, X, y, frozen, device, repeats):
 
 
 def mem_available_bytes():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return proc_bytes("/proc/meminfo", "MemAvailable")
 
 
 def peak_rss_bytes():

@@ -19,15 +19,9 @@ import argparse
 import sys
 from dataclasses import fields
 
-from . import __version__
+from . import __version__, experiments
 from .metrics import PRUNING_ORDERS
 from .experiments import (
-    ATTRIBUTORS,
-    DATASETS,
-    DETECTORS,
-    GROUPERS,
-    MODELS,
-    TASKS,
     ConfigError,
     GridConfig,
     format_tables,
@@ -69,16 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--version", action="version", version=f"skggda {__version__}")
-    add("--dataset", choices=DATASETS, default=_DEFAULTS.dataset,
+    add("--dataset", choices=experiments.DATASETS, default=_DEFAULTS.dataset,
         help="heloc, mnist and qnli (with --model text) read the data folder "
         "(--data-home / SKGGDA_DATA); the others need no file (default: %(default)s)")
-    add("--model", choices=sorted(MODELS), default=_DEFAULTS.model,
+    add("--model", choices=sorted(experiments.MODELS), default=_DEFAULTS.model,
         help="the paper's models (default: %(default)s)")
-    add("--attributors", nargs="+", choices=ATTRIBUTORS, default=list(_DEFAULTS.attributors))
-    add("--groupers", nargs="+", choices=sorted(GROUPERS), default=list(_DEFAULTS.groupers))
+    add("--attributors", nargs="+", choices=experiments.ATTRIBUTORS,
+        default=list(_DEFAULTS.attributors))
+    add("--groupers", nargs="+", choices=sorted(experiments.GROUPERS),
+        default=list(_DEFAULTS.groupers))
     add("--group-sizes", nargs="+", type=_positive_ints, default=list(_DEFAULTS.group_sizes),
         metavar="G", help="1 is per-point attribution (default: 1 4 16 64)")
-    add("--tasks", nargs="+", choices=TASKS, default=list(_DEFAULTS.tasks))
+    add("--tasks", nargs="+", choices=experiments.TASKS, default=list(_DEFAULTS.tasks))
     add("--seeds", nargs="+", type=int, default=list(_DEFAULTS.seeds))
     add("--epochs", type=_positive_ints, default=None,
         help="training epochs (default: 40, or 2 to fine-tune --model text; "
@@ -94,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(--epochs / --lr still win)")
     add("--noise", type=_fraction, default=_DEFAULTS.noise,
         help="fraction of flipped labels for the noisy task (default: %(default)s)")
-    add("--detector", choices=DETECTORS, default=_DEFAULTS.detector,
+    add("--detector", choices=experiments.DETECTORS, default=_DEFAULTS.detector,
         help="what the noisy task ranks training points by: the attribution of the test "
         "loss, of the training loss, or minus their self-influence (default: %(default)s)")
     add("--checkpoints", choices=("auto", "last", "all"), default=_DEFAULTS.checkpoints,

@@ -11,16 +11,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import _engine
 from ..utils._convergence import warn_unconverged
 from ..utils._docs import fill_doc
+from ..utils._params import store_init_params
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
-from ._kernel import (
-    fit_kernel_state,
-    kernel_scores,
-    kernel_self_scores,
-    penalty_diagonal,
-    property_vector,
-    sample_vectors,
-)
+from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
+                      property_vector, sample_vectors)
 
 _TEST_BLOCK = 64
 #: Damping of the solvers other than K-FAC / EK-FAC when ``damping=None``.
@@ -159,14 +154,12 @@ class InfluenceAttributor(BaseAttributor):
 
     Examples
     --------
-    Fisher influence of random groups:
+    Fisher influence of random groups, then EK-FAC on the same (frozen) net:
 
-    >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
     >>> from skggda import InfluenceAttributor, RandomGrouper
     >>> from skggda.models import make_classifier
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.normal(size=(200, 4)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
+    >>> X, y = make_classification(200, 4, random_state=0)
     >>> attr = InfluenceAttributor(make_classifier((8,), max_epochs=5, random_state=0),
     ...                            grouper=RandomGrouper(group_size=20),
     ...                            n_components=32, random_state=0).fit(X, y)
@@ -196,44 +189,12 @@ class InfluenceAttributor(BaseAttributor):
         "n_jobs": [Integral, None],
     }
 
-    def __init__(
-        self,
-        estimator=None,
-        *,
-        grouper=None,
-        property="loss",
-        solver="fisher",
-        fisher="auto",
-        damping=None,
-        n_components=None,
-        lissa_depth=200,
-        lissa_repeat=20,
-        lissa_scale=50.0,
-        lissa_batch_size=128,
-        cg_max_iter=100,
-        param_subset="all",
-        batch_size="auto",
-        n_jobs=None,
-        verbose=0,
-        random_state=None,
-    ):
-        self.estimator = estimator
-        self.grouper = grouper
-        self.property = property
-        self.solver = solver
-        self.fisher = fisher
-        self.damping = damping
-        self.n_components = n_components
-        self.lissa_depth = lissa_depth
-        self.lissa_repeat = lissa_repeat
-        self.lissa_scale = lissa_scale
-        self.lissa_batch_size = lissa_batch_size
-        self.cg_max_iter = cg_max_iter
-        self.param_subset = param_subset
-        self.batch_size = batch_size
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.random_state = random_state
+    def __init__(self, estimator=None, *, grouper=None, property="loss", solver="fisher",
+                 fisher="auto", damping=None, n_components=None, lissa_depth=200,
+                 lissa_repeat=20, lissa_scale=50.0, lissa_batch_size=128, cg_max_iter=100,
+                 param_subset="all", batch_size="auto", n_jobs=None, verbose=0,
+                 random_state=None):
+        store_init_params(self, locals())
 
     def _check_params(self, frozen):
         if self.n_components is not None and self.solver != "fisher":

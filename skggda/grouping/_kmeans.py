@@ -39,6 +39,7 @@ from .._engine import (
 from ..utils._docs import fill_doc
 from ..utils._distributed import map_row_blocks
 from ..utils._groups import compact_labels, label_dtype
+from ..utils._params import store_init_params
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
 from ..utils._seeding import derive_seeds
@@ -306,8 +307,7 @@ class KMeansGrouper(_KMeansGrouper):
     cluster_centers_ : ndarray of shape (n_groups, n_features)
         Centers in the original feature space.
     %(kmeans.fitted)s
-    %(grouper.fit_time_)s
-    %(grouper.n_features_in_)s
+    %(grouper.fit_info)s
 
     See Also
     --------
@@ -330,16 +330,7 @@ class KMeansGrouper(_KMeansGrouper):
     def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
                  tol=1e-3, batch_size="auto", device="cpu", n_jobs=None, verbose=0,
                  random_state=None):
-        self.group_size = group_size
-        self.n_groups = n_groups
-        self.algorithm = algorithm
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.device = device
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.random_state = random_state
+        store_init_params(self, locals())
 
     def _work_device(self):
         # a grouper fitted on a GPU and reloaded on a CPU-only machine still predicts
@@ -369,16 +360,7 @@ class _ModelGrouper(_KMeansGrouper):
     def __init__(self, group_size=64, *, n_groups=None, estimator=None, algorithm="auto",
                  max_iter=60, tol=1e-3, batch_size="auto", n_jobs=None, verbose=0,
                  random_state=None):
-        self.group_size = group_size
-        self.n_groups = n_groups
-        self.estimator = estimator
-        self.algorithm = algorithm
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.random_state = random_state
+        store_init_params(self, locals())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

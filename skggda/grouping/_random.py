@@ -30,8 +30,7 @@ class RandomGrouper(BaseGrouper):
     Attributes
     ----------
     %(grouper.fitted)s
-    %(grouper.fit_time_)s
-    %(grouper.n_features_in_)s
+    %(grouper.fit_info)s
 
     See Also
     --------

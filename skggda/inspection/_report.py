@@ -82,13 +82,11 @@ def group_report(attributor, X, y=None, feature_names=None, *, X_eval=None, y_ev
     --------
     One row per group, its training labels and the features that set it apart:
 
-    >>> import numpy as np
+    >>> from sklearn.datasets import make_classification
     >>> from skggda import RandomGrouper, TracInAttributor
     >>> from skggda.inspection import group_report
     >>> from skggda.models import make_classifier
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.normal(size=(120, 3)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
+    >>> X, y = make_classification(120, 3, n_informative=2, n_redundant=0, random_state=0)
     >>> net = make_classifier((8,), max_epochs=3, random_state=0)
     >>> attr = TracInAttributor(net, grouper=RandomGrouper(group_size=30),
     ...                         random_state=0).fit(X, y)

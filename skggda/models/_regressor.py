@@ -67,20 +67,9 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
 
 
 @fill_doc
-def make_regressor(
-    hidden_layer_sizes=(50, 50),
-    *,
-    activation="relu",
-    criterion=torch.nn.MSELoss,
-    lr=1e-3,
-    max_epochs=30,
-    batch_size=128,
-    weight_decay=4e-4,
-    device="cpu",
-    random_state=None,
-    verbose=0,
-    **kwargs,
-):
+def make_regressor(hidden_layer_sizes=(50, 50), *, activation="relu", criterion=torch.nn.MSELoss,
+                   lr=1e-3, max_epochs=30, batch_size=128, weight_decay=4e-4, device="cpu",
+                   random_state=None, verbose=0, **kwargs):
     """A skorch regressor with the paper's training recipe.
 
     The recipe of :func:`~skggda.models.make_classifier` (Adam with weight

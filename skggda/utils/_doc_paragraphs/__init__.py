@@ -61,6 +61,7 @@ _blocks(
                         "attributor.n_groups_", "attributor.classes_",
                         "attributor.n_features_in_"],
     grouper__fitted=["grouper.labels_", "grouper.n_groups_"],
+    grouper__fit_info=["grouper.fit_time_", "grouper.n_features_in_"],
     kmeans__fitting=["kmeans.algorithm", "kmeans.max_iter", "kmeans.tol"],
     kmeans__fitted=["kmeans.inertia_", "kmeans.n_iter_"],
     model_grouper__parameters=[
