@@ -48,7 +48,7 @@ from ._capture import HookCapture
 from ._data import forward, module_device, module_dtype
 from ._gram import add_gram_upper_, mirror_upper_
 from ._passes import _batches, evaluating
-from ._plan import LinearBlock
+from ._blocks import LinearBlock
 
 #: Default damping of a block, as a fraction of the mean of its eigenvalues.
 HEURISTIC_DAMPING = 0.1

@@ -28,7 +28,7 @@ import math
 import numpy as np
 import torch
 
-from ._plan import LinearBlock, NormBlock
+from ._blocks import LinearBlock, NormBlock
 from ._precision import at_least_float32
 
 
