@@ -94,7 +94,7 @@ def attributor_run(make_attr, data, device, repeats, clock=None):
         attr = make_attr()
         with warnings.catch_warnings(record=True) as caught, record_timings() as stages:
             warnings.simplefilter("always", ConvergenceWarning)
-            seconds, scores = timed(lambda: attr.fit(X, y).score_groups(X_test, y_test), device)
+            seconds, scores = timed(lambda attr=attr: attr.fit(X, y).score_groups(X_test, y_test), device)
         for w in caught:
             if not issubclass(w.category, ConvergenceWarning):
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)

@@ -495,7 +495,7 @@ def main(argv=None):
     for name, ok in targets(results):
         print(f"  {'MET ' if ok else 'MISS'} {name}")
     path = plot(results, folder / "runtime_vs_lds.png")
-    print(f"wrote results_*.json" + (f", {path}" if path else "") + f" under {folder}")
+    print("wrote results_*.json" + (f", {path}" if path else "") + f" under {folder}")
 
 
 if __name__ == "__main__":

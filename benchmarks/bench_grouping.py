@@ -246,7 +246,7 @@ def attribution_part(X, y, X_test, y_test, frozen, device, repeats):
             attr = skggda.TracInAttributor(frozen, grouper=grouper, n_components=N_COMPONENTS,
                                            random_state=0)
             with record_timings() as stages:
-                seconds, A = timed(lambda: attr.fit(X, y).attribute(X_test, y_test), device)
+                seconds, A = timed(lambda attr=attr: attr.fit(X, y).attribute(X_test, y_test), device)
             runs.append(seconds)
             stages = dict(stages)
             labels, n_groups = attr.labels_, attr.n_groups_

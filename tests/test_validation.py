@@ -3,7 +3,6 @@ and leaves the estimator as it was."""
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pytest

@@ -11,7 +11,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import _engine
 from ..utils._convergence import warn_unconverged
 from ..utils._docs import fill_doc
-from ..utils._params import store_init_params
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
@@ -194,7 +193,23 @@ class InfluenceAttributor(BaseAttributor):
                  lissa_repeat=20, lissa_scale=50.0, lissa_batch_size=128, cg_max_iter=100,
                  param_subset="all", batch_size="auto", n_jobs=None, verbose=0,
                  random_state=None):
-        store_init_params(self, locals())
+        self.estimator = estimator
+        self.grouper = grouper
+        self.property = property
+        self.solver = solver
+        self.fisher = fisher
+        self.damping = damping
+        self.n_components = n_components
+        self.lissa_depth = lissa_depth
+        self.lissa_repeat = lissa_repeat
+        self.lissa_scale = lissa_scale
+        self.lissa_batch_size = lissa_batch_size
+        self.cg_max_iter = cg_max_iter
+        self.param_subset = param_subset
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
 
     def _check_params(self, frozen):
         if self.n_components is not None and self.solver != "fisher":

@@ -11,7 +11,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .. import _engine
 from ..models import CheckpointRecorder
 from ..utils._docs import fill_doc
-from ..utils._params import store_init_params
 from ..utils._distributed import training_pass
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
@@ -111,7 +110,16 @@ class TracInAttributor(BaseAttributor):
     def __init__(self, estimator=None, *, grouper=None, property="loss", checkpoints="last",
                  n_components=None, param_subset="all", batch_size="auto", n_jobs=None,
                  verbose=0, random_state=None):
-        store_init_params(self, locals())
+        self.estimator = estimator
+        self.grouper = grouper
+        self.property = property
+        self.checkpoints = checkpoints
+        self.n_components = n_components
+        self.param_subset = param_subset
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
 
     # -- training side ------------------------------------------------------------
 

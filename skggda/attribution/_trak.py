@@ -18,7 +18,6 @@ from ..properties import _error_probability, _logits, _margin, _prediction
 from ..utils._docs import fill_doc
 from ..utils._distributed import cluster_for
 from ..utils._inputs import subset_rows, training_inputs
-from ..utils._params import store_init_params
 from ..utils._seeding import derive_seeds
 from ..utils._skorch import prepare_net, train
 from ..utils._targets import fit_targets_for
@@ -147,7 +146,19 @@ class TRAKAttributor(BaseAttributor):
                  train_fraction=0.5, n_components=None, damping=1e-3, param_subset="all",
                  batch_size="auto", n_jobs=None, warm_start=False, verbose=0,
                  random_state=None):
-        store_init_params(self, locals())
+        self.estimator = estimator
+        self.grouper = grouper
+        self.property = property
+        self.n_models = n_models
+        self.train_fraction = train_fraction
+        self.n_components = n_components
+        self.damping = damping
+        self.param_subset = param_subset
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.random_state = random_state
 
     def _fit_attribution(self, X, y, seed):
         rng = np.random.RandomState(seed)

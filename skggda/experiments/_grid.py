@@ -38,7 +38,6 @@ from ._config import (  # noqa: F401 - the grid's names, importable from here to
     ATTRIBUTORS,
     DATASETS,
     DETECTORS,
-    FRACTIONS,
     GROUPERS,
     MODELS,
     SELF_INFLUENCE_COMPONENTS,

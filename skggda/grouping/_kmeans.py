@@ -39,7 +39,6 @@ from .._engine import (
 from ..utils._docs import fill_doc
 from ..utils._distributed import map_row_blocks
 from ..utils._groups import compact_labels, label_dtype
-from ..utils._params import store_init_params
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
 from ..utils._seeding import derive_seeds
@@ -330,7 +329,16 @@ class KMeansGrouper(_KMeansGrouper):
     def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
                  tol=1e-3, batch_size="auto", device="cpu", n_jobs=None, verbose=0,
                  random_state=None):
-        store_init_params(self, locals())
+        self.group_size = group_size
+        self.n_groups = n_groups
+        self.algorithm = algorithm
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.device = device
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
 
     def _work_device(self):
         # a grouper fitted on a GPU and reloaded on a CPU-only machine still predicts
@@ -360,7 +368,16 @@ class _ModelGrouper(_KMeansGrouper):
     def __init__(self, group_size=64, *, n_groups=None, estimator=None, algorithm="auto",
                  max_iter=60, tol=1e-3, batch_size="auto", n_jobs=None, verbose=0,
                  random_state=None):
-        store_init_params(self, locals())
+        self.group_size = group_size
+        self.n_groups = n_groups
+        self.estimator = estimator
+        self.algorithm = algorithm
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
