@@ -18,7 +18,8 @@ both run in this process unless distribution applies:
   embedded in the graph chunk by chunk, as ``dask.array.from_array`` does.
 
 The per-block work is one pure function (:func:`_run_block`) of the pickled
-model state (scattered once to every worker with ``broadcast=True``) and a
+model state (one key of the task graph, fetched once by each worker and
+rebuilt from the graph if every worker holding it dies) and a
 block: it unpickles a private copy of the state (tasks sharing a worker's
 threads never share a module with hooks on it), runs the engine's own pass on
 the block's rows with its groups renumbered ``0..g-1`` (a block's partial is
@@ -448,12 +449,12 @@ def _on_cluster(cluster, work, X, y, labels, *, index, align):
     import cloudpickle
 
     dask = _import_dask()
-    payload = cloudpickle.dumps(work)
-    if cluster.client is not None:
-        # the model's state reaches every worker once, before any block runs
-        payload = cluster.client.scatter(payload, broadcast=True)
-    else:
-        payload = dask.delayed(payload, name=f"skggda-state-{uuid.uuid4().hex}", traverse=False)
+    # The model's state is one key of the graph, not scattered data: each worker
+    # fetches it once, and when the only workers holding it die, the scheduler
+    # rebuilds it from the graph (scattered data would be lost with them, and
+    # the pass fail with a cancelled future instead of being retried).
+    payload = dask.delayed(cloudpickle.dumps(work), name=f"skggda-state-{uuid.uuid4().hex}",
+                           traverse=False)
     n = _engine.n_samples(X) if index is None else len(index)
     edges = _block_edges(n, cluster.n_threads, align)
     parts = [
