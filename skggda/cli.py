@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of flipped labels for the noisy task (default: %(default)s)")
     add("--detector", choices=experiments.DETECTORS, default=_DEFAULTS.detector,
         help="what the noisy task ranks training points by: the attribution of the test "
-        "loss, of the training loss, or minus their self-influence (default: %(default)s)")
+        "loss, of the training loss, or minus their self-influence (a group's over its "
+        "size squared; default: %(default)s)")
     add("--checkpoints", choices=("auto", "last", "all"), default=_DEFAULTS.checkpoints,
         help="TracIn's checkpoints: the final weights, or every epoch's; auto: every "
         "epoch's (projected) for the noisy task's self-influence, else the final weights "

@@ -305,3 +305,31 @@ def test_unknown_detector_is_refused():
 
     with pytest.raises(ValueError, match="Unknown detector 'oracle'"):
         run_grid(_tiny_noisy_grid(detector="oracle", cleanlab_folds=0), progress=False)
+
+
+class _FixedSelfInfluence:
+    """An attributor stand-in: two groups, of 4 members and of 1."""
+
+    labels_ = np.array([0, 0, 0, 0, 1])
+    n_groups_ = 2
+
+    def self_influence(self):
+        return np.array([8.0, 1.0])
+
+
+def test_self_detector_ranks_groups_by_their_mean_gradient():
+    from skggda.experiments._grid import _detection_scores
+
+    # the group of 4 has the larger self-influence, but its mean gradient's
+    # squared norm is 8 / 4**2 = 0.5 against the single point's 1
+    scores, _ = _detection_scores(_FixedSelfInfluence(), "self", None, None)
+    np.testing.assert_allclose(scores, [-0.5, -1.0])
+
+
+def test_self_detector_finds_flipped_labels_in_grad_kmeans_groups():
+    from skggda.experiments import GridConfig, run_grid
+
+    # the raw group self-influence ranked large clean groups first (AUC 0.35 here)
+    config = GridConfig(groupers=("grad",), group_sizes=(16,), cleanlab_folds=0)
+    (record,) = run_grid(config, progress=False)
+    assert record.value > 0.7

@@ -28,7 +28,8 @@ GROUPERS = {"random": RandomGrouper, "kmeans": KMeansGrouper, "repr": ReprKMeans
             "grad": GradKMeansGrouper}
 TASKS = ("noisy", "retraining", "pruning")
 #: What the noisy-label task ranks training points by: the attribution of the test
-#: loss (the paper's), of the training loss, or minus each group's self-influence.
+#: loss (the paper's), of the training loss, or minus each group's self-influence
+#: over its size squared (the squared norm of its mean gradient).
 DETECTORS = ("test-loss", "train-loss", "self")
 #: TracIn's projection for the default noisy-label detector (self-influence over all
 #: checkpoints): exact self-influence forms every checkpoint's per-sample gradients.
@@ -78,7 +79,8 @@ class GridConfig:
         Fraction of training labels flipped for the noisy-label task.
     detector : str, default="self"
         What the noisy-label task ranks training points by, from
-        :data:`DETECTORS` (default: minus the self-influence).
+        :data:`DETECTORS` (default: minus the self-influence, a group's
+        over its size squared).
     checkpoints : {"auto", "last", "all"}, default="auto"
         TracIn's checkpoints; ``"all"`` retrains the net with the same seed
         to record them (that training is not counted in its runtime).

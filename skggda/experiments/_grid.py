@@ -459,8 +459,15 @@ def _detection_scores(attr, detector, X_test, y_test):
     if detector not in DETECTORS:
         raise ValueError(f"Unknown detector {detector!r}; choose from {DETECTORS}.")
     start = perf_counter()
-    if detector == "self":  # a large self-influence marks a suspicious group
-        scores = -attr.self_influence()
+    if detector == "self":
+        # A large self-influence marks a suspicious group, per member squared:
+        # the squared norm of the group's mean gradient. A group's own
+        # self-influence grows with the square of its size when its members'
+        # gradients align, so the largest K-Means groups of clean points came
+        # first (breast_cancer, Grad-K-Means groups of 16: AUC 0.35, 0.87
+        # per member squared); groups of one are unchanged.
+        sizes = np.bincount(attr.labels_, minlength=attr.n_groups_).astype(np.float64)
+        scores = -attr.self_influence() / sizes**2
     else:
         scores = attr.score_groups(*((X_test, y_test) if detector == "test-loss" else ()))
     return scores, perf_counter() - start
