@@ -14,7 +14,7 @@ from ..utils._docs import fill_doc
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
-                      property_vector, sample_vectors)
+                      property_vector, row_floats, sample_vectors)
 
 _TEST_BLOCK = 64
 #: Damping of the solvers other than K-FAC / EK-FAC when ``damping=None``.
@@ -246,7 +246,7 @@ class InfluenceAttributor(BaseAttributor):
                 self._state = fit_kernel_state(
                     plan, X, y, self.labels_, self.n_groups_, self._projector(plan),
                     batched=self._fisher_kind() == "batched", penalty=penalty,
-                    batch_size=plan.batch_size(self.batch_size, self._row_floats(plan)),
+                    batch_size=plan.batch_size(self.batch_size, row_floats(plan, self.n_components)),
                     progress=self._progress("group gradients"), n_jobs=self.n_jobs,
                 )
             elif self.solver == "exact":
@@ -266,10 +266,6 @@ class InfluenceAttributor(BaseAttributor):
     def _checked_scores(self, scores):
         # LiSSA reports a diverged recursion by NaN scores and a ConvergenceWarning
         return scores if self.solver == "lissa" else super()._checked_scores(scores)
-
-    def _row_floats(self, plan):
-        """Floats a Fisher pass holds per sample: its projected or full gradient."""
-        return plan.n_params if self.n_components is None else self.n_components
 
     def _projector(self, plan):
         if self.n_components is None:
@@ -295,7 +291,7 @@ class InfluenceAttributor(BaseAttributor):
         if self.solver == "fisher":
             vectors = sample_vectors(rows_plan, X, y, self._projector(plan),
                                      batch_size=plan.batch_size(self.batch_size,
-                                                                self._row_floats(plan)))
+                                                                row_floats(plan, self.n_components)))
             with self._stage("solve"):
                 return kernel_scores(self._state, vectors, self._damping()).astype(np.float32)
         out = np.empty((len(X), self.n_groups_), dtype=np.float32)

@@ -73,6 +73,11 @@ def fit_kernel_state(plan, X, y, labels, n_groups, projector, *, batched, group_
     return KernelState(groups.cpu().numpy(), kernel.cpu().numpy(), n)
 
 
+def row_floats(plan, n_components):
+    """Floats a gradient pass holds per sample: its projected or full gradient."""
+    return plan.n_params if n_components is None else n_components
+
+
 def penalty_diagonal(plan, net):
     """``diag(mu)`` of ``net``'s L2 penalty (``penalty_``) in ``plan``'s block layout.
 

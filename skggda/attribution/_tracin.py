@@ -176,12 +176,13 @@ class TracInAttributor(BaseAttributor):
 
     def _self_influence(self):
         out = np.zeros(self.n_groups_)
-        plans = self._checkpoint_plans(self._X_fit, self._checkpoints)
-        for index, (plan, weight) in enumerate(plans):
-            if self._group_features is not None:
-                features = self._group_features[index].astype(np.float64)
+        if self._group_features is not None:
+            # the projected group gradients are kept: no checkpoint is reloaded
+            for features, (_, weight) in zip(self._group_features, self._checkpoints):
+                features = features.astype(np.float64)
                 out += weight * np.einsum("ij,ij->i", features, features)
-                continue
+            return out
+        for plan, weight in self._checkpoint_plans(self._X_fit, self._checkpoints):
             for groups, grads in self._group_gradient_blocks(plan):
                 flat = plan.flatten(grads).double()
                 out[groups] += weight * (flat * flat).sum(1).cpu().numpy()

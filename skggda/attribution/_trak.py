@@ -23,7 +23,7 @@ from ..utils._skorch import prepare_net, train
 from ..utils._targets import fit_targets_for
 from ._base import BaseAttributor, net_plan
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
-                      property_vector, sample_vectors)
+                      property_vector, row_floats, sample_vectors)
 
 
 @fill_doc
@@ -229,7 +229,7 @@ class TRAKAttributor(BaseAttributor):
             vectors = sample_vectors(self._per_sample_property_plan(plan), X, y,
                                      self._projector(plan),
                                      batch_size=plan.batch_size(
-                                         self.batch_size, _row_floats(plan, self.n_components)))
+                                         self.batch_size, row_floats(plan, self.n_components)))
             out += kernel_scores(state, vectors, self.damping).astype(np.float32)
         return out / self.n_models
 
@@ -285,11 +285,6 @@ class _MemberSetup:
     regression: bool = False
 
 
-def _row_floats(plan, n_components):
-    """Floats a kernel pass holds per sample: its projected or full gradient."""
-    return plan.n_params if n_components is None else n_components
-
-
 def _projector(plan, n_components, seed):
     return None if n_components is None else _engine.Projector(plan, n_components, seed)
 
@@ -322,7 +317,7 @@ def _member_state(setup, net, X, y, n_jobs=None):
         output_plan, X, y, setup.labels, setup.n_groups,
         _projector(output_plan, setup.n_components, setup.projection_seed),
         batched=False, group_weights=weights, penalty=penalty_diagonal(plan, net),
-        batch_size=plan.batch_size(setup.batch_size, _row_floats(plan, setup.n_components)),
+        batch_size=plan.batch_size(setup.batch_size, row_floats(plan, setup.n_components)),
         n_jobs=n_jobs,
     )
 

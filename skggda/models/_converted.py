@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from textwrap import dedent
-from time import perf_counter
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context, clone, is_classifier
@@ -233,7 +232,6 @@ def resolve_model(model, frozen, X, y, seed, extra_callbacks=()):
             "checkpoints='all' needs a skorch net's training run; a scikit-learn model is "
             "attributed at its fitted weights: use checkpoints='last'."
         )
-    start = perf_counter()
     _check_fitted_if_frozen(model, frozen)
     frozen = frozen or is_fitted(model)
     if not isinstance(model, ConvertedModel):
@@ -247,8 +245,7 @@ def resolve_model(model, frozen, X, y, seed, extra_callbacks=()):
         model = prepare_net(model, seed).fit(loaded(X), y)
     classes = getattr(model, "classes_", None)
     check_module_accepts(model.module_, X, n_outputs=None if classes is None else len(classes))
-    return ResolvedNet(model, classes, encode_targets(y, classes), frozen,
-                       perf_counter() - start, X)
+    return ResolvedNet(model, classes, encode_targets(y, classes), frozen, X)
 
 
 def _check_fitted_if_frozen(model, frozen):
@@ -262,7 +259,6 @@ def _check_fitted_if_frozen(model, frozen):
 def _resolve_pipeline(pipeline, frozen, X, y, seed, extra_callbacks):
     """The first steps fitted (a fitted pipeline: kept) as the preprocessor, and the last
     step resolved on their output: the model that is attributed."""
-    start = perf_counter()
     _check_fitted_if_frozen(pipeline, frozen)
     frozen = frozen or is_fitted(pipeline)
     preprocessor = None
@@ -273,7 +269,6 @@ def _resolve_pipeline(pipeline, frozen, X, y, seed, extra_callbacks):
     final = FrozenEstimator(pipeline[-1]) if frozen else pipeline[-1]
     resolved = fit_or_freeze(final, X, y, seed, extra_callbacks)
     resolved.preprocessor = preprocessor
-    resolved.seconds = perf_counter() - start
     return resolved
 
 

@@ -10,9 +10,9 @@ from numbers import Integral
 import numpy as np
 import torch
 from skorch import NeuralNet
-from sklearn.utils import check_random_state
 
 from ..utils._docs import fill_doc
+from ..utils._seeding import derive_seeds
 
 _DIM_PARAMS = ("n_features", "n_classes", "in_channels")
 # torch's RNG is global to the process: seeded fits in concurrent threads
@@ -41,7 +41,7 @@ class SeededNetMixin:
             return
         seed = self.random_state
         if not isinstance(seed, Integral):
-            seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
+            seed = derive_seeds(seed)
         cuda = str(self.device).startswith("cuda") and torch.cuda.is_available()
         with _SEEDED_FIT_LOCK, torch.random.fork_rng(devices=None if cuda else []):
             torch.manual_seed(int(seed))

@@ -25,7 +25,7 @@ threads never share a module with hooks on it), runs the engine's own pass on
 the block's rows with its groups renumbered ``0..g-1`` (a block's partial is
 ``O(block)``, not ``O(k)``, at group size 1), and returns float64 partials. A
 random projection travels as its seed and is regenerated on the worker.
-Partials are added by a tree of ``split_every``-ary sums inside the same task
+Partials are added by a tree of ``SPLIT_EVERY``-ary sums inside the same task
 graph, so the order of blocks changes the result by rounding only, and a
 block lost with a dying worker is simply recomputed by Dask.
 
@@ -433,14 +433,13 @@ def _combine(*parts):
     return Partial(rows=rows, ids=ids, groups=groups, totals=totals)
 
 
-def _tree_sum(parts, split_every=None):
-    """One delayed partial: ``split_every``-ary sums level by level, all in one graph."""
+def _tree_sum(parts):
+    """One delayed partial: ``SPLIT_EVERY``-ary sums level by level, all in one graph."""
     from dask import delayed
 
-    split_every = split_every or SPLIT_EVERY
     while len(parts) > 1:
-        parts = [delayed(_combine)(*parts[i:i + split_every])
-                 for i in range(0, len(parts), split_every)]
+        parts = [delayed(_combine)(*parts[i:i + SPLIT_EVERY])
+                 for i in range(0, len(parts), SPLIT_EVERY)]
     return parts[0]
 
 

@@ -14,7 +14,6 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from time import perf_counter
 
 import numpy as np
 import torch
@@ -254,7 +253,6 @@ class ResolvedNet:
     classes: np.ndarray | None
     y_encoded: np.ndarray
     frozen: bool
-    seconds: float
     #: the training inputs as the net takes them (after ``preprocessor``)
     X: object = None
     #: the fitted steps of a Pipeline before the net, or None
@@ -279,7 +277,6 @@ def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet
         from ..models._converted import resolve_model  # the models import this module
 
         return resolve_model(net, frozen, X, y, seed, extra_callbacks)
-    start = perf_counter()
     if frozen:
         check_fitted_net(net)
         classes, y_encoded = _frozen_targets(net, y)
@@ -289,7 +286,7 @@ def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet
         y_encoded = encode_targets(y, classes)
         net = train(prepare_net(net, seed, extra_callbacks),
                     *training_inputs(X, fit_targets_for(net, y_encoded)))
-    return ResolvedNet(net, classes, y_encoded, frozen, perf_counter() - start, X)
+    return ResolvedNet(net, classes, y_encoded, frozen, X)
 
 
 def _frozen_targets(net, y):
