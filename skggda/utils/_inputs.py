@@ -279,13 +279,15 @@ def check_test_data(estimator, X, y=None, *, preprocessed=False):
     ``y`` is returned as a 1-D array (or ``None``); for a Dataset ``X`` it is
     read from the items when not given.
     """
-    if preprocessed:
-        X = validate_data(estimator, X, reset=False, skip_check_array=True)
-    elif not is_streamed(X):
-        X = validate_data(estimator, X, reset=False, allow_nd=True, dtype=np.float32)
-    else:
+    if is_streamed(X) and not preprocessed:
+        # the scan checks y against the rows (and reads it from a Dataset)
         X, y = _scan(as_reader(X), y, targets_needed=y is None)
         _check_n_features(estimator, X, reset=False)
+        return X, y
+    if preprocessed:
+        X = validate_data(estimator, X, reset=False, skip_check_array=True)
+    else:
+        X = validate_data(estimator, X, reset=False, allow_nd=True, dtype=np.float32)
     if y is not None:
         y = _column(y, "y")
         check_consistent_length(X, y)
