@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sklearn.frozen import FrozenEstimator
 
-from bench_engine import epoch_seconds, timed
+from _harness import epoch_seconds, timed
 from skggda import InfluenceAttributor, RandomGrouper, TracInAttributor
 from skggda.models import make_classifier
 

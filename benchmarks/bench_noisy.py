@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from sklearn.frozen import FrozenEstimator
 
+from _harness import timed
 from skggda import GradKMeansGrouper, TracInAttributor
 from skggda.experiments import GridConfig, flip_labels, load_dataset
 from skggda.experiments._baselines import CLEANLAB_MISSING, cleanlab_label_quality
@@ -53,21 +53,15 @@ def config_for(dataset, args):
                       epochs=args.mnist_epochs, batch_size=128, data_home=args.data_home)
 
 
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
 def detector_scores(config, seed, X, y, X_test, y_test, group_sizes, n_components):
     """``({name: (scores, labels, seconds)}, training seconds)`` for one noisy training set."""
     recorded = TracInAttributor(make_net(config, seed), checkpoints="all",
                                 n_components=n_components, random_state=seed)
-    _, fit_s = timed(lambda: recorded.fit(X, y))
+    fit_s, _ = timed(lambda: recorded.fit(X, y))
     training_s = recorded.timings_["training"]
     frozen = FrozenEstimator(recorded.estimator_)
     exact = TracInAttributor(frozen, random_state=seed).fit(X, y)
-    last, last_s = timed(lambda: TracInAttributor(frozen, n_components=n_components,
+    last_s, last = timed(lambda: TracInAttributor(frozen, n_components=n_components,
                                                   random_state=seed).fit(X, y))
     points, r = np.arange(len(y)), f"r{n_components}"
     out = {}
@@ -78,10 +72,10 @@ def detector_scores(config, seed, X, y, X_test, y_test, group_sizes, n_component
         for kind in kinds:
             call = ((lambda a: a.score_groups(X_test, y_test)) if kind == "test"
                     else (lambda a: -a.self_influence()))
-            scores, seconds = timed(lambda: call(attr))
+            seconds, scores = timed(lambda: call(attr))
             out[f"{kind}/{name}"] = (scores, points, seconds + extra)
     for size in group_sizes:  # test-loss scores are linear: groups sum their members'
-        grouper, grouping_s = timed(lambda: GradKMeansGrouper(
+        grouping_s, grouper = timed(lambda: GradKMeansGrouper(
             group_size=size, estimator=frozen, random_state=seed).fit(X, y))
         labels = grouper.labels_
         for name in [n for n in out if n.startswith("test") and "@" not in n]:
