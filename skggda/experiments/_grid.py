@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
 from ..datasets import load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback, make_heloc_like
 from ..metrics import (
+    PRUNING_ORDERS,
     noisy_label_auc,
     pruning_score,
     removal_baselines,
@@ -329,6 +330,9 @@ def check_config(config):
     check_names("attributor", config.attributors, ATTRIBUTORS)
     check_names("grouper", config.groupers, sorted(GROUPERS))
     check_names("task", config.tasks, TASKS)
+    check_names("detector", [config.detector], DETECTORS)
+    check_names("checkpoints", [config.checkpoints], ("auto", "last", "all"))
+    check_names("pruning order", [config.pruning_order], PRUNING_ORDERS)
     check_recipe(config.recipe)
     check_values(config)
 
@@ -456,8 +460,6 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
 
 def _detection_scores(attr, detector, X_test, y_test):
     """``(scores, seconds)``: what the noisy-label task ranks groups by (lowest first)."""
-    if detector not in DETECTORS:
-        raise ValueError(f"Unknown detector {detector!r}; choose from {DETECTORS}.")
     start = perf_counter()
     if detector == "self":
         # A large self-influence marks a suspicious group, per member squared:
