@@ -155,9 +155,7 @@ def measured(fn, repeats):
     best = (float("inf"), 0.0, None)
     for _ in range(repeats):
         with PeakMemory() as memory:
-            start_time = time.perf_counter()
-            result = fn()
-            seconds = time.perf_counter() - start_time
+            seconds, result = timed(fn)
         if seconds < best[0]:
             best = (seconds, memory.growth, result)
     return best
