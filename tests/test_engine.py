@@ -285,19 +285,35 @@ def test_group_weights_from_the_same_forward_equal_precomputed_weights(case):
         plan, X, y, projector, labels=labels, n_groups=5, batch_size=8))  # weights matter
 
 
-def test_projection_preserves_inner_products_on_average():
-    module = mlp()
-    X, y = data()
-    plan = _engine.make_plan(module, per_sample_loss, X[:5])
-    grads = plan.flatten(_engine.per_sample_gradients(plan, X, y))
-    exact = grads @ grads.T
-    estimates = torch.stack([
-        (lambda z: z @ z.T)(_engine.Projector(plan, 16, seed=s).dense(
-            _engine.per_sample_gradients(plan, X, y)))
-        for s in range(200)
-    ]).mean(0)
-    # unbiased: the average over 200 seeds is close to the exact Gram matrix
-    assert torch.corrcoef(torch.stack([exact.flatten(), estimates.flatten()]))[0, 1] > 0.99
+def test_projected_inner_products_equal_exact_ones_on_average(case):
+    # The projection claims unbiased inner products: E[<Pg, Ph>] = <g, h> in
+    # every block (linear, convolution, norm, generic). A scale error (2.25x
+    # too large for a Gaussian map 1.5x too wide) keeps every correlation and
+    # ranking, so compare values: per block, the mean projected Gram matrix
+    # over 1000 seeds against the exact one, by its regression slope through
+    # the origin (1 +/- 0.1) and its relative error (< 15%). Measured: slopes
+    # 0.93-1.06, errors <= 0.09.
+    module, plan, X, y = case
+    blocks = _engine.per_sample_gradients(plan, X, y)
+    exact = [(b.flatten(1) @ b.flatten(1).T).double() for b in blocks]
+    n_seeds, sums = 1000, [0.0] * len(blocks)
+    for seed in range(n_seeds):
+        projector = _engine.Projector(plan, 48, seed=seed)
+        parts = iter(torch.split(projector.dense(blocks).double(),
+                                 [d for d in projector.dims if d], dim=1))
+        for index, keep in enumerate(projector.dims):
+            if keep:
+                part = next(parts)
+                sums[index] = sums[index] + part @ part.T
+    for index, keep in enumerate(projector.dims):
+        if not keep:
+            continue
+        mean, truth = sums[index] / n_seeds, exact[index]
+        slope = float((mean * truth).sum() / (truth * truth).sum())
+        error = float((mean - truth).norm() / truth.norm())
+        name = plan.blocks[index].__class__.__name__
+        assert abs(slope - 1) < 0.1, (index, name, slope)
+        assert error < 0.15, (index, name, error)
 
 
 def test_projection_is_seeded_and_device_independent():
