@@ -13,6 +13,7 @@ from skggda import InfluenceAttributor, RandomGrouper, TracInAttributor, TRAKAtt
 from conftest import make_problem, tiny_net
 from test_influence import empirical_fisher, flat_grad, hessian_of
 from test_kfac import dense_block_curvature, dense_precondition
+from test_tracin import one_cycle_epoch_rates
 
 
 def group_gradients(module, X, y, labels):
@@ -44,13 +45,15 @@ def test_group_gradients_formed_in_blocks_give_the_same_values(problem, frozen, 
 
 def test_tracin_all_sums_learning_rate_weighted_checkpoints(problem):
     X, y, _, _ = problem
-    attr = TracInAttributor(tiny_net(epochs=3), checkpoints="all", random_state=0,
+    recipe = tiny_net(epochs=3)
+    attr = TracInAttributor(recipe, checkpoints="all", random_state=0,
                             grouper=RandomGrouper(group_size=20, random_state=0)).fit(X, y)
     recorder = dict(attr.estimator_.callbacks_)["skggda_checkpoints"]
     module = attr.estimator_.module_
     final = {k: v.clone() for k, v in module.state_dict().items()}
     expected = 0
-    for state, lr in zip(recorder.checkpoints_, recorder.learning_rates_):
+    # weights from torch's OneCycleLR, not from the recorder under test
+    for state, lr in zip(recorder.checkpoints_, one_cycle_epoch_rates(recipe, len(y))):
         module.load_state_dict(state)
         G = group_gradients(module, X, y, attr.labels_)
         expected = expected + lr * (G * G).sum(1).numpy()

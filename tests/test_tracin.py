@@ -135,15 +135,50 @@ def test_flipped_labels_score_lower_than_clean_ones():
     assert scores[flipped].mean() < 0
 
 
+def one_cycle_epoch_rates(net, n_samples):
+    """Mean learning rate of each epoch's optimiser steps under torch's own OneCycleLR.
+
+    Computed here, from the recipe alone (the net's ``lr``, ``max_epochs`` and
+    ``batch_size``; OneCycleLR's defaults), not from what the net recorded.
+    The schedule takes ``epochs * batches`` values, one per step.
+    """
+    steps = int(np.ceil(n_samples / net.batch_size))
+    total = net.max_epochs * steps
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=net.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=net.lr, total_steps=total)
+    rates = []
+    for step in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if step < total - 1:
+            schedule.step()
+    return np.reshape(rates, (net.max_epochs, steps)).mean(1)
+
+
+def test_checkpoint_weights_are_each_epochs_mean_one_cycle_rate(problem):
+    # TracIn weights a checkpoint by the rate of the steps that left it; the
+    # last epoch's rates end near zero, so its last rate is no substitute
+    X, y, _, _ = problem
+    net = tiny_net(epochs=3)
+    attr = TracInAttributor(net, checkpoints="all", random_state=0).fit(X, y)
+    recorder = dict(attr.estimator_.callbacks_)["skggda_checkpoints"]
+    np.testing.assert_allclose(recorder.learning_rates_, one_cycle_epoch_rates(net, len(y)),
+                               rtol=1e-6)
+
+
 def test_checkpoints_all_is_learning_rate_weighted_sum_over_epochs(problem):
     X, y, X_test, y_test = problem
-    attr = TracInAttributor(tiny_net(epochs=3), checkpoints="all", random_state=0).fit(X, y)
+    recipe = tiny_net(epochs=3)
+    attr = TracInAttributor(recipe, checkpoints="all", random_state=0).fit(X, y)
     recorder = dict(attr.estimator_.callbacks_)["skggda_checkpoints"]
     assert len(recorder.checkpoints_) == 3
-    expected = 0
     net = attr.estimator_
     final_state = {k: v.clone() for k, v in net.module_.state_dict().items()}
-    for state, lr in zip(recorder.checkpoints_, recorder.learning_rates_):
+    # the last checkpoint is the trained net itself
+    assert all(torch.equal(recorder.checkpoints_[-1][k], v) for k, v in final_state.items())
+    expected = 0
+    # weights from torch's schedule, not from the recorder under test
+    for state, lr in zip(recorder.checkpoints_, one_cycle_epoch_rates(recipe, len(y))):
         net.module_.load_state_dict(state)
         expected = expected + lr * slow_tracin(net, X, y, X_test, y_test)
     net.module_.load_state_dict(final_state)
