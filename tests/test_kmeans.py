@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.cluster import KMeans
 
+from skggda._engine._assign import CenterIndex
 from skggda._engine._kmeans import allocate_proportionally, kmeans, nearest_center
 
 
@@ -110,3 +111,20 @@ def test_concentrated_features_do_not_starve_the_spread_out_points():
 def test_too_many_clusters_is_an_error():
     with pytest.raises(ValueError, match="n_samples=5 should be >= n_clusters=6"):
         kmeans(torch.zeros(5, 2), 6)
+
+
+def test_center_index_above_256_centers_agrees_with_brute_force():
+    # Above 256 centers assignments go through an approximate index of
+    # candidate cells; it must still find the brute-force nearest center for
+    # nearly every point (the fit's own points and new ones alike), and the
+    # distance it reports must be the distance to the center it names.
+    X = blobs(n=4000)
+    result = kmeans(X, 400, seed=0)
+    index = CenterIndex.build(result.centers, X, result.labels, seed=0)
+    assert not index.exact
+    for points in (X, blobs(n=2000, seed=0) + 0.3 * torch.randn(2000, 8)):
+        labels, sq_distances = index.assign(points)
+        brute, _ = nearest_center(points, result.centers, squared=True)
+        assert (labels == brute).float().mean() >= 0.99
+        named = ((points - result.centers[labels]) ** 2).sum(1)
+        torch.testing.assert_close(sq_distances, named, rtol=1e-4, atol=1e-4)

@@ -63,6 +63,45 @@ def test_predict_and_transform_follow_the_centers(problem, cls):
     assert (grouper.predict(X, y) == grouper.labels_).mean() > 0.9
 
 
+def clustered(n, seed):
+    """Points around 40 fixed cluster means in 8-D; ``seed`` draws the points."""
+    means = np.random.RandomState(0).normal(scale=4, size=(40, 8))
+    rng = np.random.RandomState(seed)
+    return (means[rng.randint(40, size=n)] + rng.normal(size=(n, 8))).astype(np.float32)
+
+
+def agreement(grouper, labels, X):
+    """Share of rows whose label is their nearest center by brute force (all distances)."""
+    return np.mean(labels == grouper.transform(X).argmin(1))
+
+
+def test_predict_above_256_groups_finds_the_nearest_center():
+    # above 256 groups predict searches an approximate index of candidate
+    # centers; transform compares every center: they must nearly always agree
+    X = clustered(3000, seed=1)
+    grouper = KMeansGrouper(n_groups=300, random_state=0).fit(X)
+    assert grouper._index_state is not None  # the index, not the exact search
+    for data in (X, clustered(2000, seed=2)):
+        assert agreement(grouper, grouper.predict(data), data) >= 0.99
+
+
+def test_sampled_fit_assigns_every_row_to_its_nearest_center(monkeypatch):
+    # a fit on more rows than its sample assigns the rest through the index;
+    # shrink the sample so that 3,000 rows take that path
+    from skggda.grouping import _kmeans as module
+
+    monkeypatch.setattr(module, "_MIN_SAMPLE", 1000)
+    monkeypatch.setattr(module, "_SAMPLE_PER_GROUP", 4)
+    X = clustered(3000, seed=1)
+    assert module.fit_sample(len(X), 300, 0) is not None
+    grouper = KMeansGrouper(n_groups=300, random_state=0).fit(X)
+    assert grouper._index_state is not None
+    # only the rows moved into otherwise empty groups may differ
+    assert agreement(grouper, grouper.labels_, X) >= 0.99
+    assert grouper.inertia_ == pytest.approx(np.sum(grouper.transform(X)[
+        np.arange(len(X)), grouper.labels_].astype(np.float64) ** 2), rel=1e-3)
+
+
 def test_kmeans_grouper_centers_in_input_space():
     X = np.r_[np.full((10, 2), 5.0), np.full((10, 2), -5.0)]
     grouper = KMeansGrouper(n_groups=2, random_state=0).fit(X)
