@@ -53,17 +53,21 @@ listed in ``trusted=`` when loading.
 
 from __future__ import annotations
 
+import os
 from os import PathLike
 
-from ._build import Builder, named_types
+import torch
+
+from ._build import Builder, check_root, named_types
 from ._container import load_tensors, read, write
 from ._encode import Encoder
-from ._trust import UntrustedTypesError, untrusted
+from ._trust import UnsafeFileError, UntrustedTypesError, untrusted
+from ._validate import check_loaded
 
-__all__ = ["UntrustedTypesError", "get_untrusted_types", "load", "save"]
+__all__ = ["UnsafeFileError", "UntrustedTypesError", "get_untrusted_types", "load", "save"]
 
 
-def save(estimator, path):
+def save(estimator, path, *, key=None):
     """Write a skggda grouper or attributor to ``path`` in the safe format.
 
     Parameters
@@ -73,6 +77,11 @@ def save(estimator, path):
     path : str or path-like
         Where to write the file (conventionally ``.skggda``); overwritten if
         it exists.
+    key : bytes or str, default=None
+        A secret shared by the people who may write files for each other.
+        When given, the file is signed with HMAC-SHA256 under it, and
+        ``load(path, key=key)`` accepts it only if it was signed with the
+        same key and not changed since.
 
     Raises
     ------
@@ -105,14 +114,19 @@ def save(estimator, path):
     _check_skggda_estimator(estimator)
     encoder = Encoder()
     root = encoder.encode(estimator, type(estimator).__name__)
-    write(path, root, encoder.tensors, __version__)
+    write(path, root, encoder.tensors, __version__, key=key)
 
 
-def load(path, trusted=None):
+def load(path, trusted=None, *, key=None, trusted_params=None, device="cpu"):
     """Read an estimator written by :func:`save`, running no code from the file.
 
-    The file is checked before anything is built: it must be complete and
-    unaltered (its SHA-256 digest matches) and name only trusted types.
+    The file is checked before anything is built: it must be one complete,
+    unaltered archive (its SHA-256 digest matches; with ``key``, its
+    HMAC-SHA256 signature too), name only trusted types, and describe its
+    nets by a recipe of plain values. Declared sizes are checked against the
+    bytes the file holds before memory is allocated (a net's module is first
+    built on the ``meta`` device), and the loaded estimator must hold only
+    values skggda could have saved. See the user guide's "Security model".
 
     Parameters
     ----------
@@ -122,6 +136,17 @@ def load(path, trusted=None):
         Further names (``module.qualname``) the file may use: a user-defined
         module class, callback or property function. Only list names whose
         code you trust; :func:`get_untrusted_types` lists what a file needs.
+    key : bytes or str, default=None
+        The key the file was signed with (``save(..., key=key)``). When
+        given, an unsigned file, or one signed with another key, is refused.
+    trusted_params : list of str, default=None
+        Net parameters to accept as the file states them although they can
+        reach code, processes or files (``"compile"``,
+        ``"iterator_train__num_workers"``, ``"callbacks"``, ...). Only for
+        files whose author you trust.
+    device : str, default="cpu"
+        Where the loaded nets run (and the ``device`` of estimators that
+        have one), whatever the file says.
 
     Returns
     -------
@@ -130,10 +155,14 @@ def load(path, trusted=None):
 
     Raises
     ------
+    UnsafeFileError
+        A ``ValueError``: whatever is wrong with the file (not a skggda file,
+        truncated, altered, wrong key, bytes before the archive, a recipe
+        that reaches code, sizes the file does not hold, non-finite fitted
+        values). No other exception escapes for any content of the file.
     UntrustedTypesError
-        When the file names a type that is neither built in nor in ``trusted``.
-    ValueError
-        When the file is not a skggda file, is truncated or was altered.
+        An :class:`UnsafeFileError`: the file names a type that is neither
+        built in nor in ``trusted``.
 
     See Also
     --------
@@ -153,16 +182,31 @@ def load(path, trusted=None):
     >>> y = (X[:, 0] > 0).astype(int)
     >>> attr = TracInAttributor(make_classifier((4,), max_epochs=2), random_state=0).fit(X, y)
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     save(attr, os.path.join(folder, "tracin.skggda"))
-    ...     loaded = load(os.path.join(folder, "tracin.skggda"))
+    ...     save(attr, os.path.join(folder, "tracin.skggda"), key=b"team secret")
+    ...     loaded = load(os.path.join(folder, "tracin.skggda"), key=b"team secret")
     >>> bool((loaded.score_groups(X, y) == attr.score_groups(X, y)).all())
     True
     """
-    root, tensors = _verified(path, trusted)
+    trusted = _checked_names(trusted, "trusted")
+    trusted_params = _checked_names(trusted_params, "trusted_params") or ()
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {device!r}.")
+    os.stat(path)  # a missing file is the caller's error (FileNotFoundError), not the file's
     try:
-        return Builder(tensors, trusted).build(root)
-    except (KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
-        raise ValueError(f"{path} cannot be rebuilt: {type(exc).__name__}: {exc}") from exc
+        root, payload = read(path, key)
+        refused = untrusted(named_types(root), trusted)
+        if refused:
+            raise UntrustedTypesError(path, refused)
+        check_root(root, trusted)
+        builder = Builder(load_tensors(payload, path), trusted, trusted_params, str(device))
+        estimator = builder.build(root)
+        check_loaded(estimator)
+    except UnsafeFileError:
+        raise
+    except Exception as exc:  # whatever the bytes: one documented error
+        raise UnsafeFileError(f"{path} cannot be rebuilt: {type(exc).__name__}: "
+                              f"{str(exc)[:300]}") from None
+    return estimator
 
 
 def get_untrusted_types(path):
@@ -194,15 +238,12 @@ def get_untrusted_types(path):
     return untrusted(named_types(root))
 
 
-def _verified(path, trusted):
-    if trusted is not None and (isinstance(trusted, (str, bytes, PathLike))
-                                or not all(isinstance(t, str) for t in trusted)):
-        raise TypeError(f"trusted must be a list of names (str), got {trusted!r}.")
-    root, payload = read(path)
-    refused = untrusted(named_types(root), trusted)
-    if refused:
-        raise UntrustedTypesError(path, refused)
-    return root, load_tensors(payload, path)
+def _checked_names(names, what):
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes, PathLike)) or not all(isinstance(t, str) for t in names):
+        raise TypeError(f"{what} must be a list of names (str), got {names!r}.")
+    return list(names)
 
 
 def _check_skggda_estimator(estimator):

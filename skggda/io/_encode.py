@@ -112,9 +112,16 @@ class Encoder:
             native = array.astype(array.dtype.newbyteorder("="), copy=False)
             return {"kind": "array", "dtype": array.dtype.str,
                     **self._add_tensor(torch.from_numpy(np.array(native)))}
-        if kind in "UO":
-            items = [self.encode(v, f"{where}[...]") if kind == "O" else v
-                     for v in array.ravel().tolist()]
+        if kind == "U":
+            # UTF-32 code points in the tensor payload: the file holds every byte the
+            # array takes, so its declared width cannot ask for memory the file lacks
+            width = array.dtype.itemsize // 4
+            points = np.ascontiguousarray(array).view("=i4")
+            points = points.reshape(array.shape + (width,))
+            return {"kind": "array", "dtype": array.dtype.str, "codepoints": True,
+                    **self._add_tensor(torch.from_numpy(np.array(points)))}
+        if kind == "O":
+            items = [self.encode(v, f"{where}[...]") for v in array.ravel().tolist()]
             return {"kind": "array", "dtype": array.dtype.str, "shape": list(array.shape),
                     "items": items}
         raise TypeError(f"Cannot save {where}: an array of dtype {array.dtype}.")

@@ -18,12 +18,28 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from sklearn.pipeline import Pipeline
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import EarlyStopping, GradientNormClipping
 from skorch.dataset import Dataset, ValidSplit
 from skorch.history import History
 
 
-class UntrustedTypesError(ValueError):
+class UnsafeFileError(ValueError):
+    """A file that :func:`skggda.io.load` refuses; nothing from it was built or run.
+
+    Every refusal of :func:`~skggda.io.load` is this error (or its subclass
+    :class:`UntrustedTypesError`): a damaged or altered file, a wrong key, a
+    recipe that would reach code, processes, devices or files, sizes the file
+    does not hold, values the estimator could not have produced. The message
+    names the part of the file that is wrong.
+
+    Examples
+    --------
+    >>> from skggda.io import UnsafeFileError
+    >>> issubclass(UnsafeFileError, ValueError)
+    True
+    """
+
+
+class UntrustedTypesError(UnsafeFileError):
     """A saved file names types that are not trusted; nothing was built.
 
     Parameters
@@ -78,7 +94,7 @@ def _builtin_objects():
     ]
     others = [
         FrozenEstimator, NeuralNetClassifier, NeuralNetRegressor, History, Dataset, ValidSplit,
-        EarlyStopping, GradientNormClipping, torch.nn.CrossEntropyLoss, torch.nn.NLLLoss,
+        torch.nn.CrossEntropyLoss, torch.nn.NLLLoss,
         torch.nn.MSELoss, torch.nn.L1Loss, torch.nn.HuberLoss, torch.nn.SmoothL1Loss,
         torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RMSprop,
         torch.optim.Adagrad, torch.utils.data.DataLoader,
@@ -121,7 +137,7 @@ def resolve(name: str, trusted=None):
         raise UntrustedTypesError("The file", [name])
     module, obj = _import_longest_module(name)
     if obj is None:
-        raise ValueError(f"Cannot import the trusted name {name!r} (module {module!r}).")
+        raise UnsafeFileError(f"Cannot import the trusted name {name!r} (module {module!r}).")
     return obj
 
 
