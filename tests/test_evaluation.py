@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV
 
 from skggda import GradKMeansGrouper, RandomGrouper, TracInAttributor
@@ -270,13 +271,27 @@ def _tiny_noisy_grid(**kwargs):
 
 
 def test_noisy_grid_has_a_cleanlab_row_with_its_cost():
-    pytest.importorskip("cleanlab")
-    from skggda.experiments import run_grid
+    # cleanlab is in the test extra: this test runs in CI, it does not skip
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    records = run_grid(_tiny_noisy_grid(cleanlab_folds=3), progress=False)
+    from skggda.experiments import flip_labels, load_dataset, run_grid
+    from skggda.experiments._grid import make_net
+
+    config = _tiny_noisy_grid(cleanlab_folds=3)
+    records = run_grid(config, progress=False)
     row = [r for r in records if r.attributor == "cleanlab"]
-    assert len(row) == 1 and row[0].metric == "auc" and 0 <= row[0].value <= 1
+    assert len(row) == 1 and row[0].metric == "auc"
     assert row[0].runtime_s > 0 and row[0].n_groups == 120
+    # cleanlab's label quality from 3-fold probabilities of the same recipe,
+    # on the flipped labels, computed here
+    X, y, _, _ = load_dataset(config)
+    y_noisy, flipped = flip_labels(y, config.noise, seed=0)
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+    probabilities = cross_val_predict(make_net(config, 0), X, y_noisy, cv=folds,
+                                      method="predict_proba")
+    quality = get_label_quality_scores(y_noisy, probabilities)
+    assert row[0].value == pytest.approx(detection_auc(quality, flipped), abs=1e-9)
 
 
 def test_cleanlab_row_is_skipped_cleanly_without_cleanlab(monkeypatch, capsys):
@@ -291,13 +306,39 @@ def test_cleanlab_row_is_skipped_cleanly_without_cleanlab(monkeypatch, capsys):
     assert CLEANLAB_MISSING in capsys.readouterr().out
 
 
+def detection_auc(scores, flipped):
+    """Area under the detection curve of per-point ``scores`` (lowest inspected first).
+
+    From scikit-learn's ROC AUC of ``-scores`` as a detector of the flipped
+    labels: inspecting a share ``x = p TPR + (1 - p) FPR`` of the points finds
+    a share TPR of the ``p`` flipped ones, so the area is ``p / 2 + (1 - p) AUC``.
+    """
+    p = flipped.mean()
+    return p / 2 + (1 - p) * roc_auc_score(flipped, -np.asarray(scores))
+
+
 @pytest.mark.parametrize("detector, checkpoints", [("train-loss", "last"), ("self", "all")])
 def test_noisy_detectors_rank_by_their_own_scores(detector, checkpoints):
-    from skggda.experiments import run_grid
+    from skggda.experiments import flip_labels, load_dataset, run_grid
+    from skggda.experiments._config import SELF_INFLUENCE_COMPONENTS
+    from skggda.experiments._grid import make_net
 
-    records = run_grid(_tiny_noisy_grid(detector=detector, checkpoints=checkpoints,
-                                        cleanlab_folds=0), progress=False)
-    assert len(records) == 1 and 0 <= records[0].value <= 1
+    config = _tiny_noisy_grid(detector=detector, checkpoints=checkpoints, cleanlab_folds=0)
+    (record,) = run_grid(config, progress=False)
+    # the same detector by hand: a net of the grid's recipe trained on the
+    # flipped training labels, its TracIn scores of the training loss, or
+    # its self-influences (projected, as the grid does for "self")
+    X, y, _, _ = load_dataset(config)
+    y_noisy, flipped = flip_labels(y, config.noise, seed=0)
+    if detector == "self":
+        attr = TracInAttributor(make_net(config, 0), checkpoints="all", random_state=0,
+                                n_components=SELF_INFLUENCE_COMPONENTS).fit(X, y_noisy)
+        scores = -attr.self_influence()
+    else:
+        net = make_net(config, 0).fit(X, y_noisy)
+        scores = TracInAttributor(FrozenEstimator(net), random_state=0).fit(X, y_noisy) \
+            .score_groups()
+    assert record.value == pytest.approx(detection_auc(scores, flipped), abs=1e-9)
 
 
 def test_unknown_detector_is_refused():
