@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from torch.nn import functional as F
 
 from skggda import RandomGrouper, TRAKAttributor
@@ -61,6 +62,23 @@ def test_members_train_on_random_halves(data):
     assert len(attr.estimators_) == 3
     assert all(len(subset) == 80 for subset in attr.subsets_)
     assert not np.array_equal(attr.subsets_[0], attr.subsets_[1])
+
+
+def test_each_member_equals_its_recipe_refitted_on_its_half(data):
+    # recorded subsets prove nothing about what a member was trained on:
+    # refit its recipe (same parameters, same seed) on its half alone and
+    # compare the weights by value. Members with their own seeds (the recipe
+    # leaves random_state unset) also show that the halves differ.
+    X, y, _, _, _ = data
+    attr = TRAKAttributor(tiny_net(hidden=(6,), epochs=5, seed=None), n_models=2,
+                          random_state=0).fit(X, y)
+    for member, subset in zip(attr.estimators_, attr.subsets_):
+        refit = clone(member).fit(X[subset], y[subset])
+        weights, expected = member.module_.state_dict(), refit.module_.state_dict()
+        assert weights.keys() == expected.keys()
+        for name in weights:
+            torch.testing.assert_close(weights[name], expected[name], rtol=1e-6, atol=1e-7,
+                                       msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_projection_approaches_unprojected_ranking(data):
