@@ -8,26 +8,35 @@ be trusted -- skggda's own estimators, modules, callbacks and properties,
 the scikit-learn models it converts (and scalers in a pipeline before
 them), and the skorch and torch classes their recipes use are;
 anything else only when the caller lists it in ``trusted=``, as skops does.
+Beyond the names, what a file can make the code do is bounded too: a net's
+recipe must be plain data (:mod:`._recipe`), sizes must be backed by the
+file's bytes, and every refusal is an :class:`UnsafeFileError`. The user
+guide's "Security model" says what is and is not guaranteed.
 
 A loaded attributor scores exactly as the saved one (``score_groups`` and
 ``attribute`` give the same numbers).
 
 File format, version 1
 ----------------------
-A ZIP archive with two uncompressed entries:
+A ZIP archive with two uncompressed entries, back to back from its first
+byte to its central directory (nothing before, between or after them):
 
 ``manifest.json``
     ``{"format": "skggda", "version": 1, "skggda_version": ..., "sha256":
-    ..., "root": node}``. ``sha256`` is the SHA-256 digest of the canonical
-    JSON of ``root`` (sorted keys, no spaces), a newline, and the bytes of
-    ``tensors.safetensors``: a truncated or edited file is refused.
+    ..., "root": node}``, plus ``"hmac_sha256"`` when saved with a key.
+    ``sha256`` is the SHA-256 digest of the canonical JSON of ``root``
+    (sorted keys, no spaces), a newline, and the bytes of
+    ``tensors.safetensors``: a corruption check (anyone can recompute it).
+    ``hmac_sha256`` is the HMAC-SHA256 of the same bytes under the key: an
+    authenticity check.
 ``tensors.safetensors``
     Every numeric array and tensor, named ``t0``, ``t1``, ...
 
 A node is a JSON scalar (``null``, booleans, integers, strings, finite
 floats) or an object with a ``kind``: ``float`` (NaN and infinities),
 ``list`` / ``tuple`` / ``set`` / ``frozenset`` / ``dict`` (items),
-``array`` (numeric: a tensor name and a NumPy dtype; strings and objects:
+``array`` (numeric: a tensor name and a NumPy dtype; strings: their UTF-32
+code points as an int32 tensor with ``"codepoints": true``; objects:
 items), ``tensor``, ``scalar`` (a NumPy scalar), ``torch_dtype``,
 ``random_state`` (a NumPy ``RandomState``), ``type`` and ``function`` (by
 ``module.qualname``), ``object`` (a class name and its attributes; for a
