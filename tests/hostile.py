@@ -300,6 +300,24 @@ def _callback_with_code(manifest, payload):
     return pack(manifest, payload)
 
 
+def poison(owner):
+    """An attack that writes a NaN into the first float array held by an ``owner`` node."""
+    def change(manifest, tensors):
+        owners = [n for n in nodes(manifest["root"], "object") if n["type"].endswith(owner)]
+        name = next(a["tensor"] for node in owners for a in nodes(node)
+                    if a.get("kind") in ("array", "tensor") and "tensor" in a
+                    and tensors[a["tensor"]].is_floating_point())
+        tensors[name] = tensors[name].clone()
+        tensors[name].view(-1)[-1] = float("nan")
+    return edit_payload(change)
+
+
+def _converted_from_a_type(manifest, payload):
+    converted = next(n for n in nodes(manifest["root"], "object") if n.get("reconvert"))
+    attribute(converted, "estimator_")[1] = type_node(ADAM)
+    return pack(manifest, payload)
+
+
 #: name -> (saved kind, attack, pattern the refusal must match)
 ATTACKS = {
     # the container
@@ -385,6 +403,10 @@ ATTACKS = {
     "not-a-torch-dtype": ("kmeans", set_attribute("verbose", {"kind": "torch_dtype",
                                                               "name": "load"}),
                           "not a torch dtype"),
+    "nan-eigenvalues": ("ekfac", poison("KroneckerBlock"), "NaN or infinite"),
+    "nan-kernel": ("trak", poison("KernelState"), "NaN or infinite"),
+    "nan-coefficients": ("converted", poison("LogisticRegression"), "NaN or infinite"),
+    "converted-from-a-type": ("converted", _converted_from_a_type, "cannot be rebuilt"),
     "bad-random-state": ("kmeans", set_attribute("random_state", {
         "kind": "random_state", "state": tuple_node("MT19937", 1, 2)}), "cannot be rebuilt"),
 }

@@ -19,7 +19,10 @@ import numpy as np
 import pytest
 from sklearn.frozen import FrozenEstimator
 
-from skggda import KMeansGrouper, RandomGrouper, TracInAttributor
+from sklearn.linear_model import LogisticRegression
+
+from skggda import (InfluenceAttributor, KMeansGrouper, RandomGrouper, TracInAttributor,
+                    TRAKAttributor)
 from skggda.io import UnsafeFileError, load, save
 
 from conftest import make_problem, tiny_net
@@ -39,13 +42,17 @@ def data():
 
 @pytest.fixture(scope="module")
 def bases(data, tmp_path_factory):
-    """Sound files of the kinds the attacks start from: an attributor with a net, a grouper."""
+    """Sound files of the kinds the attacks start from: attributors of each family, a grouper."""
     X, y = data
     folder = tmp_path_factory.mktemp("bases")
     net = FrozenEstimator(tiny_net(hidden=(4,), epochs=2).fit(X, y))
     estimators = {
         "tracin": TracInAttributor(net, grouper=RandomGrouper(group_size=4), random_state=0),
         "kmeans": KMeansGrouper(n_groups=4, random_state=0),
+        "ekfac": InfluenceAttributor(net, solver="ekfac", random_state=0),
+        "trak": TRAKAttributor(tiny_net(hidden=(4,), epochs=1), n_models=2, n_components=4,
+                               random_state=0),
+        "converted": TracInAttributor(LogisticRegression(max_iter=50)),
     }
     paths = {}
     for kind, estimator in estimators.items():

@@ -26,15 +26,15 @@ NON_FINITE_ALLOWED = {
 
 def check_loaded(estimator):
     """Refuse a loaded ``estimator`` whose parts are inconsistent or non-finite."""
+    _check_fitted_types(estimator)
     for where, obj in _objects(estimator):
         if isinstance(obj, BaseEstimator) and hasattr(obj, "_parameter_constraints"):
             try:
                 obj._validate_params()
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, AttributeError) as exc:
                 raise UnsafeFileError(f"{where} has a parameter no estimator could have: "
                                       f"{exc}") from None
         _check_finite(where, obj)
-    _check_fitted_types(estimator)
 
 
 def _objects(root):
@@ -66,8 +66,11 @@ def _check_finite(where, obj):
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise UnsafeFileError(f"{where}: the net's weight {name} is not finite.")
         return
+    # an estimator's parameters may be anything its constraints allow (checked above);
+    # everything else an estimator holds, and all of a state object, was fitted
+    estimator = isinstance(obj, BaseEstimator)
     for name, value in vars(obj).items():
-        fitted = name.endswith("_") or name.startswith("_")
+        fitted = not estimator or name.endswith("_") or name.startswith("_")
         if fitted and name not in NON_FINITE_ALLOWED and not _finite(value):
             raise UnsafeFileError(f"{where}.{name} holds NaN or infinite values, which "
                                   f"{type_name(type(obj))} does not produce.")
