@@ -314,7 +314,7 @@ def poison(owner):
 
 def _converted_from_a_type(manifest, payload):
     converted = next(n for n in nodes(manifest["root"], "object") if n.get("reconvert"))
-    attribute(converted, "estimator_")[1] = type_node(ADAM)
+    converted["state"]["items"].append(["estimator_", type_node(ADAM)])  # the last one wins
     return pack(manifest, payload)
 
 
