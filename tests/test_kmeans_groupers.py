@@ -85,6 +85,18 @@ def test_predict_above_256_groups_finds_the_nearest_center():
         assert agreement(grouper, grouper.predict(data), data) >= 0.99
 
 
+@pytest.mark.parametrize("n_features", [6, 50])
+def test_predict_above_256_groups_finds_the_nearest_center_without_clusters(n_features):
+    # unstructured Gaussian data is the hard case for a cell index: the number of
+    # cells probed is calibrated for it (6-d), or the index compares with every
+    # center when probing enough cells would cost as much (50-d)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(4000, n_features)).astype(np.float32)
+    grouper = KMeansGrouper(n_groups=600, random_state=0).fit(X)
+    new = rng.normal(size=(4000, n_features)).astype(np.float32)
+    assert agreement(grouper, grouper.predict(new), new) >= 0.99
+
+
 def test_sampled_fit_assigns_every_row_to_its_nearest_center(monkeypatch):
     # a fit on more rows than its sample assigns the rest through the index;
     # shrink the sample so that 3,000 rows take that path
