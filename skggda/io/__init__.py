@@ -43,7 +43,8 @@ items), ``tensor``, ``scalar`` (a NumPy scalar), ``torch_dtype``,
 skorch callback, its parameters only), ``net`` (a
 skorch net: class name and parameters -- the recipe that rebuilds its
 module and criterion -- plus, when fitted, the module's ``state_dict``, its
-``classes_inferred_`` / ``module_dims_``, train/eval mode and history) and
+``classes_inferred_`` / ``module_dims_``, train/eval mode and history, per
+epoch: its per-batch entries are not saved) and
 ``ref`` (an object seen before, by its ``id``). A scikit-learn model
 attributed through :class:`~skggda.models.ConvertedModel` is saved as the
 scikit-learn model, whose torch equivalent is converted again on loading.

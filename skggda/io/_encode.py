@@ -151,12 +151,23 @@ class Encoder:
                 "module_state": self.encode(dict(net.module_.state_dict()), f"{where}.module_"),
                 "training": net.module_.training,
                 "attributes": self._attributes(attributes, where),
-                "history": self.encode(list(net.history_), f"{where}.history_"),
+                "history": self.encode(_epoch_history(net.history_), f"{where}.history_"),
             }
         return node
 
 
 _SEQUENCES = (list, tuple, set, frozenset)
+
+
+def _epoch_history(history):
+    """The net's history per epoch, without its per-batch entries.
+
+    Those entries are most of a long training's manifest (a dict per batch),
+    and parsing them would take many times their bytes in memory; nothing
+    reads them once training is over (``train_batch_count`` stays).
+    """
+    return [{key: value for key, value in epoch.items() if key != "batches"}
+            for epoch in history]
 
 
 def _function_name(fn, where):
