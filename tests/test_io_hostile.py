@@ -163,3 +163,14 @@ def test_trusted_params_open_a_refused_parameter(data, bases, tmp_path):
 def test_a_missing_file_is_the_callers_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "missing.skggda")
+
+
+def test_devices_in_the_file_are_not_obeyed(data, bases, tmp_path):
+    manifest, payload = unpack(bases["kmeans"].read_bytes())
+    from hostile import attribute
+
+    attribute(manifest["root"], "device")[1] = "cuda:7"
+    path = tmp_path / "device.skggda"
+    path.write_bytes(pack(manifest, payload))
+    assert load(path).device == "cpu"
+    assert load(path, device="meta").device == "meta"  # the caller's choice
