@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from skggda.datasets import get_data_home
-from skggda.inspection._explain import build_parser, load_data, make_model
+from skggda.cli._explain import build_parser, load_data, make_model
 
 TARGET, FLIP = "RiskPerformance", {"Good": "Bad", "Bad": "Good"}
 

@@ -66,7 +66,7 @@ def test_grid_retrains_the_baselines_once_per_seed_and_task(monkeypatch):
 
 def test_stratified_pruning_keeps_the_class_balance(tmp_path, capsys):
     from skggda.experiments import load_dataset
-    from skggda.cli import build_parser, config_from_args
+    from skggda.cli._grid import build_parser, config_from_args
 
     out = tmp_path / "strat"
     argv = TINY + ["--tasks", "pruning", "--group-sizes", "16", "--groupers", "grad",
@@ -115,17 +115,17 @@ def test_internal_value_error_is_not_a_usage_error(monkeypatch, tmp_path):
     def broken(config, progress):
         raise ValueError("internal: shapes do not match")
 
-    monkeypatch.setattr("skggda.cli.run_grid", broken)
+    monkeypatch.setattr("skggda.cli._grid.run_grid", broken)
     with pytest.raises(ValueError, match="internal: shapes do not match"):
         main(["--quiet", "--output", str(tmp_path)])
 
 
 def test_internal_error_exits_1_with_a_traceback(tmp_path):
     # what the console script does: sys.exit(main()), with the library failing inside
-    code = ("import sys, skggda.cli as cli\n"
+    code = ("import sys, skggda.cli as cli, skggda.cli._grid as grid\n"
             "def broken(config, progress):\n"
             "    raise ValueError('internal: shapes do not match')\n"
-            "cli.run_grid = broken\n"
+            "grid.run_grid = broken\n"
             f"sys.exit(cli.main(['--quiet', '--output', {str(tmp_path)!r}]))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 1
@@ -175,7 +175,7 @@ def test_qnli_needs_the_text_model(tmp_path, capsys):
 ])
 def test_training_recipe_per_model(argv, model, lr, epochs):
     # The pretrained text encoder must never get the from-scratch rate of 1e-2 by default.
-    from skggda.cli import build_parser, config_from_args
+    from skggda.cli._grid import build_parser, config_from_args
     from skggda.experiments._grid import make_net
 
     config = config_from_args(build_parser().parse_args(argv))

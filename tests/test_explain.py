@@ -16,7 +16,7 @@ from conftest import DATA_DIR, make_problem, tiny_net  # noqa: E402
 from skggda import RandomGrouper, TracInAttributor  # noqa: E402
 from skggda.cli import main  # noqa: E402
 from skggda.inspection import group_report  # noqa: E402
-from skggda.inspection._table import DatetimeParts, infer_task  # noqa: E402
+from skggda.cli._table import DatetimeParts, infer_task  # noqa: E402
 
 FAST = ["--quiet", "--epochs", "2"]
 GROUP_COLUMNS = ["group", "size", "score", "label", "label_share", "accuracy",
@@ -234,7 +234,7 @@ def test_existing_report_folder_needs_overwrite(table, tmp_path, capsys):
 
 
 def test_failure_while_writing_leaves_nothing(table, tmp_path, monkeypatch):
-    from skggda.inspection import _explain
+    from skggda.cli import _explain
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")

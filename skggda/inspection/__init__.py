@@ -2,7 +2,8 @@
 
 :func:`group_report` describes every group of a fitted attributor (score,
 size, labels, the features that set it apart) as a pandas DataFrame; the
-``skggda explain`` command line builds its report folder from it.
+``skggda explain`` command line (:mod:`skggda.cli`) builds its report folder
+from it.
 """
 
 from ._report import group_report

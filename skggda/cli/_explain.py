@@ -26,13 +26,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from tqdm.auto import tqdm
 
-from ..cli import _positive_ints
 from ..experiments import GROUPERS, GridConfig
 from ..experiments._grid import make_attributor, make_grouper, task_config
+from ..inspection import group_report
 from ..properties import resolve_property
 from ._html import display_rows, render_page
 from ._models import MODEL_CHOICES, make_model, train_model, validation_summary
-from ._report import group_report
+from ._types import positive_fraction, positive_ints
 from ._table import (
     UsageError,
     check_classes,
@@ -77,13 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--drop", nargs="+", default=[], metavar="COLUMN",
         help="columns that are not model inputs (identifiers, leaks)")
     add("--valid", metavar="FILE", help="validation table (default: split off --valid-size)")
-    add("--valid-size", type=_fraction, default=0.2,
+    add("--valid-size", type=positive_fraction, default=0.2,
         help="share of rows held out for validation, stratified by class (default: %(default)s)")
     add("--model", choices=MODEL_CHOICES, default="net",
         help="net: two hidden layers of 50 (the paper's ANN-S); scikit-learn's "
         "LogisticRegression (logreg, classification), Ridge (ridge, regression) or "
         "MLPClassifier / MLPRegressor (mlp, layers of 50) (default: %(default)s)")
-    add("--epochs", type=_positive_ints, default=40,
+    add("--epochs", type=positive_ints, default=40,
         help="training epochs of net and mlp (default: %(default)s)")
     add("--lr", type=float, default=1e-2,
         help="peak learning rate of net (default: %(default)s)")
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--grouper", choices=sorted(GROUPERS), default="grad",
                      help="grad: K-Means on loss gradients; repr: on the net's hidden "
                      "representations; kmeans: on the features; random (default: %(default)s)")
-    add("--group-size", type=_positive_ints, default=None,
+    add("--group-size", type=positive_ints, default=None,
         help=f"rows per group for --grouper; 1 scores every row (default: {DEFAULT_GROUP_SIZE})")
     add("--attributor", choices=ATTRIBUTORS, default="tracin",
         help="tracin: about one training epoch; fisher: influence with a projected Fisher; "
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what is attributed on the validation set: accuracy and margin for "
         "classification, prediction for regression, loss for both (default: accuracy for "
         "classification, loss for regression)")
-    add("--top", type=_positive_ints, default=10,
+    add("--top", type=positive_ints, default=10,
         help="groups shown per table (default: %(default)s)")
     add("--output", default="skggda_explain", help="report folder (default: %(default)s)")
     add("--overwrite", action="store_true", help="replace an existing report folder")
@@ -111,13 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", default="cpu", help="torch device (default: %(default)s)")
     add("--quiet", action="store_true", help="no progress bar")
     return parser
-
-
-def _fraction(text):
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
-    return value
 
 
 @dataclass

@@ -265,7 +265,7 @@ class DatetimeParts(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import pandas as pd
-    >>> from skggda.inspection._table import DatetimeParts
+    >>> from skggda.cli._table import DatetimeParts
     >>> X = pd.DataFrame({"d": pd.to_datetime(["1970-01-02", "1970-02-01"])})
     >>> DatetimeParts().fit_transform(X).tolist()
     [[1.0, 1.0, 4.0], [31.0, 2.0, 6.0]]

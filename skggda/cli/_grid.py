@@ -1,4 +1,4 @@
-"""Command line: ``skggda`` (or ``python -m skggda``).
+"""``skggda`` without a sub-command: a grid of GGDA experiments.
 
 Runs a grid of GGDA experiments -- data set, model, attributors, groupers,
 group sizes, tasks (noisy-label detection, retraining score, dataset
@@ -10,18 +10,17 @@ With no arguments it runs the main job: a short noisy-label experiment on
 data bundled with scikit-learn (no download).
 
 ``skggda explain DATA --target COLUMN`` explains a model of the user's own
-table instead (:mod:`skggda.inspection._explain`).
+table instead (:mod:`skggda.cli._explain`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import fields
 
-from . import __version__, experiments
-from .metrics import PRUNING_ORDERS
-from .experiments import (
+from .. import __version__, experiments
+from ..metrics import PRUNING_ORDERS
+from ..experiments import (
     ConfigError,
     GridConfig,
     format_tables,
@@ -31,25 +30,9 @@ from .experiments import (
     write_files,
 )
 
+from ._types import components, fraction, positive_ints
+
 _DEFAULTS = GridConfig()
-
-
-def _positive_ints(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _components(text):
-    return None if text.lower() == "none" else _positive_ints(text)
-
-
-def _fraction(text):
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,23 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(_DEFAULTS.attributors))
     add("--groupers", nargs="+", choices=sorted(experiments.GROUPERS),
         default=list(_DEFAULTS.groupers))
-    add("--group-sizes", nargs="+", type=_positive_ints, default=list(_DEFAULTS.group_sizes),
+    add("--group-sizes", nargs="+", type=positive_ints, default=list(_DEFAULTS.group_sizes),
         metavar="G", help="1 is per-point attribution (default: 1 4 16 64)")
     add("--tasks", nargs="+", choices=experiments.TASKS, default=list(_DEFAULTS.tasks))
     add("--seeds", nargs="+", type=int, default=list(_DEFAULTS.seeds))
-    add("--epochs", type=_positive_ints, default=None,
+    add("--epochs", type=positive_ints, default=None,
         help="training epochs (default: 40, or 2 to fine-tune --model text; "
         "see --paper-recipe)")
     add("--lr", type=float, default=None,
         help="peak learning rate (default: 0.01, or 5e-5 to fine-tune --model text; "
         "see --paper-recipe)")
-    add("--batch-size", type=_positive_ints, default=None,
+    add("--batch-size", type=positive_ints, default=None,
         help="training batch size (default: the paper's for the model; small subsamples "
         "of MNIST want smaller batches to get enough steps)")
     add("--paper-recipe", action="store_true",
         help="default to the paper's epochs and learning rate for the model "
         "(--epochs / --lr still win)")
-    add("--noise", type=_fraction, default=_DEFAULTS.noise,
+    add("--noise", type=fraction, default=_DEFAULTS.noise,
         help="fraction of flipped labels for the noisy task (default: %(default)s)")
     add("--detector", choices=experiments.DETECTORS, default=_DEFAULTS.detector,
         help="what the noisy task ranks training points by: the attribution of the test "
@@ -102,16 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the noisy task's cleanlab row: label quality from K-fold out-of-sample "
         "probabilities (K trainings; 0: no row; skipped without cleanlab) "
         "(default: %(default)s)")
-    add("--n-components", type=_components, default=_DEFAULTS.n_components,
+    add("--n-components", type=components, default=_DEFAULTS.n_components,
         help="projection for Fisher and TRAK; 'none' for no projection (default: "
         "%(default)s, the paper's HELOC value)")
     add("--damping", type=float, default=_DEFAULTS.damping,
         help="added to the curvature by the influence solvers and TRAK (default: "
         "%(default)s, the paper's LiSSA value)")
-    add("--trak-models", type=_positive_ints, default=_DEFAULTS.trak_models)
-    add("--lissa-depth", type=_positive_ints, default=_DEFAULTS.lissa_depth)
-    add("--lissa-repeat", type=_positive_ints, default=_DEFAULTS.lissa_repeat)
-    add("--retrain-seeds", type=_positive_ints, default=_DEFAULTS.retrain_seeds,
+    add("--trak-models", type=positive_ints, default=_DEFAULTS.trak_models)
+    add("--lissa-depth", type=positive_ints, default=_DEFAULTS.lissa_depth)
+    add("--lissa-repeat", type=positive_ints, default=_DEFAULTS.lissa_repeat)
+    add("--retrain-seeds", type=positive_ints, default=_DEFAULTS.retrain_seeds,
         help="retrainings per removal (default: %(default)s)")
     add("--stratify", action="store_true",
         help="removal tasks remove the same share of every class (the random baseline too)")
@@ -119,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the pruning task's order: lowest scores first, or the harmful (negative) "
         "ones first, at most 5%% of the training set, then class-stratified random "
         "removal (default: %(default)s)")
-    add("--n-train", type=_positive_ints, default=None, help="subsample the training set")
-    add("--resnet-width", type=_positive_ints, default=_DEFAULTS.resnet_width,
+    add("--n-train", type=positive_ints, default=None, help="subsample the training set")
+    add("--resnet-width", type=positive_ints, default=_DEFAULTS.resnet_width,
         help="channels of ResNet-18's first stage (default: %(default)s)")
-    add("--max-length", type=_positive_ints, default=_DEFAULTS.max_length,
+    add("--max-length", type=positive_ints, default=_DEFAULTS.max_length,
         help="tokens per text pair for --model text (default: %(default)s)")
     add("--param-subset", nargs="+", default=None, metavar="NAME",
         help="attribute only these parameters / modules (default: the last block and "
@@ -145,21 +128,8 @@ def config_from_args(args) -> GridConfig:
     return GridConfig(**values)
 
 
-def main(argv=None) -> int:
-    """Run the command; returns its exit status.
-
-    Usage errors -- what the user fixes by changing the command: options
-    argparse rejects, and a :class:`~skggda.experiments.ConfigError` (unknown
-    names, values out of range, options that do not go together, a missing
-    data file or optional package) -- exit with status 2 and one line on
-    stderr. Any other exception is an internal error and propagates: the
-    interpreter prints its traceback and exits with status 1.
-    """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["explain"]:
-        from .inspection._explain import main as explain  # it reuses this module's types
-
-        return explain(argv[1:])
+def main(argv) -> int:
+    """Run the grid command with the arguments ``argv``; returns its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args)
@@ -181,6 +151,3 @@ def main(argv=None) -> int:
         print("(no plot: install matplotlib for the runtime-vs-fidelity figures)")
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
