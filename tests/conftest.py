@@ -30,14 +30,36 @@ else:
     )
     settings.load_profile("skggda")
 
-#: Calls made by the fuzz tests, per estimator (test_fuzz.py fills it).
+#: Calls made by the fuzz tests, keyed ``(estimator class name, outcome)`` (test_fuzz.py
+#: fills it). Outcomes: ``"required"``, a call on valid input that had to succeed and
+#: did; ``"success"``, a fuzzed call that was allowed to fail and succeeded (its result
+#: checked); ``"refusal"``, a fuzzed call that failed cleanly.
 FUZZED_CALLS = Counter()
+
+#: Groupings whose scores were checked against the sum of their members' per-point
+#: scores, keyed ``"non-trivial"`` (neither one group nor all singletons), ``"one group"``
+#: and ``"singletons"`` (test_fuzz.py fills it).
+FUZZED_GROUPINGS = Counter()
 
 
 def pytest_terminal_summary(terminalreporter):
+    write = terminalreporter.write_line
     if FUZZED_CALLS:
-        terminalreporter.write_line(
-            f"fuzzed calls: {sum(FUZZED_CALLS.values())} ({dict(sorted(FUZZED_CALLS.items()))})")
+        outcomes = Counter()
+        per_estimator = {}
+        for (name, outcome), count in FUZZED_CALLS.items():
+            outcomes[outcome] += count
+            per_estimator.setdefault(name, Counter())[outcome] += count
+        write(f"fuzzed calls: {outcomes['required'] + outcomes['success']} successful "
+              f"({outcomes['required']} on valid input that had to succeed, "
+              f"{outcomes['success']} on fuzzed input), {outcomes['refusal']} clean refusals")
+        for name, counts in sorted(per_estimator.items()):
+            write(f"  {name}: {counts['required'] + counts['success']} successful "
+                  f"({counts['required']} required), {counts['refusal']} refused")
+    if FUZZED_GROUPINGS:
+        write(f"groupings checked against member sums: {FUZZED_GROUPINGS['non-trivial']} "
+              f"non-trivial, {FUZZED_GROUPINGS['one group']} one group, "
+              f"{FUZZED_GROUPINGS['singletons']} all singletons")
 
 #: Where the real data sets live for the slow tests (README of ../shared/data).
 DATA_DIR = Path(
