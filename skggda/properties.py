@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .models._loss import PerSampleLoss
 from .utils._docs import fill_doc
 
 __all__ = [
@@ -389,8 +390,6 @@ def property_terms(prop, net, X, y_encoded, classes):
     ``value`` is the property itself (not the badness); ``terms`` the
     per-sample terms ``h`` (``None`` for whole-data properties).
     """
-    from .utils._skorch import PerSampleLoss  # skorch glue stays out of import time
-
     module = net.module_
     device = next(module.parameters()).device
     dtype = next(module.parameters()).dtype

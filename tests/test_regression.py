@@ -23,8 +23,8 @@ from skggda import (
 )
 from skggda._engine import _features
 from skggda.models import SeededNeuralNetRegressor, make_regressor
+from skggda.models._loss import PerSampleLoss
 from skggda.properties import ClassLoss, MeanPrediction, make_property
-from skggda.utils._skorch import PerSampleLoss
 
 
 def make_targets(n=160, n_features=4, noise=0.1, seed=0):

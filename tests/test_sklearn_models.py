@@ -39,7 +39,7 @@ from skggda import (
 from skggda._engine import Projector, make_plan
 from skggda.metrics import retraining_score
 from skggda.models import ConvertedModel, SklearnLoss, to_torch
-from skggda.utils._skorch import PerSampleLoss
+from skggda.models._loss import PerSampleLoss
 
 N = 150
 

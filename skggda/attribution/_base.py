@@ -20,13 +20,14 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _engine
+from ..models._loss import PerSampleLoss
+from ..models._resolve import fit_or_freeze, unwrap_frozen
 from ..properties import EvaluationData, Property, check_property_task, resolve_property
 from ..utils._distributed import training_pass
 from ..utils._groups import canonicalize_groups, check_partition, compact_labels
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
 from ..utils._seeding import derive_seeds, seeded_clone
-from ..utils._skorch import PerSampleLoss, fit_or_freeze, unwrap_frozen
 from ..utils._targets import (
     check_fit_targets,
     decoded_targets,

@@ -13,13 +13,12 @@ from joblib import Parallel, delayed
 from sklearn.utils._param_validation import Interval
 
 from .. import _engine
-from ..models._converted import training_recipe
+from ..models._resolve import prepare_net, train, training_recipe
 from ..properties import _error_probability, _logits, _margin, _prediction
 from ..utils._docs import fill_doc
 from ..utils._distributed import cluster_for
 from ..utils._inputs import subset_rows, training_inputs
 from ..utils._seeding import derive_seeds
-from ..utils._skorch import prepare_net, train
 from ..utils._targets import fit_targets_for
 from ._base import BaseAttributor, net_plan
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,

@@ -36,13 +36,14 @@ from .._engine import (
     rows,
     to_device,
 )
+from ..models._loss import PerSampleLoss
+from ..models._resolve import fit_or_freeze
 from ..utils._docs import fill_doc
 from ..utils._distributed import map_row_blocks
 from ..utils._groups import compact_labels, label_dtype
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
 from ..utils._seeding import derive_seeds
-from ..utils._skorch import PerSampleLoss, fit_or_freeze
 from ..utils._targets import check_fit_targets, encode_targets, is_regression
 from ._base import BaseGrouper
 

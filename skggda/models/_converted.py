@@ -6,20 +6,12 @@ from textwrap import dedent
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context, clone, is_classifier
-from sklearn.exceptions import NotFittedError
-from sklearn.frozen import FrozenEstimator
-from sklearn.pipeline import Pipeline
-from skorch import NeuralNet
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import _num_samples, check_consistent_length, check_is_fitted
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ..utils._docs import fill, fill_doc
-from ..utils._inputs import loaded
-from ..utils._pipeline import model_input
-from ..utils._skorch import ResolvedNet, check_module_accepts, fit_or_freeze, prepare_net
-from ..utils._targets import encode_targets
 from ._sklearn import check_supported, to_torch
 
 
@@ -207,76 +199,3 @@ class ConvertedModel(BaseEstimator):
         tags.target_tags = inner.target_tags
         tags.input_tags.sparse = inner.input_tags.sparse  # scikit-learn fits; torch holds weights
         return tags
-
-
-def is_fitted(model):
-    """Whether scikit-learn considers ``model`` fitted."""
-    try:
-        check_is_fitted(model)
-    except NotFittedError:
-        return False
-    return True
-
-
-def resolve_model(model, frozen, X, y, seed, extra_callbacks=()):
-    """:func:`~skggda.utils._skorch.fit_or_freeze` for a scikit-learn model or pipeline.
-
-    A fitted model (or one in a ``FrozenEstimator``) is converted as it is;
-    an unfitted one is fitted on ``(X, y)`` by scikit-learn, with ``seed`` as
-    its ``random_state`` when it has one left at ``None``.
-    """
-    if isinstance(model, Pipeline):
-        return _resolve_pipeline(model, frozen, X, y, seed, extra_callbacks)
-    if extra_callbacks:
-        raise ValueError(
-            "checkpoints='all' needs a skorch net's training run; a scikit-learn model is "
-            "attributed at its fitted weights: use checkpoints='last'."
-        )
-    _check_fitted_if_frozen(model, frozen)
-    frozen = frozen or is_fitted(model)
-    if not isinstance(model, ConvertedModel):
-        check_supported(model)
-        if frozen:
-            model = ConvertedModel.from_fitted(model, _num_samples(X))
-        else:
-            own_seed = model.get_params(deep=False).get("random_state")
-            model = ConvertedModel(model, random_state=own_seed)
-    if not frozen:  # scikit-learn trains in memory; the attribution passes still stream
-        model = prepare_net(model, seed).fit(loaded(X), y)
-    classes = getattr(model, "classes_", None)
-    check_module_accepts(model.module_, X, n_outputs=None if classes is None else len(classes))
-    return ResolvedNet(model, classes, encode_targets(y, classes), frozen, X)
-
-
-def _check_fitted_if_frozen(model, frozen):
-    if frozen and not is_fitted(model):
-        raise NotFittedError(
-            f"The {type(model).__name__} wrapped in FrozenEstimator is not fitted: fit it "
-            "first, or pass it unwrapped so that fit trains it."
-        )
-
-
-def _resolve_pipeline(pipeline, frozen, X, y, seed, extra_callbacks):
-    """The first steps fitted (a fitted pipeline: kept) as the preprocessor, and the last
-    step resolved on their output: the model that is attributed."""
-    _check_fitted_if_frozen(pipeline, frozen)
-    frozen = frozen or is_fitted(pipeline)
-    preprocessor = None
-    if len(pipeline.steps) > 1:
-        preprocessor = pipeline[:-1] if frozen else clone(pipeline[:-1]).fit(X, y)
-    X = model_input(preprocessor, X)
-    check_consistent_length(X, y)
-    final = FrozenEstimator(pipeline[-1]) if frozen else pipeline[-1]
-    resolved = fit_or_freeze(final, X, y, seed, extra_callbacks)
-    resolved.preprocessor = preprocessor
-    return resolved
-
-
-def training_recipe(estimator):
-    """What retrains the attributed model: the net, or a :class:`ConvertedModel` recipe."""
-    model = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
-    if isinstance(model, Pipeline):
-        model = model[-1]  # its first steps are fitted once, in the attributor's fit
-    if isinstance(model, (NeuralNet, ConvertedModel)):
-        return model
-    return ConvertedModel(model, random_state=model.get_params(deep=False).get("random_state"))

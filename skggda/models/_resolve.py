@@ -1,15 +1,17 @@
-"""Reading what the engine needs out of a skorch net.
+"""Resolving the ``estimator`` a grouper or attributor is given into a fitted net.
 
 The engine wants a module, a per-sample loss and encoded targets (class
-indices, or float regression targets); skorch nets hold a module
-(``module_``), a criterion with a batch reduction (``criterion_``) and, for
-classifiers, ``classes_``. These helpers bridge the two and give the clear
-errors users need when a net does not fit the data.
+indices, or float regression targets). :func:`fit_or_freeze` is the one
+entry: a skorch net is trained (or, in a ``FrozenEstimator``, checked and
+taken as is), a scikit-learn model is converted into a
+:class:`~skggda.models.ConvertedModel`, and a ``Pipeline`` fits its first
+steps as the preprocessor and resolves its last. These helpers give the
+clear errors users need when a net does not fit the data.
+:func:`training_recipe` is the other direction: what retrains the model.
 """
 
 from __future__ import annotations
 
-import copy
 import signal
 import threading
 from contextlib import contextmanager
@@ -17,72 +19,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import _num_samples, check_consistent_length, check_is_fitted
 from skorch import NeuralNet
 from torch import nn
 
 from .._engine import forward, module_device, module_dtype, to_device
-from ._inputs import training_inputs
-from ._seeding import seeded_clone
-from ._targets import encode_targets, fit_targets_for, is_regression
-
-
-class PerSampleLoss:
-    """Per-sample version of a skorch criterion: ``(output, target) -> (batch,)``.
-
-    A plain class rather than a closure so that it pickles.
-    ``squared_error_scale`` is ``c`` when the loss is ``c * sum((output -
-    target) ** 2)`` over the outputs (``nn.MSELoss``: 1), else ``None``.
-    """
-
-    def __init__(self, criterion: nn.Module):
-        if isinstance(criterion, nn.CrossEntropyLoss):
-            self.kind = "cross_entropy"
-        elif isinstance(criterion, nn.NLLLoss):
-            # skorch feeds NLLLoss the log of the module's probabilities
-            self.kind = "nll_of_probabilities"
-        else:
-            self.kind = "generic"
-        if isinstance(criterion, nn.MSELoss):
-            self.squared_error_scale = 1.0
-        else:
-            self.squared_error_scale = getattr(criterion, "squared_error_scale", None)
-        self.criterion = copy.deepcopy(criterion)
-        if hasattr(self.criterion, "reduction"):
-            self.criterion.reduction = "none"
-
-    @property
-    def is_plain_cross_entropy(self) -> bool:
-        """Unweighted softmax cross-entropy without label smoothing."""
-        return (
-            self.kind == "cross_entropy"
-            and self.criterion.weight is None
-            and self.criterion.label_smoothing == 0
-        )
-
-    def logits(self, output: torch.Tensor) -> torch.Tensor:
-        """Class scores whose softmax is the net's predicted distribution.
-
-        The module's output itself, except for skorch's ``NLLLoss`` nets,
-        whose modules output probabilities: their log. Margins, the smooth
-        accuracy and TRAK read these.
-        """
-        if self.kind == "nll_of_probabilities":
-            return torch.log(output + torch.finfo(output.dtype).eps)
-        return output
-
-    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.kind == "cross_entropy":
-            return self.criterion(output, target.long())
-        if self.kind == "nll_of_probabilities":
-            return self.criterion(self.logits(output), target.long())
-        if target.is_floating_point() and target.numel() == output.numel():
-            # regression targets are kept 1-D; the loss compares them with the
-            # (n, 1) output, which a 1-D target would broadcast to (n, n)
-            target = target.reshape(output.shape).to(output.dtype)
-        losses = self.criterion(output, target)
-        return losses.reshape(losses.shape[0], -1).sum(1)
+from ..utils._inputs import loaded, training_inputs
+from ..utils._pipeline import model_input
+from ..utils._seeding import seeded_clone
+from ..utils._targets import encode_targets, fit_targets_for, is_regression
+from ._callbacks import DivergenceCheck
+from ._classifier import make_classifier
+from ._converted import ConvertedModel
+from ._sklearn import check_supported
 
 
 def unwrap_frozen(estimator):
@@ -99,8 +52,6 @@ def check_fitted_net(net):
             "The estimator wrapped in FrozenEstimator is not fitted: train the "
             "net first, or pass it unwrapped so that fit trains a clone."
         )
-    from ..models import DivergenceCheck  # the models import this module
-
     name = DivergenceCheck.non_finite_parameter(net.module_)
     if name is not None:
         raise ValueError(
@@ -120,8 +71,6 @@ def prepare_net(estimator, seed: int, extra_callbacks=(), n_classes=None):
     :class:`~skggda.models.DivergenceCheck` is added unless the net has one
     (or has its callbacks disabled), so a diverging training fails clearly.
     """
-    from ..models import DivergenceCheck  # the models import this module
-
     unset = {} if n_classes is None else {"classes": np.arange(n_classes)}
     net = seeded_clone(estimator, seed, **unset)
     params = net.get_params(deep=False)
@@ -236,8 +185,6 @@ def check_module_accepts(module: nn.Module, X, n_outputs: int | None = None):
 
 def default_classifier():
     """The net used when ``estimator=None``: ANN-S (two hidden layers of 50)."""
-    from ..models import make_classifier
-
     return make_classifier(hidden_layer_sizes=(50, 50))
 
 
@@ -274,9 +221,7 @@ def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet
     """
     net, frozen = unwrap_frozen(estimator if estimator is not None else default_classifier())
     if not isinstance(net, NeuralNet):
-        from ..models._converted import resolve_model  # the models import this module
-
-        return resolve_model(net, frozen, X, y, seed, extra_callbacks)
+        return _resolve_sklearn_model(net, frozen, X, y, seed, extra_callbacks)
     if frozen:
         check_fitted_net(net)
         classes, y_encoded = _frozen_targets(net, y)
@@ -296,3 +241,76 @@ def _frozen_targets(net, y):
     classes = frozen_classes(net, y)
     classes = np.unique(y) if classes is None else classes
     return classes, encode_targets(y, classes)
+
+
+def is_fitted(model):
+    """Whether scikit-learn considers ``model`` fitted."""
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        return False
+    return True
+
+
+def _resolve_sklearn_model(model, frozen, X, y, seed, extra_callbacks=()):
+    """:func:`fit_or_freeze` for a scikit-learn model or pipeline.
+
+    A fitted model (or one in a ``FrozenEstimator``) is converted as it is;
+    an unfitted one is fitted on ``(X, y)`` by scikit-learn, with ``seed`` as
+    its ``random_state`` when it has one left at ``None``.
+    """
+    if isinstance(model, Pipeline):
+        return _resolve_pipeline(model, frozen, X, y, seed, extra_callbacks)
+    if extra_callbacks:
+        raise ValueError(
+            "checkpoints='all' needs a skorch net's training run; a scikit-learn model is "
+            "attributed at its fitted weights: use checkpoints='last'."
+        )
+    _check_fitted_if_frozen(model, frozen)
+    frozen = frozen or is_fitted(model)
+    if not isinstance(model, ConvertedModel):
+        check_supported(model)
+        if frozen:
+            model = ConvertedModel.from_fitted(model, _num_samples(X))
+        else:
+            own_seed = model.get_params(deep=False).get("random_state")
+            model = ConvertedModel(model, random_state=own_seed)
+    if not frozen:  # scikit-learn trains in memory; the attribution passes still stream
+        model = prepare_net(model, seed).fit(loaded(X), y)
+    classes = getattr(model, "classes_", None)
+    check_module_accepts(model.module_, X, n_outputs=None if classes is None else len(classes))
+    return ResolvedNet(model, classes, encode_targets(y, classes), frozen, X)
+
+
+def _check_fitted_if_frozen(model, frozen):
+    if frozen and not is_fitted(model):
+        raise NotFittedError(
+            f"The {type(model).__name__} wrapped in FrozenEstimator is not fitted: fit it "
+            "first, or pass it unwrapped so that fit trains it."
+        )
+
+
+def _resolve_pipeline(pipeline, frozen, X, y, seed, extra_callbacks):
+    """The first steps fitted (a fitted pipeline: kept) as the preprocessor, and the last
+    step resolved on their output: the model that is attributed."""
+    _check_fitted_if_frozen(pipeline, frozen)
+    frozen = frozen or is_fitted(pipeline)
+    preprocessor = None
+    if len(pipeline.steps) > 1:
+        preprocessor = pipeline[:-1] if frozen else clone(pipeline[:-1]).fit(X, y)
+    X = model_input(preprocessor, X)
+    check_consistent_length(X, y)
+    final = FrozenEstimator(pipeline[-1]) if frozen else pipeline[-1]
+    resolved = fit_or_freeze(final, X, y, seed, extra_callbacks)
+    resolved.preprocessor = preprocessor
+    return resolved
+
+
+def training_recipe(estimator):
+    """What retrains the attributed model: the net, or a :class:`ConvertedModel` recipe."""
+    model = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+    if isinstance(model, Pipeline):
+        model = model[-1]  # its first steps are fitted once, in the attributor's fit
+    if isinstance(model, (NeuralNet, ConvertedModel)):
+        return model
+    return ConvertedModel(model, random_state=model.get_params(deep=False).get("random_state"))
