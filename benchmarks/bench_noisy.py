@@ -40,7 +40,8 @@ from sklearn.frozen import FrozenEstimator
 
 from _harness import timed
 from skggda import GradKMeansGrouper, TracInAttributor
-from skggda.experiments import GridConfig, flip_labels, load_dataset
+from skggda.experiments import GridConfig, load_dataset
+from skggda.metrics import flip_labels
 from skggda.experiments._baselines import CLEANLAB_MISSING, cleanlab_label_quality
 from skggda.experiments._grid import make_net
 from skggda.metrics import noisy_label_auc
@@ -88,7 +89,7 @@ def detector_scores(config, seed, X, y, X_test, y_test, group_sizes, n_component
 def run_one(dataset, noise, seed, args, data, folder):
     config = config_for(dataset, args)
     X, y_clean, X_test, y_test = data
-    y, flipped = flip_labels(y_clean, noise, seed)
+    y, flipped = flip_labels(y_clean, noise, random_state=seed)
     detectors, training_s = detector_scores(config, seed, X, y, X_test, y_test,
                                             args.group_sizes, args.n_components)
     rows = [dict(detector=name, auc=noisy_label_auc(scores, labels, flipped), seconds=seconds)

@@ -17,7 +17,7 @@ from sklearn.frozen import FrozenEstimator
 
 from skggda import GradKMeansGrouper, RandomGrouper, TracInAttributor
 from skggda.datasets import load_heloc, make_heloc_like
-from skggda.experiments import flip_labels
+from skggda.metrics import flip_labels
 from skggda.metrics import detection_curve, noisy_label_auc
 from skggda.models import make_classifier
 from skggda.utils import record_timings
@@ -27,7 +27,7 @@ try:
 except FileNotFoundError:
     data, source = make_heloc_like(), "HELOC-like (synthetic)"
 X, X_test, y_test = data.X_train, data.X_test, data.y_test
-y, flipped = flip_labels(data.y_train, noise=0.1, seed=0)
+y, flipped = flip_labels(data.y_train, 0.1, random_state=0)
 
 # %%
 # Train once, then attribute with several groupings of the frozen net.

@@ -206,9 +206,9 @@ def test_exact_and_cg_influence_as_ground_truth_rows(tmp_path, capsys):
 
 
 def _auc_records(seeds_per_size):
-    from skggda.experiments import Record
+    from skggda.experiments import GridRecord
 
-    return [Record("noisy", "digits", "ann-s", "tracin", "grad", size, seed, "auc",
+    return [GridRecord("noisy", "digits", "ann-s", "tracin", "grad", size, seed, "auc",
                    0.7 + 0.1 * seed, 90, 0.1, 0.2, 1.0, full_accuracy=0.9)
             for size, n_seeds in seeds_per_size.items() for seed in range(n_seeds)]
 

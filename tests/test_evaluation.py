@@ -275,7 +275,8 @@ def test_noisy_grid_has_a_cleanlab_row_with_its_cost():
     from cleanlab.rank import get_label_quality_scores
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from skggda.experiments import flip_labels, load_dataset, run_grid
+    from skggda.experiments import load_dataset, run_grid
+    from skggda.metrics import flip_labels
     from skggda.experiments._grid import make_net
 
     config = _tiny_noisy_grid(cleanlab_folds=3)
@@ -286,7 +287,7 @@ def test_noisy_grid_has_a_cleanlab_row_with_its_cost():
     # cleanlab's label quality from 3-fold probabilities of the same recipe,
     # on the flipped labels, computed here
     X, y, _, _ = load_dataset(config)
-    y_noisy, flipped = flip_labels(y, config.noise, seed=0)
+    y_noisy, flipped = flip_labels(y, config.noise, random_state=0)
     folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
     probabilities = cross_val_predict(make_net(config, 0), X, y_noisy, cv=folds,
                                       method="predict_proba")
@@ -319,7 +320,8 @@ def detection_auc(scores, flipped):
 
 @pytest.mark.parametrize("detector, checkpoints", [("train-loss", "last"), ("self", "all")])
 def test_noisy_detectors_rank_by_their_own_scores(detector, checkpoints):
-    from skggda.experiments import flip_labels, load_dataset, run_grid
+    from skggda.experiments import load_dataset, run_grid
+    from skggda.metrics import flip_labels
     from skggda.experiments._config import SELF_INFLUENCE_COMPONENTS
     from skggda.experiments._grid import make_net
 
@@ -329,7 +331,7 @@ def test_noisy_detectors_rank_by_their_own_scores(detector, checkpoints):
     # flipped training labels, its TracIn scores of the training loss, or
     # its self-influences (projected, as the grid does for "self")
     X, y, _, _ = load_dataset(config)
-    y_noisy, flipped = flip_labels(y, config.noise, seed=0)
+    y_noisy, flipped = flip_labels(y, config.noise, random_state=0)
     if detector == "self":
         attr = TracInAttributor(make_net(config, 0), checkpoints="all", random_state=0,
                                 n_components=SELF_INFLUENCE_COMPONENTS).fit(X, y_noisy)

@@ -36,7 +36,8 @@ from ..utils._targets import (
 )
 from ..utils._state import restored_on_error
 from ..utils._timings import stage_clock, substage
-from ._numerics import check_finite_scores, check_property_gradient
+from ..utils._finite import check_finite_scores
+from ._numerics import OVERFLOW, check_property_gradient
 
 #: Exact group gradients for self-influence are formed this many bytes at a time.
 _GROUP_BLOCK_BYTES = 1 << 28
@@ -190,7 +191,7 @@ class BaseAttributor(BaseEstimator):
 
     def _checked_scores(self, scores):
         """Subclass hook: refuse non-finite scores (overflowing gradients)."""
-        return check_finite_scores(scores)
+        return check_finite_scores(scores, OVERFLOW)
 
     def score_groups(self, X=None, y=None):
         """Attribute the property evaluated on ``(X, y)`` to every group.

@@ -45,11 +45,6 @@ def check_property_gradient(gradient, prop):
     return gradient
 
 
-def check_finite_scores(scores):
-    """Raise ``ValueError`` for scores that are not finite (overflowing gradients)."""
-    if not np.isfinite(scores).all():
-        raise ValueError(
-            "The scores are not finite: the net's gradients overflow on the training "
-            "or evaluation data (inputs of extreme magnitude, or a half-precision net?)."
-        )
-    return scores
+#: What a non-finite score means when an attributor returns it.
+OVERFLOW = ("the net's gradients overflow on the training or evaluation data (inputs of "
+            "extreme magnitude, or a half-precision net?).")

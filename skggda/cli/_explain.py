@@ -26,7 +26,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from tqdm.auto import tqdm
 
-from ..experiments import GROUPERS, GridConfig
+from ..experiments import GridConfig
+from ..experiments._config import GROUPERS
 from ..experiments._grid import make_attributor, make_grouper, task_config
 from ..inspection import group_report
 from ..properties import resolve_property

@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from .. import __version__, experiments
+from .. import __version__
+from ..experiments import _config as choices
 from ..metrics import PRUNING_ORDERS
 from ..experiments import (
     ConfigError,
@@ -46,18 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--version", action="version", version=f"skggda {__version__}")
-    add("--dataset", choices=experiments.DATASETS, default=_DEFAULTS.dataset,
+    add("--dataset", choices=choices.DATASETS, default=_DEFAULTS.dataset,
         help="heloc, mnist and qnli (with --model text) read the data folder "
         "(--data-home / SKGGDA_DATA); the others need no file (default: %(default)s)")
-    add("--model", choices=sorted(experiments.MODELS), default=_DEFAULTS.model,
+    add("--model", choices=sorted(choices.MODELS), default=_DEFAULTS.model,
         help="the paper's models (default: %(default)s)")
-    add("--attributors", nargs="+", choices=experiments.ATTRIBUTORS,
+    add("--attributors", nargs="+", choices=choices.ATTRIBUTORS,
         default=list(_DEFAULTS.attributors))
-    add("--groupers", nargs="+", choices=sorted(experiments.GROUPERS),
+    add("--groupers", nargs="+", choices=sorted(choices.GROUPERS),
         default=list(_DEFAULTS.groupers))
     add("--group-sizes", nargs="+", type=positive_ints, default=list(_DEFAULTS.group_sizes),
         metavar="G", help="1 is per-point attribution (default: 1 4 16 64)")
-    add("--tasks", nargs="+", choices=experiments.TASKS, default=list(_DEFAULTS.tasks))
+    add("--tasks", nargs="+", choices=choices.TASKS, default=list(_DEFAULTS.tasks))
     add("--seeds", nargs="+", type=int, default=list(_DEFAULTS.seeds))
     add("--epochs", type=positive_ints, default=None,
         help="training epochs (default: 40, or 2 to fine-tune --model text; "
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(--epochs / --lr still win)")
     add("--noise", type=fraction, default=_DEFAULTS.noise,
         help="fraction of flipped labels for the noisy task (default: %(default)s)")
-    add("--detector", choices=experiments.DETECTORS, default=_DEFAULTS.detector,
+    add("--detector", choices=choices.DETECTORS, default=_DEFAULTS.detector,
         help="what the noisy task ranks training points by: the attribution of the test "
         "loss, of the training loss, or minus their self-influence (a group's over its "
         "size squared; default: %(default)s)")

@@ -19,7 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-from ..experiments import MODELS
+from ..experiments._config import MODELS
 from ..models import make_classifier, make_regressor
 from ._table import UsageError
 

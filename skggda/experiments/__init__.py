@@ -1,34 +1,21 @@
-"""Experiment grids: the paper's evaluation protocol, run from Python or the command line."""
+"""Experiment grids: the paper's evaluation protocol, run from Python or the command line.
 
-from ._grid import (
-    ATTRIBUTORS,
-    DATASETS,
-    DETECTORS,
-    GROUPERS,
-    MODELS,
-    TASKS,
-    GridConfig,
-    Record,
-    check_config,
-    flip_labels,
-    load_dataset,
-    run_grid,
-)
+:func:`run_grid` runs every cell of a :class:`GridConfig` (data set, model,
+attributors, groupers, group sizes, tasks, seeds) and returns one
+:class:`GridRecord` per cell and measure; :func:`summarize`,
+:func:`format_tables`, :func:`write_files` and :func:`plot_runtime_fidelity`
+turn them into the paper's tables, files and figures. The names a grid
+accepts (the command line's choices) are in ``skggda.experiments._config``.
+"""
+
 from ._checks import ConfigError
+from ._grid import GridConfig, GridRecord, load_dataset, run_grid
 from ._report import format_tables, plot_runtime_fidelity, summarize, write_files
 
 __all__ = [
-    "ATTRIBUTORS",
-    "DATASETS",
-    "DETECTORS",
-    "GROUPERS",
-    "MODELS",
-    "TASKS",
     "ConfigError",
     "GridConfig",
-    "Record",
-    "check_config",
-    "flip_labels",
+    "GridRecord",
     "format_tables",
     "load_dataset",
     "plot_runtime_fidelity",

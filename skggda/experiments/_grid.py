@@ -13,13 +13,14 @@ from time import perf_counter
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
 from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
-from ..datasets import load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback, make_heloc_like
+from ..datasets import (load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback,
+                        make_cifar_like, make_heloc_like)
 from ..metrics import (
     PRUNING_ORDERS,
+    flip_labels,
     noisy_label_auc,
     pruning_score,
     removal_baselines,
@@ -117,24 +118,6 @@ def _read_dataset(config):
     return X, y, X_test, data.y_test
 
 
-def make_cifar_like(n_samples=2000, *, flatten=False, random_state=0):
-    """A CIFAR-10-shaped synthetic set: ``(n, 3, 32, 32)`` images of 10 classes.
-
-    Each class is a smooth random colour pattern plus noise, so small nets
-    learn it; it exercises the 3-channel path without the real data.
-    """
-    rng = np.random.RandomState(random_state)
-    n_test = max(200, n_samples // 5)
-    patterns = rng.normal(size=(10, 3, 4, 4))
-    patterns = np.kron(patterns, np.ones((1, 1, 8, 8)))  # 4 x 4 blocks of 8 x 8 pixels
-    y = rng.randint(10, size=n_samples + n_test)
-    X = (patterns[y] + rng.normal(scale=1.5, size=(len(y), 3, 32, 32))).astype(np.float32)
-    if flatten:
-        X = X.reshape(len(X), -1)
-    return Bunch(X_train=X[:n_samples], y_train=y[:n_samples], X_test=X[n_samples:],
-                 y_test=y[n_samples:])
-
-
 def make_net(config, seed):
     check_recipe(config.recipe)
     spec = MODELS[config.model]
@@ -187,43 +170,8 @@ def make_grouper(name, group_size, seed):
     return GROUPERS[name](group_size=group_size, random_state=seed)
 
 
-def flip_labels(y, noise, seed):
-    """Move a ``noise`` fraction of the labels to another class, drawn at random.
-
-    Parameters
-    ----------
-    y : ndarray of shape (n_samples,)
-        Class indices ``0..n_classes-1``.
-    noise : float
-        Probability that a label is flipped.
-    seed : int
-        Seeds which labels flip and to what.
-
-    Returns
-    -------
-    y_noisy : ndarray of shape (n_samples,)
-        The labels, flipped ones replaced by another class.
-    flipped : ndarray of bool of shape (n_samples,)
-        Which labels were flipped.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skggda.experiments import flip_labels
-    >>> y = np.arange(1000) % 3
-    >>> y_noisy, flipped = flip_labels(y, 0.1, seed=0)
-    >>> bool((y_noisy[flipped] != y[flipped]).all()), bool(0.05 < flipped.mean() < 0.15)
-    (True, True)
-    """
-    rng = np.random.RandomState(seed)
-    n_classes = int(y.max()) + 1
-    flipped = rng.rand(len(y)) < noise
-    shift = rng.randint(1, max(n_classes, 2), size=len(y))
-    return np.where(flipped, (y + shift) % max(n_classes, 2), y), flipped
-
-
 @dataclass
-class Record:
+class GridRecord:
     """One grid cell's result (a row of the CSV).
 
     Parameters
@@ -267,8 +215,8 @@ class Record:
 
     Examples
     --------
-    >>> from skggda.experiments import Record
-    >>> r = Record("noisy", "digits", "ann-s", "tracin", "grad", 16, 0, "auc", 0.8, 90,
+    >>> from skggda.experiments import GridRecord
+    >>> r = GridRecord("noisy", "digits", "ann-s", "tracin", "grad", 16, 0, "auc", 0.8, 90,
     ...            grouping_s=0.5, attribution_s=0.25, training_s=3.0)
     >>> r.runtime_s
     0.75
@@ -319,7 +267,8 @@ def check_config(config):
 
     Examples
     --------
-    >>> from skggda.experiments import GridConfig, check_config
+    >>> from skggda.experiments import GridConfig
+    >>> from skggda.experiments._grid import check_config
     >>> check_config(GridConfig(group_sizes=(1, 16)))
     >>> check_config(GridConfig(damping=-1.0))
     Traceback (most recent call last):
@@ -357,7 +306,7 @@ def run_grid(config: GridConfig, *, progress=True):
 
     Returns
     -------
-    records : list of Record
+    records : list of GridRecord
         One record per cell, task, seed and metric.
 
     Examples
@@ -406,7 +355,8 @@ def task_config(config, task):
 
 def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
     config = task_config(config, task)
-    y_train, flipped = (flip_labels(y, config.noise, seed) if task == "noisy" else (y, None))
+    y_train, flipped = (flip_labels(y, config.noise, random_state=seed) if task == "noisy"
+                        else (y, None))
     net = make_net(config, seed)
     start = perf_counter()
     net.fit(X, y_train)
@@ -447,7 +397,7 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
                     attribution_s=attribution_s)
         if task == "noisy":
             auc = noisy_label_auc(scores, attr.labels_, flipped)
-            out.append(Record(metric="auc", value=auc, baseline=0.5,
+            out.append(GridRecord(metric="auc", value=auc, baseline=0.5,
                               full_accuracy=test_accuracy, **base))
         else:
             out += _removal_records(task, config, net, X, y_train, X_test, y_test, scores,
@@ -485,7 +435,7 @@ def _cleanlab_records(config, seed, X, y_noisy, flipped, training_s, test_accura
         print(CLEANLAB_MISSING)
         return []
     auc = noisy_label_auc(quality, np.arange(len(y_noisy)), flipped)
-    return [Record("noisy", config.dataset, config.model, "cleanlab", "none", 1, seed, "auc",
+    return [GridRecord("noisy", config.dataset, config.model, "cleanlab", "none", 1, seed, "auc",
                    auc, len(y_noisy), grouping_s=0.0, attribution_s=seconds,
                    training_s=training_s, baseline=0.5, full_accuracy=test_accuracy)]
 
@@ -501,7 +451,7 @@ def _removal_records(task, config, net, X, y, X_test, y_test, scores, labels, se
     else:
         result = retraining_score(net, X, y, X_test, y_test, scores, labels, **kwargs)
     return [
-        Record(metric=f"accuracy@{fraction:.0%}", value=float(acc), baseline=float(rand),
+        GridRecord(metric=f"accuracy@{fraction:.0%}", value=float(acc), baseline=float(rand),
                full_accuracy=result.full_accuracy,
                kept_class_share="/".join(f"{share:.2f}" for share in shares),
                stratified=config.stratify, **base)

@@ -29,8 +29,8 @@ def summarize(records):
 
     Examples
     --------
-    >>> from skggda.experiments import Record, summarize
-    >>> records = [Record("noisy", "digits", "ann-s", "tracin", "grad", 16, seed, "auc",
+    >>> from skggda.experiments import GridRecord, summarize
+    >>> records = [GridRecord("noisy", "digits", "ann-s", "tracin", "grad", 16, seed, "auc",
     ...                   auc, 90, 0.1, 0.2, 1.0) for seed, auc in [(0, 0.7), (1, 0.8)]]
     >>> row = summarize(records)[0]
     >>> round(row["mean"], 2), round(row["sem"], 2), row["n_seeds"]
@@ -75,8 +75,8 @@ def format_tables(summary):
 
     Examples
     --------
-    >>> from skggda.experiments import Record, summarize
-    >>> records = [Record("noisy", "digits", "ann-s", "tracin", "grad", 16, seed, "auc",
+    >>> from skggda.experiments import GridRecord, summarize
+    >>> records = [GridRecord("noisy", "digits", "ann-s", "tracin", "grad", 16, seed, "auc",
     ...                   auc, 90, 0.1, 0.2, 1.0) for seed, auc in [(0, 0.7), (1, 0.8)]]
     >>> from skggda.experiments import format_tables
     >>> print(format_tables(summarize(records)).splitlines()[4])
@@ -162,8 +162,8 @@ def write_files(records, summary, folder):
     One pruning record, written with its summary:
 
     >>> import tempfile
-    >>> from skggda.experiments import Record, summarize, write_files
-    >>> records = [Record(task="pruning", dataset="digits", model="lr", attributor="trak",
+    >>> from skggda.experiments import GridRecord, summarize, write_files
+    >>> records = [GridRecord(task="pruning", dataset="digits", model="lr", attributor="trak",
     ...                   grouper="random", group_size=8, seed=0, metric="accuracy@25%",
     ...                   value=0.9, n_groups=180, grouping_s=0.1, attribution_s=2.0,
     ...                   training_s=1.0)]
@@ -200,8 +200,8 @@ def plot_runtime_fidelity(summary, folder):
 
     Examples
     --------
-    >>> from skggda.experiments import Record, summarize
-    >>> records = [Record("noisy", "digits", "ann-s", "tracin", "grad", 16, seed, "auc",
+    >>> from skggda.experiments import GridRecord, summarize
+    >>> records = [GridRecord("noisy", "digits", "ann-s", "tracin", "grad", 16, seed, "auc",
     ...                   auc, 90, 0.1, 0.2, 1.0) for seed, auc in [(0, 0.7), (1, 0.8)]]
     >>> import tempfile
     >>> from skggda.experiments import plot_runtime_fidelity

@@ -10,7 +10,7 @@ from ._datamodels import (
     linear_datamodeling_score,
     random_subsets,
 )
-from ._noisy_labels import corrupt_targets, detection_curve, noisy_label_auc
+from ._noisy_labels import corrupt_targets, detection_curve, flip_labels, noisy_label_auc
 from ._orders import PRUNING_ORDERS, harmful_then_random, points_to_remove, removal_order
 from ._removal import (
     RemovalBaselines,
@@ -30,6 +30,7 @@ __all__ = [
     "RemovalBaselines",
     "RemovalResult",
     "corrupt_targets",
+    "flip_labels",
     "datamodel_retrainings",
     "detection_curve",
     "group_leave_one_out",

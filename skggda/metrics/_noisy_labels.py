@@ -11,16 +11,12 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ..utils._docs import fill_doc
+from ..utils._finite import check_finite_scores
 
 
-def check_finite_scores(scores):
-    """Reject NaN / infinite scores: sorting would silently put them last."""
-    if not np.isfinite(scores).all():
-        raise ValueError(
-            f"scores contain {int((~np.isfinite(scores)).sum())} NaN or infinite values "
-            f"(a diverged solver, e.g. LiSSA: see its ConvergenceWarning); they cannot be "
-            f"ranked."
-        )
+#: What a non-finite score means when a metric ranks it.
+UNRANKABLE = ("they cannot be ranked (a diverged solver, e.g. LiSSA: see its "
+              "ConvergenceWarning).")
 
 
 @fill_doc
@@ -58,7 +54,7 @@ def detection_curve(scores, labels, is_noisy):
         )
     if not is_noisy.any():
         raise ValueError("is_noisy marks no sample: there is nothing to detect.")
-    check_finite_scores(scores)
+    check_finite_scores(scores, UNRANKABLE)
     distinct, block = np.unique(scores, return_inverse=True)  # tied groups: one block
     sizes = np.bincount(block, weights=np.bincount(labels, minlength=len(scores)),
                         minlength=len(distinct))
@@ -100,6 +96,53 @@ def noisy_label_auc(scores, labels, is_noisy):
     """
     inspected, found = detection_curve(scores, labels, is_noisy)
     return float(np.sum(np.diff(inspected) * (found[1:] + found[:-1]) / 2))
+
+
+def flip_labels(y, fraction=0.1, *, random_state=None):
+    """Move a fraction of class labels to another class, drawn at random.
+
+    Each label flips with probability ``fraction``, to one of the other
+    classes chosen uniformly: the classification twin of
+    :func:`corrupt_targets`.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Class indices ``0..n_classes-1``.
+    fraction : float in [0, 1], default=0.1
+        Probability that a label is flipped.
+    random_state : int, RandomState instance or None, default=None
+        Which labels flip, and to what.
+
+    Returns
+    -------
+    y_noisy : ndarray of shape (n_samples,)
+        The labels, flipped ones replaced by another class.
+    flipped : ndarray of shape (n_samples,), bool
+        Which labels were flipped (``is_noisy`` of :func:`noisy_label_auc`).
+
+    See Also
+    --------
+    corrupt_targets : The same for regression targets.
+    noisy_label_auc : How early attribution scores find them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda.metrics import flip_labels
+    >>> y = np.arange(1000) % 3
+    >>> y_noisy, flipped = flip_labels(y, 0.1, random_state=0)
+    >>> bool((y_noisy[flipped] != y[flipped]).all()), bool(0.05 < flipped.mean() < 0.15)
+    (True, True)
+    """
+    y = np.asarray(y)
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
+    rng = check_random_state(random_state)
+    n_classes = max(int(y.max()) + 1 if y.size else 1, 2)
+    flipped = rng.rand(len(y)) < fraction
+    shift = rng.randint(1, n_classes, size=len(y))
+    return np.where(flipped, (y + shift) % n_classes, y), flipped
 
 
 def corrupt_targets(y, fraction=0.1, *, scale=3.0, direction="both", random_state=None):

@@ -13,7 +13,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ..utils._docs import fill_doc
-from ._noisy_labels import check_finite_scores
+from ..utils._finite import check_finite_scores
+from ._noisy_labels import UNRANKABLE
 
 
 @fill_doc
@@ -40,7 +41,7 @@ def removal_order(scores, labels, *, most_important=True, random_state=None):
     """
     scores = np.asarray(scores, dtype=float)
     labels = np.asarray(labels)
-    check_finite_scores(scores)
+    check_finite_scores(scores, UNRANKABLE)
     rng = check_random_state(random_state)
     tiebreak = rng.permutation(len(scores))
     rank = np.lexsort((tiebreak, -scores if most_important else scores))

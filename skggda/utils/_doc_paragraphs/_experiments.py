@@ -40,7 +40,7 @@ weights : ndarray of shape (n_samples,)
 
 REPORT = """
 .. records
-records : list of Record
+records : list of GridRecord
     The grid's results, one per cell and seed (from :func:`run_grid`).
 
 .. summary
