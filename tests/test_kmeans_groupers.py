@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV
+from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 from torch.nn import functional as F
 
@@ -61,6 +62,21 @@ def test_predict_and_transform_follow_the_centers(problem, cls):
     np.testing.assert_array_equal(grouper.predict(X, y), distances.argmin(1))
     # at convergence nearly every training point sits nearest to its own center
     assert (grouper.predict(X, y) == grouper.labels_).mean() > 0.9
+
+
+@pytest.mark.parametrize("cls", GROUPERS[:3], ids=lambda c: c.__name__)
+def test_fit_transform_is_fit_then_transform(problem, cls):
+    # to the last bit: Grad-K-Means reads transform(X) at the net's predictions
+    X, y, _, _ = problem
+    expected = make(cls, group_size=20).fit(X, y).transform(X)
+    np.testing.assert_array_equal(make(cls, group_size=20).fit_transform(X, y), expected)
+
+
+@pytest.mark.parametrize("cls", GROUPERS[:3], ids=lambda c: c.__name__)
+def test_fit_transform_validates_parameters_as_fit_does(problem, cls):
+    X, y, _, _ = problem
+    with pytest.raises(InvalidParameterError, match="max_iter"):
+        make(cls, max_iter=0).fit_transform(X, y)
 
 
 def clustered(n, seed):

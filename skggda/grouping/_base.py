@@ -74,13 +74,13 @@ class BaseGrouper(BaseEstimator):
         """
         return self._fit(X, y)
 
-    def _fit(self, X, y, **kwargs):
+    def _fit(self, X, y):
         start = perf_counter()
         with restored_on_error(self):
             X, y = self._check_fit_data(X, y)
             n = n_samples(X)
             n_groups = self._n_groups_for(n)
-            labels = self._group(X, y, n_groups, **kwargs)
+            labels = self._group(X, y, n_groups)
             self.labels_ = check_partition(labels, n, n_groups)
             self.n_groups_ = n_groups
         self.fit_time_ = perf_counter() - start

@@ -8,7 +8,6 @@ centers on a sample and assigning every row in one streaming pass.
 
 from __future__ import annotations
 
-import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -21,22 +20,13 @@ from tqdm.auto import tqdm
 from .._engine import (
     CenterIndex,
     Whitening,
-    activation_floats,
     anchors_of,
-    auto_batch_size,
     center_distances,
     kmeans,
-    module_device,
-    module_dtype,
     n_samples,
-    penultimate_representations,
-    preactivation_gradients,
-    probe_batch,
     repair_empty,
     rows,
-    to_device,
 )
-from ..models._loss import PerSampleLoss
 from ..models._resolve import fit_or_freeze
 from ..utils._docs import fill_doc
 from ..utils._distributed import map_row_blocks
@@ -44,8 +34,9 @@ from ..utils._groups import compact_labels, label_dtype
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
 from ..utils._seeding import derive_seeds
-from ..utils._targets import check_fit_targets, encode_targets, is_regression
+from ..utils._targets import check_fit_targets, encode_targets
 from ._base import BaseGrouper
+from ._featurisers import LossGradients, RawFeatures, Representations
 
 # Rows read, featurised and assigned at a time in the streaming passes.
 _BLOCK_ROWS = 1 << 16
@@ -58,15 +49,14 @@ _MIN_SAMPLE = 1 << 16
 
 @fill_doc
 class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrouper):
-    """K-Means on whitened per-sample features; subclasses say which features.
+    """K-Means on whitened per-sample features; each grouper says which features.
 
     Like :class:`~sklearn.cluster.KMeans`, ``transform`` maps samples to
     their distances to the ``n_groups_`` centers, and ``fit_transform(X, y)``
-    is ``fit(X, y).transform(X)`` (without computing the features twice when
-    they fit in memory). For the model-based groupers ``transform(X)``
-    without labels reads the features at the net's *predicted* labels, which
-    can differ from the true labels ``labels_`` came from: call
-    ``transform(X, y)`` for those.
+    is ``fit(X, y).transform(X)``. For the model-based groupers
+    ``transform(X)`` without labels reads the features at the net's
+    *predicted* labels, which can differ from the true labels ``labels_``
+    came from: call ``transform(X, y)`` for those.
 
     **Scale.** The centers are fitted on a random sample of
     ``max(32 * n_groups, 65536)`` rows (all rows when there are fewer), and
@@ -77,6 +67,12 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
     Features are expressed in an orthonormal basis of their span first: the
     Grad-K-Means features of a linear softmax head have at most one
     dimension per class.
+
+    **Subclasses** say which features through a featuriser (see
+    :mod:`skggda.grouping._featurisers`) built by ``_featuriser()`` from
+    their parameters and fitted attributes. ``_fit_inputs`` fits what the
+    featuriser needs (a net) and returns the training data as it reads
+    them; ``_check_test_data`` does the same for test data.
     """
 
     _parameter_constraints: dict = {
@@ -88,16 +84,32 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
-    # transform(X) reads features at the net's predictions, fit at the true
-    # labels: fit_transform cannot reuse the fit's features
-    _features_read_labels = False
 
-    def _group(self, X, y, n_groups, keep=None):
+    # -- what the subclasses say -------------------------------------------------------
+
+    def _featuriser(self):  # pragma: no cover - abstract
+        """The featuriser: ``features(X_block, y_block) -> Tensor`` on its ``device``."""
+        raise NotImplementedError
+
+    def _fit_inputs(self, X, y, seed):
+        """``(X, y)`` of ``fit`` as the featuriser reads them (fitting what it needs first)."""
+        return X, None
+
+    def _distance_rows(self):
+        """Rows per distance computation."""
+        return _DISTANCE_ROWS
+
+    # -- fit ---------------------------------------------------------------------------
+
+    def _group(self, X, y, n_groups):
         seed = derive_seeds(self.random_state)
-        X, y = self._prepare(X, y, seed)
+        X, y = self._fit_inputs(X, y, seed)
+        featuriser = self._featuriser()
         sample = fit_sample(n_samples(X), n_groups, seed)
-        features = self._feature_matrix(X, y, "features" if sample is None else "sample features",
-                                        index=sample)
+        (features,) = self._map_blocks(featuriser.features, X, y,
+                                       "features" if sample is None else "sample features",
+                                       index=sample)
+        features = torch.as_tensor(features, device=featuriser.device)
         self._whitening = Whitening.fit(features)
         coordinates, _ = self._whitening.transform(features)
         del features
@@ -111,15 +123,14 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         self.n_iter_ = result.n_iter
         if sample is None:
             self.inertia_ = result.inertia
-            if keep is not None and not self._features_read_labels:
-                keep["coordinates"] = coordinates  # fit_transform reuses them
             return result.labels.cpu().numpy()
         return self._assign_all(X, y, result, coordinates, sample)
 
     def _assign_all(self, X, y, result, coordinates, sample):
         """Labels of every row in one streaming pass, then empty groups repaired."""
         k = len(self._centers)
-        labels, counts, inertia = self._map_blocks("_assign_block", X, y, "assignment")
+        labels, counts, inertia = self._map_blocks(self._nearest_centers().assign, X, y,
+                                                   "assignment")
         fit_labels = result.labels.cpu().numpy()
         fit_distances = ((coordinates - result.centers[result.labels]) ** 2).sum(1).cpu().numpy()
         anchors = anchors_of(fit_labels, fit_distances, k)
@@ -132,48 +143,19 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         self.inertia_ = float(inertia)
         return labels
 
-    def _assign_block(self, X_block, y_block):
-        """``(labels, counts, inertia)`` of a block of rows: its nearest centers."""
-        features = self._block_features(X_block, y_block)
-        coordinates, residual = self._whitening.transform(features)
-        index = CenterIndex.from_state(self._center_tensor(features.device), self._index_state)
-        labels, distances = index.assign(coordinates, batch_size=self._distance_rows())
-        k = len(self._centers)
-        labels = labels.cpu().numpy().astype(label_dtype(k))
-        return labels, np.bincount(labels, minlength=k), float((distances + residual).sum())
-
-    # -- features, in row blocks ---------------------------------------------------
-
-    def _map_blocks(self, method, X, y, desc, index=None):
-        """``method(X_block, y_block)`` over row blocks (see :func:`map_row_blocks`):
+    def _map_blocks(self, work, X, y, desc, index=None):
+        """``work(X_block, y_block)`` over row blocks (see :func:`map_row_blocks`):
         in this process, or on Dask workers when ``X`` or ``n_jobs`` asks for it."""
-        worker_copy = copy.copy(self)
-        worker_copy.__dict__.pop("labels_", None)  # O(n): workers need the fitted state only
-        return map_row_blocks(getattr(worker_copy, method), X, y, index=index,
-                              n_jobs=self.n_jobs, block_rows=_BLOCK_ROWS,
+        return map_row_blocks(work, X, y, index=index, n_jobs=self.n_jobs,
+                              block_rows=_BLOCK_ROWS,
                               progress=desc if self.verbose else False)
 
-    def _feature_blocks(self, X, y, desc):
-        """Yield ``(start, stop, features)`` over row blocks of ``X`` (features on the work device)."""
-        n = n_samples(X)
-        with tqdm(total=n, desc=desc, unit="sample", disable=not self.verbose,
-                  leave=False) as bar:
-            for start in range(0, n, _BLOCK_ROWS):
-                stop = min(start + _BLOCK_ROWS, n)
-                y_block = None if y is None else y[start:stop]
-                yield start, stop, self._block_features(rows(X, start, stop), y_block)
-                bar.update(stop - start)
+    def _nearest_centers(self):
+        """The fitted centers with the featuriser: the work of the streaming passes."""
+        return _NearestCenters(self._featuriser(), self._whitening, self._centers,
+                               self._index_state, self._distance_rows())
 
-    def _feature_matrix(self, X, y, desc, index=None):
-        """Features of every row (or of the rows ``index``), on the work device."""
-        (features,) = self._map_blocks("_block_features", X, y, desc, index=index)
-        return torch.as_tensor(features, device=self._work_device())
-
-    def _prepare(self, X, y, seed):
-        """Hook run before the features: ``(X, y)`` as the features read them."""
-        return X, None
-
-    # -- after fit -------------------------------------------------------------------
+    # -- after fit ---------------------------------------------------------------------
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -183,17 +165,6 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
     @property
     def _n_features_out(self):
         return self.n_groups_
-
-    def _test_labels(self, y):
-        """Labels as the features read them (``None``: the net's predictions)."""
-        return None
-
-    def _distance_rows(self):
-        """Rows per distance computation."""
-        return _DISTANCE_ROWS
-
-    def _center_tensor(self, device):
-        return torch.as_tensor(self._centers, device=device)
 
     def predict(self, X, y=None):
         """Group of the nearest center, in the whitened feature space.
@@ -212,7 +183,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         """
         check_is_fitted(self)
         X, y = self._check_test_data(X, y)
-        labels, _, _ = self._map_blocks("_assign_block", X, self._test_labels(y), "predict")
+        labels, _, _ = self._map_blocks(self._nearest_centers().assign, X, y, "predict")
         return labels
 
     def transform(self, X, y=None):
@@ -227,27 +198,13 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         %(kmeans.distances)s
         """
         check_is_fitted(self)
-        X, y = self._check_test_data(X, y)
-        return self._transform(X, self._test_labels(y))
-
-    def _transform(self, X, y):
-        out = np.empty((n_samples(X), self.n_groups_), dtype=np.float32)
-        for start, stop, block in self._feature_blocks(X, y, "transform"):
-            out[start:stop] = self._distances(*self._whitening.transform(block))
-        return out
-
-    def _distances(self, coordinates, residual):
-        centers = self._center_tensor(coordinates.device)
-        squared = center_distances(coordinates, centers, batch_size=self._distance_rows()) ** 2
-        return (squared + residual[:, None]).sqrt_().cpu().numpy()
+        return self._transform(*self._check_test_data(X, y))
 
     def fit_transform(self, X, y=None):
         """Fit, then return the distances of the training samples to the centers.
 
-        Equal to ``fit(X, y).transform(X)``; the features computed while
-        fitting are reused when they fit in memory and do not depend on the
-        labels (Grad-K-Means reads them at the net's predictions in
-        ``transform``, so it computes them again).
+        Equal to ``fit(X, y).transform(X)``: Grad-K-Means reads the
+        distances at the net's predicted labels, as ``transform(X)`` does.
 
         Parameters
         ----------
@@ -260,13 +217,57 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         -------
         %(kmeans.distances)s
         """
-        self._validate_params()
-        kept = {}
-        self._fit(X, y, keep=kept)
-        if "coordinates" in kept:
-            coordinates = kept["coordinates"]
-            return self._distances(coordinates, torch.zeros_like(coordinates[:, 0]))
-        return self.transform(X)
+        return self.fit(X, y)._transform(*self._check_test_data(X))
+
+    def _transform(self, X, y):
+        """Distances of validated rows (``y`` as the featuriser reads it) to the centers."""
+        work = self._nearest_centers()
+        n = n_samples(X)
+        out = np.empty((n, self.n_groups_), dtype=np.float32)
+        with tqdm(total=n, desc="transform", unit="sample", disable=not self.verbose,
+                  leave=False) as bar:
+            for start in range(0, n, _BLOCK_ROWS):
+                stop = min(start + _BLOCK_ROWS, n)
+                y_block = None if y is None else y[start:stop]
+                out[start:stop] = work.distances(rows(X, start, stop), y_block)
+                bar.update(stop - start)
+        return out
+
+
+class _NearestCenters:
+    """The nearest fitted centers of row blocks: what a streaming pass sends to workers.
+
+    Holds the featuriser and the fitted centers, nothing of size
+    ``n_samples`` (the grouper's ``labels_`` stay home).
+    """
+
+    def __init__(self, featuriser, whitening, centers, index_state, distance_rows):
+        self.featuriser = featuriser
+        self.whitening = whitening
+        self.centers = centers
+        self.index_state = index_state
+        self.distance_rows = distance_rows
+
+    def _coordinates(self, X_block, y_block):
+        """Whitened features ``(n_rows, d)`` and squared residuals ``(n_rows,)`` off their span."""
+        return self.whitening.transform(self.featuriser.features(X_block, y_block))
+
+    def assign(self, X_block, y_block):
+        """``(labels, counts, inertia)`` of a block of rows: its nearest centers."""
+        coordinates, residual = self._coordinates(X_block, y_block)
+        centers = torch.as_tensor(self.centers, device=coordinates.device)
+        index = CenterIndex.from_state(centers, self.index_state)
+        labels, distances = index.assign(coordinates, batch_size=self.distance_rows)
+        k = len(self.centers)
+        labels = labels.cpu().numpy().astype(label_dtype(k))
+        return labels, np.bincount(labels, minlength=k), float((distances + residual).sum())
+
+    def distances(self, X_block, y_block):
+        """float32 ndarray ``(n_rows, k)``: Euclidean distances to every center."""
+        coordinates, residual = self._coordinates(X_block, y_block)
+        centers = torch.as_tensor(self.centers, device=coordinates.device)
+        squared = center_distances(coordinates, centers, batch_size=self.distance_rows) ** 2
+        return (squared + residual[:, None]).sqrt_().cpu().numpy()
 
 
 def fit_sample(n, n_groups, seed):
@@ -341,30 +342,27 @@ class KMeansGrouper(_KMeansGrouper):
         self.verbose = verbose
         self.random_state = random_state
 
-    def _work_device(self):
-        # a grouper fitted on a GPU and reloaded on a CPU-only machine still predicts
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            device = torch.device("cpu")
-        return device
-
-    def _block_features(self, X_block, y_block):
-        block = np.asarray(X_block, dtype=np.float32)
-        block = block if block.flags.writeable else block.copy()  # torch wants writable memory
-        return torch.as_tensor(block.reshape(len(block), -1), device=self._work_device())
+    def _featuriser(self):
+        return RawFeatures(self.device)
 
     def _distance_rows(self):
         return _DISTANCE_ROWS if self.batch_size == "auto" else self.batch_size
 
 
-class _ModelGrouper(_KMeansGrouper):
-    """K-Means on features read from a trained net (shared by Repr- and Grad-K-Means)."""
+class _NetKMeansGrouper(_KMeansGrouper):
+    """K-Means on features read from a trained net (shared by Repr- and Grad-K-Means).
+
+    A meta-estimator: ``fit`` trains ``estimator`` (or takes it, frozen),
+    and test data goes through the net's preprocessing. ``_featuriser_class``
+    says what is read from the net.
+    """
 
     _parameter_constraints: dict = {
         **_KMeansGrouper._parameter_constraints,
         "estimator": [HasMethods(["fit", "predict"]), None],
     }
     _needs_y = True
+    _featuriser_class = None  # a featuriser of the fitted net: Representations, LossGradients
 
     def __init__(self, group_size=64, *, n_groups=None, estimator=None, algorithm="auto",
                  max_iter=60, tol=1e-3, batch_size="auto", n_jobs=None, verbose=0,
@@ -405,7 +403,8 @@ class _ModelGrouper(_KMeansGrouper):
         """
         return self._fit(X, y)
 
-    def _prepare(self, X, y, seed):
+    def _fit_inputs(self, X, y, seed):
+        """Train or freeze the net; ``(X, y)`` as it reads them (labels encoded)."""
         resolved = fit_or_freeze(self.estimator, X, y, seed)
         self.estimator_, self._preprocessor = resolved.net, resolved.preprocessor
         self.__dict__.pop("classes_", None)  # a regressor has none
@@ -421,36 +420,19 @@ class _ModelGrouper(_KMeansGrouper):
         return X, check_fit_targets(y, self.estimator)
 
     def _check_test_data(self, X, y=None):
+        """Rows as the net reads them, and labels encoded as in ``fit`` (``None``: its
+        predictions)."""
         preprocessor = self._preprocessor
         X, y = check_test_data(self, X, y, preprocessed=preprocessor is not None)
+        y = None if y is None else encode_targets(y, getattr(self, "classes_", None))
         return model_input(preprocessor, X), y
 
-    def _test_labels(self, y):
-        return None if y is None else encode_targets(y, getattr(self, "classes_", None))
-
-    def _forward_batch_size(self, X_block):
-        """Rows per forward pass: ``batch_size``, or the ``"auto"`` choice for the net."""
-        if self.batch_size != "auto":
-            return self.batch_size
-        module = self.estimator_.module_
-        device, dtype = module_device(module), module_dtype(module)
-        floats = activation_floats(module, to_device(probe_batch(X_block), device, dtype))
-        return auto_batch_size(floats * (torch.finfo(dtype).bits // 8), device)
-
-    def _work_device(self):
-        return module_device(self.estimator_.module_)
-
-    def _block_features(self, X_block, y_block):
-        features = self._model_features(X_block, y_block, self._forward_batch_size(X_block))
-        # float32 whatever the module computes in (converted scikit-learn models: float64)
-        return features.float()
-
-    def _model_features(self, X, y_encoded, batch_size):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _featuriser(self):
+        return self._featuriser_class(self.estimator_, self.batch_size)
 
 
 @fill_doc
-class ReprKMeansGrouper(_ModelGrouper):
+class ReprKMeansGrouper(_NetKMeansGrouper):
     """Groups from K-Means on a net's whitened penultimate representations.
 
     The representation of a sample is the input of the net's classification
@@ -473,13 +455,11 @@ class ReprKMeansGrouper(_ModelGrouper):
     (4, (4, 8))
     """
 
-    def _model_features(self, X, y_encoded, batch_size):
-        return penultimate_representations(
-            self.estimator_.module_, X, batch_size=batch_size)
+    _featuriser_class = Representations
 
 
 @fill_doc
-class GradKMeansGrouper(_ModelGrouper):
+class GradKMeansGrouper(_NetKMeansGrouper):
     """Groups from K-Means on whitened loss gradients w.r.t. the pre-classification activations.
 
     The feature of a sample is the gradient of its loss with respect to the
@@ -511,13 +491,4 @@ class GradKMeansGrouper(_ModelGrouper):
     (3,)
     """
 
-    _features_read_labels = True
-
-    def _model_features(self, X, y_encoded, batch_size):
-        loss = PerSampleLoss(self.estimator_.criterion_)
-        return preactivation_gradients(
-            self.estimator_.module_, loss, X, y_encoded,
-            softmax_cross_entropy=loss.is_plain_cross_entropy,
-            squared_error_scale=loss.squared_error_scale,
-            regression=is_regression(self.estimator_), batch_size=batch_size,
-        )
+    _featuriser_class = LossGradients
