@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from .models._loss import PerSampleLoss
-from .utils._docs import fill_doc
 
 __all__ = [
     "ClassLoss",
@@ -41,11 +40,34 @@ __all__ = [
 ]
 
 
-@fill_doc
 class EvaluationData:
     """What a property may look at besides the net's outputs.
 
-    %(property.evaluation_data_sections)s
+    Parameters
+    ----------
+    X : ndarray
+        The evaluation inputs.
+    y : ndarray
+        Their labels, encoded as class indices (int); for a regressor, the
+        float targets.
+    classes : ndarray or None
+        The original label of every class index; ``None`` for a regressor.
+    losses : ndarray or None
+        Per-sample losses, when the property asked for them
+        (``needs_losses``).
+
+    Attributes
+    ----------
+    X : ndarray
+        The evaluation inputs.
+    y : ndarray
+        Their labels, encoded as class indices (int); for a regressor, the
+        float targets.
+    classes : ndarray or None
+        The original label of every class index; ``None`` for a regressor.
+    losses : ndarray or None
+        Per-sample losses, when the property asked for them
+        (``needs_losses``).
 
     Examples
     --------
@@ -62,7 +84,6 @@ class EvaluationData:
         self.X, self.y, self.classes, self.losses = X, y, classes, losses
 
 
-@fill_doc
 class Property:
     """A weighted sum of per-sample terms ``sum_i w_i h(output_i, y_i)``.
 
@@ -97,14 +118,34 @@ class Property:
     def terms(self, output, y, loss_fn):  # pragma: no cover - abstract
         """The per-sample terms ``h`` on a batch; subclasses define them.
 
-        %(property.terms_sections)s
+        Parameters
+        ----------
+        output : torch.Tensor of shape (batch, ...)
+            The net's outputs on a batch of evaluation samples.
+        y : torch.Tensor of shape (batch,)
+            Their labels as class indices (a regressor's float targets).
+        loss_fn : callable
+            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
+
+        Returns
+        -------
+        terms : torch.Tensor of shape (batch,)
+            The per-sample term ``h`` of every sample of the batch.
         """
         raise NotImplementedError
 
     def weights(self, data: EvaluationData) -> np.ndarray:
         """The weights ``w_i`` of the terms (here ``1 / n``: a mean).
 
-        %(property.weights_sections)s
+        Parameters
+        ----------
+        data : EvaluationData
+            The evaluation data the property is computed on.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_samples,)
+            The weight ``w_i`` of every evaluation sample's term.
         """
         return np.full(len(data.y), 1.0 / max(len(data.y), 1))
 
@@ -118,7 +159,6 @@ class Property:
         return f"{type(self).__name__}({params})"
 
 
-@fill_doc
 class MeanLoss(Property):
     """The mean of the net's training loss over the evaluation data (the default).
 
@@ -132,12 +172,23 @@ class MeanLoss(Property):
     def terms(self, output, y, loss_fn):
         """The per-sample terms: the net's training loss of every sample.
 
-        %(property.terms_sections)s
+        Parameters
+        ----------
+        output : torch.Tensor of shape (batch, ...)
+            The net's outputs on a batch of evaluation samples.
+        y : torch.Tensor of shape (batch,)
+            Their labels as class indices (a regressor's float targets).
+        loss_fn : callable
+            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
+
+        Returns
+        -------
+        terms : torch.Tensor of shape (batch,)
+            The per-sample term ``h`` of every sample of the batch.
         """
         return loss_fn(output, y)
 
 
-@fill_doc
 class ClassLoss(MeanLoss):
     """The mean loss over the evaluation samples of one class.
 
@@ -161,7 +212,15 @@ class ClassLoss(MeanLoss):
     def weights(self, data):
         """The weights: ``1 / n_label`` on the samples of class ``label``, 0 elsewhere.
 
-        %(property.weights_sections)s
+        Parameters
+        ----------
+        data : EvaluationData
+            The evaluation data the property is computed on.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_samples,)
+            The weight ``w_i`` of every evaluation sample's term.
         """
         mask = np.asarray(data.classes)[data.y] == self.label
         if not mask.any():
@@ -192,7 +251,6 @@ def _prediction(output, y):
     return output.reshape(output.shape[0], -1).sum(1)
 
 
-@fill_doc
 class Margin(Property):
     """The mean classification margin ``log p_y - log(1 - p_y)`` (higher is better).
 
@@ -210,12 +268,23 @@ class Margin(Property):
     def terms(self, output, y, loss_fn):
         """The per-sample terms: every sample's margin ``log p_y - log(1 - p_y)``.
 
-        %(property.terms_sections)s
+        Parameters
+        ----------
+        output : torch.Tensor of shape (batch, ...)
+            The net's outputs on a batch of evaluation samples.
+        y : torch.Tensor of shape (batch,)
+            Their labels as class indices (a regressor's float targets).
+        loss_fn : callable
+            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
+
+        Returns
+        -------
+        terms : torch.Tensor of shape (batch,)
+            The per-sample term ``h`` of every sample of the batch.
         """
         return _margin(_logits(output, loss_fn), y)
 
 
-@fill_doc
 class SmoothAccuracy(Property):
     """A differentiable accuracy: the mean of ``sigmoid(margin / temperature)``.
 
@@ -248,12 +317,23 @@ class SmoothAccuracy(Property):
     def terms(self, output, y, loss_fn):
         """The per-sample terms: ``sigmoid(margin / temperature)`` of every sample.
 
-        %(property.terms_sections)s
+        Parameters
+        ----------
+        output : torch.Tensor of shape (batch, ...)
+            The net's outputs on a batch of evaluation samples.
+        y : torch.Tensor of shape (batch,)
+            Their labels as class indices (a regressor's float targets).
+        loss_fn : callable
+            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
+
+        Returns
+        -------
+        terms : torch.Tensor of shape (batch,)
+            The per-sample term ``h`` of every sample of the batch.
         """
         return torch.sigmoid(_margin(_logits(output, loss_fn), y) / self.temperature)
 
 
-@fill_doc
 class MeanPrediction(Property):
     """A regressor's mean prediction over the evaluation data.
 
@@ -285,12 +365,23 @@ class MeanPrediction(Property):
     def terms(self, output, y, loss_fn):
         """The per-sample terms: every sample's prediction.
 
-        %(property.terms_sections)s
+        Parameters
+        ----------
+        output : torch.Tensor of shape (batch, ...)
+            The net's outputs on a batch of evaluation samples.
+        y : torch.Tensor of shape (batch,)
+            Their labels as class indices (a regressor's float targets).
+        loss_fn : callable
+            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
+
+        Returns
+        -------
+        terms : torch.Tensor of shape (batch,)
+            The per-sample term ``h`` of every sample of the batch.
         """
         return _prediction(output, y)
 
 
-@fill_doc
 class FairnessGap(Property):
     """The absolute gap in mean loss between two subgroups of the evaluation data.
 
@@ -324,7 +415,8 @@ class FairnessGap(Property):
 
         Parameters
         ----------
-        %(property.data)s
+        data : EvaluationData
+            The evaluation data the property is computed on.
 
         Returns
         -------
@@ -351,14 +443,34 @@ class FairnessGap(Property):
     def terms(self, output, y, loss_fn):
         """The per-sample terms: the net's training loss of every sample.
 
-        %(property.terms_sections)s
+        Parameters
+        ----------
+        output : torch.Tensor of shape (batch, ...)
+            The net's outputs on a batch of evaluation samples.
+        y : torch.Tensor of shape (batch,)
+            Their labels as class indices (a regressor's float targets).
+        loss_fn : callable
+            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
+
+        Returns
+        -------
+        terms : torch.Tensor of shape (batch,)
+            The per-sample term ``h`` of every sample of the batch.
         """
         return loss_fn(output, y)
 
     def weights(self, data):
         """The weights: ``±1 / n_A`` on A, ``∓1 / n_B`` on B, signed as the gap is.
 
-        %(property.weights_sections)s
+        Parameters
+        ----------
+        data : EvaluationData
+            The evaluation data the property is computed on.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_samples,)
+            The weight ``w_i`` of every evaluation sample's term.
         """
         mask = self.subgroup(data)
         gap = data.losses[mask].mean() - data.losses[~mask].mean()

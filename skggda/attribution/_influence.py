@@ -10,7 +10,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _engine
 from ..utils._convergence import warn_unconverged
-from ..utils._docs import fill_doc
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
@@ -25,7 +24,6 @@ _FISHERS = {"fisher": ("batched", "empirical"), "kfac": ("true", "empirical"),
             "ekfac": ("true", "empirical")}
 
 
-@fill_doc
 class InfluenceAttributor(BaseAttributor):
     """Group influence functions: inverse-curvature-weighted gradient products.
 
@@ -83,14 +81,38 @@ class InfluenceAttributor(BaseAttributor):
 
     Parameters
     ----------
-    %(attributor.estimator)s
+    estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
+        The model to attribute, a classifier or a regressor. A skorch net is
+        cloned and trained in ``fit``; a
+        :class:`~sklearn.frozen.FrozenEstimator` wrapping a fitted net is used
+        as is. scikit-learn's ``LogisticRegression``, ``SGDClassifier``,
+        ``SGDRegressor``, ``LinearRegression``, ``Ridge``, ``MLPClassifier``
+        and ``MLPRegressor`` are converted to equivalent torch modules with
+        their L2 penalty (:class:`~skggda.models.ConvertedModel`): an unfitted
+        one is fitted by scikit-learn in ``fit``, a fitted one is used as is.
+        A :class:`~sklearn.pipeline.Pipeline` ending in any of these is
+        attributed through its last step; its first steps preprocess the
+        training and the property data. ``None`` trains
+        :func:`~skggda.models.make_classifier`'s default (two hidden layers
+        of 50).
         A converted scikit-learn model's L2 penalty (``C``, ``alpha``) is
         part of the curvature of every solver: added to the explicit
         Hessian and the Fisher kernel (projected with the gradients), and
         to the damping of CG and LiSSA. Group gradients are data terms
         only: removing a group leaves the penalty.
-    %(attributor.grouper)s
-    %(attributor.property)s
+    grouper : estimator, default=None
+        Forms the groups in ``fit`` (e.g. :class:`~skggda.RandomGrouper`). Its
+        ``random_state`` and, for model-based groupers, its ``estimator`` are
+        filled in from this attributor when left at ``None``. ``None`` (and no
+        ``groups`` passed to ``fit``) makes every sample its own group.
+    property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
+        What is attributed: the mean loss, the mean margin or a smooth
+        accuracy (classifiers), the mean prediction (regressors) on the
+        evaluation data, any :mod:`skggda.properties` object (per-class loss,
+        fairness gap, ...) or ``fn(module, X, y) -> scalar`` (treated as
+        lower-is-better; see :func:`~skggda.properties.make_property`).
+        ``"margin"`` and ``"accuracy"`` raise ``ValueError`` in ``fit`` for
+        a regressor.
     solver : {"fisher", "lissa", "cg", "exact", "kfac", "ekfac"}, default="fisher"
         How the curvature ``C`` is approximated and inverted (see above).
     fisher : {"auto", "batched", "empirical", "true"}, default="auto"
@@ -126,21 +148,59 @@ class InfluenceAttributor(BaseAttributor):
     cg_max_iter : int, default=100
         Maximum conjugate-gradient iterations per solve (``solver="cg"``);
         a solve that stops unconverged warns.
-    %(attributor.param_subset)s
-    %(attributor.batch_size)s
-    %(attributor.n_jobs)s
+    param_subset : "all", "last" or list of str, default="all"
+        Parameters to differentiate: all trainable ones, those of the last
+        layer, or the named parameters / modules (e.g.
+        :data:`~skggda.models.LAST_BLOCK` for the text classifier).
+    batch_size : int or "auto", default="auto"
+        Samples per batch in the gradient passes; bounds memory. ``"auto"``
+        takes the largest power of two whose activations, their gradients
+        and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
+        of the free GPU memory, at most 4 GiB, on CUDA): large batches for
+        tiny nets, small ones for big nets.
+    n_jobs : int, default=None
+        With a Dask joblib backend active
+        (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
+        than 1), the training-set passes are split over the workers: row blocks
+        whose group sums are added in float64, with the same result as in this
+        process. A Dask array ``X`` is always split by its row chunks (on the
+        active ``distributed`` client, else Dask's default scheduler); other
+        joblib backends leave the passes in this process. See the user guide's
+        "Running on a Dask cluster". A grouper whose own ``n_jobs`` is
+        ``None`` inherits it.
         With ``"fisher"`` the Fisher pass is split, with the other solvers
         the scoring pass.
-    %(attributor.verbose)s
-    %(attributor.random_state)s
+    verbose : int, default=0
+        Progress bars over the gradient passes when positive.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the net's training (when the net's own ``random_state`` is
+        ``None``) and the grouper (likewise).
         It also seeds the projection, LiSSA's minibatches and the true
         Fisher's labels.
 
     Attributes
     ----------
-    %(attributor.estimator_)s
-    %(attributor.fitted)s
-    %(attributor.timings_)s
+    estimator_ : skorch net or ConvertedModel
+        The trained (or frozen) model that is attributed (a Pipeline's last
+        step).
+    grouper_ : estimator
+        The fitted grouper, when ``grouper`` was given (absent otherwise).
+    labels_ : ndarray of shape (n_samples,)
+        Group of every training sample, in ``0..n_groups_-1``.
+    groups_ : ndarray of shape (n_groups,)
+        Original label of each group (the values passed as ``groups``; with
+        a grouper or singletons, ``0..n_groups_-1``).
+    n_groups_ : int
+        Number of groups: the length of every score vector.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (classifiers only: a regressor has none).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    timings_ : dict of str to float
+        Seconds ``fit`` spent per stage: ``training``, ``grouping`` and
+        ``gradients`` (the training-side state), with dotted sub-stages.
+        Scoring methods leave the fitted estimator unchanged: collect their
+        times with :func:`skggda.utils.record_timings`.
         For ``"kfac"`` / ``"ekfac"`` the ``gradients`` stage breaks down
         into ``"gradients.factors"``, ``"gradients.eigendecomposition"``
         and ``"gradients.correction"``; the scoring sub-stages (e.g.

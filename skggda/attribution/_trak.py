@@ -15,7 +15,6 @@ from sklearn.utils._param_validation import Interval
 from .. import _engine
 from ..models._resolve import prepare_net, train, training_recipe
 from ..properties import _error_probability, _logits, _margin, _prediction
-from ..utils._docs import fill_doc
 from ..utils._distributed import cluster_for
 from ..utils._inputs import subset_rows, training_inputs
 from ..utils._seeding import derive_seeds
@@ -25,7 +24,6 @@ from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penal
                       property_vector, row_floats, sample_vectors)
 
 
-@fill_doc
 class TRAKAttributor(BaseAttributor):
     """TRAK for groups: Fisher influence of the model output, averaged over an ensemble.
 
@@ -66,8 +64,19 @@ class TRAKAttributor(BaseAttributor):
         steps are fitted once, on all the data). The model trained on all
         the data (``estimator_``) serves the groupers. The kinds of model
         accepted are those of :class:`TracInAttributor`.
-    %(attributor.grouper)s
-    %(attributor.property)s
+    grouper : estimator, default=None
+        Forms the groups in ``fit`` (e.g. :class:`~skggda.RandomGrouper`). Its
+        ``random_state`` and, for model-based groupers, its ``estimator`` are
+        filled in from this attributor when left at ``None``. ``None`` (and no
+        ``groups`` passed to ``fit``) makes every sample its own group.
+    property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
+        What is attributed: the mean loss, the mean margin or a smooth
+        accuracy (classifiers), the mean prediction (regressors) on the
+        evaluation data, any :mod:`skggda.properties` object (per-class loss,
+        fairness gap, ...) or ``fn(module, X, y) -> scalar`` (treated as
+        lower-is-better; see :func:`~skggda.properties.make_property`).
+        ``"margin"`` and ``"accuracy"`` raise ``ValueError`` in ``fit`` for
+        a regressor.
     n_models : int, default=10
         Ensemble members, each trained on its own random subset.
     train_fraction : float, default=0.5
@@ -76,8 +85,16 @@ class TRAKAttributor(BaseAttributor):
         Projection dimension; ``None`` uses all parameters (small models).
     damping : float, default=1e-3
         Added to the mean kernel before inversion.
-    %(attributor.param_subset)s
-    %(attributor.batch_size)s
+    param_subset : "all", "last" or list of str, default="all"
+        Parameters to differentiate: all trainable ones, those of the last
+        layer, or the named parameters / modules (e.g.
+        :data:`~skggda.models.LAST_BLOCK` for the text classifier).
+    batch_size : int or "auto", default="auto"
+        Samples per batch in the gradient passes; bounds memory. ``"auto"``
+        takes the largest power of two whose activations, their gradients
+        and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
+        of the free GPU memory, at most 4 GiB, on CUDA): large batches for
+        tiny nets, small ones for big nets.
     n_jobs : int, default=None
         Parallel trainings (joblib semantics: ``None`` is 1, ``-1`` all cores).
         With a Dask joblib backend active
@@ -93,7 +110,8 @@ class TRAKAttributor(BaseAttributor):
         a hash of them; otherwise the ensemble is retrained): changing the
         grouper then costs one pass per member instead of ``n_models``
         trainings.
-    %(attributor.verbose)s
+    verbose : int, default=0
+        Progress bars over the gradient passes when positive.
     random_state : int, RandomState instance or None, default=None
         Seeds the members' subsets and trainings, the grouper (when its own
         ``random_state`` is ``None``) and the projection.
@@ -112,8 +130,24 @@ class TRAKAttributor(BaseAttributor):
         ``"gradients.training"`` of the fit that trained them; kept across
         warm starts: part of TRAK's cost whichever grouping uses the
         ensemble).
-    %(attributor.fitted)s
-    %(attributor.timings_)s
+    grouper_ : estimator
+        The fitted grouper, when ``grouper`` was given (absent otherwise).
+    labels_ : ndarray of shape (n_samples,)
+        Group of every training sample, in ``0..n_groups_-1``.
+    groups_ : ndarray of shape (n_groups,)
+        Original label of each group (the values passed as ``groups``; with
+        a grouper or singletons, ``0..n_groups_-1``).
+    n_groups_ : int
+        Number of groups: the length of every score vector.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (classifiers only: a regressor has none).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    timings_ : dict of str to float
+        Seconds ``fit`` spent per stage: ``training``, ``grouping`` and
+        ``gradients`` (the training-side state), with dotted sub-stages.
+        Scoring methods leave the fitted estimator unchanged: collect their
+        times with :func:`skggda.utils.record_timings`.
 
     Examples
     --------

@@ -6,7 +6,6 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.utils import Bunch, check_random_state
 
-from ..utils._docs import fill_doc
 from ._heloc import HELOC_FEATURE_NAMES, HELOC_TARGET_NAMES, _split_standardize
 
 # Per HELOC feature: mean, standard deviation, range of the plausible values
@@ -70,7 +69,6 @@ Not real data: use it for tests and examples, not for conclusions.
 _TABULAR = {"breast_cancer": load_breast_cancer, "digits": load_digits}
 
 
-@fill_doc
 def make_heloc_like(n_samples=9871, *, random_state=0, test_size=0.2):
     """Synthetic data with the layout of :func:`load_heloc`, no file needed.
 
@@ -87,7 +85,8 @@ def make_heloc_like(n_samples=9871, *, random_state=0, test_size=0.2):
         file after preprocessing: 7,896 train / 1,975 test).
     random_state : int, RandomState instance or None, default=0
         Controls the samples and the split.
-    %(dataset.test_size)s
+    test_size : float, default=0.2
+        Fraction of the samples held out for testing.
 
     Returns
     -------
@@ -130,7 +129,6 @@ def make_heloc_like(n_samples=9871, *, random_state=0, test_size=0.2):
     return data
 
 
-@fill_doc
 def load_tabular_fallback(name, *, test_size=0.2, random_state=0):
     """A small real data set bundled with scikit-learn, in the loaders' layout.
 
@@ -142,7 +140,10 @@ def load_tabular_fallback(name, *, test_size=0.2, random_state=0):
     ----------
     name : {"breast_cancer", "digits"}
         Which scikit-learn data set.
-    %(dataset.split)s
+    test_size : float, default=0.2
+        Fraction of the samples held out for testing.
+    random_state : int, RandomState instance or None, default=0
+        Controls the stratified split.
 
     Returns
     -------

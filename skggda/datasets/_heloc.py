@@ -9,7 +9,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Bunch
 
-from ..utils._docs import fill_doc
 from ._home import _data_file
 
 HELOC_FILE = "heloc/heloc_dataset_v1.csv"
@@ -48,7 +47,6 @@ target_names[y] gives the label.
 """
 
 
-@fill_doc
 def load_heloc(*, data_home=None, test_size=0.2, random_state=0, standardize=True,
                return_frame=False):
     """Load the FICO HELOC credit data with the GGDA paper's preprocessing.
@@ -61,8 +59,12 @@ def load_heloc(*, data_home=None, test_size=0.2, random_state=0, standardize=Tru
 
     Parameters
     ----------
-    %(dataset.data_home)s
-    %(dataset.split)s
+    data_home : str, path-like or None, default=None
+        Data folder; see :func:`get_data_home` for the resolution order.
+    test_size : float, default=0.2
+        Fraction of the samples held out for testing.
+    random_state : int, RandomState instance or None, default=0
+        Controls the stratified split.
     standardize : bool, default=True
         Centre and scale every feature with the training mean and standard
         deviation. With ``False`` the raw integer values are returned.

@@ -10,7 +10,6 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, check_random_state
 
-from ..utils._docs import fill_doc
 from ._home import _data_files
 
 MNIST_FILES = {
@@ -34,7 +33,6 @@ subset can hold every digit), kept in file order.
 """
 
 
-@fill_doc
 def load_mnist(*, data_home=None, n_train=None, n_test=None, random_state=0, flatten=False):
     """Load MNIST from the four standard IDX files.
 
@@ -45,7 +43,8 @@ def load_mnist(*, data_home=None, n_train=None, n_test=None, random_state=0, fla
 
     Parameters
     ----------
-    %(dataset.data_home)s
+    data_home : str, path-like or None, default=None
+        Data folder; see :func:`get_data_home` for the resolution order.
     n_train : int or None, default=None
         Number of training images to keep, drawn at random (stratified by
         digit when possible). ``None`` keeps all 60,000.

@@ -8,7 +8,6 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch
 
-from ..utils._docs import fill_doc
 from ._home import _data_file
 
 QNLI_FILE = "qnli/dev.tsv"
@@ -33,7 +32,6 @@ GLUE and Hugging Face number the labels the other way round.
 """
 
 
-@fill_doc
 def load_qnli_dev(*, data_home=None, test_size=0.2, random_state=0):
     """Load the GLUE QNLI dev split as a train / test pair of text-pair sets.
 
@@ -43,8 +41,12 @@ def load_qnli_dev(*, data_home=None, test_size=0.2, random_state=0):
 
     Parameters
     ----------
-    %(dataset.data_home)s
-    %(dataset.split)s
+    data_home : str, path-like or None, default=None
+        Data folder; see :func:`get_data_home` for the resolution order.
+    test_size : float, default=0.2
+        Fraction of the samples held out for testing.
+    random_state : int, RandomState instance or None, default=0
+        Controls the stratified split.
 
     Returns
     -------

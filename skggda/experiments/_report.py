@@ -9,16 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils._docs import fill_doc
 
 
-@fill_doc
 def summarize(records):
     """Mean and standard error over seeds per (task, metric, attributor, grouper, group size).
 
     Parameters
     ----------
-    %(report.records)s
+    records : list of GridRecord
+        The grid's results, one per cell and seed (from :func:`run_grid`).
 
     Returns
     -------
@@ -56,7 +55,6 @@ def summarize(records):
     return rows
 
 
-@fill_doc
 def format_tables(summary):
     """Paper-shaped tables: one per task and metric, rows attributor/grouper, columns group size.
 
@@ -66,7 +64,8 @@ def format_tables(summary):
 
     Parameters
     ----------
-    %(report.summary)s
+    summary : list of dict
+        The output of :func:`summarize`.
 
     Returns
     -------
@@ -142,15 +141,17 @@ def _baseline_line(rows):
             f"{100 * row['baseline']:.1f}%")
 
 
-@fill_doc
 def write_files(records, summary, folder):
     """Write ``records.csv`` and ``summary.json`` under ``folder``.
 
     Parameters
     ----------
-    %(report.records)s
-    %(report.summary)s
-    %(report.folder)s
+    records : list of GridRecord
+        The grid's results, one per cell and seed (from :func:`run_grid`).
+    summary : list of dict
+        The output of :func:`summarize`.
+    folder : str or path-like
+        Folder the files are written to (created if missing).
 
     Returns
     -------
@@ -184,14 +185,15 @@ def write_files(records, summary, folder):
     return [csv_path, json_path]
 
 
-@fill_doc
 def plot_runtime_fidelity(summary, folder):
     """One PNG per task: metric against runtime (log), a line per attributor and grouper.
 
     Parameters
     ----------
-    %(report.summary)s
-    %(report.folder)s
+    summary : list of dict
+        The output of :func:`summarize`.
+    folder : str or path-like
+        Folder the files are written to (created if missing).
 
     Returns
     -------

@@ -12,14 +12,8 @@ from ._datamodels import (
 )
 from ._noisy_labels import corrupt_targets, detection_curve, flip_labels, noisy_label_auc
 from ._orders import PRUNING_ORDERS, harmful_then_random, points_to_remove, removal_order
-from ._removal import (
-    RemovalBaselines,
-    RemovalResult,
-    pruning_score,
-    removal_baselines,
-    removal_score,
-    retraining_score,
-)
+from ._removal import RemovalBaselines, RemovalResult, removal_baselines, removal_score
+from ._removal_tasks import pruning_score, retraining_score
 from ._scorers import make_lds_scorer, make_pruning_scorer, make_retraining_scorer
 
 __all__ = [

@@ -25,7 +25,6 @@ from scipy.stats import spearmanr
 from sklearn.utils import check_random_state
 
 from ..properties import property_terms, resolve_property
-from ..utils._docs import fill_doc
 from ..utils._seeding import derive_seeds
 from ..utils._targets import is_regression
 from ._retraining import _encode, _sem, fit_subset
@@ -102,17 +101,38 @@ class GroupLOOResult:
         return float(spearmanr(scores, self.effect)[0])
 
 
-@fill_doc
 def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="loss",
                         n_seeds=1, n_jobs=None, random_state=None):
     """Retrain without each group in turn (``n_groups + 1`` trainings per seed).
 
     Parameters
     ----------
-    %(retraining.datamodel_data)s
-    %(retraining.labels)s
-    %(retraining.property)s
-    %(retraining.datamodel_seeds)s
+    estimator : classifier or regressor
+        The training recipe, cloned for every retraining (a ``random_state``
+        parameter is set per seed): a skorch net, or an attributor's
+        ``estimator_`` (a converted scikit-learn model is refitted by
+        scikit-learn).
+    X : array-like of shape (n_samples, ...)
+        Training inputs, those the scores and ``labels`` refer to.
+    y : array-like of shape (n_samples,)
+        Training labels (or regression targets).
+    X_test : array-like of shape (n_test, ...)
+        Evaluation inputs of the property.
+    y_test : array-like of shape (n_test,)
+        Labels (or regression targets) of ``X_test``.
+    labels : array-like of shape (n_samples,)
+        Group of every training point, in ``0..n_groups-1``.
+    property : str, Property or callable, default="loss"
+        The property whose badness is measured, as the attributors'
+        ``property`` parameter.
+    n_seeds : int, default=1
+        Trainings per subset of groups, with the same seeds for every subset;
+        the effects are averaged over them.
+    n_jobs : int, default=None
+        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
+        all cores; a Dask joblib backend spreads them over a cluster).
+    random_state : int, RandomState instance or None, default=None
+        Draws the training seeds (and, for the LDS, the random subsets).
 
     Returns
     -------
@@ -258,7 +278,6 @@ def random_subsets(n_groups, n_subsets, subset_fraction=0.5, random_state=None):
     return kept
 
 
-@fill_doc
 def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="loss",
                           per_sample=True, n_subsets=20, subset_fraction=0.5, subsets=None,
                           n_seeds=1, n_jobs=None, random_state=None):
@@ -269,17 +288,42 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
 
     Parameters
     ----------
-    %(retraining.datamodel_data)s
-    %(retraining.labels)s
-    %(retraining.property)s
+    estimator : classifier or regressor
+        The training recipe, cloned for every retraining (a ``random_state``
+        parameter is set per seed): a skorch net, or an attributor's
+        ``estimator_`` (a converted scikit-learn model is refitted by
+        scikit-learn).
+    X : array-like of shape (n_samples, ...)
+        Training inputs, those the scores and ``labels`` refer to.
+    y : array-like of shape (n_samples,)
+        Training labels (or regression targets).
+    X_test : array-like of shape (n_test, ...)
+        Evaluation inputs of the property.
+    y_test : array-like of shape (n_test,)
+        Labels (or regression targets) of ``X_test``.
+    labels : array-like of shape (n_samples,)
+        Group of every training point, in ``0..n_groups-1``.
+    property : str, Property or callable, default="loss"
+        The property whose badness is measured, as the attributors'
+        ``property`` parameter.
     per_sample : bool, default=True
         Record the badness of every evaluation sample (for per-sample scores,
         the output of ``attribute``); ``False``: the aggregate only.
-    %(retraining.subsets)s
+    n_subsets : int, default=20
+        Random subsets of groups trained on.
+    subset_fraction : float, default=0.5
+        Fraction of the groups every subset keeps.
     subsets : ndarray of shape (n_subsets, n_groups), bool, default=None
         The subsets to train on; drawn with :func:`random_subsets` when
         ``None`` (``n_subsets`` and ``subset_fraction`` are then unused).
-    %(retraining.datamodel_seeds)s
+    n_seeds : int, default=1
+        Trainings per subset of groups, with the same seeds for every subset;
+        the effects are averaged over them.
+    n_jobs : int, default=None
+        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
+        all cores; a Dask joblib backend spreads them over a cluster).
+    random_state : int, RandomState instance or None, default=None
+        Draws the training seeds (and, for the LDS, the random subsets).
 
     Returns
     -------
@@ -315,7 +359,6 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     return DatamodelRetrainings(subsets, actual[1:], actual[0])
 
 
-@fill_doc
 def lds_from_retrainings(scores, retrainings):
     """LDS of ``scores`` against a table of retrainings (no training here).
 
@@ -335,7 +378,10 @@ def lds_from_retrainings(scores, retrainings):
         The subsets and the actual badness after retraining on each (from
         :func:`datamodel_retrainings`).
 
-    %(retraining.lds_returns)s
+    Returns
+    -------
+    result : LDSResult
+        The score, with the predicted and actual badness per subset.
 
     Examples
     --------
@@ -365,7 +411,6 @@ def lds_from_retrainings(scores, retrainings):
     return LDSResult(float(spearmanr(predicted, actual)[0]), 0.0, predicted, actual, kept)
 
 
-@fill_doc
 def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *,
                               property="loss", n_subsets=20, subset_fraction=0.5, n_seeds=1,
                               n_jobs=None, random_state=None):
@@ -377,17 +422,45 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
 
     Parameters
     ----------
-    %(retraining.datamodel_data)s
+    estimator : classifier or regressor
+        The training recipe, cloned for every retraining (a ``random_state``
+        parameter is set per seed): a skorch net, or an attributor's
+        ``estimator_`` (a converted scikit-learn model is refitted by
+        scikit-learn).
+    X : array-like of shape (n_samples, ...)
+        Training inputs, those the scores and ``labels`` refer to.
+    y : array-like of shape (n_samples,)
+        Training labels (or regression targets).
+    X_test : array-like of shape (n_test, ...)
+        Evaluation inputs of the property.
+    y_test : array-like of shape (n_test,)
+        Labels (or regression targets) of ``X_test``.
     scores : array-like of shape (n_groups,) or (n_test, n_groups)
         Group scores of the aggregate property, or per evaluation sample (the
         output of ``attribute``; the property's per-sample terms are then
         compared one evaluation sample at a time).
-    %(retraining.labels)s
-    %(retraining.property)s
-    %(retraining.subsets)s
-    %(retraining.datamodel_seeds)s
+    labels : array-like of shape (n_samples,)
+        Group of every training point, in ``0..n_groups-1``.
+    property : str, Property or callable, default="loss"
+        The property whose badness is measured, as the attributors'
+        ``property`` parameter.
+    n_subsets : int, default=20
+        Random subsets of groups trained on.
+    subset_fraction : float, default=0.5
+        Fraction of the groups every subset keeps.
+    n_seeds : int, default=1
+        Trainings per subset of groups, with the same seeds for every subset;
+        the effects are averaged over them.
+    n_jobs : int, default=None
+        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
+        all cores; a Dask joblib backend spreads them over a cluster).
+    random_state : int, RandomState instance or None, default=None
+        Draws the training seeds (and, for the LDS, the random subsets).
 
-    %(retraining.lds_returns)s
+    Returns
+    -------
+    result : LDSResult
+        The score, with the predicted and actual badness per subset.
 
     Examples
     --------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ..utils._docs import fill_doc
 from ..utils._finite import check_finite_scores
 
 
@@ -19,7 +18,6 @@ UNRANKABLE = ("they cannot be ranked (a diverged solver, e.g. LiSSA: see its "
               "ConvergenceWarning).")
 
 
-@fill_doc
 def detection_curve(scores, labels, is_noisy):
     """Fraction of noisy points found against fraction of points inspected.
 
@@ -30,7 +28,14 @@ def detection_curve(scores, labels, is_noisy):
 
     Parameters
     ----------
-    %(noisy.inputs)s
+    scores : array-like of shape (n_groups,)
+        Group scores (higher = more helpful): groups are inspected from the
+        lowest score up.
+    labels : array-like of shape (n_samples,)
+        Group of every training sample, in ``0..n_groups-1``.
+    is_noisy : array-like of shape (n_samples,), bool
+        Which training labels were flipped (or targets corrupted, see
+        :func:`corrupt_targets`).
 
     Returns
     -------
@@ -66,7 +71,6 @@ def detection_curve(scores, labels, is_noisy):
     return inspected, found
 
 
-@fill_doc
 def noisy_label_auc(scores, labels, is_noisy):
     """Area under the noisy-label detection curve (paper section 5.3).
 
@@ -77,7 +81,14 @@ def noisy_label_auc(scores, labels, is_noisy):
 
     Parameters
     ----------
-    %(noisy.inputs)s
+    scores : array-like of shape (n_groups,)
+        Group scores (higher = more helpful): groups are inspected from the
+        lowest score up.
+    labels : array-like of shape (n_samples,)
+        Group of every training sample, in ``0..n_groups-1``.
+    is_noisy : array-like of shape (n_samples,), bool
+        Which training labels were flipped (or targets corrupted, see
+        :func:`corrupt_targets`).
 
     Returns
     -------

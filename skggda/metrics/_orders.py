@@ -12,21 +12,23 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ..utils._docs import fill_doc
 from ..utils._finite import check_finite_scores
 from ._noisy_labels import UNRANKABLE
 
 
-@fill_doc
 def removal_order(scores, labels, *, most_important=True, random_state=None):
     """Training points in removal order: whole groups by score, random order inside a group.
 
     Parameters
     ----------
-    %(order.groups)s
+    scores : array-like of shape (n_groups,)
+        Group scores (higher = more helpful).
+    labels : array-like of shape (n_samples,)
+        Group of every training point, in ``0..n_groups-1``.
     most_important : bool, default=True
         Highest scores first (retraining score); ``False``: lowest first (pruning).
-    %(order.random_state)s
+    random_state : int, RandomState instance or None, default=None
+        Order of the points inside a group (and among tied groups).
 
     Returns
     -------
@@ -51,7 +53,6 @@ def removal_order(scores, labels, *, most_important=True, random_state=None):
     return np.lexsort((inside, position[labels]))
 
 
-@fill_doc
 def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=None,
                      random_state=None):
     """Indices of the ``fraction`` of training points removed first.
@@ -62,8 +63,12 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
 
     Parameters
     ----------
-    %(order.groups)s
-    %(order.fraction)s
+    scores : array-like of shape (n_groups,)
+        Group scores (higher = more helpful).
+    labels : array-like of shape (n_samples,)
+        Group of every training point, in ``0..n_groups-1``.
+    fraction : float in [0, 1]
+        Share of the training points removed.
     most_important : bool, default=True
         Highest scores first; ``False``: lowest first (pruning).
     stratify : array-like of shape (n_samples,), default=None
@@ -71,9 +76,13 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
         points of each class ``c``, each class in the score order of its
         points' groups (as ``train_test_split(stratify=y)`` keeps class
         proportions). A group holding several classes is split between them.
-    %(order.random_state)s
+    random_state : int, RandomState instance or None, default=None
+        Order of the points inside a group (and among tied groups).
 
-    %(order.returns)s
+    Returns
+    -------
+    removed : ndarray of shape (round(fraction * n_samples),), sorted
+        Indices of the training points removed.
 
     Examples
     --------
@@ -109,7 +118,6 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
 PRUNING_ORDERS = ("score", "harmful-then-random")
 
 
-@fill_doc
 def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
                         random_state=None):
     """Pruning that starts with the harmful points and leaves the rest to chance.
@@ -128,8 +136,12 @@ def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
 
     Parameters
     ----------
-    %(order.groups)s
-    %(order.fraction)s
+    scores : array-like of shape (n_groups,)
+        Group scores (higher = more helpful).
+    labels : array-like of shape (n_samples,)
+        Group of every training point, in ``0..n_groups-1``.
+    fraction : float in [0, 1]
+        Share of the training points removed.
     strata : array-like of shape (n_samples,)
         Class of every training point.
     max_harmful : float in [0, 1], default=0.05
@@ -137,7 +149,10 @@ def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
     random_state : int, RandomState instance or None, default=None
         Order inside the harmful groups, and the random remainder.
 
-    %(order.returns)s
+    Returns
+    -------
+    removed : ndarray of shape (round(fraction * n_samples),), sorted
+        Indices of the training points removed.
 
     Examples
     --------

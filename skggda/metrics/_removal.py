@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from joblib import Parallel, delayed
 
-from ..utils._docs import fill_doc
 from ..utils._seeding import derive_seeds
 from ._orders import (
     PRUNING_ORDERS,
@@ -146,7 +145,6 @@ def _removed(setup, scores, labels, fraction, most_important, order, seed):
                             stratify=setup.strata, random_state=seed)
 
 
-@fill_doc
 def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
                   most_important, stratify=False, order="score", n_seeds=3, n_jobs=None,
                   random_state=None, baselines=None, metric=None):
@@ -154,17 +152,51 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
 
     Parameters
     ----------
-    %(retraining.removal_data)s
-    %(retraining.fractions)s
+    estimator : classifier or regressor
+        The training recipe, cloned for every retraining (a ``random_state``
+        parameter is set per seed): a skorch net, or an attributor's
+        ``estimator_`` (a converted scikit-learn model is refitted by
+        scikit-learn).
+    X : array-like of shape (n_samples, ...)
+        Training inputs, those the scores and ``labels`` refer to.
+    y : array-like of shape (n_samples,)
+        Training labels (or regression targets).
+    X_test : array-like of shape (n_test, ...)
+        Test inputs, where the ``metric`` is measured.
+    y_test : array-like of shape (n_test,)
+        Labels (or regression targets) of ``X_test``.
+    scores : array-like of shape (n_groups,)
+        Group scores of an attribution (higher = more helpful).
+    labels : array-like of shape (n_samples,)
+        Group of every training point, in ``0..n_groups-1``.
+    fractions : sequence of float
+        Shares of the training points removed, one evaluation each.
     most_important : bool
         Remove the highest-scoring points first (``True``) or the lowest.
-    %(retraining.stratify)s
+    stratify : bool, default=False
+        Remove the same share of every class of ``y`` (see
+        :func:`points_to_remove`); the random baseline is then stratified too.
+        Classifiers only.
     order : {"score", "harmful-then-random"}, default="score"
         ``"score"``: whole groups in score order. ``"harmful-then-random"``
         (pruning only): the negatively scored points first, at most 5% of
         the training set, then a class-stratified random remainder (see
         :func:`harmful_then_random`).
-    %(retraining.removal_options)s
+    n_seeds : int, default=3
+        Retraining seeds; results are means and standard errors over them.
+    n_jobs : int, default=None
+        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
+        all cores; a Dask joblib backend spreads them over a cluster).
+    random_state : int, RandomState instance or None, default=None
+        Draws the retraining seeds and the random choices of removal.
+    baselines : RemovalBaselines, default=None
+        The no-removal and random-removal retrainings, from
+        :func:`removal_baselines` with the same data, ``fractions``,
+        ``stratify``, ``n_seeds``, ``random_state`` and ``metric``; computed
+        here when ``None``.
+    metric : {"accuracy", "rmse", "r2"}, default=None
+        The test metric: accuracy for a classifier; RMSE (``None``) or R^2
+        for a regressor.
 
     Returns
     -------
@@ -267,7 +299,6 @@ class RemovalBaselines:
     metric: str = "accuracy"
 
 
-@fill_doc
 def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=False, n_seeds=3,
                       n_jobs=None, random_state=None, metric=None):
     """No-removal and random-removal retrainings, to share between :func:`removal_score` calls.
@@ -278,12 +309,35 @@ def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=Fa
 
     Parameters
     ----------
-    %(retraining.training_data)s
-    %(retraining.removal_test)s
-    %(retraining.fractions)s
-    %(retraining.stratify)s
-    %(retraining.seeds)s
-    %(retraining.metric)s
+    estimator : classifier or regressor
+        The training recipe, cloned for every retraining (a ``random_state``
+        parameter is set per seed): a skorch net, or an attributor's
+        ``estimator_`` (a converted scikit-learn model is refitted by
+        scikit-learn).
+    X : array-like of shape (n_samples, ...)
+        Training inputs, those the scores and ``labels`` refer to.
+    y : array-like of shape (n_samples,)
+        Training labels (or regression targets).
+    X_test : array-like of shape (n_test, ...)
+        Test inputs, where the ``metric`` is measured.
+    y_test : array-like of shape (n_test,)
+        Labels (or regression targets) of ``X_test``.
+    fractions : sequence of float
+        Shares of the training points removed, one evaluation each.
+    stratify : bool, default=False
+        Remove the same share of every class of ``y`` (see
+        :func:`points_to_remove`); the random baseline is then stratified too.
+        Classifiers only.
+    n_seeds : int, default=3
+        Retraining seeds; results are means and standard errors over them.
+    n_jobs : int, default=None
+        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
+        all cores; a Dask joblib backend spreads them over a cluster).
+    random_state : int, RandomState instance or None, default=None
+        Draws the retraining seeds and the random choices of removal.
+    metric : {"accuracy", "rmse", "r2"}, default=None
+        The test metric: accuracy for a classifier; RMSE (``None``) or R^2
+        for a regressor.
 
     Returns
     -------
@@ -399,100 +453,3 @@ class _RetrainingSetup:
                                     int(seed), self.n_classes, self.metric)
             for keep, seed in jobs
         )
-
-
-@fill_doc
-def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
-                     fractions=(0.01, 0.05, 0.10, 0.20), stratify=False, n_seeds=3,
-                     n_jobs=None, random_state=None, baselines=None, metric=None):
-    """Test accuracy after removing the *most* important points (lower is better).
-
-    For a regressor the test RMSE (higher is better: the attribution found
-    the points the model needs) or R^2 (``metric="r2"``, lower is better).
-    :func:`removal_score` with ``most_important=True``.
-
-    Parameters
-    ----------
-    %(retraining.removal_data)s
-    fractions : sequence of float, default=(0.01, 0.05, 0.10, 0.20)
-        Shares of the training points removed, one evaluation each (the
-        paper's).
-    %(retraining.stratify)s
-    %(retraining.removal_options)s
-
-    Returns
-    -------
-    result : RemovalResult
-        Test ``metric`` after removing the most important points, with the
-        baselines.
-
-    Examples
-    --------
-    Eight groups of ten points, the two highest-scoring ones removed first:
-
-    >>> import numpy as np
-    >>> from sklearn.datasets import make_blobs
-    >>> from skggda.metrics import retraining_score
-    >>> from skggda.models import make_classifier
-    >>> X, y = make_blobs(80, 3, centers=2, random_state=0)
-    >>> labels, group_scores = np.arange(80) % 8, np.random.RandomState(0).normal(size=8)
-    >>> result = retraining_score(make_classifier((4,), max_epochs=2), X, y, X, y,
-    ...     group_scores, labels, fractions=[0.25], n_seeds=1, random_state=0)
-    >>> result.most_important, result.kept_class_share.shape
-    (True, (1, 2))
-    """
-    return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
-                         most_important=True, stratify=stratify, n_seeds=n_seeds,
-                         n_jobs=n_jobs, random_state=random_state, baselines=baselines,
-                         metric=metric)
-
-
-@fill_doc
-def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
-                  fractions=(0.25, 0.50, 0.75), stratify=False, order="score", n_seeds=3,
-                  n_jobs=None, random_state=None, baselines=None, metric=None):
-    """Test accuracy after removing the *least* important points (higher is better).
-
-    For a regressor the test RMSE (lower is better) or R^2 (``metric="r2"``,
-    higher is better). :func:`removal_score` with ``most_important=False``.
-
-    Parameters
-    ----------
-    %(retraining.removal_data)s
-    fractions : sequence of float, default=(0.25, 0.50, 0.75)
-        Shares of the training points pruned, one evaluation each (the
-        paper's).
-    %(retraining.stratify)s
-    order : {"score", "harmful-then-random"}, default="score"
-        ``"score"``: whole groups from the lowest score up.
-        ``"harmful-then-random"`` removes only the harmful points by score
-        and the rest at random (see :func:`harmful_then_random`), an order
-        that does not fall below random removal where plain score order
-        does.
-    %(retraining.removal_options)s
-
-    Returns
-    -------
-    result : RemovalResult
-        The test ``metric`` once the least important points are pruned (and baselines).
-
-    Examples
-    --------
-    Pruning the harmful points by score, the rest at random:
-
-    >>> import numpy as np
-    >>> from skggda.metrics import pruning_score
-    >>> from skggda.models import make_classifier
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.normal(size=(80, 3))
-    >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    >>> result = pruning_score(make_classifier((4,), max_epochs=2), X, y, X, y,
-    ...     rng.normal(size=80), np.arange(80), fractions=[0.5],
-    ...     order="harmful-then-random", n_seeds=1, random_state=0)
-    >>> result.most_important, result.fractions.tolist()
-    (False, [0.5])
-    """
-    return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
-                         most_important=False, stratify=stratify, order=order,
-                         n_seeds=n_seeds, n_jobs=n_jobs, random_state=random_state,
-                         baselines=baselines, metric=metric)

@@ -11,7 +11,6 @@ on the validation fold. Greater is better for every scorer, as
 
 from __future__ import annotations
 
-from ..utils._docs import fill_doc
 from ..utils._targets import encode_targets
 from ._datamodels import linear_datamodeling_score
 from ._removal import removal_score
@@ -63,7 +62,6 @@ def _removal_scorer(fraction, *, most_important, stratify, n_seeds, random_state
     return scorer
 
 
-@fill_doc
 def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state=0,
                         metric=None):
     """Validation accuracy after pruning the ``fraction`` least important training points.
@@ -74,9 +72,21 @@ def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state
     ----------
     fraction : float, default=0.5
         Share of the training fold pruned, lowest scores first.
-    %(scorer.removal)s
+    stratify : bool, default=False
+        Remove the same share of every class (see :func:`points_to_remove`).
+    n_seeds : int, default=1
+        Retrainings averaged per evaluation.
+    random_state : int, default=0
+        Seeds the retrainings: fixed, so that every candidate of a grid search
+        is judged on the same retraining seeds.
+    metric : {"accuracy", "rmse", "r2"}, default=None
+        As for :func:`removal_score`: accuracy, or RMSE for a regressor.
 
-    %(scorer.returns)s
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X_val, y_val) -> float``, greater is better;
+        ``estimator`` is an attributor, or a pipeline ending in one.
 
     Examples
     --------
@@ -91,7 +101,6 @@ def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state
                            random_state=random_state, metric=metric)
 
 
-@fill_doc
 def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_state=0,
                            metric=None):
     """Validation accuracy *drop* after removing the ``fraction`` most important points.
@@ -105,9 +114,21 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
     fraction : float, default=0.1
         Share of the training fold removed, highest scores first (the
         points the attribution finds most helpful).
-    %(scorer.removal)s
+    stratify : bool, default=False
+        Remove the same share of every class (see :func:`points_to_remove`).
+    n_seeds : int, default=1
+        Retrainings averaged per evaluation.
+    random_state : int, default=0
+        Seeds the retrainings: fixed, so that every candidate of a grid search
+        is judged on the same retraining seeds.
+    metric : {"accuracy", "rmse", "r2"}, default=None
+        As for :func:`removal_score`: accuracy, or RMSE for a regressor.
 
-    %(scorer.returns)s
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X_val, y_val) -> float``, greater is better;
+        ``estimator`` is an attributor, or a pipeline ending in one.
 
     Examples
     --------
@@ -121,7 +142,6 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
                            random_state=random_state, metric=metric)
 
 
-@fill_doc
 def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
     """Linear datamodeling score of the attributor's group scores on the validation fold.
 
@@ -131,9 +151,15 @@ def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
         Random subsets of groups the attributor's net is retrained on.
     subset_fraction : float, default=0.5
         Fraction of the groups every subset keeps.
-    %(scorer.random_state)s
+    random_state : int, default=0
+        Seeds the retrainings: fixed, so that every candidate of a grid search
+        is judged on the same retraining seeds.
 
-    %(scorer.returns)s
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X_val, y_val) -> float``, greater is better;
+        ``estimator`` is an attributor, or a pipeline ending in one.
 
     Examples
     --------
