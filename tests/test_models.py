@@ -100,3 +100,96 @@ def test_checkpoint_recorder_keeps_cpu_copies_per_epoch():
         assert value.device.type == "cpu"
         assert torch.equal(value, final[key].cpu())
     assert not torch.equal(recorder.checkpoints_[0]["head.weight"], final["head.weight"])
+
+
+# -- callbacks, value by value (mutation testing: benchmarks/TESTING.md) -----------------
+
+
+def _one_cycle_rates(lr, total):
+    """The rate of each of ``total`` optimiser steps under torch's own OneCycleLR."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
+    rates = []
+    for step in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if step < total - 1:
+            schedule.step()
+    return np.array(rates)
+
+
+def test_one_cycle_schedule_counts_training_batches_and_ends_at_its_minimum():
+    # a validation split: 200 rows, 160 train -> 5 batches of 32 a epoch, 3 epochs;
+    # the validation batches must not step the schedule
+    from skorch.dataset import ValidSplit
+
+    X, y, _, _ = make_problem(n=200)
+    recorder = CheckpointRecorder()
+    net = make_classifier((4,), max_epochs=3, lr=0.05, batch_size=32, random_state=0,
+                          callbacks=[("rates", recorder)])
+    net.set_params(train_split=ValidSplit(5)).fit(X, y)
+    schedule = dict(net.callbacks_)["one_cycle"]
+    assert schedule.scheduler_.total_steps == 15
+    expected = _one_cycle_rates(0.05, 15).reshape(3, 5).mean(1)
+    np.testing.assert_allclose(recorder.learning_rates_, expected, rtol=1e-12)
+    # the last step leaves the rate at OneCycleLR's minimum, lr / 25 / 1e4, not past it
+    assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(0.05 / 25 / 1e4, rel=1e-9)
+
+
+def test_one_cycle_steps_from_the_rows_of_dict_inputs_and_at_least_one_batch():
+    from types import SimpleNamespace
+
+    from skggda.models import OneCycleSchedule
+
+    def total_steps(X, batch_size, max_epochs=3):
+        param = torch.zeros(1, requires_grad=True)
+        net = SimpleNamespace(train_split=None, max_epochs=max_epochs, batch_size=batch_size,
+                              lr=0.1, optimizer_=torch.optim.Adam([param], lr=0.1))
+        callback = OneCycleSchedule()
+        callback.on_train_begin(net, X=X, y=None)
+        return callback.scheduler_.total_steps
+
+    columns = {"ids": np.zeros((100, 7)), "mask": np.ones((100, 7))}
+    assert total_steps(columns, batch_size=32) == 3 * 4  # rows, not the dict's 2 keys
+    assert total_steps(np.zeros((10, 2)), batch_size=32) == 3  # one batch an epoch
+    assert total_steps(np.zeros((64, 2)), batch_size=32) == 3 * 2
+
+
+def test_checkpoint_recorder_weights_an_epoch_without_steps_zero():
+    from types import SimpleNamespace
+
+    net = SimpleNamespace(module_=torch.nn.Linear(2, 1))
+    recorder = CheckpointRecorder()
+    recorder.on_train_begin(net)
+    recorder.on_epoch_end(net)
+    assert recorder.learning_rates_ == [0.0]
+    assert torch.equal(recorder.checkpoints_[0]["weight"], net.module_.weight.detach())
+
+
+def _diverging_net(loss, weight=1.0):
+    from types import SimpleNamespace
+
+    from skorch.history import History
+
+    history = History()
+    history.new_epoch()
+    if loss is not None:
+        history.record("train_loss", loss)
+    module = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        module.weight.fill_(weight)
+    return SimpleNamespace(history=history, module_=module, lr=0.1)
+
+
+def test_divergence_check_looks_at_the_loss_and_at_the_weights():
+    from skggda.models import DivergenceCheck
+
+    check = DivergenceCheck()
+    check.on_epoch_end(_diverging_net(0.5))  # finite: nothing to say
+    check.on_epoch_end(_diverging_net(None))  # no loss recorded, finite weights
+    with pytest.raises(ValueError, match=r"at epoch 1: the training loss is inf\. Lower"):
+        check.on_epoch_end(_diverging_net(float("inf")))  # weights still finite
+    with pytest.raises(ValueError, match=r"at epoch 1: the training loss is nan\."):
+        check.on_epoch_end(_diverging_net(float("nan")))
+    with pytest.raises(ValueError, match=r"at epoch 1: parameter 'weight' holds NaN or inf"):
+        check.on_epoch_end(_diverging_net(0.5, weight=float("nan")))  # loss still finite
