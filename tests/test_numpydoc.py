@@ -3,9 +3,9 @@
 numpydoc's own validation runs over every name in the ``__all__`` of the
 public modules and over the public methods and properties of the public
 classes: those they define or inherit from skggda's own bases (what they
-inherit from scikit-learn, skorch or torch is documented there). Shared
-paragraphs come from :mod:`skggda.utils._docs`; this test sees the docstrings
-as users do, after substitution.
+inherit from scikit-learn, skorch or torch is documented there). Each object
+spells out its own parameters in its source (tests/test_docstring_consistency.py
+keeps shared descriptions in step).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import inspect
 import pytest
 from numpydoc.docscrape import ClassDoc
 from numpydoc.validate import validate
-
-from skggda.utils._docs import fill
 
 PUBLIC_MODULES = ["skggda", "skggda.models", "skggda.metrics", "skggda.datasets",
                   "skggda.properties", "skggda.experiments", "skggda.inspection",
@@ -82,16 +80,4 @@ def test_every_attribute_is_described(name):
 
 @pytest.mark.parametrize("name", list(PUBLIC))
 def test_no_template_placeholder_is_left(name):
-    assert "%(" not in (PUBLIC[name].__doc__ or ""), f"{name} was not passed through fill_doc"
-
-
-def test_fill_substitutes_whole_lines_with_their_indentation():
-    doc = "Summary.\n\n    Parameters\n    ----------\n    %(grouper.n_groups)s\n"
-    filled = fill(doc)
-    assert "    n_groups : int, default=None\n        Number of groups;" in filled
-    assert fill("100% of it, %(inline)s stays") == "100% of it, %(inline)s stays"
-
-
-def test_fill_refuses_an_unknown_paragraph():
-    with pytest.raises(KeyError, match="no.such"):
-        fill("    %(no.such)s\n")
+    assert "%(" not in (PUBLIC[name].__doc__ or ""), f"{name} holds a template placeholder"

@@ -1,7 +1,8 @@
 """Groupers: scikit-learn estimators that partition the training set."""
 
 from ._base import BaseGrouper
-from ._kmeans import GradKMeansGrouper, KMeansGrouper, ReprKMeansGrouper
+from ._kmeans import KMeansGrouper
+from ._net_kmeans import GradKMeansGrouper, ReprKMeansGrouper
 from ._random import RandomGrouper
 
 __all__ = [

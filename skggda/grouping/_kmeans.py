@@ -1,6 +1,7 @@
-"""K-Means groupers: on raw features, on representations, on loss gradients.
+"""The K-Means grouper core, and K-Means on raw features.
 
-All three whiten their features (zero mean, unit variance per feature, as in
+All three K-Means groupers (this module's and :mod:`._net_kmeans`'s, on a
+net's representations and loss gradients) whiten their features (zero mean, unit variance per feature, as in
 the paper's appendix B.2) and cluster them with the engine's scalable
 K-Means into exactly ``ceil(n / group_size)`` non-empty groups, fitting the
 centers on a sample and assigning every row in one streaming pass.
@@ -12,8 +13,8 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
@@ -27,16 +28,11 @@ from .._engine import (
     repair_empty,
     rows,
 )
-from ..models._resolve import fit_or_freeze
-from ..utils._docs import fill_doc
 from ..utils._distributed import map_row_blocks
-from ..utils._groups import compact_labels, label_dtype
-from ..utils._inputs import check_fit_data, check_test_data
-from ..utils._pipeline import model_input, preprocessing_pipeline
+from ..utils._groups import label_dtype
 from ..utils._seeding import derive_seeds
-from ..utils._targets import check_fit_targets, encode_targets
 from ._base import BaseGrouper
-from ._featurisers import LossGradients, RawFeatures, Representations
+from ._featurisers import RawFeatures
 
 # Rows read, featurised and assigned at a time in the streaming passes.
 _BLOCK_ROWS = 1 << 16
@@ -47,7 +43,6 @@ _SAMPLE_PER_GROUP = 32
 _MIN_SAMPLE = 1 << 16
 
 
-@fill_doc
 class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrouper):
     """K-Means on whitened per-sample features; each grouper says which features.
 
@@ -174,7 +169,12 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
 
         Parameters
         ----------
-        %(grouper.data)s
+        X : array-like of shape (n_samples, ...)
+            Samples, in memory or streamed (a memmap, h5py/zarr/Dask array, or a
+            torch Dataset of ``(x, y)`` items).
+        y : array-like of shape (n_samples,), default=None
+            Labels, which Grad-K-Means reads its features at (without them: at
+            the net's predicted labels); the other groupers ignore them.
 
         Returns
         -------
@@ -191,11 +191,18 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
 
         Parameters
         ----------
-        %(grouper.data)s
+        X : array-like of shape (n_samples, ...)
+            Samples, in memory or streamed (a memmap, h5py/zarr/Dask array, or a
+            torch Dataset of ``(x, y)`` items).
+        y : array-like of shape (n_samples,), default=None
+            Labels, which Grad-K-Means reads its features at (without them: at
+            the net's predicted labels); the other groupers ignore them.
 
         Returns
         -------
-        %(kmeans.distances)s
+        distances : ndarray of shape (n_samples, n_groups), float32
+            Euclidean distance of every sample to every center, in the whitened
+            feature space.
         """
         check_is_fitted(self)
         return self._transform(*self._check_test_data(X, y))
@@ -215,7 +222,9 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
 
         Returns
         -------
-        %(kmeans.distances)s
+        distances : ndarray of shape (n_samples, n_groups), float32
+            Euclidean distance of every sample to every center, in the whitened
+            feature space.
         """
         return self.fit(X, y)._transform(*self._check_test_data(X))
 
@@ -284,31 +293,65 @@ def fit_sample(n, n_groups, seed):
     return np.sort(rng.choice(n, size=size, replace=False, shuffle=False))
 
 
-@fill_doc
 class KMeansGrouper(_KMeansGrouper):
     """Groups from K-Means on whitened raw features.
 
     Parameters
     ----------
-    %(grouper.group_size)s
-    %(grouper.n_groups)s
-    %(kmeans.fitting)s
+    group_size : int, default=64
+        Target number of samples per group; the number of groups is
+        ``ceil(n_samples / group_size)``. ``group_size=1`` gives singletons.
+    n_groups : int, default=None
+        Number of groups; when set it wins over ``group_size``.
+    algorithm : {"auto", "lloyd", "hierarchical"}, default="auto"
+        ``"lloyd"``: k-means++ and Lloyd over all clusters. ``"hierarchical"``:
+        coarse-to-fine (about ``sqrt(k)`` regions, then K-Means inside each),
+        whose cost grows like ``sqrt(k)`` instead of ``k``. ``"auto"`` uses
+        Lloyd up to 128 groups.
+    max_iter : int, default=60
+        Maximum Lloyd iterations (paper: 60).
+    tol : float, default=1e-3
+        Tolerance on the squared center shift, relative to the mean feature
+        variance (paper: 1e-3).
     batch_size : int or "auto", default="auto"
         Rows per distance computation in the assignment pass, ``predict``
         and ``transform``; ``"auto"`` is 4096.
     device : str, default="cpu"
         Torch device for the distance computations (``"cuda"`` on a GPU).
-    %(kmeans.n_jobs)s
-    %(kmeans.verbose)s
-    %(kmeans.random_state)s
+    n_jobs : int, default=None
+        With a Dask joblib backend active
+        (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
+        than 1), the training-set passes (the features of the rows the centers
+        are fitted on, then the assignment of every row) and ``predict`` are
+        split over the workers, with the same labels as in this process; a
+        model grouper ships its net to every worker once. A Dask array ``X``
+        is always split by its row chunks (on the active ``distributed``
+        client, else Dask's default scheduler). See the user guide's "Running
+        on a Dask cluster". Inside an attributor, ``None`` takes the
+        attributor's.
+    verbose : int, default=0
+        Progress bars over the row blocks of long passes when positive.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the sample the centers are fitted on and K-Means.
 
     Attributes
     ----------
-    %(grouper.fitted)s
+    labels_ : ndarray of shape (n_samples,)
+        Group of every training sample, in ``0..n_groups_-1``; no group is
+        empty. The smallest signed integer dtype that holds ``n_groups_``.
+    n_groups_ : int
+        Number of groups formed.
     cluster_centers_ : ndarray of shape (n_groups, n_features)
         Centers in the original feature space.
-    %(kmeans.fitted)s
-    %(grouper.fit_info)s
+    inertia_ : float
+        Sum of squared distances of the training samples to their centers,
+        in the whitened space.
+    n_iter_ : int
+        Lloyd iterations run (coarse plus fine level for ``"hierarchical"``).
+    fit_time_ : float
+        Seconds spent in ``fit``.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
 
     See Also
     --------
@@ -347,148 +390,3 @@ class KMeansGrouper(_KMeansGrouper):
 
     def _distance_rows(self):
         return _DISTANCE_ROWS if self.batch_size == "auto" else self.batch_size
-
-
-class _NetKMeansGrouper(_KMeansGrouper):
-    """K-Means on features read from a trained net (shared by Repr- and Grad-K-Means).
-
-    A meta-estimator: ``fit`` trains ``estimator`` (or takes it, frozen),
-    and test data goes through the net's preprocessing. ``_featuriser_class``
-    says what is read from the net.
-    """
-
-    _parameter_constraints: dict = {
-        **_KMeansGrouper._parameter_constraints,
-        "estimator": [HasMethods(["fit", "predict"]), None],
-    }
-    _needs_y = True
-    _featuriser_class = None  # a featuriser of the fitted net: Representations, LossGradients
-
-    def __init__(self, group_size=64, *, n_groups=None, estimator=None, algorithm="auto",
-                 max_iter=60, tol=1e-3, batch_size="auto", n_jobs=None, verbose=0,
-                 random_state=None):
-        self.group_size = group_size
-        self.n_groups = n_groups
-        self.estimator = estimator
-        self.algorithm = algorithm
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.random_state = random_state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags
-
-    # a meta-estimator: the net's own parameters are validated when it is fitted
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None):
-        """Train (or take) the net, read its features and group the samples.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, ...)
-            Training samples, in memory or streamed (a memmap, h5py/zarr/Dask
-            array, or a torch Dataset of ``(x, y)`` items).
-        y : array-like of shape (n_samples,)
-            Class labels (read from the items for a Dataset).
-
-        Returns
-        -------
-        self : object
-            Fitted grouper.
-        """
-        return self._fit(X, y)
-
-    def _fit_inputs(self, X, y, seed):
-        """Train or freeze the net; ``(X, y)`` as it reads them (labels encoded)."""
-        resolved = fit_or_freeze(self.estimator, X, y, seed)
-        self.estimator_, self._preprocessor = resolved.net, resolved.preprocessor
-        self.__dict__.pop("classes_", None)  # a regressor has none
-        y_encoded = resolved.y_encoded
-        if resolved.classes is not None:
-            self.classes_ = resolved.classes
-            y_encoded = compact_labels(y_encoded, len(resolved.classes))
-        return resolved.X, y_encoded
-
-    def _check_fit_data(self, X, y):
-        preprocessed = preprocessing_pipeline(self.estimator) is not None
-        X, y = check_fit_data(self, X, y, preprocessed=preprocessed)
-        return X, check_fit_targets(y, self.estimator)
-
-    def _check_test_data(self, X, y=None):
-        """Rows as the net reads them, and labels encoded as in ``fit`` (``None``: its
-        predictions)."""
-        preprocessor = self._preprocessor
-        X, y = check_test_data(self, X, y, preprocessed=preprocessor is not None)
-        y = None if y is None else encode_targets(y, getattr(self, "classes_", None))
-        return model_input(preprocessor, X), y
-
-    def _featuriser(self):
-        return self._featuriser_class(self.estimator_, self.batch_size)
-
-
-@fill_doc
-class ReprKMeansGrouper(_NetKMeansGrouper):
-    """Groups from K-Means on a net's whitened penultimate representations.
-
-    The representation of a sample is the input of the net's classification
-    head (its last ``nn.Linear``): points the model sees alike are grouped.
-
-    %(model_grouper.sections)s
-
-    Examples
-    --------
-    Four groups of the representations of a net with 8 hidden units:
-
-    >>> import numpy as np
-    >>> from skggda import ReprKMeansGrouper
-    >>> from skggda.models import make_classifier
-    >>> X = np.random.RandomState(0).normal(size=(120, 4)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
-    >>> net = make_classifier((8,), max_epochs=3, random_state=0)
-    >>> grouper = ReprKMeansGrouper(group_size=30, estimator=net, random_state=0).fit(X, y)
-    >>> grouper.n_groups_, grouper.cluster_centers_.shape
-    (4, (4, 8))
-    """
-
-    _featuriser_class = Representations
-
-
-@fill_doc
-class GradKMeansGrouper(_NetKMeansGrouper):
-    """Groups from K-Means on whitened loss gradients w.r.t. the pre-classification activations.
-
-    The feature of a sample is the gradient of its loss with respect to the
-    input ``h`` of the net's classification head (not the parameters): points
-    that push the model the same way share a group, which keeps group
-    attributions faithful to the per-point ones (paper sections 5.2 and
-    5.4.1). For a linear head under softmax cross-entropy the gradient is
-    ``W^T (softmax(z) - onehot(y))``, and under a squared error ``c ||z -
-    y||^2`` (regression) ``2 c W^T (z - y)``, computed in closed form from
-    one forward pass; other heads and losses use autograd.
-
-    %(model_grouper.sections)s
-
-    Examples
-    --------
-    The gradients of a regressor trained beforehand, frozen (not trained again):
-
-    >>> import numpy as np
-    >>> from sklearn.frozen import FrozenEstimator
-    >>> from skggda import GradKMeansGrouper
-    >>> from skggda.models import make_regressor
-    >>> X = np.random.RandomState(0).normal(size=(120, 4)).astype("float32")
-    >>> net = make_regressor((8,), max_epochs=3, random_state=0).fit(X, X[:, 0])
-    >>> grouper = GradKMeansGrouper(group_size=30, estimator=FrozenEstimator(net),
-    ...                             random_state=0).fit(X, X[:, 0])
-    >>> int(np.bincount(grouper.labels_).sum())
-    120
-    >>> grouper.predict(X[:3]).shape
-    (3,)
-    """
-
-    _featuriser_class = LossGradients

@@ -6,12 +6,10 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .._engine import n_samples
-from ..utils._docs import fill_doc
 from ..utils._groups import label_dtype
 from ._base import BaseGrouper
 
 
-@fill_doc
 class RandomGrouper(BaseGrouper):
     """Assign samples to groups uniformly at random.
 
@@ -22,15 +20,25 @@ class RandomGrouper(BaseGrouper):
 
     Parameters
     ----------
-    %(grouper.group_size)s
-    %(grouper.n_groups)s
+    group_size : int, default=64
+        Target number of samples per group; the number of groups is
+        ``ceil(n_samples / group_size)``. ``group_size=1`` gives singletons.
+    n_groups : int, default=None
+        Number of groups; when set it wins over ``group_size``.
     random_state : int, RandomState instance or None, default=None
         Controls the random assignment.
 
     Attributes
     ----------
-    %(grouper.fitted)s
-    %(grouper.fit_info)s
+    labels_ : ndarray of shape (n_samples,)
+        Group of every training sample, in ``0..n_groups_-1``; no group is
+        empty. The smallest signed integer dtype that holds ``n_groups_``.
+    n_groups_ : int
+        Number of groups formed.
+    fit_time_ : float
+        Seconds spent in ``fit``.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
 
     See Also
     --------

@@ -8,10 +8,8 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from ..utils._docs import fill_doc
 
 
-@fill_doc
 class OneCycleSchedule(Callback):
     """PyTorch's ``OneCycleLR`` stepped every batch, peaking at the net's ``lr``.
 
@@ -72,7 +70,14 @@ class OneCycleSchedule(Callback):
 
         Parameters
         ----------
-        %(callback.train_begin)s
+        net : skorch.NeuralNet
+            The net being trained.
+        X : array-like, default=None
+            The training inputs passed to ``fit``.
+        y : array-like, default=None
+            The training targets passed to ``fit``.
+        **kwargs
+            The other arguments skorch passes to the hook; unused.
         """
         if net.train_split is None:
             n_train = len(X) if not isinstance(X, dict) else len(next(iter(X.values())))
@@ -88,14 +93,20 @@ class OneCycleSchedule(Callback):
     def on_batch_end(self, net, training=None, **kwargs):
         """Step the schedule after every training batch.
 
-        %(callback.batch_parameters)s
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The net being trained.
+        training : bool, default=None
+            Whether the batch is a training batch (not a validation batch).
+        **kwargs
+            The other arguments skorch passes to the hook; unused.
         """
         if training and self.steps_left_ > 1:
             self.scheduler_.step()
             self.steps_left_ -= 1
 
 
-@fill_doc
 class CheckpointRecorder(Callback):
     """Keep a CPU copy of the module's weights after every epoch, with its learning rate.
 
@@ -131,7 +142,14 @@ class CheckpointRecorder(Callback):
 
         Parameters
         ----------
-        %(callback.train_begin)s
+        net : skorch.NeuralNet
+            The net being trained.
+        X : array-like, default=None
+            The training inputs passed to ``fit``.
+        y : array-like, default=None
+            The training targets passed to ``fit``.
+        **kwargs
+            The other arguments skorch passes to the hook; unused.
         """
         self.checkpoints_ = []
         self.learning_rates_ = []
@@ -142,11 +160,14 @@ class CheckpointRecorder(Callback):
 
         Parameters
         ----------
-        %(callback.net)s
+        net : skorch.NeuralNet
+            The net being trained.
         batch : tuple, default=None
             The batch; unused.
-        %(callback.training)s
-        %(callback.kwargs)s
+        training : bool, default=None
+            Whether the batch is a training batch (not a validation batch).
+        **kwargs
+            The other arguments skorch passes to the hook; unused.
         """
         if training:
             self._epoch_rates.append(net.optimizer_.param_groups[0]["lr"])
@@ -154,7 +175,12 @@ class CheckpointRecorder(Callback):
     def on_epoch_end(self, net, **kwargs):
         """Copy the weights to the CPU and record the epoch's mean learning rate.
 
-        %(callback.epoch_parameters)s
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The net being trained.
+        **kwargs
+            The other arguments skorch passes to the hook; unused.
         """
         state = {k: v.detach().to("cpu", copy=True) for k, v in net.module_.state_dict().items()}
         self.checkpoints_.append(state)
@@ -162,7 +188,6 @@ class CheckpointRecorder(Callback):
         self._epoch_rates = []
 
 
-@fill_doc
 class DivergenceCheck(Callback):
     """Stop training with a clear error once the loss or the weights are not finite.
 
@@ -191,7 +216,12 @@ class DivergenceCheck(Callback):
     def on_epoch_end(self, net, **kwargs):
         """Raise once the epoch's training loss or a parameter is not finite.
 
-        %(callback.epoch_parameters)s
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The net being trained.
+        **kwargs
+            The other arguments skorch passes to the hook; unused.
 
         Raises
         ------

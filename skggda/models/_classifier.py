@@ -6,14 +6,12 @@ import numpy as np
 import torch
 from skorch import NeuralNetClassifier
 
-from ..utils._docs import fill_doc
 from ._callbacks import OneCycleSchedule
 from ._mlp import MLP
 from ._resnet import ResNet18
 from ._seeded import SeededNetMixin, as_arrays
 
 
-@fill_doc
 class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
     """skorch's ``NeuralNetClassifier`` with a ``random_state`` and inferred input sizes.
 
@@ -27,7 +25,23 @@ class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
       they are set with ``module__...``.
     * Floating inputs are cast to the module's dtype, so float64 arrays work.
 
-    %(seeded.classifier_parameters)s
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance
+        The network. A class whose constructor takes ``n_features``,
+        ``n_classes`` or ``in_channels`` gets them from the training data
+        unless they are set with ``module__...``.
+    *args
+        Further positional parameters of the skorch net class, after
+        ``module``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, batch shuffling and dropout inside
+        :func:`torch.random.fork_rng`, leaving the global torch RNG as it
+        was. ``None`` uses the global RNG, as skorch does.
+    **kwargs
+        Any other parameter of the skorch net class (``criterion``, ``lr``,
+        ``max_epochs``, ``callbacks``, ``module__...``, ...).
+        See :class:`skorch.NeuralNetClassifier`.
 
     Examples
     --------
@@ -58,7 +72,6 @@ class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
         return len(np.unique(y))
 
 
-@fill_doc
 def make_classifier(
     hidden_layer_sizes=(50, 50),
     *,
@@ -94,13 +107,29 @@ def make_classifier(
         Widths of the hidden layers; ``()`` gives logistic regression.
     activation : {"relu", "tanh", "gelu"}, default="relu"
         Activation after every hidden layer.
-    %(recipe.training)s
-    %(recipe.run)s
+    lr : float, default=1e-3
+        Peak learning rate of the one-cycle schedule.
+    max_epochs : int, default=30
+        Passes over the training data.
+    batch_size : int, default=128
+        Samples per optimisation step.
+    weight_decay : float, default=4e-4
+        Adam's L2 weight decay.
+    device : str, default="cpu"
+        Torch device of training (``"cuda"`` trains on the GPU; attribution
+        then runs there too).
+    random_state : int, RandomState instance or None, default=None
+        Makes training repeatable without touching the global torch RNG.
+    verbose : int, default=0
+        skorch's per-epoch log when positive.
     **kwargs
         Any other :class:`skorch.NeuralNetClassifier` parameter, e.g.
         ``module__dropout`` or ``callbacks``.
 
-    %(recipe.returns)s
+    Returns
+    -------
+    net : SeededNeuralNetClassifier
+        The unfitted net.
 
     Examples
     --------
@@ -125,7 +154,6 @@ def mlp_recipe(hidden_layer_sizes, activation, **recipe):
                         module__activation=activation, **recipe)
 
 
-@fill_doc
 def make_resnet_classifier(
     *,
     width=64,
@@ -157,11 +185,20 @@ def make_resnet_classifier(
         Images per optimisation step.
     weight_decay : float, default=0.0
         Adam's L2 weight decay (none in the paper's recipe).
-    %(recipe.run)s
+    device : str, default="cpu"
+        Torch device of training (``"cuda"`` trains on the GPU; attribution
+        then runs there too).
+    random_state : int, RandomState instance or None, default=None
+        Makes training repeatable without touching the global torch RNG.
+    verbose : int, default=0
+        skorch's per-epoch log when positive.
     **kwargs
         Other :class:`skorch.NeuralNetClassifier` parameters.
 
-    %(recipe.returns)s
+    Returns
+    -------
+    net : SeededNeuralNetClassifier
+        The unfitted net.
 
     Examples
     --------

@@ -11,8 +11,14 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ..utils._docs import fill, fill_doc
 from ._sklearn import check_supported, to_torch
+
+
+#: The Parameters section of the delegated prediction methods.
+_X_PARAMETER = """Parameters
+----------
+X : array-like of shape (n_samples, n_features)
+    Samples, as the scikit-learn model takes them."""
 
 
 def _inner_has(name):
@@ -41,12 +47,11 @@ def _delegated(name, summary, returns):
         return getattr(self.estimator_, name)(X)
 
     method.__name__, method.__qualname__ = name, f"ConvertedModel.{name}"
-    method.__doc__ = fill(f"{summary}\n\n%(converted.parameters)s\n\nReturns\n-------\n"
-                          f"{dedent(returns).strip()}\n")
+    method.__doc__ = (f"{summary}\n\n{_X_PARAMETER}\n\nReturns\n-------\n"
+                      f"{dedent(returns).strip()}\n")
     return method
 
 
-@fill_doc
 class ConvertedModel(BaseEstimator):
     """A scikit-learn model attributed through an equivalent torch module.
 
@@ -126,7 +131,8 @@ class ConvertedModel(BaseEstimator):
 
         Parameters
         ----------
-        %(converted.X)s
+        X : array-like of shape (n_samples, n_features)
+            Samples, as the scikit-learn model takes them.
         y : array-like of shape (n_samples,)
             Class labels or regression targets.
 

@@ -6,12 +6,10 @@ import numpy as np
 import torch
 from skorch import NeuralNetRegressor
 
-from ..utils._docs import fill_doc
 from ._classifier import mlp_recipe
 from ._seeded import SeededNetMixin, as_arrays
 
 
-@fill_doc
 class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
     """skorch's ``NeuralNetRegressor`` with a ``random_state``, inferred sizes and 1-D targets.
 
@@ -24,7 +22,23 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
       ``(n_samples, 1)`` and cast to float32 before training, and
       :meth:`predict` then returns a 1-D array, as scikit-learn regressors do.
 
-    %(seeded.regressor_parameters)s
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance
+        The network. A class whose constructor takes ``n_features``,
+        ``n_classes`` or ``in_channels`` gets them from the training data
+        unless they are set with ``module__...``.
+    *args
+        Further positional parameters of the skorch net class, after
+        ``module``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, batch shuffling and dropout inside
+        :func:`torch.random.fork_rng`, leaving the global torch RNG as it
+        was. ``None`` uses the global RNG, as skorch does.
+    **kwargs
+        Any other parameter of the skorch net class (``criterion``, ``lr``,
+        ``max_epochs``, ``callbacks``, ``module__...``, ...).
+        See :class:`skorch.NeuralNetRegressor`.
 
     Examples
     --------
@@ -53,7 +67,10 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
     def predict(self, X):
         """Predicted targets: ``(n_samples,)`` after a fit on 1-D ``y``, else 2-D.
 
-        %(seeded.predict_parameters)s
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...), dict or Dataset
+            Inputs, as skorch takes them; pandas objects become numpy arrays.
 
         Returns
         -------
@@ -66,7 +83,6 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
         return y_pred
 
 
-@fill_doc
 def make_regressor(hidden_layer_sizes=(50, 50), *, activation="relu", criterion=torch.nn.MSELoss,
                    lr=1e-3, max_epochs=30, batch_size=128, weight_decay=4e-4, device="cpu",
                    random_state=None, verbose=0, **kwargs):
@@ -89,8 +105,21 @@ def make_regressor(hidden_layer_sizes=(50, 50), *, activation="relu", criterion=
     criterion : torch loss class or instance, default=torch.nn.MSELoss
         The training loss, with a mean reduction (skorch's convention);
         attribution differentiates it per sample.
-    %(recipe.training)s
-    %(recipe.run)s
+    lr : float, default=1e-3
+        Peak learning rate of the one-cycle schedule.
+    max_epochs : int, default=30
+        Passes over the training data.
+    batch_size : int, default=128
+        Samples per optimisation step.
+    weight_decay : float, default=4e-4
+        Adam's L2 weight decay.
+    device : str, default="cpu"
+        Torch device of training (``"cuda"`` trains on the GPU; attribution
+        then runs there too).
+    random_state : int, RandomState instance or None, default=None
+        Makes training repeatable without touching the global torch RNG.
+    verbose : int, default=0
+        skorch's per-epoch log when positive.
     **kwargs
         Any other :class:`skorch.NeuralNetRegressor` parameter.
 

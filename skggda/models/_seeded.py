@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 
-from ..utils._docs import fill_doc
 from ..utils._seeding import derive_seeds
 
 _DIM_PARAMS = ("n_features", "n_classes", "in_channels")
@@ -21,7 +20,6 @@ _DIM_PARAMS = ("n_features", "n_classes", "in_channels")
 _SEEDED_FIT_LOCK = threading.RLock()
 
 
-@fill_doc
 class SeededNetMixin:
     """``random_state``, inferred module sizes and dtype casts for a skorch net.
 
@@ -88,10 +86,17 @@ class SeededNetMixin:
 
         Parameters
         ----------
-        %(seeded.data)s
-        %(seeded.fit_params)s
+        X : array-like of shape (n_samples, ...), dict or Dataset
+            Inputs, as skorch takes them; pandas objects become numpy arrays.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets), default=None
+            Targets (``None`` when ``X`` is a Dataset that holds them).
+        **fit_params
+            Passed on to skorch (e.g. to the module's ``forward``).
 
-        %(seeded.returns_self)s
+        Returns
+        -------
+        self : object
+            The trained net.
         """
         X, y = as_arrays(X), self._prepare_targets(y)
         self._infer_module_dims(X, y)
@@ -106,13 +111,20 @@ class SeededNetMixin:
 
         Parameters
         ----------
-        %(seeded.data)s
+        X : array-like of shape (n_samples, ...), dict or Dataset
+            Inputs, as skorch takes them; pandas objects become numpy arrays.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets), default=None
+            Targets (``None`` when ``X`` is a Dataset that holds them).
         classes : array-like of shape (n_classes,), default=None
             Ignored (skorch's API); the classes come from ``y`` or from the
             net's ``classes`` parameter.
-        %(seeded.fit_params)s
+        **fit_params
+            Passed on to skorch (e.g. to the module's ``forward``).
 
-        %(seeded.returns_self)s
+        Returns
+        -------
+        self : object
+            The trained net.
         """
         X, y = as_arrays(X), self._prepare_targets(y)
         if not self.initialized_:
@@ -127,7 +139,8 @@ class SeededNetMixin:
         ----------
         x : torch.Tensor or dict of torch.Tensor
             A batch of inputs.
-        %(seeded.fit_params)s
+        **fit_params
+            Passed on to skorch (e.g. to the module's ``forward``).
 
         Returns
         -------
@@ -141,7 +154,8 @@ class SeededNetMixin:
 
         Parameters
         ----------
-        %(seeded.X)s
+        X : array-like of shape (n_samples, ...), dict or Dataset
+            Inputs, as skorch takes them; pandas objects become numpy arrays.
         training : bool, default=False
             Whether the module runs in training mode.
         device : str, default="cpu"

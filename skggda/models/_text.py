@@ -22,7 +22,6 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ..utils._docs import fill_doc
 from ._classifier import paper_recipe
 
 #: The last encoder block and the head: what text attribution differentiates by default.
@@ -195,7 +194,6 @@ class TextClassifier(nn.Module):
         return self.head(pooled)
 
 
-@fill_doc
 def make_text_classifier(*, lr=2e-5, max_epochs=3, batch_size=32, weight_decay=0.0,
                          device="cpu", random_state=None, verbose=0, **kwargs):
     """A skorch classifier fine-tuning :class:`TextClassifier` (Adam, one-cycle schedule).
@@ -215,12 +213,21 @@ def make_text_classifier(*, lr=2e-5, max_epochs=3, batch_size=32, weight_decay=0
         encoder's activations.
     weight_decay : float, default=0.0
         Adam's L2 weight decay (none, as in the paper's fine-tuning).
-    %(recipe.run)s
+    device : str, default="cpu"
+        Torch device of training (``"cuda"`` trains on the GPU; attribution
+        then runs there too).
+    random_state : int, RandomState instance or None, default=None
+        Makes training repeatable without touching the global torch RNG.
+    verbose : int, default=0
+        skorch's per-epoch log when positive.
     **kwargs
         Other :class:`skorch.NeuralNetClassifier` parameters (e.g.
         ``module__model_path``).
 
-    %(recipe.returns)s
+    Returns
+    -------
+    net : SeededNeuralNetClassifier
+        The unfitted net.
 
     Examples
     --------
