@@ -131,7 +131,7 @@ def test_conv_fast_path_matches_reference_with_stride_dilation_and_groups():
     assert plan.generic.names == ["grouped.weight", "grouped.bias"]
     assert plan.generic is not None
     expected = reference_gradients(module, X, y)
-    got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
+    got = flat_in_param_order(plan, _engine._passes.per_sample_gradients(plan, X, y), module)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     labels = np.array([0, 1, 1, 2, 0, 2, 2, 1, 0])
     groups = flat_in_param_order(plan, _engine.group_gradients(plan, X, y, labels, 3,
@@ -147,7 +147,7 @@ def test_conv_fast_path_matches_reference_with_stride_dilation_and_groups():
 def test_per_sample_gradients_match_one_backward_per_sample(case):
     module, plan, X, y = case
     expected = reference_gradients(module, X, y)
-    got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
+    got = flat_in_param_order(plan, _engine._passes.per_sample_gradients(plan, X, y), module)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -177,7 +177,7 @@ def test_group_gradients_with_very_unequal_groups():
 def test_loss_gradient_is_the_mean_of_per_sample_gradients(case):
     module, plan, X, y = case
     got = plan.flatten(_engine.loss_gradient(plan, X, y, batch_size=10))
-    mean = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module).mean(0)
+    mean = flat_in_param_order(plan, _engine._passes.per_sample_gradients(plan, X, y), module).mean(0)
     torch.testing.assert_close(plan.to_param_grads([got])[next(iter(plan.params))].reshape(-1)
                                if False else got,
                                plan.flatten(plan.from_param_grads(
@@ -196,7 +196,7 @@ def _unflatten_param_order(plan, module, flat):
 
 def test_gradient_dots_equal_explicit_dot_products(case):
     module, plan, X, y = case
-    per_sample = plan.flatten(_engine.per_sample_gradients(plan, X, y))
+    per_sample = plan.flatten(_engine._passes.per_sample_gradients(plan, X, y))
     directions = torch.randn(4, plan.n_params, generator=torch.Generator().manual_seed(3))
     blocks = [
         t for t in plan.from_param_grads(
@@ -218,7 +218,7 @@ def test_linear_and_generic_paths_agree_on_a_linear_net():
     generic = GradientPlan(module, per_sample_loss, fast.params, [],
                            GenericBlock(list(fast.params), list(fast.params.values())))
     ref = reference_gradients(module, X, y)
-    torch.testing.assert_close(generic.flatten(_engine.per_sample_gradients(generic, X, y)), ref,
+    torch.testing.assert_close(generic.flatten(_engine._passes.per_sample_gradients(generic, X, y)), ref,
                                rtol=1e-4, atol=1e-6)
     v = ref.mean(0, keepdim=True)
     dots_generic = _engine.gradient_dots(generic, X, y, [v])
@@ -237,7 +237,7 @@ def test_projection_of_group_sums_equals_sum_of_projections(case):
         grouped, torch.zeros(5, 24).index_add_(0, torch.as_tensor(labels), per_sample),
         rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fisher, per_sample.T @ per_sample, rtol=1e-4, atol=1e-4)
-    dense = projector.dense(_engine.per_sample_gradients(plan, X, y))
+    dense = projector.dense(_engine._passes.per_sample_gradients(plan, X, y))
     torch.testing.assert_close(per_sample, dense, rtol=1e-4, atol=1e-5)
 
 
@@ -294,7 +294,7 @@ def test_projected_inner_products_equal_exact_ones_on_average(case):
     # the origin (1 +/- 0.1) and its relative error (< 15%). Measured: slopes
     # 0.93-1.06, errors <= 0.09.
     module, plan, X, y = case
-    blocks = _engine.per_sample_gradients(plan, X, y)
+    blocks = _engine._passes.per_sample_gradients(plan, X, y)
     exact = [(b.flatten(1) @ b.flatten(1).T).double() for b in blocks]
     n_seeds, sums = 1000, [0.0] * len(blocks)
     for seed in range(n_seeds):
@@ -334,7 +334,7 @@ def test_projection_is_seeded_and_device_independent():
     (11, [10, 1], [10, 1]),
 ])
 def test_allocate_components(n_components, sizes, expected):
-    alloc = _engine.allocate_components(sizes, n_components)
+    alloc = _engine._projection.allocate_components(sizes, n_components)
     assert sum(alloc) == n_components
     assert all(a <= s for a, s in zip(alloc, sizes))
     assert alloc == expected
@@ -342,7 +342,7 @@ def test_allocate_components(n_components, sizes, expected):
 
 def test_allocate_components_rejects_more_components_than_parameters():
     with pytest.raises(ValueError, match="n_components=12 exceeds"):
-        _engine.allocate_components([5, 6], 12)
+        _engine._projection.allocate_components([5, 6], 12)
 
 
 def test_linear_called_twice_and_tied_weights():
@@ -364,7 +364,7 @@ def test_linear_called_twice_and_tied_weights():
     plan = _engine.make_plan(module, per_sample_loss, X[:5])
     assert [b.module_name for b in plan.hook_blocks] == ["inner"]
     expected = reference_gradients(module, X, y)
-    got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
+    got = flat_in_param_order(plan, _engine._passes.per_sample_gradients(plan, X, y), module)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
@@ -374,12 +374,12 @@ def test_linear_called_twice_and_tied_weights():
     (["2", "4.bias"], ["2.weight", "2.bias", "4.bias"]),
 ])
 def test_select_parameters(subset, expected):
-    assert list(_engine.select_parameters(mlp(), subset)) == expected
+    assert list(_engine._plan.select_parameters(mlp(), subset)) == expected
 
 
 def test_select_parameters_rejects_unknown_names():
     with pytest.raises(ValueError, match="'nope' matches no trainable parameter"):
-        _engine.select_parameters(mlp(), ["nope"])
+        _engine._plan.select_parameters(mlp(), ["nope"])
 
 
 def test_parameter_subset_gradients_match_reference():
@@ -387,13 +387,13 @@ def test_parameter_subset_gradients_match_reference():
     X, y = data()
     plan = _engine.make_plan(module, per_sample_loss, X[:5], param_subset=["2.weight", "4"])
     expected = reference_gradients(module, X, y, names={"2.weight", "4.weight", "4.bias"})
-    got = flat_in_param_order(plan, _engine.per_sample_gradients(plan, X, y), module)
+    got = flat_in_param_order(plan, _engine._passes.per_sample_gradients(plan, X, y), module)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_chunk_layout_cuts_long_groups_and_pads_short_ones():
     labels = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 1, 2])
-    layout = _engine.ChunkLayout.from_sorted_labels(labels)
+    layout = _engine._passes.ChunkLayout.from_sorted_labels(labels)
     # the longest group would triple the padded size, so groups are cut at the mean length
     assert layout.cap == 4
     assert layout.n_chunks == 4
@@ -438,7 +438,7 @@ def test_gram_accumulator_over_batches_that_straddle_its_buffer(width, monkeypat
     # a buffer of 3 rows: batches of 4 and 2 rows cross its edge in every way
     monkeypatch.setattr(_gram, "MAX_BUFFER_ENTRIES", 3 * width)
     rows = torch.randn(23, width, dtype=torch.float64)
-    acc = _engine.GramAccumulator(width, dtype=rows.dtype, device=rows.device)
+    acc = _engine._gram.GramAccumulator(width, dtype=rows.dtype, device=rows.device)
     for start, stop in [(0, 4), (4, 6), (6, 7), (7, 19), (19, 23)]:
         acc.add(rows[start:stop])
     torch.testing.assert_close(acc.result(), rows.T @ rows)

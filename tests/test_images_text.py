@@ -36,7 +36,7 @@ def test_resnet_gradients_use_the_hook_path_and_match_autograd():
     loss = lambda out, t: torch.nn.functional.cross_entropy(out, t, reduction="none")  # noqa
     plan = _engine.make_plan(module, loss, X)
     assert plan.generic is None  # convolutions, batch norms and the head all hooked
-    got = plan.to_param_grads(_engine.per_sample_gradients(plan, X, y))
+    got = plan.to_param_grads(_engine._passes.per_sample_gradients(plan, X, y))
     for i in range(len(y)):
         expected = torch.autograd.grad(loss(module(X[i:i + 1]), y[i:i + 1]).sum(),
                                        list(module.parameters()))

@@ -7,6 +7,9 @@ generic block, ``_projection`` for the seeded (factorised) projections,
 ``_curvature`` and ``_kfac`` for the inverse-curvature solvers of influence,
 ``_kmeans`` and ``_assign`` for the groupers' scalable K-Means and streaming
 assignment, and ``_budget`` for ``batch_size="auto"``.
+
+``__all__`` holds what the rest of skggda composes (every other package reaches
+the engine through it); what only the tests use is imported from its module.
 """
 
 from ._assign import CenterIndex, Whitening, anchors_of, repair_empty
@@ -16,7 +19,6 @@ from ._curvature import (
     Solution,
     conjugate_gradient,
     dense_hessian,
-    hessian_vector_products,
     lissa,
     solve_dense,
     solve_kernel,
@@ -31,60 +33,47 @@ from ._data import (
     take,
     to_device,
 )
-from ._features import find_head, penultimate_representations, preactivation_gradients
-from ._gram import GramAccumulator, gram
-from ._kfac import HEURISTIC_DAMPING, DiagonalBlock, KFACPreconditioner, KroneckerBlock, fit_kfac
-from ._kmeans import KMeansResult, center_distances, kmeans, nearest_center
+from ._features import penultimate_representations, preactivation_gradients
+from ._gram import gram
+from ._kfac import DiagonalBlock, KFACPreconditioner, KroneckerBlock, fit_kfac
+from ._kmeans import center_distances, kmeans
 from ._passes import (
-    ChunkLayout,
-    evaluating,
     function_gradient,
     gradient_dots,
     group_gradients,
     iter_per_sample_gradients,
     loss_gradient,
-    per_sample_gradients,
     per_sample_statistics,
     projected_gradients,
     sample_values,
 )
-from ._plan import GradientPlan, make_plan, probe_batch, select_parameters
-from ._precision import accumulation_dtype, at_least_float32
-from ._projection import Projector, allocate_components
+from ._plan import make_plan, probe_batch
+from ._precision import accumulation_dtype
+from ._projection import Projector
 
 __all__ = [
-    "HEURISTIC_DAMPING",
     "MAX_DENSE_PARAMS",
     "CenterIndex",
-    "ChunkLayout",
     "DiagonalBlock",
-    "GradientPlan",
-    "GramAccumulator",
     "IndexedRows",
     "KFACPreconditioner",
     "KroneckerBlock",
-    "KMeansResult",
     "Projector",
     "Solution",
     "Whitening",
     "accumulation_dtype",
     "activation_floats",
-    "allocate_components",
     "anchors_of",
-    "at_least_float32",
     "auto_batch_size",
     "center_distances",
     "conjugate_gradient",
     "dense_hessian",
-    "evaluating",
-    "find_head",
     "fit_kfac",
     "forward",
     "function_gradient",
     "gradient_dots",
     "gram",
     "group_gradients",
-    "hessian_vector_products",
     "iter_per_sample_gradients",
     "kmeans",
     "lissa",
@@ -93,9 +82,7 @@ __all__ = [
     "module_device",
     "module_dtype",
     "n_samples",
-    "nearest_center",
     "penultimate_representations",
-    "per_sample_gradients",
     "per_sample_statistics",
     "preactivation_gradients",
     "probe_batch",
@@ -103,7 +90,6 @@ __all__ = [
     "repair_empty",
     "rows",
     "sample_values",
-    "select_parameters",
     "solve_dense",
     "solve_kernel",
     "take",
