@@ -20,8 +20,8 @@ ROOT = Path(skggda.__file__).parent
 FLOORS = {
     "_engine": 0,
     "utils": 1,
+    "datasets": 1,
     "models": 2,
-    "datasets": 2,
     "properties": 3,
     "attribution": 4,
     "grouping": 4,
