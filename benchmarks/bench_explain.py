@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skggda.datasets import get_data_home
+from skggda.datasets._home import get_data_home
 from skggda.cli._explain import build_parser, load_data, make_model
 
 TARGET, FLIP = "RiskPerformance", {"Good": "Bad", "Bad": "Good"}

@@ -60,12 +60,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skggda import GradKMeansGrouper, InfluenceAttributor, TracInAttributor, TRAKAttributor
 from skggda.datasets import load_mnist
-from skggda.metrics import (
-    DatamodelRetrainings,
-    datamodel_retrainings,
-    lds_from_retrainings,
-    random_subsets,
-)
+from skggda.metrics import datamodel_retrainings, lds_from_retrainings
+from skggda.metrics._datamodels import DatamodelRetrainings, random_subsets
 from skggda.models import make_classifier
 
 RECIPES = {

@@ -11,7 +11,7 @@ forward+backward epoch over the same data"):
   Target: aggregate TracIn <= 4 L at every group size.
 * ``text``: the MiniLM pair classifier on QNLI pairs (or random tokens when
   the data folder is missing), ``--max-length`` tokens. Attribution of the
-  last encoder block and the head (``skggda.models.LAST_BLOCK``); L is one
+  last encoder block and the head (``skggda.models.TEXT_LAST_BLOCK``); L is one
   forward+backward epoch of the *whole* model (its own). Target: last-block
   TracIn <= 3 L at every group size.
 
@@ -73,7 +73,7 @@ def image_workload(args, device):
 
 
 def text_workload(args, device):
-    from skggda.models import LAST_BLOCK, PairTokenizer, make_text_classifier
+    from skggda.models import TEXT_LAST_BLOCK, PairTokenizer, make_text_classifier
 
     n = args.n
     try:
@@ -92,8 +92,8 @@ def text_workload(args, device):
     net.fit(tokens[:128], y[:128])
     return dict(name=f"MiniLM pair classifier on {n} {source}, {args.max_length} tokens",
                 net=net, X=tokens[:n], y=y[:n], X_test=tokens[n:], y_test=y[n:],
-                subset=list(LAST_BLOCK), target=3.0, L_module=net.module_,
-                subsets={"last block + head": list(LAST_BLOCK), "head only": "last"})
+                subset=list(TEXT_LAST_BLOCK), target=3.0, L_module=net.module_,
+                subsets={"last block + head": list(TEXT_LAST_BLOCK), "head only": "last"})
 
 
 def grouped(group_size):

@@ -40,7 +40,8 @@ from sklearn.frozen import FrozenEstimator
 
 from _harness import timed
 from skggda import GradKMeansGrouper, TracInAttributor
-from skggda.experiments import GridConfig, load_dataset
+from skggda.experiments import GridConfig
+from skggda.experiments._grid import load_dataset
 from skggda.metrics import flip_labels
 from skggda.experiments._baselines import CLEANLAB_MISSING, cleanlab_label_quality
 from skggda.experiments._grid import make_net

@@ -29,14 +29,12 @@ from .models._loss import PerSampleLoss
 
 __all__ = [
     "ClassLoss",
-    "EvaluationData",
     "FairnessGap",
     "Margin",
     "MeanLoss",
     "MeanPrediction",
     "Property",
     "SmoothAccuracy",
-    "make_property",
 ]
 
 
@@ -568,7 +566,6 @@ def resolve_property(spec) -> Property:
     if callable(spec):
         return make_property(spec)
     raise TypeError(f"property must be a name, a Property or a callable, got {spec!r}.")
-
 
 
 def check_property_task(spec, *, regression):

@@ -65,7 +65,7 @@ def test_grid_retrains_the_baselines_once_per_seed_and_task(monkeypatch):
 
 
 def test_stratified_pruning_keeps_the_class_balance(tmp_path, capsys):
-    from skggda.experiments import load_dataset
+    from skggda.experiments._grid import load_dataset
     from skggda.cli._grid import build_parser, config_from_args
 
     out = tmp_path / "strat"
@@ -241,7 +241,7 @@ def test_single_seed_grid_from_the_command_line_prints_no_zero_error(tmp_path, c
 def test_single_seed_removal_result_prints_no_zero_error():
     import numpy as np
 
-    from skggda.metrics import RemovalResult
+    from skggda.metrics._removal import RemovalResult
 
     result = RemovalResult(np.array([0.5]), np.array([0.7]), np.array([0.0]),
                            np.array([0.72]), np.array([0.0]), 0.74, 0.0,

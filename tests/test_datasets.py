@@ -13,13 +13,13 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from skggda.datasets import (
-    get_data_home,
     load_heloc,
     load_mnist,
     load_qnli_dev,
     load_tabular_fallback,
     make_heloc_like,
 )
+from skggda.datasets._home import get_data_home
 from skggda.datasets._heloc import HELOC_FEATURE_NAMES
 
 #: The real data: SKGGDA_DATA if set, else ../shared/data next to the repository.

@@ -15,10 +15,21 @@ import pytest
 
 from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, RandomGrouper,
                     ReprKMeansGrouper, TracInAttributor, TRAKAttributor)
-from skggda.metrics import (make_lds_scorer, make_pruning_scorer, make_retraining_scorer,
-                            pruning_score, removal_baselines, removal_score, retraining_score)
-from skggda.models import (make_classifier, make_regressor, make_resnet_classifier,
-                           make_text_classifier)
+from skggda.metrics import (
+    make_lds_scorer,
+    make_pruning_scorer,
+    make_retraining_scorer,
+    pruning_score,
+    removal_baselines,
+    removal_score,
+    retraining_score,
+)
+from skggda.models import (
+    make_classifier,
+    make_regressor,
+    make_resnet_classifier,
+    make_text_classifier,
+)
 
 assert_docstring_consistency = pytest.importorskip(
     "sklearn.utils._testing").assert_docstring_consistency

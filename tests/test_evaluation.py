@@ -17,11 +17,10 @@ from skggda.metrics import (
     make_lds_scorer,
     make_pruning_scorer,
     make_retraining_scorer,
-    points_to_remove,
     pruning_score,
-    removal_order,
     retraining_score,
 )
+from skggda.metrics._orders import points_to_remove, removal_order
 
 from conftest import make_problem, tiny_net
 
@@ -275,7 +274,8 @@ def test_noisy_grid_has_a_cleanlab_row_with_its_cost():
     from cleanlab.rank import get_label_quality_scores
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from skggda.experiments import load_dataset, run_grid
+    from skggda.experiments import run_grid
+    from skggda.experiments._grid import load_dataset
     from skggda.metrics import flip_labels
     from skggda.experiments._grid import make_net
 
@@ -320,7 +320,8 @@ def detection_auc(scores, flipped):
 
 @pytest.mark.parametrize("detector, checkpoints", [("train-loss", "last"), ("self", "all")])
 def test_noisy_detectors_rank_by_their_own_scores(detector, checkpoints):
-    from skggda.experiments import load_dataset, run_grid
+    from skggda.experiments import run_grid
+    from skggda.experiments._grid import load_dataset
     from skggda.metrics import flip_labels
     from skggda.experiments._config import SELF_INFLUENCE_COMPONENTS
     from skggda.experiments._grid import make_net

@@ -90,13 +90,13 @@ def test_tokenizer_packs_ids_mask_and_types(text_pairs):
 
 
 def test_text_classifier_through_tracin_and_grad_kmeans(text_pairs):
-    from skggda.models import LAST_BLOCK, make_text_classifier
+    from skggda.models import TEXT_LAST_BLOCK, make_text_classifier
 
     pairs, y, tokenizer = text_pairs
     tokens = tokenizer.transform(pairs)
     net = make_text_classifier(max_epochs=1, batch_size=8, random_state=0).fit(tokens, y)
     attr = TracInAttributor(FrozenEstimator(net), grouper=GradKMeansGrouper(group_size=5),
-                            param_subset=LAST_BLOCK, random_state=0).fit(tokens, y)
+                            param_subset=TEXT_LAST_BLOCK, random_state=0).fit(tokens, y)
     plan = attr._make_plan(net, tokens)
     assert plan.generic is None  # attention linears and layer norms are hooked
     scores = attr.score_groups(tokens[:10], y[:10])

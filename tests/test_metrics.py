@@ -52,7 +52,7 @@ def test_tied_scores_give_the_expected_curve_whatever_the_group_ids():
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_scores_are_rejected(bad):
-    from skggda.metrics import points_to_remove
+    from skggda.metrics._orders import points_to_remove
 
     with pytest.raises(ValueError, match="1 NaN or infinite values"):
         noisy_label_auc([0.0, bad], [0, 1], [True, False])
@@ -61,7 +61,7 @@ def test_non_finite_scores_are_rejected(bad):
 
 
 def _hand_made_retrainings():
-    from skggda.metrics import DatamodelRetrainings
+    from skggda.metrics._datamodels import DatamodelRetrainings
 
     # four subsets of three groups; two evaluation samples
     kept = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 0, 0]], dtype=bool)
@@ -113,7 +113,7 @@ def _harmful_case():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_harmful_then_random_removes_the_harmful_then_tops_up_each_class(seed):
-    from skggda.metrics import harmful_then_random
+    from skggda.metrics._orders import harmful_then_random
 
     scores, labels, classes = _harmful_case()
     removed = harmful_then_random(scores, labels, 0.5, classes, max_harmful=1.0,
@@ -125,7 +125,7 @@ def test_harmful_then_random_removes_the_harmful_then_tops_up_each_class(seed):
 
 
 def test_harmful_then_random_caps_the_harmful_share():
-    from skggda.metrics import harmful_then_random
+    from skggda.metrics._orders import harmful_then_random
 
     scores, labels, classes = _harmful_case()
     picks = [set(harmful_then_random(scores, labels, 0.5, classes, max_harmful=0.1,
@@ -138,7 +138,7 @@ def test_harmful_then_random_caps_the_harmful_share():
 
 
 def test_harmful_then_random_stops_at_the_fraction():
-    from skggda.metrics import harmful_then_random
+    from skggda.metrics._orders import harmful_then_random
 
     scores, labels, classes = _harmful_case()
     removed = harmful_then_random(scores, labels, 0.1, classes, max_harmful=1.0)

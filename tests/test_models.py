@@ -7,7 +7,8 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from skggda.models import MLP, CheckpointRecorder, SeededNeuralNetClassifier, make_classifier
+from skggda.models import MLP, SeededNeuralNetClassifier, make_classifier
+from skggda.models._callbacks import CheckpointRecorder
 
 from conftest import make_problem
 
@@ -139,7 +140,7 @@ def test_one_cycle_schedule_counts_training_batches_and_ends_at_its_minimum():
 def test_one_cycle_steps_from_the_rows_of_dict_inputs_and_at_least_one_batch():
     from types import SimpleNamespace
 
-    from skggda.models import OneCycleSchedule
+    from skggda.models._callbacks import OneCycleSchedule
 
     def total_steps(X, batch_size, max_epochs=3):
         param = torch.zeros(1, requires_grad=True)
@@ -182,7 +183,7 @@ def _diverging_net(loss, weight=1.0):
 
 
 def test_divergence_check_looks_at_the_loss_and_at_the_weights():
-    from skggda.models import DivergenceCheck
+    from skggda.models._callbacks import DivergenceCheck
 
     check = DivergenceCheck()
     check.on_epoch_end(_diverging_net(0.5))  # finite: nothing to say

@@ -38,7 +38,8 @@ from skggda import (
 )
 from skggda._engine import Projector, make_plan
 from skggda.metrics import retraining_score
-from skggda.models import ConvertedModel, SklearnLoss, to_torch
+from skggda.models import ConvertedModel
+from skggda.models._sklearn import SklearnLoss, to_torch
 from skggda.models._loss import PerSampleLoss
 
 N = 150

@@ -151,7 +151,7 @@ class InfluenceAttributor(BaseAttributor):
     param_subset : "all", "last" or list of str, default="all"
         Parameters to differentiate: all trainable ones, those of the last
         layer, or the named parameters / modules (e.g.
-        :data:`~skggda.models.LAST_BLOCK` for the text classifier).
+        :data:`~skggda.models.TEXT_LAST_BLOCK` for the text classifier).
     batch_size : int or "auto", default="auto"
         Samples per batch in the gradient passes; bounds memory. ``"auto"``
         takes the largest power of two whose activations, their gradients

@@ -9,7 +9,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _engine
-from ..models import CheckpointRecorder
+from ..models._callbacks import CheckpointRecorder
 from ..utils._distributed import training_pass
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
@@ -89,7 +89,7 @@ class TracInAttributor(BaseAttributor):
     param_subset : "all", "last" or list of str, default="all"
         Parameters to differentiate: all trainable ones, those of the last
         layer, or the named parameters / modules (e.g.
-        :data:`~skggda.models.LAST_BLOCK` for the text classifier).
+        :data:`~skggda.models.TEXT_LAST_BLOCK` for the text classifier).
     batch_size : int or "auto", default="auto"
         Samples per batch in the gradient passes; bounds memory. ``"auto"``
         takes the largest power of two whose activations, their gradients

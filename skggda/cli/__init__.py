@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["main"]
-
-
 def main(argv=None) -> int:
     """Run the command; returns its exit status.
 

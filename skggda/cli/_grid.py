@@ -19,10 +19,7 @@ import argparse
 from dataclasses import fields
 
 from .. import __version__
-from ..experiments import _config as choices
-from ..metrics import PRUNING_ORDERS
 from ..experiments import (
-    ConfigError,
     GridConfig,
     format_tables,
     plot_runtime_fidelity,
@@ -30,7 +27,9 @@ from ..experiments import (
     summarize,
     write_files,
 )
-
+from ..experiments import _config as choices
+from ..experiments._checks import ConfigError
+from ..metrics._orders import PRUNING_ORDERS
 from ._types import components, fraction, positive_ints
 
 _DEFAULTS = GridConfig()

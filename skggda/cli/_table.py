@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from ..experiments import ConfigError
+from ..experiments._checks import ConfigError
 
 #: A numeric target with at most this many distinct values, all integers, is a
 #: class label (0/1, ratings 1-5, ...); any other numeric target is regressed.

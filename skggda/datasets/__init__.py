@@ -6,18 +6,15 @@ the environment variable ``SKGGDA_DATA``, else ``~/skggda_data``) and say
 which file they miss. The fallbacks need no file.
 """
 
-from ._fallbacks import load_tabular_fallback, make_cifar_like, make_heloc_like
+from ._fallbacks import load_tabular_fallback, make_heloc_like
 from ._heloc import load_heloc
-from ._home import get_data_home
 from ._mnist import load_mnist
 from ._qnli import load_qnli_dev
 
 __all__ = [
-    "get_data_home",
     "load_heloc",
     "load_mnist",
     "load_qnli_dev",
     "load_tabular_fallback",
-    "make_cifar_like",
     "make_heloc_like",
 ]

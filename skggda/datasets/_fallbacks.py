@@ -195,7 +195,7 @@ def make_cifar_like(n_samples=2000, *, flatten=False, random_state=0):
 
     Examples
     --------
-    >>> from skggda.datasets import make_cifar_like
+    >>> from skggda.datasets._fallbacks import make_cifar_like
     >>> data = make_cifar_like(n_samples=50)
     >>> data.X_train.shape, data.X_test.shape
     ((50, 3, 32, 32), (200, 3, 32, 32))

@@ -50,7 +50,7 @@ def get_data_home(data_home=None):
 
     Examples
     --------
-    >>> from skggda.datasets import get_data_home
+    >>> from skggda.datasets._home import get_data_home
     >>> get_data_home("/data/skggda").name
     'skggda'
     """

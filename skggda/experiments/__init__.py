@@ -8,16 +8,13 @@ turn them into the paper's tables, files and figures. The names a grid
 accepts (the command line's choices) are in ``skggda.experiments._config``.
 """
 
-from ._checks import ConfigError
-from ._grid import GridConfig, GridRecord, load_dataset, run_grid
+from ._grid import GridConfig, GridRecord, run_grid
 from ._report import format_tables, plot_runtime_fidelity, summarize, write_files
 
 __all__ = [
-    "ConfigError",
     "GridConfig",
     "GridRecord",
     "format_tables",
-    "load_dataset",
     "plot_runtime_fidelity",
     "run_grid",
     "summarize",

@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 
     Examples
     --------
-    >>> from skggda.experiments import ConfigError, GridConfig, run_grid
+    >>> from skggda.experiments import GridConfig, run_grid
+    >>> from skggda.experiments._checks import ConfigError
     >>> try:
     ...     run_grid(GridConfig(attributors=("shapley",)))
     ... except ConfigError as error:

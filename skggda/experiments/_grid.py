@@ -16,20 +16,26 @@ from sklearn.frozen import FrozenEstimator
 from tqdm.auto import tqdm
 
 from ..attribution import InfluenceAttributor, TracInAttributor, TRAKAttributor
-from ..datasets import (load_heloc, load_mnist, load_qnli_dev, load_tabular_fallback,
-                        make_cifar_like, make_heloc_like)
+from ..datasets import (
+    load_heloc,
+    load_mnist,
+    load_qnli_dev,
+    load_tabular_fallback,
+    make_heloc_like,
+)
+from ..datasets._fallbacks import make_cifar_like
 from ..metrics import (
-    PRUNING_ORDERS,
     flip_labels,
     noisy_label_auc,
     pruning_score,
     removal_baselines,
     retraining_score,
 )
+from ..metrics._orders import PRUNING_ORDERS
 from ._baselines import CLEANLAB_MISSING, cleanlab_label_quality
 from ..utils import record_timings
 from ..models import (
-    LAST_BLOCK,
+    TEXT_LAST_BLOCK,
     PairTokenizer,
     make_classifier,
     make_resnet_classifier,
@@ -72,7 +78,8 @@ def load_dataset(config):
 
     Examples
     --------
-    >>> from skggda.experiments import GridConfig, load_dataset
+    >>> from skggda.experiments import GridConfig
+    >>> from skggda.experiments._grid import load_dataset
     >>> X, y, X_test, y_test = load_dataset(GridConfig(dataset="breast_cancer"))
     >>> X.shape, X_test.shape
     ((455, 30), (114, 30))
@@ -138,7 +145,7 @@ def param_subset(config):
     """``"auto"``: the last block and the head for the text encoder, everything otherwise."""
     if config.param_subset != "auto":
         return config.param_subset
-    return list(LAST_BLOCK) if config.model == "text" else "all"
+    return list(TEXT_LAST_BLOCK) if config.model == "text" else "all"
 
 
 def make_attributor(name, net, grouper, config, seed):

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def summarize(records):
     """Mean and standard error over seeds per (task, metric, attributor, grouper, group size).
 

@@ -74,7 +74,8 @@ from ._encode import Encoder
 from ._trust import UnsafeFileError, UntrustedTypesError, untrusted
 from ._validate import check_loaded
 
-__all__ = ["UnsafeFileError", "UntrustedTypesError", "get_untrusted_types", "load", "save"]
+# UntrustedTypesError (an UnsafeFileError that lists the names) is importable from here too
+__all__ = ["UnsafeFileError", "get_untrusted_types", "load", "save"]
 
 
 def save(estimator, path, *, key=None):

@@ -184,7 +184,7 @@ def _callback_problem(node, trusted):
 
 def project_callbacks():
     """Names of skggda's own callbacks: a file may use them without being trusted."""
-    from ..models import CheckpointRecorder, DivergenceCheck, OneCycleSchedule
+    from ..models._callbacks import CheckpointRecorder, DivergenceCheck, OneCycleSchedule
 
     return {type_name(c) for c in (OneCycleSchedule, CheckpointRecorder, DivergenceCheck)}
 

@@ -79,6 +79,7 @@ def _builtin_objects():
     from .. import attribution, grouping, models, properties
     from .._engine import DiagonalBlock, KFACPreconditioner, KroneckerBlock, Whitening
     from ..attribution._kernel import KernelState
+    from ..models._callbacks import CheckpointRecorder, DivergenceCheck, OneCycleSchedule
     from ..properties import _CallableProperty
 
     skggda_types = [
@@ -87,7 +88,7 @@ def _builtin_objects():
         grouping.ReprKMeansGrouper, grouping.GradKMeansGrouper,
         models.SeededNeuralNetClassifier, models.SeededNeuralNetRegressor, models.MLP,
         models.ResNet18, models.ConvertedModel,
-        models.OneCycleSchedule, models.CheckpointRecorder, models.DivergenceCheck,
+        OneCycleSchedule, CheckpointRecorder, DivergenceCheck,
         properties.MeanLoss, properties.ClassLoss, properties.Margin,
         properties.SmoothAccuracy, properties.FairnessGap, _CallableProperty, KernelState,
         Whitening, KFACPreconditioner, KroneckerBlock, DiagonalBlock,

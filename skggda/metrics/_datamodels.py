@@ -30,7 +30,6 @@ from ..utils._targets import is_regression
 from ._retraining import _encode, _sem, fit_subset
 
 
-
 def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes):
     """Retrain on ``keep``; return the badness and per-sample badness terms (a joblib job)."""
     net = fit_subset(estimator, X, y, keep, seed, None if classes is None else len(classes))
@@ -74,7 +73,7 @@ class GroupLOOResult:
     Examples
     --------
     >>> import numpy as np
-    >>> from skggda.metrics import GroupLOOResult
+    >>> from skggda.metrics._datamodels import GroupLOOResult
     >>> result = GroupLOOResult(np.array([0.1, -0.2, 0.05]), np.zeros(3), 0.5, 1)
     >>> result.correlation([1.0, -1.0, 0.0])
     1.0
@@ -187,7 +186,7 @@ class LDSResult:
     Examples
     --------
     >>> import numpy as np
-    >>> from skggda.metrics import LDSResult
+    >>> from skggda.metrics._datamodels import LDSResult
     >>> LDSResult(0.4, 0.0, np.zeros(3), np.zeros(3), np.ones((3, 2), bool)).score
     0.4
     """
@@ -222,7 +221,7 @@ class DatamodelRetrainings:
     Examples
     --------
     >>> import numpy as np
-    >>> from skggda.metrics import DatamodelRetrainings
+    >>> from skggda.metrics._datamodels import DatamodelRetrainings
     >>> table = DatamodelRetrainings(np.array([[True, False], [False, True]]),
     ...                              np.array([0.3, 0.5]), 0.2)
     >>> table.n_subsets, table.n_groups
@@ -266,7 +265,7 @@ def random_subsets(n_groups, n_subsets, subset_fraction=0.5, random_state=None):
 
     Examples
     --------
-    >>> from skggda.metrics import random_subsets
+    >>> from skggda.metrics._datamodels import random_subsets
     >>> random_subsets(4, 3, 0.5, random_state=0).sum(1).tolist()
     [2, 2, 2]
     """
@@ -386,7 +385,8 @@ def lds_from_retrainings(scores, retrainings):
     Examples
     --------
     >>> import numpy as np
-    >>> from skggda.metrics import DatamodelRetrainings, lds_from_retrainings
+    >>> from skggda.metrics import lds_from_retrainings
+    >>> from skggda.metrics._datamodels import DatamodelRetrainings
     >>> table = DatamodelRetrainings(np.array([[True, False], [False, True], [True, True]]),
     ...                              np.array([0.5, 0.2, 0.1]), 0.1)
     >>> lds_from_retrainings([0.1, 0.4], table).score  # removing group 1 hurts most

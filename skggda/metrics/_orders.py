@@ -37,7 +37,7 @@ def removal_order(scores, labels, *, most_important=True, random_state=None):
 
     Examples
     --------
-    >>> from skggda.metrics import removal_order
+    >>> from skggda.metrics._orders import removal_order
     >>> removal_order([0.1, 0.9], [0, 0, 1], random_state=0)[0]  # group 1 goes first
     np.int64(2)
     """
@@ -88,7 +88,7 @@ def points_to_remove(scores, labels, fraction, *, most_important=True, stratify=
     --------
     Half of four points, by group score, then class by class:
 
-    >>> from skggda.metrics import points_to_remove
+    >>> from skggda.metrics._orders import points_to_remove
     >>> sorted(points_to_remove([5.0, 1.0], [0, 0, 1, 1], 0.5).tolist())
     [0, 1]
     >>> sorted(points_to_remove([5.0, 1.0], [0, 0, 1, 1], 0.5, stratify=[0, 1, 0, 1]).tolist())
@@ -158,7 +158,7 @@ def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
     --------
     One harmful point goes first, the rest is drawn by class:
 
-    >>> from skggda.metrics import harmful_then_random
+    >>> from skggda.metrics._orders import harmful_then_random
     >>> removed = harmful_then_random([-1.0, 2.0, 3.0, 1.0], [0, 1, 2, 3], 0.5,
     ...                               [0, 0, 1, 1], max_harmful=0.25, random_state=0)
     >>> removed.tolist()  # the harmful point 0, then one point of class 1 at random

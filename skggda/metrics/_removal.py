@@ -79,7 +79,7 @@ class RemovalResult:
     Examples
     --------
     >>> import numpy as np
-    >>> from skggda.metrics import RemovalResult
+    >>> from skggda.metrics._removal import RemovalResult
     >>> result = RemovalResult(np.array([0.5]), np.array([0.7]), np.array([0.01]),
     ...                        np.array([0.72]), np.array([0.01]), 0.74, 0.0,
     ...                        np.array([[0.5, 0.5]]), 2, False)

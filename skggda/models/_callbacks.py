@@ -9,7 +9,6 @@ import torch
 from skorch.callbacks import Callback
 
 
-
 class OneCycleSchedule(Callback):
     """PyTorch's ``OneCycleLR`` stepped every batch, peaking at the net's ``lr``.
 
@@ -25,7 +24,8 @@ class OneCycleSchedule(Callback):
 
     Examples
     --------
-    >>> from skggda.models import OneCycleSchedule, make_classifier
+    >>> from skggda.models import make_classifier
+    >>> from skggda.models._callbacks import OneCycleSchedule
     >>> net = make_classifier((8,), callbacks=[("warmup", OneCycleSchedule(pct_start=0.1))])
     >>> [name for name, _ in net.callbacks]
     ['warmup', 'one_cycle']
@@ -127,7 +127,8 @@ class CheckpointRecorder(Callback):
     Every epoch's weights, recorded during training:
 
     >>> import numpy as np
-    >>> from skggda.models import CheckpointRecorder, make_classifier
+    >>> from skggda.models import make_classifier
+    >>> from skggda.models._callbacks import CheckpointRecorder
     >>> X = np.random.RandomState(0).normal(size=(64, 3)).astype("float32")
     >>> y = (X[:, 0] > 0).astype("int64")
     >>> recorder = CheckpointRecorder()
@@ -202,7 +203,8 @@ class DivergenceCheck(Callback):
     A learning rate far too high stops the training with an error:
 
     >>> import numpy as np
-    >>> from skggda.models import DivergenceCheck, make_classifier
+    >>> from skggda.models import make_classifier
+    >>> from skggda.models._callbacks import DivergenceCheck
     >>> X = np.random.RandomState(0).normal(size=(64, 3)).astype("float32")
     >>> y = (X[:, 0] > 0).astype("int64")
     >>> net = make_classifier((4,), max_epochs=2, lr=1e30, random_state=0,

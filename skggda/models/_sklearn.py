@@ -83,7 +83,7 @@ class Conversion:
     --------
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from skggda.models import to_torch
+    >>> from skggda.models._sklearn import to_torch
     >>> X = np.random.RandomState(0).normal(size=(40, 2))
     >>> conversion = to_torch(LogisticRegression(C=0.25).fit(X, X[:, 0] > 0), n_samples=40)
     >>> type(conversion.module).__name__, conversion.penalty  # 1 / (C n)
@@ -106,7 +106,7 @@ class TwoLogits(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from skggda.models import TwoLogits
+    >>> from skggda.models._sklearn import TwoLogits
     >>> TwoLogits(torch.nn.Identity())(torch.tensor([[2.0]])).tolist()
     [[0.0, 2.0]]
     """
@@ -179,7 +179,7 @@ class SklearnLoss(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from skggda.models import SklearnLoss
+    >>> from skggda.models._sklearn import SklearnLoss
     >>> loss = SklearnLoss("squared_error", "regression", scale=2.0, reduction="none")
     >>> loss(torch.tensor([[1.0], [3.0]]), torch.tensor([0.0, 1.0])).tolist()
     [1.0, 4.0]
@@ -265,7 +265,7 @@ def to_torch(model, n_samples):
     >>> import numpy as np
     >>> import torch
     >>> from sklearn.linear_model import Ridge
-    >>> from skggda.models import to_torch
+    >>> from skggda.models._sklearn import to_torch
     >>> X = np.random.RandomState(0).normal(size=(20, 2))
     >>> ridge = Ridge(alpha=5.0).fit(X, X[:, 0])
     >>> conversion = to_torch(ridge, n_samples=20)

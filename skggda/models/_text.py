@@ -25,7 +25,7 @@ from torch import nn
 from ._classifier import paper_recipe
 
 #: The last encoder block and the head: what text attribution differentiates by default.
-LAST_BLOCK = ["transformer.encoder.layer.5", "head"]
+TEXT_LAST_BLOCK = ["transformer.encoder.layer.5", "head"]
 
 
 def encoder_path(model_path=None):
@@ -155,7 +155,7 @@ class TextClassifier(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from skggda.models import TextClassifier
+    >>> from skggda.models._text import TextClassifier
     >>> net = TextClassifier(n_classes=2)  # doctest: +SKIP
     >>> tokens = torch.ones(4, 3, 16, dtype=torch.long)
     >>> net(tokens).shape  # doctest: +SKIP
