@@ -155,5 +155,20 @@ def test_pruning_orders_are_checked(problem):
     for order, most_important in (("best-first", False), ("harmful-then-random", True)):
         with pytest.raises(ValueError, match="order must be one of"):
             removal_score(tiny_net(), X, y, X_test, y_test, np.zeros(len(y)),
-                          np.arange(len(y)), [0.5], most_important=most_important,
+                          np.arange(len(y)), fractions=[0.5], most_important=most_important,
                           order=order)
+
+
+def test_public_metrics_validate_their_parameters():
+    # scikit-learn's validate_params: a value of the wrong kind is named before any work
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skggda.metrics import linear_datamodeling_score, removal_score
+
+    with pytest.raises(InvalidParameterError, match="'scores' parameter of noisy_label_auc"):
+        noisy_label_auc(0.5, np.arange(3), np.ones(3, dtype=bool))
+    X, y = np.zeros((4, 2)), np.arange(4) % 2
+    with pytest.raises(InvalidParameterError, match="'n_subsets' parameter"):
+        linear_datamodeling_score(tiny_net(), X, y, X, y, np.zeros(4), np.arange(4), n_subsets=0)
+    with pytest.raises(TypeError, match="positional"):  # options are keyword-only
+        removal_score(tiny_net(), X, y, X, y, np.zeros(4), np.arange(4), [0.5], True)

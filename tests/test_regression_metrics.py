@@ -132,7 +132,7 @@ def test_stratify_is_refused_for_a_regressor(data):
 
 def test_baselines_of_another_metric_are_refused(data):
     X, y, X_test, y_test = data
-    shared = removal_baselines(regressor(epochs=1), X, y, X_test, y_test, [0.1], n_seeds=1,
+    shared = removal_baselines(regressor(epochs=1), X, y, X_test, y_test, fractions=[0.1], n_seeds=1,
                                random_state=0, metric="r2")
     assert shared.metric == "r2"
     with pytest.raises(ValueError, match="metric"):

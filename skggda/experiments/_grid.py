@@ -374,7 +374,7 @@ def _run_task(task, config, seed, X, y, X_test, y_test, cells, bar):
     out, ensembles = [], {}
     # no removal and random removal do not depend on the scores: once per seed and task
     baselines = None if task == "noisy" else removal_baselines(
-        net, X, y_train, X_test, y_test, config.fractions[task], stratify=config.stratify,
+        net, X, y_train, X_test, y_test, fractions=config.fractions[task], stratify=config.stratify,
         n_seeds=config.retrain_seeds, n_jobs=config.n_jobs, random_state=seed)
     for attributor, grouper, group_size in cells:
         bar.set_postfix_str(f"{task} {attributor} {grouper} {group_size}")

@@ -18,11 +18,13 @@ property's badness (loss up / accuracy down) when the group is removed, so:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
 from scipy.stats import spearmanr
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
 from ..properties import property_terms, resolve_property
 from ..utils._seeding import derive_seeds
@@ -100,6 +102,20 @@ class GroupLOOResult:
         return float(spearmanr(scores, self.effect)[0])
 
 
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit"])],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "labels": ["array-like"],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="loss",
                         n_seeds=1, n_jobs=None, random_state=None):
     """Retrain without each group in turn (``n_groups + 1`` trainings per seed).
@@ -277,6 +293,23 @@ def random_subsets(n_groups, n_subsets, subset_fraction=0.5, random_state=None):
     return kept
 
 
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit"])],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "labels": ["array-like"],
+        "per_sample": ["boolean"],
+        "n_subsets": [Interval(Integral, 1, None, closed="left")],
+        "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="loss",
                           per_sample=True, n_subsets=20, subset_fraction=0.5, subsets=None,
                           n_seeds=1, n_jobs=None, random_state=None):
@@ -358,6 +391,13 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     return DatamodelRetrainings(subsets, actual[1:], actual[0])
 
 
+@validate_params(
+    {
+        "scores": ["array-like"],
+        "retrainings": [DatamodelRetrainings],
+    },
+    prefer_skip_nested_validation=True,
+)
 def lds_from_retrainings(scores, retrainings):
     """LDS of ``scores`` against a table of retrainings (no training here).
 
@@ -411,6 +451,23 @@ def lds_from_retrainings(scores, retrainings):
     return LDSResult(float(spearmanr(predicted, actual)[0]), 0.0, predicted, actual, kept)
 
 
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit"])],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "scores": ["array-like"],
+        "labels": ["array-like"],
+        "n_subsets": [Interval(Integral, 1, None, closed="left")],
+        "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *,
                               property="loss", n_subsets=20, subset_fraction=0.5, n_seeds=1,
                               n_jobs=None, random_state=None):

@@ -7,8 +7,11 @@ The same curve and area measure noisy-*target* detection for a regressor:
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import validate_params
 
 from ..utils._finite import check_finite_scores
 
@@ -18,6 +21,14 @@ UNRANKABLE = ("they cannot be ranked (a diverged solver, e.g. LiSSA: see its "
               "ConvergenceWarning).")
 
 
+@validate_params(
+    {
+        "scores": ["array-like"],
+        "labels": ["array-like"],
+        "is_noisy": ["array-like"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def detection_curve(scores, labels, is_noisy):
     """Fraction of noisy points found against fraction of points inspected.
 
@@ -71,6 +82,14 @@ def detection_curve(scores, labels, is_noisy):
     return inspected, found
 
 
+@validate_params(
+    {
+        "scores": ["array-like"],
+        "labels": ["array-like"],
+        "is_noisy": ["array-like"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def noisy_label_auc(scores, labels, is_noisy):
     """Area under the noisy-label detection curve (paper section 5.3).
 
@@ -109,6 +128,14 @@ def noisy_label_auc(scores, labels, is_noisy):
     return float(np.sum(np.diff(inspected) * (found[1:] + found[:-1]) / 2))
 
 
+@validate_params(
+    {
+        "y": ["array-like"],
+        "fraction": [Real],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def flip_labels(y, fraction=0.1, *, random_state=None):
     """Move a fraction of class labels to another class, drawn at random.
 
@@ -156,6 +183,16 @@ def flip_labels(y, fraction=0.1, *, random_state=None):
     return np.where(flipped, (y + shift) % n_classes, y), flipped
 
 
+@validate_params(
+    {
+        "y": ["array-like"],
+        "fraction": [Real],
+        "scale": [Real],
+        "direction": [str],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def corrupt_targets(y, fraction=0.1, *, scale=3.0, direction="both", random_state=None):
     """Corrupt a fraction of regression targets, as flipped labels do for a classifier.
 

@@ -25,9 +25,11 @@ a Dask cluster.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 
 from ..utils._seeding import derive_seeds
 from ._orders import (
@@ -145,7 +147,24 @@ def _removed(setup, scores, labels, fraction, most_important, order, seed):
                             stratify=setup.strata, random_state=seed)
 
 
-def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit"])],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "scores": ["array-like"],
+        "labels": ["array-like"],
+        "fractions": ["array-like"],
+        "most_important": ["boolean"],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def removal_score(estimator, X, y, X_test, y_test, scores, labels, *, fractions,
                   most_important, stratify=False, order="score", n_seeds=3, n_jobs=None,
                   random_state=None, baselines=None, metric=None):
     """Retrain without the points ranked first by ``scores``; see the module docstring.
@@ -214,7 +233,7 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions, *,
     >>> y = (X[:, 0] > 0).astype(int)
     >>> scores = rng.normal(size=80)  # an attribution, one group per point
     >>> result = removal_score(make_classifier((4,), max_epochs=2), X, y, X, y, scores,
-    ...     np.arange(80), [0.25], most_important=True, n_seeds=1, random_state=0)
+    ...     np.arange(80), fractions=[0.25], most_important=True, n_seeds=1, random_state=0)
     >>> result.accuracy.shape, result.random_accuracy.shape
     ((1,), (1,))
     """
@@ -285,7 +304,7 @@ class RemovalBaselines:
     >>> from skggda.models import make_classifier
     >>> X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
     >>> shared = removal_baselines(make_classifier((4,), max_epochs=1), X, y, X, y,
-    ...                            [0.25, 0.5], n_seeds=2, random_state=0)
+    ...                            fractions=[0.25, 0.5], n_seeds=2, random_state=0)
     >>> shared.full.shape, shared.random.shape, shared.n_samples
     ((2,), (2, 2), (60, 60))
     """
@@ -299,7 +318,21 @@ class RemovalBaselines:
     metric: str = "accuracy"
 
 
-def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=False, n_seeds=3,
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit"])],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "fractions": ["array-like"],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def removal_baselines(estimator, X, y, X_test, y_test, *, fractions, stratify=False, n_seeds=3,
                       n_jobs=None, random_state=None, metric=None):
     """No-removal and random-removal retrainings, to share between :func:`removal_score` calls.
 
@@ -354,7 +387,8 @@ def removal_baselines(estimator, X, y, X_test, y_test, fractions, *, stratify=Fa
     >>> from skggda.models import make_classifier
     >>> X, y = make_classification(80, 3, n_informative=2, n_redundant=0, random_state=1)
     >>> rng, net = np.random.RandomState(0), make_classifier((4,), max_epochs=2)
-    >>> shared = removal_baselines(net, X, y, X, y, [0.25], n_seeds=1, random_state=0)
+    >>> shared = removal_baselines(net, X, y, X, y, fractions=[0.25], n_seeds=1,
+    ...                            random_state=0)
     >>> for scores in (rng.normal(size=80), rng.normal(size=80)):  # two attributions
     ...     result = pruning_score(net, X, y, X, y, scores, np.arange(80), fractions=[0.25],
     ...                            n_seeds=1, random_state=0, baselines=shared)

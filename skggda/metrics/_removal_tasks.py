@@ -11,9 +11,29 @@ and direction (see :mod:`._removal` for how points are removed).
 
 from __future__ import annotations
 
+from numbers import Integral
+
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+
 from ._removal import removal_score
 
 
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit"])],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "scores": ["array-like"],
+        "labels": ["array-like"],
+        "fractions": ["array-like"],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
                      fractions=(0.01, 0.05, 0.10, 0.20), stratify=False, n_seeds=3,
                      n_jobs=None, random_state=None, baselines=None, metric=None):
@@ -86,12 +106,28 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
     >>> result.most_important, result.kept_class_share.shape
     (True, (1, 2))
     """
-    return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
+    return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions=fractions,
                          most_important=True, stratify=stratify, n_seeds=n_seeds,
                          n_jobs=n_jobs, random_state=random_state, baselines=baselines,
                          metric=metric)
 
 
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit"])],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "scores": ["array-like"],
+        "labels": ["array-like"],
+        "fractions": ["array-like"],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
                   fractions=(0.25, 0.50, 0.75), stratify=False, order="score", n_seeds=3,
                   n_jobs=None, random_state=None, baselines=None, metric=None):
@@ -169,7 +205,7 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     >>> result.most_important, result.fractions.tolist()
     (False, [0.5])
     """
-    return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions,
+    return removal_score(estimator, X, y, X_test, y_test, scores, labels, fractions=fractions,
                          most_important=False, stratify=stratify, order=order,
                          n_seeds=n_seeds, n_jobs=n_jobs, random_state=random_state,
                          baselines=baselines, metric=metric)

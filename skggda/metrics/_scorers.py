@@ -11,6 +11,10 @@ on the validation fold. Greater is better for every scorer, as
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval, validate_params
+
 from ..utils._targets import encode_targets
 from ._datamodels import linear_datamodeling_score
 from ._removal import removal_score
@@ -51,7 +55,8 @@ def _removal_scorer(fraction, *, most_important, stratify, n_seeds, random_state
     def scorer(estimator, X_val, y_val):
         attributor, X, y, X_val, y_val, scores = _fold(estimator, X_val, y_val)
         result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
-                               attributor.labels_, [fraction], most_important=most_important,
+                               attributor.labels_, fractions=[fraction],
+                               most_important=most_important,
                                stratify=stratify, n_seeds=n_seeds, random_state=random_state,
                                metric=metric)
         value, full = _greater_is_better(result)
@@ -62,6 +67,15 @@ def _removal_scorer(fraction, *, most_important, stratify, n_seeds, random_state
     return scorer
 
 
+@validate_params(
+    {
+        "fraction": [Real],
+        "stratify": ["boolean"],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state=0,
                         metric=None):
     """Validation accuracy after pruning the ``fraction`` least important training points.
@@ -101,6 +115,15 @@ def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state
                            random_state=random_state, metric=metric)
 
 
+@validate_params(
+    {
+        "fraction": [Real],
+        "stratify": ["boolean"],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_state=0,
                            metric=None):
     """Validation accuracy *drop* after removing the ``fraction`` most important points.
@@ -142,6 +165,14 @@ def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_st
                            random_state=random_state, metric=metric)
 
 
+@validate_params(
+    {
+        "n_subsets": [Interval(Integral, 1, None, closed="left")],
+        "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_lds_scorer(n_subsets=10, *, subset_fraction=0.5, random_state=0):
     """Linear datamodeling score of the attributor's group scores on the validation fold.
 
