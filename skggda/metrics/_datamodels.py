@@ -24,12 +24,12 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy.stats import spearmanr
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ..properties import property_terms, resolve_property
 from ..utils._seeding import derive_seeds
 from ..utils._targets import is_regression
-from ._retraining import _encode, _sem, fit_subset
+from ._retraining import RETRAINING_PARAMS, SCORED_PARAMS, _encode, _sem, fit_subset
 
 
 def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes):
@@ -104,15 +104,8 @@ class GroupLOOResult:
 
 @validate_params(
     {
-        "estimator": [HasMethods(["fit"])],
-        "X": ["array-like"],
-        "y": ["array-like"],
-        "X_test": ["array-like"],
-        "y_test": ["array-like"],
+        **RETRAINING_PARAMS,
         "labels": ["array-like"],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )
@@ -295,18 +288,11 @@ def random_subsets(n_groups, n_subsets, subset_fraction=0.5, random_state=None):
 
 @validate_params(
     {
-        "estimator": [HasMethods(["fit"])],
-        "X": ["array-like"],
-        "y": ["array-like"],
-        "X_test": ["array-like"],
-        "y_test": ["array-like"],
+        **RETRAINING_PARAMS,
         "labels": ["array-like"],
         "per_sample": ["boolean"],
         "n_subsets": [Interval(Integral, 1, None, closed="left")],
         "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )
@@ -453,18 +439,9 @@ def lds_from_retrainings(scores, retrainings):
 
 @validate_params(
     {
-        "estimator": [HasMethods(["fit"])],
-        "X": ["array-like"],
-        "y": ["array-like"],
-        "X_test": ["array-like"],
-        "y_test": ["array-like"],
-        "scores": ["array-like"],
-        "labels": ["array-like"],
+        **SCORED_PARAMS,
         "n_subsets": [Interval(Integral, 1, None, closed="left")],
         "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )

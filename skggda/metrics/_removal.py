@@ -25,11 +25,10 @@ a Dask cluster.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils._param_validation import validate_params
 
 from ..utils._seeding import derive_seeds
 from ._orders import (
@@ -38,7 +37,16 @@ from ._orders import (
     harmful_then_random,
     points_to_remove,
 )
-from ._retraining import METRICS, _encode, _sem, fit_subset, resolve_metric, test_score
+from ._retraining import (
+    METRICS,
+    RETRAINING_PARAMS,
+    SCORED_PARAMS,
+    _encode,
+    _sem,
+    fit_subset,
+    resolve_metric,
+    test_score,
+)
 
 
 @dataclass
@@ -149,18 +157,9 @@ def _removed(setup, scores, labels, fraction, most_important, order, seed):
 
 @validate_params(
     {
-        "estimator": [HasMethods(["fit"])],
-        "X": ["array-like"],
-        "y": ["array-like"],
-        "X_test": ["array-like"],
-        "y_test": ["array-like"],
-        "scores": ["array-like"],
-        "labels": ["array-like"],
+        **SCORED_PARAMS,
         "fractions": ["array-like"],
         "most_important": ["boolean"],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )
@@ -320,15 +319,8 @@ class RemovalBaselines:
 
 @validate_params(
     {
-        "estimator": [HasMethods(["fit"])],
-        "X": ["array-like"],
-        "y": ["array-like"],
-        "X_test": ["array-like"],
-        "y_test": ["array-like"],
+        **RETRAINING_PARAMS,
         "fractions": ["array-like"],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )

@@ -11,26 +11,16 @@ and direction (see :mod:`._removal` for how points are removed).
 
 from __future__ import annotations
 
-from numbers import Integral
-
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils._param_validation import validate_params
 
 from ._removal import removal_score
+from ._retraining import SCORED_PARAMS
 
 
 @validate_params(
     {
-        "estimator": [HasMethods(["fit"])],
-        "X": ["array-like"],
-        "y": ["array-like"],
-        "X_test": ["array-like"],
-        "y_test": ["array-like"],
-        "scores": ["array-like"],
-        "labels": ["array-like"],
+        **SCORED_PARAMS,
         "fractions": ["array-like"],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )
@@ -114,17 +104,8 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
 
 @validate_params(
     {
-        "estimator": [HasMethods(["fit"])],
-        "X": ["array-like"],
-        "y": ["array-like"],
-        "X_test": ["array-like"],
-        "y_test": ["array-like"],
-        "scores": ["array-like"],
-        "labels": ["array-like"],
+        **SCORED_PARAMS,
         "fractions": ["array-like"],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )

@@ -8,14 +8,32 @@ or R^2 for regressors.
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from sklearn.metrics import r2_score
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import HasMethods, Interval
 
 from ..utils._seeding import seeded_clone
 from ..utils._targets import fit_targets_for, is_regression
 
 #: Test metrics of the retrainings: whether greater is better, and for which task.
+#: ``validate_params`` constraints of every function that retrains a recipe on the
+#: training data and scores it on test data; each adds its own.
+RETRAINING_PARAMS = {
+    "estimator": [HasMethods(["fit"])],
+    "X": ["array-like"],
+    "y": ["array-like"],
+    "X_test": ["array-like"],
+    "y_test": ["array-like"],
+    "n_seeds": [Interval(Integral, 1, None, closed="left")],
+    "n_jobs": [Integral, None],
+    "random_state": ["random_state"],
+}
+#: ... and of those that also read an attribution: its scores and group labels.
+SCORED_PARAMS = {**RETRAINING_PARAMS, "scores": ["array-like"], "labels": ["array-like"]}
+
 METRICS = {"accuracy": (True, "classification"), "rmse": (False, "regression"),
            "r2": (True, "regression")}
 
