@@ -46,6 +46,7 @@ import torch
 from . import _functional
 from ._capture import HookCapture
 from ._data import forward, module_device, module_dtype
+from ._random import cpu_generator, draw
 from ._gram import add_gram_upper_, mirror_upper_
 from ._passes import _batches, evaluating
 from ._blocks import LinearBlock
@@ -204,7 +205,8 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
 
 
 def _labels_generator(plan, seed):
-    return None if seed is None else torch.Generator(module_device(plan.module)).manual_seed(seed)
+    # a CPU generator: a seed samples the same labels on every device
+    return None if seed is None else cpu_generator(seed)
 
 
 def _targets(plan, output, y_batch, generator):
@@ -214,7 +216,7 @@ def _targets(plan, output, y_batch, generator):
     # skorch's NLLLoss nets output probabilities: their loss knows the logits
     logits = plan.loss_fn.logits(output) if hasattr(plan.loss_fn, "logits") else output
     probabilities = torch.softmax(logits.detach().double(), dim=1)
-    return torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+    return draw(probabilities, 1, generator).squeeze(1)
 
 
 def _hook_calls(plan, capture, X_batch, y_batch, generator):

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ._random import cpu_generator, draw
+
 # Elements of one (segments, points, clusters) distance block held at once
 # (32 MiB of float32; a few such blocks are alive during an assignment).
 _DISTANCE_BUDGET = 1 << 23
@@ -88,7 +90,9 @@ def kmeans(X, n_clusters, *, algorithm="auto", max_iter=60, tol=1e-3, seed=0) ->
         return kmeans_1d(X, n_clusters, max_iter=max_iter, tol=tol)
     if algorithm == "auto":
         algorithm = "lloyd" if n_clusters <= _FLAT_MAX_CLUSTERS else "hierarchical"
-    generator = torch.Generator(device=X.device).manual_seed(int(seed))
+    # every draw is made on the CPU and moved: a seed gives the same clusters on
+    # every device (CUDA's generators draw other numbers than the CPU's)
+    generator = cpu_generator(seed)
     if algorithm == "lloyd":
         labels, n_iter = _segmented_lloyd(
             X, torch.zeros(n, dtype=torch.long, device=X.device), [n_clusters],
@@ -185,7 +189,7 @@ def _hierarchical(X, k, max_iter, tol, generator, depth=0):
     k1 = min(math.ceil(math.sqrt(k)), k)
     # The coarse level only has to cut the space into regions: its centers are
     # fitted on a subsample, then every point goes to its nearest region.
-    sample = torch.randperm(n, generator=generator, device=X.device)[: _COARSE_SAMPLE * k1]
+    sample = torch.randperm(n, generator=generator)[: _COARSE_SAMPLE * k1].to(X.device)
     coarse_fit, n_iter = _segmented_lloyd(
         X[sample], torch.zeros(len(sample), dtype=torch.long, device=X.device), [k1],
         max_iter, tol, generator,
@@ -437,7 +441,7 @@ def _initial_centers(problems, generator):
     """
     S, m, d = problems.data.shape
     k_max = problems.centers_valid.shape[1]
-    keys = torch.rand(S, m, generator=generator, device=problems.data.device)
+    keys = torch.rand(S, m, generator=generator).to(problems.data.device)
     shuffled = keys.masked_fill(~problems.valid, 2.0).argsort(1)  # valid points first
     sample = min(m, _SEED_SAMPLE_PER_CLUSTER * k_max)
     if S * k_max * sample * d > _SEED_BUDGET:
@@ -462,14 +466,14 @@ def _kmeans_plus_plus(problems, k_max, generator):
     weights = valid.to(data.dtype)
     rows = torch.arange(S, device=data.device)
     centers = torch.empty(S, k_max, d, dtype=data.dtype, device=data.device)
-    pick = torch.multinomial(weights, 1, generator=generator).squeeze(1)
+    pick = draw(weights, 1, generator).squeeze(1)
     centers[:, 0] = data[rows, pick]
     closest = _distances_to(problems, centers[:, :1]).squeeze(2)
     for j in range(1, k_max):
         w = closest * weights
         # problems with only duplicate points left fall back to uniform choice
         w = torch.where(w.sum(1, keepdim=True) > 0, w, weights)
-        candidates = torch.multinomial(w, trials, replacement=True, generator=generator)
+        candidates = draw(w, trials, generator, replacement=True)
         d2 = _distances_to(problems, _take(data, candidates))  # (S, m, trials)
         potential = (torch.minimum(closest[:, :, None], d2) * weights[:, :, None]).sum(1)
         best = potential.argmin(1)
