@@ -46,17 +46,44 @@ def unwrap_frozen(estimator):
 
 
 def check_fitted_net(net):
-    """Refuse a frozen net that is not fitted or whose weights are not finite."""
+    """Refuse a frozen net that is not fitted, not on its own device, or whose
+    weights are not finite (see :func:`check_net_device`)."""
     if not getattr(net, "initialized_", False) or not hasattr(net, "module_"):
         raise NotFittedError(
             "The estimator wrapped in FrozenEstimator is not fitted: train the "
             "net first, or pass it unwrapped so that fit trains a clone."
         )
+    check_net_device(net)
     name = DivergenceCheck.non_finite_parameter(net.module_)
     if name is not None:
         raise ValueError(
             f"The frozen estimator's parameter {name!r} holds NaN or inf (a diverged "
             "training?): every attribution would be NaN."
+        )
+
+
+def check_net_device(net):
+    """Refuse a fitted net whose module's parameters are not on ``net.device``.
+
+    Neither device wins: the engine computes where the module's parameters
+    are, while skorch's own paths (predictions, regression targets, the
+    clones that retraining and TRAK train) follow ``net.device``. A module
+    moved by hand (``net.module_.to("cuda")`` with ``device="cpu"`` left
+    set) would make those paths fail or silently train the clones elsewhere,
+    so a ``ValueError`` names both devices. ``device=None`` (skorch leaves
+    the module where it is) and an index-less ``"cuda"`` match any module
+    on a device of that type.
+    """
+    wanted = getattr(net, "device", None)
+    if wanted is None or not hasattr(net, "module_"):
+        return
+    wanted, actual = torch.device(wanted), module_device(net.module_)
+    if wanted.type != actual.type or wanted.index not in (None, actual.index):
+        raise ValueError(
+            f"The net's device={str(wanted)!r} differs from the device of its module's "
+            f"parameters ({str(actual)!r}): skggda computes on the parameters' device "
+            "while skorch predicts and trains clones on net.device. Move the module "
+            f"(net.module_.to({str(wanted)!r})) or set the net's device to {str(actual)!r}."
         )
 
 
@@ -218,6 +245,8 @@ def fit_or_freeze(estimator, X, y, seed: int, extra_callbacks=()) -> ResolvedNet
     scikit-learn unless it is fitted already (then it is used as is). A
     :class:`~sklearn.pipeline.Pipeline` fits (or, fitted, keeps) its first
     steps as the ``preprocessor`` and resolves its last step on their output.
+    A frozen net's module must be on ``net.device``: neither wins, a
+    ``ValueError`` names both devices (:func:`check_net_device`).
     """
     net, frozen = unwrap_frozen(estimator if estimator is not None else default_classifier())
     if not isinstance(net, NeuralNet):
@@ -311,6 +340,8 @@ def training_recipe(estimator):
     model = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
     if isinstance(model, Pipeline):
         model = model[-1]  # its first steps are fitted once, in the attributor's fit
+    if isinstance(model, NeuralNet):
+        check_net_device(model)  # its clones train on net.device
     if isinstance(model, (NeuralNet, ConvertedModel)):
         return model
     return ConvertedModel(model, random_state=model.get_params(deep=False).get("random_state"))
