@@ -4,7 +4,9 @@ All solvers work on flat vectors in the plan's ``flatten`` order and solve
 for several right-hand sides at once (``(m, p)`` in, ``(m, p)`` out). The
 curvature is that of the *mean* training loss ``H = (1/n) sum_i H_i``.
 
-* :func:`dense_hessian` -- the explicit ``p x p`` Hessian (small models);
+* :func:`dense_hessian` -- the explicit ``p x p`` Hessian (small models),
+  :func:`factor_dense` its eigendecomposition and :func:`solve_dense` the
+  (pseudo-inverse) solves from it;
 * :func:`conjugate_gradient` -- CG on ``(H + damping I) x = v`` with
   full-data Hessian-vector products;
 * :func:`lissa` -- Agarwal et al.'s stochastic Neumann series as used by
@@ -75,9 +77,19 @@ def _hvp_on_batch(plan, X_batch, y_batch):
     return vmap(product)
 
 
-def hessian_vector_products(plan, X, y, V, *, batch_size=512):
-    """``(m, p)``: products of the full-data mean-loss Hessian with the rows of ``V``."""
+def hessian_vector_products(plan, X, y, V, *, batch_size=512, max_pairs=None):
+    """``(m, p)``: products of the full-data mean-loss Hessian with the rows of ``V``.
+
+    A vectorised product holds the batch's activations once per row of
+    ``V`` it is given: its memory grows with (batch rows) x (rows of ``V``).
+    ``max_pairs`` bounds that product: batches shrink to
+    ``max_pairs // min(m, max_pairs)`` rows (at most ``batch_size``) and
+    ``V`` is split into chunks so that no product sees more pairs. ``None``
+    takes ``batch_size`` rows with all of ``V`` at once.
+    """
     n = n_samples(X)
+    if max_pairs is not None:
+        batch_size = min(batch_size, max(1, max_pairs // max(1, min(V.shape[0], max_pairs))))
     device, dtype = module_device(plan.module), module_dtype(plan.module)
     out = torch.zeros_like(V, dtype=accumulation_dtype(V.dtype))
     with evaluating(plan.module):
@@ -85,8 +97,20 @@ def hessian_vector_products(plan, X, y, V, *, batch_size=512):
             index = np.arange(start, stop)
             X_batch = to_device(take(X, index), device, dtype)
             y_batch = targets_to_device(take(y, index), device)
-            out += (stop - start) / n * _hvp_on_batch(plan, X_batch, y_batch)(V)
+            out += (stop - start) / n * _batch_hvp(plan, X_batch, y_batch, V, max_pairs)
     return out.to(V.dtype)  # a mean over batches: within the range of its terms
+
+
+def _batch_hvp(plan, X_batch, y_batch, V, max_pairs=None):
+    """``(m, p)``: the batch's mean-loss Hessian times the rows of ``V``, in chunks
+    of rows of ``V`` such that (batch rows) x (chunk rows) <= ``max_pairs``
+    (one row at a time when the batch alone exceeds it; ``None``: all at once)."""
+    m = V.shape[0]
+    chunk = m if max_pairs is None else max(1, max_pairs // max(1, n_samples(X_batch)))
+    if chunk >= m:
+        return _hvp_on_batch(plan, X_batch, y_batch)(V)
+    return torch.cat([_hvp_on_batch(plan, X_batch, y_batch)(V[start:start + chunk])
+                      for start in range(0, m, chunk)])
 
 
 def dense_hessian(plan, X, y, *, batch_size=512, chunk=256, progress=False):
@@ -113,15 +137,18 @@ _NON_POSITIVE = ("Conjugate gradients met non-positive curvature: the damped Hes
 
 
 def conjugate_gradient(plan, X, y, V, *, damping, max_iter=100, tol=1e-6, batch_size=512,
-                       progress=False):
+                       max_pairs=None, progress=False):
     """Solve ``(H + damping I) x = v`` for every row of ``V`` by conjugate gradients.
 
-    Returns a :class:`Solution`; its ``issues`` say when the damped Hessian met
-    non-positive curvature or ``tol`` was not reached in ``max_iter`` iterations.
+    ``batch_size`` and ``max_pairs`` bound the Hessian-vector products'
+    memory as in :func:`hessian_vector_products`. Returns a :class:`Solution`;
+    its ``issues`` say when the damped Hessian met non-positive curvature or
+    ``tol`` was not reached in ``max_iter`` iterations.
     """
 
     def apply(P):
-        return hessian_vector_products(plan, X, y, P, batch_size=batch_size) + damping * P
+        return (hessian_vector_products(plan, X, y, P, batch_size=batch_size,
+                                        max_pairs=max_pairs) + damping * P)
 
     x = torch.zeros_like(V)
     r = V.clone()
@@ -149,11 +176,13 @@ def conjugate_gradient(plan, X, y, V, *, damping, max_iter=100, tol=1e-6, batch_
 
 
 def lissa(plan, X, y, V, *, damping, scale, depth, repeat, batch_size, generator,
-          progress=False):
+          max_pairs=None, progress=False):
     """LiSSA estimates of ``(H + damping * scale * I)^{-1} v`` for every row of ``V``.
 
     Each of the ``depth`` steps of each of the ``repeat`` runs draws a fresh
-    minibatch of ``batch_size`` training samples. Returns a :class:`Solution`;
+    minibatch of ``batch_size`` training samples. Its products take the rows
+    of ``V`` in chunks of ``max_pairs // batch_size`` (at least one), as in
+    :func:`_batch_hvp`. Returns a :class:`Solution`;
     when the recursion diverges it stops, ``x`` is NaN and ``issues`` says
     where and why.
     """
@@ -169,7 +198,8 @@ def lissa(plan, X, y, V, *, damping, scale, depth, repeat, batch_size, generator
                 index = torch.randint(n, (min(batch_size, n),), generator=generator).numpy()
                 X_batch = to_device(take(X, index), device, dtype)
                 y_batch = targets_to_device(take(y, index), device)
-                h = V + (1 - damping) * h - _hvp_on_batch(plan, X_batch, y_batch)(h) / scale
+                product = _batch_hvp(plan, X_batch, y_batch, h, max_pairs)
+                h = V + (1 - damping) * h - product / scale
                 steps.update()
                 if _diverged(h, v_norm):
                     issue = (
@@ -237,8 +267,34 @@ def _solve_refined(A, A64, V, max_steps=5, tol=1e-10):
     return None  # too ill-conditioned for a float32 factor
 
 
-def solve_dense(H, V, damping):
-    """``(H + damping I)^{-1} v`` for a symmetric, possibly indefinite ``H``."""
-    A = (H + damping * torch.eye(H.shape[0], dtype=H.dtype, device=H.device)).double()
-    return torch.linalg.lstsq(A, V.double().T).solution.T.to(V.dtype)
+def factor_dense(H):
+    """``(eigenvalues (p,), eigenvectors (p, p))`` of a symmetric ``H``, float64, on its device.
 
+    Computed once per fitted Hessian; :func:`solve_dense` applies any damping
+    to it. An eigendecomposition, not a least-squares solve, because CUDA's
+    ``lstsq`` has only the ``gels`` driver, which assumes full rank and
+    returns garbage for a singular damped Hessian.
+    """
+    eigenvalues, eigenvectors = torch.linalg.eigh(H.double())
+    return eigenvalues, eigenvectors
+
+
+def solve_dense(eigenvalues, eigenvectors, V, damping, *, rtol=None):
+    """``(H + damping I)^+ v`` for every row of ``V``, from ``H = Q diag(w) Q^T``.
+
+    ``eigenvalues`` and ``eigenvectors`` come from :func:`factor_dense` and
+    move to ``V``'s device. An eigenvalue of the damped Hessian with
+    ``|w + damping| <= rtol * max |w + damping|`` counts as zero and its
+    component is dropped: the answer is the pseudo-inverse's (the
+    minimum-norm least-squares solution), finite for a singular Hessian with
+    ``damping=0`` (e.g. the parameters of dead ReLU units). ``rtol`` defaults
+    to ``p`` times the machine epsilon of ``V``'s dtype (at least float32),
+    the precision the Hessian was computed in. The solve is in float64.
+    """
+    w = eigenvalues.to(V.device) + damping
+    Q = eigenvectors.to(V.device)
+    if rtol is None:
+        rtol = len(w) * torch.finfo(accumulation_dtype(V.dtype)).eps
+    keep = w.abs() > rtol * w.abs().max()
+    inverse = torch.where(keep, 1 / torch.where(keep, w, 1.0), 0.0)
+    return (((V.double() @ Q) * inverse) @ Q.T).to(V.dtype)

@@ -48,7 +48,13 @@ class InfluenceAttributor(BaseAttributor):
       ``(H + damping * lissa_scale * I) x = v``). Its cost is its
       Hessian-vector products, independent of the number of groups.
     * ``"cg"``: conjugate gradients with full-data Hessian-vector products.
-    * ``"exact"``: the explicit Hessian (small models), solved directly.
+    * ``"exact"``: the explicit Hessian (small models), eigendecomposed once
+      in ``fit`` (float64, on the net's device). A damped Hessian that is
+      singular (``damping=0`` with dead ReLU units, say) is solved by its
+      pseudo-inverse: eigenvalues of ``H + damping I`` at most ``p`` times
+      the machine epsilon of the net's dtype (at least float32) times the
+      largest one in magnitude count as zero, and their directions get no
+      weight.
     * ``"ekfac"``: eigenvalue-corrected K-FAC (George et al., 2018; Grosse et
       al., 2023), as in kronfluence. Per ``nn.Linear`` and ``nn.Conv2d``, the
       Fisher is approximated by the Kronecker product of the input-activation
@@ -144,10 +150,16 @@ class InfluenceAttributor(BaseAttributor):
         LiSSA divides the Hessian by this scale so that the recursion
         converges: it should exceed the Hessian's largest eigenvalue.
     lissa_batch_size : int, default=128
-        Minibatch size of LiSSA's Hessian-vector products.
+        Minibatch size of LiSSA's Hessian-vector products. A product is
+        vectorised over the vectors solved at once (a block of test points
+        or of groups), each holding the minibatch's activations: the
+        vectors are taken in chunks so that rows times vectors stays within
+        the rows of one ``batch_size`` batch (at least one vector at a time).
     cg_max_iter : int, default=100
         Maximum conjugate-gradient iterations per solve (``solver="cg"``);
-        a solve that stops unconverged warns.
+        a solve that stops unconverged warns. Its Hessian-vector products
+        bound rows times vectors solved at once by the rows of one
+        ``batch_size`` batch: batches shrink, then the vectors are chunked.
     param_subset : "all", "last" or list of str, default="all"
         Parameters to differentiate: all trainable ones, those of the last
         layer, or the named parameters / modules (e.g.
@@ -300,7 +312,8 @@ class InfluenceAttributor(BaseAttributor):
         self._seed = seed
         plan = self._make_plan(self.estimator_, X)
         penalty = penalty_diagonal(plan, self.estimator_)
-        self._state = self._hessian = self._kfac = None
+        self._state = self._kfac = None
+        self._hessian_eigenvalues = self._hessian_eigenvectors = None
         with self._stage("curvature"):
             if self.solver == "fisher":
                 self._state = fit_kernel_state(
@@ -315,7 +328,9 @@ class InfluenceAttributor(BaseAttributor):
                     progress=self._progress("Hessian"))
                 if penalty is not None:
                     hessian = hessian + torch.diag(plan.flatten(penalty))
-                self._hessian = check_finite_state(hessian.cpu().numpy(), "Hessian entries")
+                # factored once, on the net's device, for every later solve
+                self._hessian_eigenvalues, self._hessian_eigenvectors = _engine.factor_dense(
+                    check_finite_state(hessian, "Hessian entries"))
             elif self.solver in _KRONECKER:
                 self._kfac = _engine.fit_kfac(
                     plan, X, y, corrected=self.solver == "ekfac", fisher=self._fisher_kind(),
@@ -388,12 +403,15 @@ class InfluenceAttributor(BaseAttributor):
             if self.solver in _KRONECKER:
                 return plan.flatten(self._kfac.precondition(plan.unflatten(V), damping))
             if self.solver == "exact":
-                H = torch.as_tensor(self._hessian, device=V.device, dtype=V.dtype)
-                return _engine.solve_dense(H, V, damping)
+                return _engine.solve_dense(self._hessian_eigenvalues,
+                                           self._hessian_eigenvectors, V, damping)
+            # a product vectorised over the m rows of V holds m copies of the batch's
+            # activations: batch rows x rows of V stay within one pass's batch
+            pairs = plan.batch_size(self.batch_size)
             if self.solver == "cg":
                 return warn_unconverged(_engine.conjugate_gradient(
                     plan, self._X_fit, self._y_fit, V, damping=damping + penalty,
-                    max_iter=self.cg_max_iter, batch_size=plan.batch_size(self.batch_size),
+                    max_iter=self.cg_max_iter, batch_size=pairs, max_pairs=pairs,
                     progress=self._progress("conjugate gradients"),
                 ))
             generator = torch.Generator().manual_seed(self._seed)
@@ -401,7 +419,7 @@ class InfluenceAttributor(BaseAttributor):
             return warn_unconverged(_engine.lissa(
                 plan, self._X_fit, self._y_fit, V, damping=damping,
                 scale=self.lissa_scale, depth=self.lissa_depth, repeat=self.lissa_repeat,
-                batch_size=self.lissa_batch_size, generator=generator,
+                batch_size=self.lissa_batch_size, generator=generator, max_pairs=pairs,
                 progress=self._progress("LiSSA"),
             ))
 
