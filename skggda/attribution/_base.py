@@ -17,6 +17,7 @@ import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _engine
@@ -38,6 +39,7 @@ from ..utils._state import restored_on_error
 from ..utils._timings import stage_clock, substage
 from ..utils._finite import check_finite_scores
 from ._numerics import OVERFLOW, check_property_gradient
+from ._store import QUERY_BLOCK_BYTES, extremes
 
 #: Exact group gradients for self-influence are formed this many bytes at a time.
 _GROUP_BLOCK_BYTES = 1 << 28
@@ -238,6 +240,57 @@ class BaseAttributor(BaseEstimator):
         check_is_fitted(self)
         X, y = self._property_data(X, y, allow_default=False)
         return self._timed("attribution", self._attribute, X, y)
+
+    def top_groups(self, X, y=None, *, n=10):
+        """The ``n`` groups that most help and most harm each prediction: why this prediction?
+
+        Named and shaped as scikit-learn's ``kneighbors``: one row per query.
+        The scores are those of :meth:`attribute`, computed for blocks of
+        queries and reduced to their extremes, so memory stays at one block
+        of rows whatever the number of queries. With a group store (see the
+        user guide's "Explaining predictions") a block costs its queries'
+        gradients and one matrix product.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, ...)
+            The inputs whose predictions are explained.
+        y : array-like of shape (n_queries,), default=None
+            Their labels. ``None`` explains each prediction as the model made
+            it: the loss at the class it predicts (for a classifier; a
+            regressor's loss at its own prediction is zero, so pass ``y``).
+        n : int, default=10
+            Groups returned per query and side; at most ``n_groups_``.
+
+        Returns
+        -------
+        top : Bunch
+            ``helpful_indices`` and ``helpful_scores``, ``harmful_indices`` and
+            ``harmful_scores``, each of shape ``(n_queries, n)``: group
+            indices (``groups_[j]`` is group ``j``'s label) and their scores,
+            the most helpful (highest score) and the most harmful (lowest)
+            first.
+        """
+        check_is_fitted(self)
+        if isinstance(n, bool) or not isinstance(n, Integral) or not 1 <= n <= self.n_groups_:
+            raise ValueError(f"n must be an integer in [1, n_groups_={self.n_groups_}], got {n!r}.")
+        if y is None:
+            y = self._predicted_labels(X)
+        X, y = self._property_data(X, y, allow_default=False)
+        rows = max(1, QUERY_BLOCK_BYTES // (4 * self.n_groups_))
+        parts = [extremes(self._timed("attribution", self._attribute, X[start:start + rows],
+                                      y[start:start + rows]), n)
+                 for start in range(0, len(y), rows)]
+        return Bunch(**{key: np.concatenate([part[key] for part in parts])
+                        for key in parts[0]})
+
+    def _predicted_labels(self, X):
+        """The model's own predictions for ``X``, as labels of ``classes_``."""
+        X_model = self._model_input(X)
+        classes = getattr(self, "classes_", None)
+        if classes is None:  # a regressor: its predictions
+            return np.asarray(self.estimator_.predict(X_model)).reshape(-1)
+        return np.asarray(classes)[np.asarray(self.estimator_.predict_proba(X_model)).argmax(1)]
 
     def self_influence(self):
         """Each group's influence on its own training loss: one value per group.

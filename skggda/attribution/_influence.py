@@ -14,8 +14,11 @@ from ._base import BaseAttributor
 from ._numerics import check_finite_state
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
                       property_vector, row_floats, sample_vectors)
+from ._store import attribute_with_store, build_store, keeps_store, score_with_store
 
 _TEST_BLOCK = 64
+#: Solvers with a fixed curvature: their preconditioned group gradients are stored at fit.
+_STORED = ("exact", "kfac", "ekfac")
 #: Damping of the solvers other than K-FAC / EK-FAC when ``damping=None``.
 DEFAULT_DAMPING = 1e-3
 _KRONECKER = ("kfac", "ekfac")
@@ -337,6 +340,12 @@ class InfluenceAttributor(BaseAttributor):
                     seed=seed, batch_size=plan.batch_size(self.batch_size),
                     progress=self._progress("Kronecker factors"), stage=self._stage,
                 )
+        self._group_store = None
+        itemsize = _engine.module_dtype(plan.module).itemsize
+        if self.solver in _STORED and keeps_store(self, X, plan.n_params, itemsize):
+            # (H + damping)^{-1} G_k for every group, once: attribute is then a product
+            self._group_store = build_store(
+                self, plan, precondition=lambda flat: self._inverse_hvp(plan, flat))
 
     def _checked_scores(self, scores):
         # LiSSA reports a diverged recursion by NaN scores and a ConvergenceWarning
@@ -357,6 +366,9 @@ class InfluenceAttributor(BaseAttributor):
             vector = property_vector(plan, gradient, self._projector(plan))
             with self._stage("solve"):
                 return kernel_scores(self._state, vector[None], self._damping())[0]
+        if self._group_store is not None:
+            with self._stage("dots"):
+                return score_with_store(plan, gradient, self._group_store) / len(self._y_fit)
         directions = self._inverse_hvp(plan, plan.flatten(gradient)[None])
         return self._training_dots(plan, directions)[:, 0]
 
@@ -369,6 +381,12 @@ class InfluenceAttributor(BaseAttributor):
                                                                 row_floats(plan, self.n_components)))
             with self._stage("solve"):
                 return kernel_scores(self._state, vectors, self._damping()).astype(np.float32)
+        if self._group_store is not None:
+            out = attribute_with_store(rows_plan, plan, X, y, self._group_store,
+                                       batch_size=plan.batch_size(self.batch_size, plan.n_params),
+                                       progress=self._progress("test gradients"))
+            out /= np.float32(len(self._y_fit))
+            return out
         out = np.empty((len(X), self.n_groups_), dtype=np.float32)
         for index, grads in _engine.iter_per_sample_gradients(rows_plan, X, y,
                                                               batch_size=_TEST_BLOCK):

@@ -13,6 +13,7 @@ from ..models._callbacks import CheckpointRecorder
 from ..utils._distributed import training_pass
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
+from ._store import attribute_with_store, build_store, keeps_store, score_with_store
 
 # Above this size the exact (k, p) group-gradient matrix used by `attribute`
 # is not formed; the training data is streamed once per block of test points.
@@ -202,8 +203,9 @@ class TracInAttributor(BaseAttributor):
         else:
             self._checkpoints = [(None, 1.0)]
         self._projection_seed = seed
-        self._group_features = None
+        self._group_features = self._group_store = None
         if self.n_components is None:
+            self._group_store = self._stored_group_gradients(X)
             return
         self._group_features = []
         for plan, _ in self._checkpoint_plans(X, self._checkpoints):
@@ -219,6 +221,15 @@ class TracInAttributor(BaseAttributor):
     def _projector(self, plan):
         return _engine.Projector(plan, self.n_components, self._projection_seed)
 
+    def _stored_group_gradients(self, X):
+        """Every checkpoint's exact group gradients, when all of them fit the store's budget."""
+        plans = self._checkpoint_plans(X, self._checkpoints)
+        first, _ = next(iter(plans))
+        itemsize = _engine.module_dtype(first.module).itemsize
+        if not keeps_store(self, X, first.n_params, itemsize, len(self._checkpoints)):
+            return None
+        return [build_store(self, plan) for plan, _ in self._checkpoint_plans(X, self._checkpoints)]
+
     # -- scoring --------------------------------------------------------------------
 
     def _score_groups(self, X, y):
@@ -229,6 +240,8 @@ class TracInAttributor(BaseAttributor):
                 features = torch.as_tensor(self._group_features[index], device=grad[0].device)
                 vector = self._projector(plan).dense(grad).to(features.dtype)
                 scores += weight * (features @ vector).cpu().numpy()
+            elif self._group_store is not None:
+                scores += weight * score_with_store(plan, grad, self._group_store[index])
             else:
                 dots = self._training_group_dots(plan, [g.unsqueeze(0) for g in grad])
                 scores += weight * dots[:, 0]
@@ -242,6 +255,11 @@ class TracInAttributor(BaseAttributor):
                 features = features.astype(np.float64)
                 out += weight * np.einsum("ij,ij->i", features, features)
             return out
+        if self._group_store is not None:
+            for store, (_, weight) in zip(self._group_store, self._checkpoints):
+                store = store.astype(np.float64)
+                out += weight * np.einsum("ij,ij->i", store, store)
+            return out
         for plan, weight in self._checkpoint_plans(self._X_fit, self._checkpoints):
             for groups, grads in self._group_gradient_blocks(plan):
                 flat = plan.flatten(grads).double()
@@ -253,6 +271,11 @@ class TracInAttributor(BaseAttributor):
         for index, (plan, weight) in enumerate(self._checkpoint_plans(X, self._checkpoints)):
             if self._group_features is not None:
                 part = self._attribute_projected(plan, X, y, index)
+            elif self._group_store is not None:
+                part = attribute_with_store(
+                    self._per_sample_property_plan(plan), plan, X, y, self._group_store[index],
+                    batch_size=plan.batch_size(self.batch_size, plan.n_params),
+                    progress=self._progress("test gradients"))
             elif self.n_groups_ * plan.n_params * 4 <= _MAX_GROUP_GRADIENT_BYTES:
                 part = self._attribute_exact(plan, X, y)
             else:
