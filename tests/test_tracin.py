@@ -276,3 +276,94 @@ def test_refit_without_grouper_drops_the_old_grouper(problem, frozen):
     assert attr.grouper_.labels_.shape == (len(y),)
     attr.set_params(grouper=None).fit(X, y, groups=np.arange(len(y)) % 3)
     assert not hasattr(attr, "grouper_") and attr.n_groups_ == 3
+
+
+# -- every method, every path, value by value (mutation testing: benchmarks/TESTING.md) ---
+
+
+@pytest.mark.parametrize("n_components", [None, 16])
+def test_checkpoints_all_weights_every_method_by_the_learning_rate(problem, n_components):
+    # score_groups, attribute and self_influence with checkpoints="all" are the
+    # learning-rate-weighted sums of the same attributor on each epoch's weights
+    import copy
+
+    X, y, X_test, y_test = problem
+    recipe = tiny_net(epochs=3)
+    groups = np.arange(len(y)) % 7
+    attr = TracInAttributor(recipe, checkpoints="all", n_components=n_components,
+                            random_state=0).fit(X, y, groups=groups)
+    recorder = dict(attr.estimator_.callbacks_)["skggda_checkpoints"]
+    expected = [0, 0, 0]
+    for state, lr in zip(recorder.checkpoints_, one_cycle_epoch_rates(recipe, len(y))):
+        net = copy.deepcopy(attr.estimator_)
+        net.module_.load_state_dict(state)
+        one = TracInAttributor(FrozenEstimator(net), n_components=n_components,
+                               random_state=0).fit(X, y, groups=groups)
+        for i, value in enumerate([one.score_groups(X_test, y_test),
+                                   one.attribute(X_test[:5], y_test[:5]),
+                                   one.self_influence()]):
+            expected[i] = expected[i] + lr * value.astype(np.float64)
+    got = [attr.score_groups(X_test, y_test), attr.attribute(X_test[:5], y_test[:5]),
+           attr.self_influence()]
+    for value, reference in zip(got, expected):
+        np.testing.assert_allclose(value, reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("path", ["projected", "exact", "streaming"])
+def test_attribute_is_float32_on_every_path(problem, frozen, path, monkeypatch):
+    from skggda.attribution import _tracin
+
+    X, y, X_test, y_test = problem
+    if path == "streaming":  # too many groups to hold their gradients
+        monkeypatch.setattr(_tracin, "_MAX_GROUP_GRADIENT_BYTES", 0)
+    attr = TracInAttributor(frozen, n_components=16 if path == "projected" else None,
+                            random_state=0).fit(X, y)
+    assert attr.attribute(X_test[:3], y_test[:3]).dtype == np.float32
+
+
+def test_verbose_names_each_pass_and_is_silent_by_default(problem, frozen, capsys):
+    X, y, X_test, y_test = problem
+    assert TracInAttributor(frozen).get_params()["verbose"] == 0
+    for n_components in (None, 16):
+        attr = TracInAttributor(frozen, n_components=n_components, random_state=0).fit(X, y)
+        attr.score_groups(X_test, y_test)
+        attr.attribute(X_test[:3], y_test[:3])
+    assert capsys.readouterr().err == ""
+    projected = TracInAttributor(frozen, n_components=16, verbose=1, random_state=0)
+    projected.fit(X, y)
+    assert "group gradients:" in capsys.readouterr().err
+    projected.score_groups(X_test, y_test)
+    assert "property:" in capsys.readouterr().err
+    projected.attribute(X_test[:3], y_test[:3])
+    assert "test gradients:" in capsys.readouterr().err
+    exact = TracInAttributor(frozen, verbose=1).fit(X, y)
+    exact.attribute(X_test[:3], y_test[:3])
+    err = capsys.readouterr().err
+    assert "group gradients:" in err and "test gradients:" in err
+
+
+def test_projected_fit_passes_n_jobs_and_checks_its_state(problem, frozen, monkeypatch):
+    from skggda.attribution import _tracin
+
+    X, y, _, _ = problem
+    assert TracInAttributor(frozen, n_jobs=2).get_params()["n_jobs"] == 2
+    seen, real = [], _tracin.training_pass
+
+    def spy(*args, **kwargs):  # the real pass, its features made non-finite
+        seen.append(kwargs["n_jobs"])
+        (features,) = real(*args, **kwargs)
+        return (features * float("nan"),)
+
+    monkeypatch.setattr(_tracin, "training_pass", spy)
+    with pytest.raises(ValueError, match="The projected group gradients of the training data "
+                                         "are not finite"):
+        TracInAttributor(frozen, n_components=8, n_jobs=1, random_state=0).fit(X, y)
+    assert seen == [1]
+
+
+def test_checkpoints_all_rejects_frozen_net_saying_why(problem, frozen):
+    X, y, _, _ = problem
+    with pytest.raises(ValueError, match=r"^checkpoints='all' needs the training run, but the "
+                                         r"estimator is a FrozenEstimator \(final weights only\); "
+                                         r"use checkpoints='last'\.$"):
+        TracInAttributor(frozen, checkpoints="all").fit(X, y)
