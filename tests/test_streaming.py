@@ -107,9 +107,9 @@ def test_attributors_give_the_in_memory_results(data, net, tmp_path, kind, name)
     assert isinstance(streamed._X_fit, RowReader)  # a handle, not a copy
     np.testing.assert_array_equal(streamed.labels_, reference.labels_)
     expected = reference.score_groups(X_test, y_test)
-    # in memory, exact TracIn reads its group store (float32 group sums, one float64
-    # product); a Dask pass adds float32 per-sample products in float64: a score near
-    # zero may differ in its float32 rounding
+    # in memory, exact TracIn reads its group store (float32 group sums times the
+    # property gradient); a Dask pass adds float32 per-sample products in float64: a
+    # score near zero may differ in its float32 rounding
     np.testing.assert_allclose(streamed.score_groups(X_test, y_test), expected,
                                rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(streamed.score_groups(), reference.score_groups(),

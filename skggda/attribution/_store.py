@@ -24,6 +24,7 @@ import torch
 
 from .. import _engine
 from ..utils._distributed import cluster_for
+from ._numerics import check_finite_state
 
 #: Largest store kept, in bytes (all checkpoints together).
 STORE_BYTES = 1 << 28
@@ -57,7 +58,7 @@ def build_store(attributor, plan, precondition=None):
         if store is None:  # in the module's dtype: float64 for a converted scikit-learn model
             store = np.empty((attributor.n_groups_, flat.shape[1]), dtype=_numpy_dtype(flat))
         store[groups] = flat.cpu().numpy()
-    return store
+    return check_finite_state(store, "group gradients")
 
 
 def attribute_with_store(rows_plan, plan, X, y, store, *, batch_size, progress=None):
@@ -71,18 +72,17 @@ def attribute_with_store(rows_plan, plan, X, y, store, *, batch_size, progress=N
     return out
 
 
-def score_with_store(plan, gradient, store, rows=1 << 12):
+def score_with_store(plan, gradient, store):
     """``(n_groups,)`` float64: a property gradient (blocks) times the store.
 
-    The products are taken in float64, ``rows`` groups at a time, as the
-    training-set passes add their group sums: scores near zero keep their
-    digits.
+    The products are taken in the store's dtype, as the training-set passes
+    take theirs: gradients that overflow it (inputs of extreme magnitude)
+    give non-finite scores, which the estimators refuse.
     """
     device = _engine.module_device(plan.module)
-    vector = plan.flatten(gradient).double()
-    return np.concatenate([
-        (torch.as_tensor(store[start:start + rows], device=device).double() @ vector).cpu().numpy()
-        for start in range(0, len(store), rows)])
+    stored = torch.as_tensor(store, device=device)
+    vector = plan.flatten(gradient).to(stored.dtype)
+    return (stored @ vector).double().cpu().numpy()
 
 
 def _numpy_dtype(tensor):
