@@ -635,3 +635,90 @@ def test_factor_shape_has_the_least_variance(n_keep, out_dim, in_dim, expected):
 ])
 def test_allocate_components_by_largest_remainder(n_components, sizes, expected):
     assert _engine._projection.allocate_components(sizes, n_components) == expected
+
+
+# -- the plan: which blocks, how many rows (mutation testing: benchmarks/TESTING.md) ------
+
+
+class Context(nn.Module):
+    """A linear called on a parameter vector, not on the batch, and an unused linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.context = nn.Linear(5, 5)  # its 1-D input and output have 5 = probe rows
+        self.vector = nn.Parameter(torch.randn(5))
+        self.unused = nn.Linear(5, 5)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(x + self.context(self.vector)))
+
+
+class Doubled(nn.Linear):
+    def forward(self, x):  # a subclass with its own forward: not the hook path
+        return 2 * super().forward(x)
+
+
+class Keywords(nn.Module):
+    """Inputs given as a dict of keyword arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Linear(5, 4), Doubled(4, 3)
+
+    def forward(self, x, scale):
+        return self.head(torch.tanh(self.body(x) * scale))
+
+
+@pytest.mark.parametrize("make,hooked", [(Context, ["head"]), (Keywords, ["body"])])
+def test_only_batch_leading_plain_linears_take_the_hook_path(make, hooked):
+    torch.manual_seed(0)
+    module = make()
+    X, y = data(n=9)
+    if make is Keywords:
+        X = {"x": X, "scale": torch.rand(9, 1, generator=torch.Generator().manual_seed(2))}
+    plan = _engine.make_plan(module, per_sample_loss, _engine.probe_batch(X))
+    assert [b.module_name for b in plan.hook_blocks] == hooked
+    expected = reference_gradients(module, X, y)
+    got = flat_in_param_order(plan, _engine._passes.per_sample_gradients(plan, X, y), module)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_probe_batch_is_the_first_rows():
+    X = torch.arange(40.0).reshape(20, 2)
+    assert torch.equal(_engine.probe_batch(X), X[:5])
+    assert torch.equal(_engine.probe_batch(X, 3), X[:3])
+    probe = _engine.probe_batch({"x": X, "mask": X[:, 0]})
+    assert torch.equal(probe["x"], X[:5]) and torch.equal(probe["mask"], X[:5, 0])
+
+
+def test_plan_repr_names_its_blocks():
+    module = TinyText()
+    plan = _engine.make_plan(module, per_sample_loss, torch.zeros(3, 5, dtype=torch.long))
+    assert repr(plan) == (f"GradientPlan(n_params={plan.n_params}, hooks=[norm, token_mix, "
+                          f"head], generic_params=1)")
+    assert repr(_engine.make_plan(mlp(), per_sample_loss, torch.zeros(3, 5))) == (
+        "GradientPlan(n_params=122, hooks=[0, 2, 4], generic_params=0)")
+
+
+@pytest.mark.parametrize("make,shape,dtype", [(mlp, (5,), torch.float32),
+                                              (TinyText, None, torch.float32),
+                                              (mlp, (5,), torch.float64)])
+def test_auto_batch_size_is_the_largest_power_of_two_that_fits(make, shape, dtype, monkeypatch):
+    # per sample: the activations the probe counted, the generic block's
+    # per-sample gradient and what the pass adds, in the module's element size
+    from skggda._engine import _budget
+
+    module = make().to(dtype)
+    X = torch.zeros(3, *shape, dtype=dtype) if shape else torch.zeros(3, 5, dtype=torch.long)
+    plan = _engine.make_plan(module, per_sample_loss, X)
+    generic = plan.generic.size if plan.generic is not None else 0
+    assert plan.activation_floats > 0 and (make is mlp or generic > 0)
+    for extra in (0, 7):
+        per_sample = (plan.activation_floats + generic + extra) * (8 if dtype == torch.float64 else 4)
+        for budget, rows in ((64 * per_sample, 64), (64 * per_sample - 1, 32)):
+            monkeypatch.setattr(_budget, "_CPU_BUDGET", budget)
+            assert plan.batch_size("auto", extra) == rows
+            if extra == 0:
+                assert plan.with_loss(per_sample_loss).batch_size("auto") == rows
+    assert plan.batch_size(24, 7) == 24
