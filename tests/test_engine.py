@@ -722,3 +722,12 @@ def test_auto_batch_size_is_the_largest_power_of_two_that_fits(make, shape, dtyp
             if extra == 0:
                 assert plan.with_loss(per_sample_loss).batch_size("auto") == rows
     assert plan.batch_size(24, 7) == 24
+
+
+def test_select_parameters_default_root_owner_and_nothing_trainable():
+    select = _engine._plan.select_parameters
+    assert list(select(mlp())) == list(select(mlp(), "all"))  # "all" by default
+    assert list(select(nn.Linear(3, 2), "last")) == ["weight", "bias"]  # the root owns them
+    with pytest.raises(ValueError, match=r"^The module has no trainable parameters to "
+                                         r"attribute\.$"):
+        select(mlp().requires_grad_(False))
