@@ -731,3 +731,37 @@ def test_select_parameters_default_root_owner_and_nothing_trainable():
     with pytest.raises(ValueError, match=r"^The module has no trainable parameters to "
                                          r"attribute\.$"):
         select(mlp().requires_grad_(False))
+
+
+class Aliased(nn.Module):
+    """One linear registered under two names (``self.b = self.a``), called twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(5, 5)
+        self.b = self.a
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+
+def test_passes_keep_the_parameters_of_a_module_registered_twice():
+    # torch.func.functional_call swaps each name in and out in the same order:
+    # for a module reachable under two names the second "original" it saved is
+    # the first swap's tensor, and the module was left holding plain tensors
+    torch.manual_seed(0)
+    module = Aliased()
+    X, y = data(n=9)
+    expected = reference_gradients(module, X, y)
+    params = dict(module.named_parameters(remove_duplicate=False))
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    assert plan.generic is not None and plan.generic.names == ["a.weight", "a.bias"]
+    got = flat_in_param_order(plan, _engine._passes.per_sample_gradients(plan, X, y), module)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    _engine.gradient_dots(plan, X, y, [torch.ones(1, *b.shape) for b in plan.blocks])
+    _engine._curvature.hessian_vector_products(plan, X, y, torch.ones(2, plan.n_params))
+    after = dict(module.named_parameters(remove_duplicate=False))
+    assert after.keys() == params.keys()
+    assert all(after[name] is param for name, param in params.items())
+    torch.testing.assert_close(reference_gradients(module, X, y), expected)

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ._data import (
     batch_slices, module_device, module_dtype, n_samples, take, targets_to_device, to_device,
 )
+from ._functional import kept_parameters
 from ._passes import evaluating
 from ._precision import accumulation_dtype, at_least_float32
 
@@ -64,8 +65,10 @@ def _hvp_on_batch(plan, X_batch, y_batch):
 
     def mean_loss(params):
         params = {**constants, **params}
-        output = (functional_call(plan.module, params, (), X_batch) if isinstance(X_batch, dict)
-                  else functional_call(plan.module, params, (X_batch,)))
+        with kept_parameters(plan.module):
+            output = (functional_call(plan.module, params, (), X_batch)
+                      if isinstance(X_batch, dict)
+                      else functional_call(plan.module, params, (X_batch,)))
         return plan.loss_fn(output, y_batch).mean()
 
     def product(flat):

@@ -9,15 +9,36 @@ a direction without forming any per-sample gradient).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch.func import functional_call, grad, jvp, vmap
 from torch.utils._pytree import tree_map
 
 
 def _call(module, params, X):
-    if isinstance(X, dict):
-        return functional_call(module, params, (), X)
-    return functional_call(module, params, (X,))
+    with kept_parameters(module):
+        if isinstance(X, dict):
+            return functional_call(module, params, (), X)
+        return functional_call(module, params, (X,))
+
+
+@contextmanager
+def kept_parameters(module):
+    """Put every parameter of ``module`` back in place after ``functional_call``.
+
+    ``functional_call`` swaps each name in, then back out in the same order. A
+    submodule registered under two names (``self.b = self.a``) is swapped
+    twice, the "original" saved for its second name is the first swap's
+    tensor, and the module would be left holding plain tensors instead of its
+    parameters.
+    """
+    kept = [(mod, dict(mod._parameters)) for mod in module.modules()]
+    try:
+        yield
+    finally:
+        for mod, parameters in kept:
+            mod._parameters.update(parameters)
 
 
 def _detached(plan, names):
