@@ -182,3 +182,121 @@ def test_scoring_a_float64_net_twice_gives_the_same_scores(n_components):
     first = attr.score_groups(X[:20], y[:20])
     np.testing.assert_array_equal(attr.score_groups(X[:20], y[:20]), first)
     np.testing.assert_array_equal(attr._state.kernel, kernel)
+
+
+# -- every solver's wiring, value by value (mutation testing: benchmarks/TESTING.md) -------
+
+
+def _grouped(frozen, X, y, **params):
+    grouper = RandomGrouper(group_size=10, random_state=0)
+    return InfluenceAttributor(frozen, grouper=grouper, random_state=0, **params).fit(X, y)
+
+
+def test_fisher_auto_is_batched_for_fisher_and_true_for_kfac(logistic):
+    frozen, X, y, X_test, y_test, _ = logistic
+
+    def scores(**params):
+        return _grouped(frozen, X, y, **params).score_groups(X_test, y_test)
+
+    np.testing.assert_array_equal(scores(), scores(fisher="batched"))
+    assert not np.allclose(scores(), scores(fisher="empirical"), rtol=1e-3)
+    # the true Fisher draws labels from a generator seeded by random_state
+    np.testing.assert_array_equal(scores(solver="kfac"), scores(solver="kfac", fisher="true"))
+    assert not np.allclose(scores(solver="kfac"), scores(solver="kfac", fisher="empirical"),
+                           rtol=1e-3)
+    assert not np.allclose(scores(solver="kfac"), scores(solver="ekfac"), rtol=1e-3)
+
+
+@pytest.mark.parametrize("solver", ["fisher", "exact", "cg", "kfac", "ekfac"])
+def test_a_large_damping_turns_influence_into_tracin(logistic, solver):
+    # (C + l I)^-1 -> I / l: the scores become TracIn's over n l, whatever the curvature
+    from skggda import TracInAttributor
+
+    frozen, X, y, X_test, y_test, _ = logistic
+    damping = 1e6
+    attr = InfluenceAttributor(frozen, solver=solver, damping=damping, random_state=0).fit(X, y)
+    tracin = TracInAttributor(frozen).fit(X, y)
+    expected = tracin.score_groups(X_test, y_test) / (len(y) * damping)
+    np.testing.assert_allclose(attr.score_groups(X_test, y_test), expected, rtol=1e-3,
+                               atol=1e-6 * np.abs(expected).max())
+    expected = tracin.attribute(X_test[:4], y_test[:4]) / (len(y) * damping)
+    got = attr.attribute(X_test[:4], y_test[:4])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=2e-3, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("solver,fit_stages,score_stages", [
+    ("fisher", set(), {"scoring.property", "scoring.solve"}),
+    ("exact", set(), {"scoring.property", "scoring.dots"}),
+    ("cg", set(), {"scoring.property", "scoring.solve", "scoring.dots"}),
+    ("kfac", {"gradients.factors", "gradients.eigendecomposition"}, {"scoring.property"}),
+    ("ekfac", {"gradients.factors", "gradients.eigendecomposition", "gradients.correction"},
+     {"scoring.property"}),
+])
+def test_timings_name_every_stage_of_every_solver(logistic, solver, fit_stages, score_stages):
+    frozen, X, y, X_test, y_test, _ = logistic
+    attr = InfluenceAttributor(frozen, solver=solver, damping=1e-2).fit(X, y)
+    assert {"gradients.curvature"} | fit_stages <= set(attr.timings_)
+    assert ("gradients.correction" in attr.timings_) == (solver == "ekfac")
+    with record_timings() as timings:
+        attr.score_groups(X_test, y_test)
+        attr.attribute(X_test[:3], y_test[:3])
+        attr.self_influence()
+    assert score_stages | {"self_influence.solve"} <= set(timings)
+    if solver == "fisher":
+        assert "attribution.solve" in timings
+
+
+@pytest.mark.parametrize("solver,labels", [
+    ("fisher", ["group gradients", "property"]),
+    ("exact", ["Hessian", "property", "test gradients"]),
+    ("cg", ["property", "conjugate gradients"]),
+    ("kfac", ["Kronecker factors", "property"]),
+    ("lissa", ["property", "LiSSA"]),
+])
+def test_verbose_names_each_pass_of_every_solver(logistic, solver, labels, capsys):
+    frozen, X, y, X_test, y_test, _ = logistic
+    params = dict(solver=solver, damping=1e-2, lissa_depth=2, lissa_repeat=1, random_state=0)
+    quiet = InfluenceAttributor(frozen, **params).fit(X, y)
+    quiet.score_groups(X_test, y_test), quiet.attribute(X_test[:3], y_test[:3])
+    assert capsys.readouterr().err == ""
+    loud = InfluenceAttributor(frozen, verbose=1, **params).fit(X, y)
+    loud.score_groups(X_test, y_test), loud.attribute(X_test[:3], y_test[:3])
+    err = capsys.readouterr().err
+    assert all(f"{label}:" in err for label in labels), err
+
+
+def test_solver_settings_reach_the_solvers(logistic, monkeypatch):
+    from skggda.attribution import _influence
+
+    frozen, X, y, X_test, y_test, _ = logistic
+    # n_jobs reaches the Fisher pass
+    seen, real = [], _influence.fit_kernel_state
+    monkeypatch.setattr(_influence, "fit_kernel_state",
+                        lambda *a, **k: seen.append(k["n_jobs"]) or real(*a, **k))
+    InfluenceAttributor(frozen, n_jobs=1).fit(X, y)
+    assert seen == [1]
+    # cg_max_iter bounds CG: one iteration does not converge
+    with pytest.warns(ConvergenceWarning):
+        InfluenceAttributor(frozen, solver="cg", damping=1e-3, cg_max_iter=1).fit(
+            X, y).score_groups(X_test, y_test)
+    # LiSSA's minibatches are seeded by random_state
+    lissa = [InfluenceAttributor(frozen, solver="lissa", lissa_depth=20, lissa_repeat=1,
+                                 lissa_batch_size=16, random_state=4).fit(X, y)
+             for _ in range(2)]
+    np.testing.assert_array_equal(*(a.score_groups(X_test, y_test) for a in lissa))
+
+
+def test_non_finite_hessian_and_scores_are_refused(logistic, monkeypatch):
+    from skggda import _engine
+
+    frozen, X, y, X_test, y_test, _ = logistic
+    attr = InfluenceAttributor(frozen, solver="exact").fit(X, y)
+    monkeypatch.setattr(attr, "_score_groups", lambda X, y: np.full(attr.n_groups_, np.nan))
+    with pytest.raises(ValueError, match="The scores are not finite"):
+        attr.score_groups(X_test, y_test)
+    real = _engine.dense_hessian
+    monkeypatch.setattr(_engine, "dense_hessian", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(ValueError, match="^The Hessian entries of the training data are not "
+                                         "finite"):
+        InfluenceAttributor(frozen, solver="exact").fit(X, y)

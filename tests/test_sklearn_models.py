@@ -368,6 +368,11 @@ def test_solvers_see_the_penalty(solver, kwargs, rtol):
     unpenalised = InfluenceAttributor(FrozenEstimator(_without_penalty(model, len(X))),
                                       solver="exact", damping=0.0).fit(X, y)
     assert not np.allclose(unpenalised.score_groups(X_val, y_val), expected, rtol=0.05)
+    # and the solver itself changes its answer without the penalty
+    unpenalised = InfluenceAttributor(FrozenEstimator(_without_penalty(model, len(X))),
+                                      solver=solver, damping=0.0, random_state=0,
+                                      **kwargs).fit(X, y)
+    assert not np.allclose(unpenalised.score_groups(X_val, y_val), got, rtol=0.05)
 
 
 def _without_penalty(model, n):
