@@ -690,6 +690,7 @@ def test_probe_batch_is_the_first_rows():
     assert torch.equal(_engine.probe_batch(X, 3), X[:3])
     probe = _engine.probe_batch({"x": X, "mask": X[:, 0]})
     assert torch.equal(probe["x"], X[:5]) and torch.equal(probe["mask"], X[:5, 0])
+    assert torch.equal(_engine.probe_batch({"x": X}, 3)["x"], X[:3])
 
 
 def test_plan_repr_names_its_blocks():
