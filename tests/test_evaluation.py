@@ -125,6 +125,7 @@ def test_baselines_for_another_setting_are_refused(noisy, change):
     base = dict(fractions=[0.2], n_seeds=1, random_state=0, stratify=False)
     net = tiny_net(hidden=(4,), epochs=1)
     shared = removal_baselines(net, X, y, X_test, y_test, **base)
+    change = dict(change)  # the parametrize dict outlives this run: popping it would empty it
     n_test = change.pop("n_test", len(y_test))
     with pytest.raises(ValueError, match="baselines were computed for other"):
         retraining_score(net, X, y, X_test[:n_test], y_test[:n_test], np.zeros(len(y)),
