@@ -172,3 +172,64 @@ def test_public_metrics_validate_their_parameters():
         linear_datamodeling_score(tiny_net(), X, y, X, y, np.zeros(4), np.arange(4), n_subsets=0)
     with pytest.raises(TypeError, match="positional"):  # options are keyword-only
         removal_score(tiny_net(), X, y, X, y, np.zeros(4), np.arange(4), [0.5], True)
+
+
+# -- noisy-label helpers, value by value (mutation testing: benchmarks/TESTING.md) --------
+
+
+def test_detection_curve_reads_its_inputs_as_floats_and_booleans():
+    expected = detection_curve([0.5, -1.0], [0, 0, 1, 1], [False, False, True, False])
+    # scores from an object column, is_noisy as truthy integers
+    got = detection_curve(np.array([0.5, -1.0], dtype=object), [0, 0, 1, 1], [0, 0, 3, 0])
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    # a group without members (the third score) adds nothing to the curve
+    inspected, found = detection_curve([0.5, -1.0, 0.2], [0, 0, 1, 1], [0, 0, 1, 0])
+    np.testing.assert_array_equal(inspected, [0, 0.5, 0.5, 1])
+    np.testing.assert_array_equal(found, [0, 1, 1, 1])
+
+
+def test_detection_curve_errors_say_what_is_wrong():
+    with pytest.raises(ValueError, match=r"^labels and is_noisy must have the same shape, got "
+                                         r"\(2,\) and \(3,\)\.$"):
+        detection_curve([0.0], [0, 0], [True, False, False])
+    with pytest.raises(ValueError, match=r"^is_noisy marks no sample: there is nothing to "
+                                         r"detect\.$"):
+        detection_curve([0.0], [0, 0], [False, False])
+    with pytest.raises(ValueError, match="they cannot be ranked"):
+        detection_curve([np.nan], [0, 0], [True, False])
+
+
+def test_flip_labels_moves_each_flipped_label_to_a_random_other_class():
+    from skggda.metrics import flip_labels
+
+    y = np.arange(3000) % 3
+    y_noisy, flipped = flip_labels(y, random_state=0)  # 10% by default
+    assert 0.08 < flipped.mean() < 0.12
+    assert (y_noisy[flipped] != y[flipped]).all() and (y_noisy[~flipped] == y[~flipped]).all()
+    assert set(y_noisy[flipped & (y == 0)]) == {1, 2}  # every other class, none outside
+    binary = np.arange(100) % 2
+    y_noisy, flipped = flip_labels(binary, 1.0, random_state=0)  # all of them
+    assert flipped.all() and (y_noisy == 1 - binary).all()
+    y_noisy, flipped = flip_labels(binary, 0.0, random_state=0)
+    assert not flipped.any() and (y_noisy == binary).all()
+    y_noisy, flipped = flip_labels(np.array([], dtype=int), 0.5, random_state=0)
+    assert y_noisy.shape == flipped.shape == (0,)
+    with pytest.raises(ValueError, match=r"^fraction must be in \[0, 1\], got 1\.5\.$"):
+        flip_labels(binary, 1.5)
+
+
+def test_corrupt_targets_shifts_by_scale_standard_deviations_either_way():
+    from skggda.metrics import corrupt_targets
+
+    y = np.arange(200)  # integers: the corrupted copy is float64
+    std = y.std()
+    both, chosen = corrupt_targets(y, 0.5, random_state=0)
+    assert both.dtype == np.float64 and chosen.sum() == 100
+    np.testing.assert_allclose(np.abs(both - y)[chosen], 3 * std)
+    assert set(np.sign(both - y)[chosen]) == {-1.0, 1.0}
+    up, chosen = corrupt_targets(y, 1.0, direction="up", scale=2.0, random_state=0)
+    assert chosen.all()
+    np.testing.assert_allclose(up - y, 2 * std)
+    down, chosen = corrupt_targets(y, 0.0, direction="down", random_state=0)
+    assert not chosen.any() and (down == y).all()
