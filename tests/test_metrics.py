@@ -178,9 +178,9 @@ def test_public_metrics_validate_their_parameters():
 
 
 def test_detection_curve_reads_its_inputs_as_floats_and_booleans():
-    expected = detection_curve([0.5, -1.0], [0, 0, 1, 1], [False, False, True, False])
-    # scores from an object column, is_noisy as truthy integers
-    got = detection_curve(np.array([0.5, -1.0], dtype=object), [0, 0, 1, 1], [0, 0, 3, 0])
+    expected = detection_curve([0.5, -1.0], [0, 0, 1, 1], [True, False, True, False])
+    # scores from an object column, is_noisy as truthy integers (a 3 is one noisy point)
+    got = detection_curve(np.array([0.5, -1.0], dtype=object), [0, 0, 1, 1], [1, 0, 3, 0])
     for a, b in zip(got, expected):
         np.testing.assert_array_equal(a, b)
     # a group without members (the third score) adds nothing to the curve
