@@ -48,19 +48,21 @@ ALL_MODULES=(
 tests_for() {
     case "$1" in
         skggda/_engine/_projection.py)
-            echo "tests/test_engine.py tests/test_tracin.py tests/test_self_influence.py
-                  tests/test_influence.py tests/test_sklearn_models.py" ;;
+            echo "tests/test_engine.py tests/test_engine_paths.py tests/test_tracin.py
+                  tests/test_self_influence.py tests/test_influence.py
+                  tests/test_sklearn_models.py" ;;
         skggda/_engine/_assign.py)
             echo "tests/test_kmeans.py tests/test_kmeans_groupers.py tests/test_scoring_state.py" ;;
         skggda/_engine/_plan.py)
-            echo "tests/test_engine.py tests/test_tracin.py tests/test_influence.py
-                  tests/test_kfac.py tests/test_pass_counts.py" ;;
+            echo "tests/test_engine.py tests/test_engine_paths.py tests/test_tracin.py
+                  tests/test_influence.py tests/test_kfac.py tests/test_pass_counts.py" ;;
         skggda/attribution/_tracin.py)
             echo "tests/test_tracin.py tests/test_self_influence.py tests/test_pass_counts.py
-                  tests/test_scoring_state.py skggda/attribution/_tracin.py" ;;
+                  tests/test_group_store.py tests/test_scoring_state.py
+                  skggda/attribution/_tracin.py" ;;
         skggda/attribution/_influence.py)
             echo "tests/test_influence.py tests/test_self_influence.py tests/test_kfac.py
-                  tests/test_pass_counts.py tests/test_sklearn_models.py
+                  tests/test_pass_counts.py tests/test_group_store.py tests/test_sklearn_models.py
                   tests/test_scoring_state.py skggda/attribution/_influence.py" ;;
         skggda/models/_callbacks.py)
             echo "tests/test_models.py tests/test_tracin.py tests/test_self_influence.py
