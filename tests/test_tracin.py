@@ -118,8 +118,12 @@ def test_attribute_rows_average_to_score_groups(problem, frozen, n_components):
 
 def test_attribute_streaming_path_matches_exact_path(problem, frozen, monkeypatch):
     X, y, X_test, y_test = problem
-    attr = TracInAttributor(frozen, grouper=RandomGrouper(group_size=5, random_state=0)).fit(X, y)
+    grouper = RandomGrouper(group_size=5, random_state=0)
+    stored = TracInAttributor(frozen, grouper=grouper).fit(X, y).attribute(X_test[:20], y_test[:20])
+    monkeypatch.setattr("skggda.attribution._store.STORE_BYTES", 0)  # no group store
+    attr = TracInAttributor(frozen, grouper=grouper).fit(X, y)
     exact = attr.attribute(X_test[:20], y_test[:20])
+    np.testing.assert_allclose(exact, stored, rtol=1e-4, atol=1e-6)
     monkeypatch.setattr("skggda.attribution._tracin._MAX_GROUP_GRADIENT_BYTES", 0)
     np.testing.assert_allclose(attr.attribute(X_test[:20], y_test[:20]), exact,
                                rtol=1e-4, atol=1e-6)
@@ -281,12 +285,16 @@ def test_refit_without_grouper_drops_the_old_grouper(problem, frozen):
 # -- every method, every path, value by value (mutation testing: benchmarks/TESTING.md) ---
 
 
-@pytest.mark.parametrize("n_components", [None, 16])
-def test_checkpoints_all_weights_every_method_by_the_learning_rate(problem, n_components):
+@pytest.mark.parametrize("n_components,store", [(None, True), (None, False), (16, False)])
+def test_checkpoints_all_weights_every_method_by_the_learning_rate(problem, n_components, store,
+                                                                   monkeypatch):
     # score_groups, attribute and self_influence with checkpoints="all" are the
     # learning-rate-weighted sums of the same attributor on each epoch's weights
+    # (exact with and without the group store, and projected)
     import copy
 
+    if not store:
+        monkeypatch.setattr("skggda.attribution._store.STORE_BYTES", 0)
     X, y, X_test, y_test = problem
     recipe = tiny_net(epochs=3)
     groups = np.arange(len(y)) % 7
@@ -309,11 +317,13 @@ def test_checkpoints_all_weights_every_method_by_the_learning_rate(problem, n_co
         np.testing.assert_allclose(value, reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max())
 
 
-@pytest.mark.parametrize("path", ["projected", "exact", "streaming"])
+@pytest.mark.parametrize("path", ["projected", "stored", "exact", "streaming"])
 def test_attribute_is_float32_on_every_path(problem, frozen, path, monkeypatch):
     from skggda.attribution import _tracin
 
     X, y, X_test, y_test = problem
+    if path in ("exact", "streaming"):  # no group store
+        monkeypatch.setattr("skggda.attribution._store.STORE_BYTES", 0)
     if path == "streaming":  # too many groups to hold their gradients
         monkeypatch.setattr(_tracin, "_MAX_GROUP_GRADIENT_BYTES", 0)
     attr = TracInAttributor(frozen, n_components=16 if path == "projected" else None,
@@ -336,8 +346,13 @@ def test_verbose_names_each_pass_and_is_silent_by_default(problem, frozen, capsy
     assert "property:" in capsys.readouterr().err
     projected.attribute(X_test[:3], y_test[:3])
     assert "test gradients:" in capsys.readouterr().err
-    exact = TracInAttributor(frozen, verbose=1).fit(X, y)
-    exact.attribute(X_test[:3], y_test[:3])
+    stored = TracInAttributor(frozen, verbose=1).fit(X, y)
+    stored.attribute(X_test[:3], y_test[:3])
+    assert "test gradients:" in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as patch:  # no group store: the exact path
+        patch.setattr("skggda.attribution._store.STORE_BYTES", 0)
+        exact = TracInAttributor(frozen, verbose=1).fit(X, y)
+        exact.attribute(X_test[:3], y_test[:3])
     err = capsys.readouterr().err
     assert "group gradients:" in err and "test gradients:" in err
 
