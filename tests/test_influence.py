@@ -205,6 +205,10 @@ def test_fisher_auto_is_batched_for_fisher_and_true_for_kfac(logistic):
     assert not np.allclose(scores(solver="kfac"), scores(solver="kfac", fisher="empirical"),
                            rtol=1e-3)
     assert not np.allclose(scores(solver="kfac"), scores(solver="ekfac"), rtol=1e-3)
+    other_seed = InfluenceAttributor(frozen, grouper=RandomGrouper(group_size=10, random_state=0),
+                                     solver="kfac", random_state=1).fit(X, y)
+    assert not np.allclose(scores(solver="kfac"), other_seed.score_groups(X_test, y_test),
+                           rtol=1e-6)
 
 
 @pytest.mark.parametrize("solver", ["fisher", "exact", "cg", "kfac", "ekfac"])
