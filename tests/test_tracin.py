@@ -382,3 +382,23 @@ def test_checkpoints_all_rejects_frozen_net_saying_why(problem, frozen):
                                          r"estimator is a FrozenEstimator \(final weights only\); "
                                          r"use checkpoints='last'\.$"):
         TracInAttributor(frozen, checkpoints="all").fit(X, y)
+
+
+@pytest.mark.parametrize("store", [True, False])
+def test_self_influence_is_each_groups_squared_gradient_norm(problem, frozen, store, monkeypatch):
+    # ||sum of the group's loss gradients||^2 at the final weights, one backward per group
+    X, y, _, _ = problem
+    if not store:
+        monkeypatch.setattr("skggda.attribution._store.STORE_BYTES", 0)
+    attr = TracInAttributor(frozen, grouper=RandomGrouper(group_size=7, random_state=0)).fit(X, y)
+    assert (attr._group_store is not None) == store
+    module = frozen.estimator.module_.eval()
+    params = list(module.parameters())
+    expected = []
+    for j in range(attr.n_groups_):
+        members = attr.labels_ == j
+        loss = F.cross_entropy(module(torch.as_tensor(X[members])), torch.as_tensor(y[members]),
+                               reduction="sum")
+        grads = torch.autograd.grad(loss, params)
+        expected.append(float(sum((g.double() ** 2).sum() for g in grads)))
+    np.testing.assert_allclose(attr.self_influence(), expected, rtol=1e-4)
