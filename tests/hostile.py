@@ -312,6 +312,13 @@ def poison(owner):
     return edit_payload(change)
 
 
+def _nan_store(manifest, tensors):
+    """A NaN in the stored, preconditioned group gradients (read by attribute)."""
+    name = attribute(manifest["root"], "_group_store")[1]["tensor"]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("nan")
+
+
 def _converted_from_a_type(manifest, payload):
     converted = next(n for n in nodes(manifest["root"], "object") if n.get("reconvert"))
     converted["state"]["items"].append(["estimator_", type_node(ADAM)])  # the last one wins
@@ -405,6 +412,7 @@ ATTACKS = {
                           "not a torch dtype"),
     "nan-eigenvalues": ("ekfac", poison("KroneckerBlock"), "NaN or infinite"),
     "nan-kernel": ("trak", poison("KernelState"), "NaN or infinite"),
+    "nan-group-store": ("ekfac", edit_payload(_nan_store), "_group_store holds NaN"),
     "nan-coefficients": ("converted", poison("LogisticRegression"), "NaN or infinite"),
     "converted-from-a-type": ("converted", _converted_from_a_type, "cannot be rebuilt"),
     "bad-random-state": ("kmeans", set_attribute("random_state", {

@@ -30,7 +30,7 @@ _RANK_TOL = 1e-8
 # Up to this many centers the search compares every point with every center.
 _INDEX_MIN_CENTERS = 256
 # Each point is compared with the candidates of its this-many nearest cells, unless
-# calibrated: the fewest cells for which this share of held-out fit points finds its
+# calibrated: the first of 2, 3, 4, 6, 9, ... cells for which this share of held-out fit points finds its
 # exact nearest center (one point in _HOLD_OUT_EVERY, at most _CALIBRATION_POINTS).
 _N_PROBE = 2
 _TARGET_AGREEMENT = 0.999
@@ -124,8 +124,9 @@ class CenterIndex:
         """Index ``centers (k, d)``; ``points``/``labels`` are a fit's points and assignments.
 
         With points, the number of cells each point probes is calibrated on
-        points held out of the candidate lists: the smallest that finds the
-        exact nearest center for :data:`_TARGET_AGREEMENT` of them. Where
+        points held out of the candidate lists: the first of 2, 3, 4, 6, 9, ...
+        that finds the exact nearest center for :data:`_TARGET_AGREEMENT` of
+        them. Where
         that would cost about as much as comparing with every center
         (unstructured high-dimensional data), the index compares with every
         center instead.
@@ -215,8 +216,9 @@ def _candidate_lists(pairs, k, cell_means):
 
 
 def _calibrated_probes(centers, cell_means, candidates, held_out):
-    """The fewest cells to probe for :data:`_TARGET_AGREEMENT` exact answers on
-    ``held_out``, or ``None`` when that costs about a full comparison."""
+    """The first of 2, 3, 4, 6, 9, ... cells to probe (each about 1.5 times the last)
+    that gives :data:`_TARGET_AGREEMENT` exact answers on ``held_out``, or ``None``
+    when probing that many costs about a full comparison."""
     k, m = centers.shape[0], cell_means.shape[0]
     if not len(held_out):
         return _N_PROBE
@@ -227,9 +229,8 @@ def _calibrated_probes(centers, cell_means, candidates, held_out):
         found, _ = CenterIndex(centers, cell_means, candidates, n_probe).assign(held_out)
         if (found == exact).float().mean().item() >= _TARGET_AGREEMENT:
             return n_probe
-        if n_probe >= m:
-            break
-        n_probe = min(m, n_probe + max(1, n_probe // 2))
+        # probing every cell costs m + k >= k/2 multiply-adds: the loop ends before it
+        n_probe = n_probe + max(1, n_probe // 2)
     return None
 
 

@@ -223,10 +223,11 @@ class TracInAttributor(BaseAttributor):
 
     def _stored_group_gradients(self, X):
         """Every checkpoint's exact group gradients, when all of them fit the store's budget."""
-        plans = self._checkpoint_plans(X, self._checkpoints)
-        first, _ = next(iter(plans))
-        itemsize = _engine.module_dtype(first.module).itemsize
-        if not keeps_store(self, X, first.n_params, itemsize, len(self._checkpoints)):
+        # the checkpoints share the fitted module's shapes: size the store before
+        # copying the module to load any of them
+        plan = self._make_plan(self.estimator_, X)
+        if not keeps_store(self, X, plan.n_params, _engine.module_dtype(plan.module).itemsize,
+                           len(self._checkpoints)):
             return None
         return [build_store(self, plan) for plan, _ in self._checkpoint_plans(X, self._checkpoints)]
 
