@@ -191,12 +191,14 @@ def test_passes_stay_in_process_without_a_dask_backend(client, data, memmaps):
     assert _distributed.cluster_for(dask_reader).client is client
 
 
-def test_projections_are_regenerated_from_the_seed(data, net):
+@pytest.mark.parametrize("kronecker", [False, True])
+def test_projections_are_regenerated_from_the_seed(data, net, kronecker):
     X, y, _, _ = data
     plan = net_plan(net, X, "all")
-    projector = _engine.Projector(plan, 24, seed=7)
+    projector = _engine.Projector(plan, 24, seed=7, kronecker=kronecker)
     work = _distributed._PlanPass("projected", plan, 256, {"projector": projector})
-    assert work.__getstate__()["params"]["projector"] == (24, 7)  # a seed, not matrices
+    # a seed, not matrices
+    assert work.__getstate__()["params"]["projector"] == (24, 7, kronecker)
     rebuilt = pickle.loads(pickle.dumps(work))
     labels = np.arange(len(y)) % 10
     (expected,) = work(X, y, labels, 10)

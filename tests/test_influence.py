@@ -148,10 +148,11 @@ def test_flipped_labels_get_low_influence():
     assert scores[flipped].mean() < scores[~flipped].mean()
 
 
-def test_n_components_only_with_fisher(logistic):
+@pytest.mark.parametrize("solver", ["cg", "lissa", "exact"])
+def test_n_components_only_with_fisher_and_kronecker_solvers(logistic, solver):
     frozen, X, y, _, _, _ = logistic
-    with pytest.raises(ValueError, match="n_components applies to solver='fisher' only"):
-        InfluenceAttributor(frozen, solver="cg", n_components=8).fit(X, y)
+    with pytest.raises(ValueError, match="n_components applies to solver='fisher', 'kfac'"):
+        InfluenceAttributor(frozen, solver=solver, n_components=8).fit(X, y)
 
 
 def test_dense_kernel_refused_for_large_models(monkeypatch, logistic):

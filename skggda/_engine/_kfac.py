@@ -98,6 +98,33 @@ class DiagonalBlock:
         return V * _inverse(self.eigenvalues, damping).to(V.dtype)
 
 
+@dataclass
+class DenseBlock:
+    """The full Fisher of a projected block without Kronecker structure.
+
+    With a projection, a norm layer's or the generic block's ``r_block``
+    projected coordinates mix parameters, so their diagonal means nothing;
+    their ``r_block x r_block`` covariance is small and kept whole. Its
+    eigenvalues are already the second moments in its eigenbasis: EK-FAC's
+    correction leaves it unchanged.
+
+    Attributes
+    ----------
+    basis : Tensor of shape (r_block, r_block)
+        Eigenvectors of the projected gradients' second-moment matrix.
+    eigenvalues : Tensor of shape (r_block,)
+        Its eigenvalues (float64).
+    """
+
+    basis: torch.Tensor
+    eigenvalues: torch.Tensor
+
+    def precondition(self, V, damping):
+        basis = self.basis.to(V.dtype)
+        rotated = (V @ basis) * _inverse(self.eigenvalues, damping).to(V.dtype)
+        return rotated @ basis.T
+
+
 def _inverse(eigenvalues, damping):
     """``1 / (eigenvalues + damping)``, 0 where that is 0 (a pseudo-inverse)."""
     damped = eigenvalues + damping
@@ -109,12 +136,19 @@ class KFACPreconditioner:
 
     Parameters
     ----------
-    blocks : list of KroneckerBlock or DiagonalBlock
+    blocks : list of KroneckerBlock, DiagonalBlock or DenseBlock
         One per block of the plan it was fitted on, in ``plan.blocks`` order.
+    dims : list of int, default=None
+        The block dimensions of the projection the blocks were fitted in
+        (projected K-FAC, as in LoGra), see :meth:`precondition_projected`.
+    factor_shapes : list of (int, int) or None, default=None
+        ``(r_out, r_in)`` of each projected linear block, ``None`` for the others.
     """
 
-    def __init__(self, blocks):
+    def __init__(self, blocks, dims=None, factor_shapes=None):
         self.blocks = blocks
+        self.dims = dims
+        self.factor_shapes = factor_shapes
 
     def default_damping(self, index):
         """Damping of block ``index`` when none is given: a fraction of its mean eigenvalue."""
@@ -146,9 +180,22 @@ class KFACPreconditioner:
             for i, (block, V) in enumerate(zip(self.blocks, gradients))
         ]
 
+    def precondition_projected(self, V, damping=None):
+        """:meth:`precondition` of projected gradients ``(m, r)`` -> ``(m, r)``.
+
+        The rows are split at the projector's block dimensions; a linear
+        block's ``r_out r_in`` columns are its ``(r_out, r_in)`` matrix.
+        """
+        parts = list(torch.split(V, self.dims, dim=1))
+        for index, shape in enumerate(self.factor_shapes):
+            if shape is not None:
+                parts[index] = parts[index].reshape(-1, *shape)
+        solved = self.precondition(parts, damping)
+        return torch.cat([part.reshape(V.shape[0], -1) for part in solved], dim=1)
+
 
 def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=512,
-             progress=False, stage=None):
+             progress=False, stage=None, projector=None):
     """Fit a K-FAC (``corrected=False``) or EK-FAC preconditioner of the mean training loss.
 
     One pass accumulates the Kronecker factors (and the diagonal Fisher of
@@ -179,6 +226,15 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
         ``stage(name)`` returns a context manager around each step
         (``"factors"``, ``"eigendecomposition"``, ``"correction"``), e.g.
         to time it.
+    projector : Projector, default=None
+        Fit in a projected space, as LoGra does (Choe et al., 2024): a
+        Kronecker projector (``kronecker=True``) whose sides ``P_out``,
+        ``P_in`` map each linear block's output gradients and activations,
+        so the factors are ``r_out x r_out`` and ``r_in x r_in`` and the
+        eigenvalue correction is read in the projected eigenbasis; the
+        other blocks get the dense Fisher of their projected gradients
+        (:class:`DenseBlock`). The preconditioner then applies to the
+        projector's gradients (:meth:`KFACPreconditioner.precondition_projected`).
 
     Returns
     -------
@@ -186,17 +242,20 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
     """
     if fisher not in ("true", "empirical"):
         raise ValueError(f"fisher must be 'true' or 'empirical', got {fisher!r}.")
+    if projector is not None and not projector.kronecker:
+        raise ValueError("Projected K-FAC needs a Kronecker projector (kronecker=True).")
     stage = stage or (lambda name: nullcontext())
     seed = seed if fisher == "true" else None
     with stage("factors"):
-        sums = _factor_pass(plan, X, y, seed, batch_size, progress)
+        sums = _factor_pass(plan, X, y, seed, batch_size, progress, projector)
     with stage("eigendecomposition"):
-        blocks = [_eigendecomposition(s) if isinstance(s, _KroneckerSums) else
-                  DiagonalBlock(s.total / s.count) for s in sums]
+        blocks = [s.block() for s in sums]
     if corrected and any(isinstance(b, KroneckerBlock) for b in blocks):
         with stage("correction"):
-            _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress)
-    return KFACPreconditioner(blocks)
+            _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, projector)
+    if projector is None:
+        return KFACPreconditioner(blocks)
+    return KFACPreconditioner(blocks, list(projector.dims), list(projector.factor_shapes))
 
 
 # ---------------------------------------------------------------------------
@@ -236,16 +295,15 @@ class _KroneckerSums:
     batches on one core; buffering rows into larger products gained nothing).
     """
 
-    def __init__(self, block, dtype, device):
-        self.block = block
-        self.a = torch.zeros(block.in_dim, block.in_dim, dtype=dtype, device=device)
-        self.s = torch.zeros(block.out_dim, block.out_dim, dtype=dtype, device=device)
+    def __init__(self, in_dim, out_dim, dtype, device):
+        self.a = torch.zeros(in_dim, in_dim, dtype=dtype, device=device)
+        self.s = torch.zeros(out_dim, out_dim, dtype=dtype, device=device)
         self.count = 0
 
-    def add(self, calls):
-        acts, grads = self.block.rows(calls)
+    def add(self, acts, grads):
+        """Add a batch's augmented activation rows ``(batch, T, in)`` and gradient rows."""
         # A averages a sample's T rows: scale them by 1 / sqrt(T)
-        add_gram_upper_(self.a, self.block.augment(acts).flatten(0, 1) / acts.shape[1] ** 0.5)
+        add_gram_upper_(self.a, acts.flatten(0, 1) / acts.shape[1] ** 0.5)
         add_gram_upper_(self.s, grads.flatten(0, 1))
         self.count += acts.shape[0]
 
@@ -253,6 +311,13 @@ class _KroneckerSums:
         """``(A, S)`` in float64."""
         return (mirror_upper_(self.a).double() / self.count,
                 mirror_upper_(self.s).double() / self.count)
+
+    def block(self):
+        """K-FAC's eigenbasis and eigenvalues ``s a^T``."""
+        A, S = self.factors()
+        a_values, q_in = _symmetric_eigh(A)
+        s_values, q_out = _symmetric_eigh(S)
+        return KroneckerBlock(q_out, q_in, torch.outer(s_values, a_values))
 
 
 class _DiagonalSums:
@@ -266,35 +331,88 @@ class _DiagonalSums:
         self.total = self.total + per_sample.double().square().sum(0)
         self.count += per_sample.shape[0]
 
+    def block(self):
+        return DiagonalBlock(self.total / self.count)
 
-def _factor_pass(plan, X, y, seed, batch_size, progress):
+
+class _DenseSums:
+    """Running second-moment matrix of one block's projected per-sample gradients."""
+
+    def __init__(self):
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, projected):
+        projected = projected.double()
+        self.total = self.total + projected.T @ projected
+        self.count += projected.shape[0]
+
+    def block(self):
+        values, basis = _symmetric_eigh(self.total / self.count)
+        return DenseBlock(basis, values)
+
+
+def _block_sums(plan, projector):
+    """One running sum per block: Kronecker factors for linear blocks, else the
+    diagonal Fisher (or, projected, the dense Fisher of the projection)."""
     dtype, device = module_dtype(plan.module), module_device(plan.module)
-    sums = [_KroneckerSums(b, dtype, device) if isinstance(b, LinearBlock)
-            else _DiagonalSums() for b in plan.hook_blocks]
-    generic = _DiagonalSums() if plan.generic is not None else None
+    sums = []
+    for index, block in enumerate(plan.blocks):
+        if isinstance(block, LinearBlock):
+            r_out, r_in = ((block.out_dim, block.in_dim) if projector is None
+                           else projector.factor_shapes[index])
+            sums.append(_KroneckerSums(r_in, r_out, dtype, device))
+        else:
+            sums.append(_DiagonalSums() if projector is None else _DenseSums())
+    return sums
+
+
+def _kronecker_rows(block, calls, sides):
+    """``(a, d)``: a linear block's augmented activation rows and output-gradient rows,
+    ``(batch, T, in)`` and ``(batch, T, out)``, mapped by ``sides = (P_out, P_in, scale)``.
+
+    ``scale * sum_t d_t a_t^T`` is then the projector's gradient of the block.
+    """
+    p_out, p_in, scale = sides
+    # project_inputs maps without a ones column, a convolution's patches without unfolding
+    a = torch.cat([block.project_inputs(x, p_in) for x, _ in calls], dim=1)
+    d = torch.cat([block.gradient_rows(g) for _, g in calls], dim=1)
+    if p_out is not None:
+        d = d @ p_out.to(d.dtype)
+    return a, d if scale == 1.0 else d * scale
+
+
+_UNPROJECTED = (None, None, 1.0)
+
+
+def _factor_pass(plan, X, y, seed, batch_size, progress, projector=None):
+    sums = _block_sums(plan, projector)
     generator = _labels_generator(plan, seed)
+    n_hooked = len(plan.hook_blocks)
     with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
         for _, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             targets, calls = _hook_calls(plan, capture, X_batch, y_batch, generator)
-            for block, block_sums, block_calls in zip(plan.hook_blocks, sums, calls):
-                if isinstance(block_sums, _KroneckerSums):
-                    block_sums.add(block_calls)
+            for index, (block, block_calls) in enumerate(zip(plan.hook_blocks, calls)):
+                if isinstance(sums[index], _KroneckerSums):
+                    sides = _UNPROJECTED if projector is None else projector.sides(index)
+                    sums[index].add(*_kronecker_rows(block, block_calls, sides))
                 else:
-                    block_sums.add(block.per_sample(*block.rows(block_calls)))
-            if generic is not None:
+                    per_sample = block.per_sample(*block.rows(block_calls))
+                    sums[index].add(_projected(projector, index, per_sample))
+            if plan.generic is not None:
                 with capture.paused():
                     grads = _functional.per_sample_grads(plan, plan.generic.names, X_batch,
                                                          targets)
-                generic.add(plan.generic.from_param_grads(grads))
-    return sums + ([generic] if generic is not None else [])
+                per_sample = plan.generic.from_param_grads(grads)
+                sums[n_hooked].add(_projected(projector, n_hooked, per_sample))
+    return sums
 
 
-def _eigendecomposition(sums):
-    """K-FAC's eigenbasis and eigenvalues ``s a^T`` from a block's factor sums."""
-    A, S = sums.factors()
-    a_values, q_in = _symmetric_eigh(A)
-    s_values, q_out = _symmetric_eigh(S)
-    return KroneckerBlock(q_out, q_in, torch.outer(s_values, a_values))
+def _projected(projector, index, per_sample):
+    """Per-sample gradients of a block without Kronecker structure, projected if asked."""
+    if projector is None:
+        return per_sample
+    return projector.flat(index, per_sample.reshape(per_sample.shape[0], -1))
 
 
 def _symmetric_eigh(matrix):
@@ -302,31 +420,43 @@ def _symmetric_eigh(matrix):
     return values.clamp_min(0), vectors  # a covariance: negatives are rounding
 
 
-def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress):
-    """EK-FAC: replace each Kronecker block's eigenvalues by ``mean_i (Q_S^T G_i Q_A)^2``."""
-    hooked = [(i, block) for i, block in enumerate(plan.hook_blocks)
+def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, projector=None):
+    """EK-FAC: replace each Kronecker block's eigenvalues by ``mean_i (Q_S^T G_i Q_A)^2``.
+
+    Projected, ``G_i`` is the projected gradient ``scale P_out^T G_i P_in``:
+    its rotation is the full gradient's by ``P_out Q_S`` and ``P_in Q_A``.
+    """
+    hooked = [(i, block, _rotation(blocks[i], projector, i))
+              for i, block in enumerate(plan.hook_blocks)
               if isinstance(blocks[i], KroneckerBlock)]
-    totals = {i: 0.0 for i, _ in hooked}
+    totals = {i: 0.0 for i, _, _ in hooked}
     count = 0
     generator = _labels_generator(plan, seed)
     with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
         for _, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             _, calls = _hook_calls(plan, capture, X_batch, y_batch, generator)
-            for i, block in hooked:
-                totals[i] = totals[i] + _rotated_squares(block, calls[i], blocks[i]).double()
+            for i, block, rotation in hooked:
+                totals[i] = totals[i] + _rotated_squares(block, calls[i], rotation).double()
             count += y_batch.shape[0]
-    for i, _ in hooked:
+    for i, _, _ in hooked:
         blocks[i].eigenvalues = totals[i] / count
 
 
-def _rotated_squares(block, calls, basis):
+def _rotation(basis, projector, index):
+    """``(R_out, R_in, scale)``: the eigenbasis composed with the block's projection."""
+    if projector is None:
+        return basis.q_out, basis.q_in, 1.0
+    p_out, p_in, scale = projector.sides(index)
+    q_out = basis.q_out if p_out is None else p_out.double() @ basis.q_out
+    q_in = basis.q_in if p_in is None else p_in.double() @ basis.q_in
+    return q_out, q_in, scale
+
+
+def _rotated_squares(block, calls, rotation):
     """``sum_i (Q_S^T G_i Q_A)^2`` over a batch, from its activation and gradient rows."""
-    q_in = basis.q_in.to(calls[0][0].dtype)
-    # project_inputs rotates without a ones column, and a convolution's
-    # patches without unfolding them
-    a = torch.cat([block.project_inputs(x, q_in) for x, _ in calls], dim=1)  # (batch, T, in)
-    d = torch.cat([block.gradient_rows(g) for _, g in calls], dim=1)
-    d = d @ basis.q_out.to(a.dtype)  # (batch, T, out)
+    q_out, q_in, scale = rotation
+    dtype = calls[0][0].dtype
+    a, d = _kronecker_rows(block, calls, (q_out.to(dtype), q_in.to(dtype), scale))
     if a.shape[1] == 1:  # G_i = d_i a_i^T: the square of a rank-one matrix
         return d[:, 0].square().T @ a[:, 0].square()
     return torch.bmm(d.transpose(1, 2), a).square().sum(0)
@@ -334,6 +464,7 @@ def _rotated_squares(block, calls, basis):
 
 __all__ = [
     "HEURISTIC_DAMPING",
+    "DenseBlock",
     "DiagonalBlock",
     "KFACPreconditioner",
     "KroneckerBlock",

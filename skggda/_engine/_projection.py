@@ -81,6 +81,23 @@ def _factor_shape(n_keep: int, out_dim: int, in_dim: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
+def _kronecker_shape(keep: int, out_dim: int, in_dim: int) -> tuple[int, int]:
+    """``(r_out, r_in)`` with ``r_out r_in <= keep`` as large as possible, then least variance.
+
+    Projected K-FAC needs the whole ``r_out x r_in`` product (a Kronecker
+    structure), so nothing is truncated: a block keeps ``r_out r_in``
+    components, at most its allocation.
+    """
+    best = None
+    for r_out in range(1, min(out_dim, keep) + 1):
+        r_in = min(in_dim, keep // r_out)
+        variance = (0 if r_out == out_dim else 2 / r_out) + (0 if r_in == in_dim else 2 / r_in)
+        key = (-r_out * r_in, round(variance, 12), out_dim * r_out + in_dim * r_in)
+        if best is None or key < best[0]:
+            best = (key, r_out, r_in)
+    return best[1], best[2]
+
+
 def _side_map(dim: int, rank: int, identity: bool, generator, dtype):
     """Gaussian ``(dim, rank)`` factor, or ``None`` for the identity."""
     if identity:
@@ -100,22 +117,33 @@ class Projector:
     plan : GradientPlan
     n_components : int
     seed : int
+    kronecker : bool, default=False
+        Keep every block's whole ``r_out x r_in`` product (no truncation), as
+        projected K-FAC needs: a linear block then keeps ``r_out r_in <=
+        r_block`` components, so :attr:`n_components` may end up below the
+        number asked for. Other blocks are unchanged.
     """
 
-    def __init__(self, plan, n_components: int, seed: int):
-        self.n_components = int(n_components)
+    def __init__(self, plan, n_components: int, seed: int, kronecker: bool = False):
         self.seed = int(seed)
+        self.kronecker = bool(kronecker)
+        self.requested = int(n_components)
         device = _device_of(plan)
         dtype = next(iter(plan.params.values())).dtype
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        self.dims = allocate_components([b.size for b in plan.blocks], self.n_components)
+        self.dims = allocate_components([b.size for b in plan.blocks], self.requested)
         self._scales = [1 / math.sqrt(keep) if keep else 0.0 for keep in self.dims]
         self._maps = []
+        self.factor_shapes = [None] * len(self.dims)
         for index, (block, keep) in enumerate(zip(plan.blocks, self.dims)):
             if keep == 0:
                 self._maps.append(None)
             elif isinstance(block, LinearBlock):
-                r_out, r_in = _factor_shape(keep, block.out_dim, block.in_dim)
+                shape = _kronecker_shape if self.kronecker else _factor_shape
+                r_out, r_in = shape(keep, block.out_dim, block.in_dim)
+                if self.kronecker:
+                    keep = self.dims[index] = r_out * r_in
+                self.factor_shapes[index] = (r_out, r_in)
                 exact = r_out * r_in == keep
                 sides = (
                     _side_map(block.out_dim, r_out, exact and r_out == block.out_dim, generator, dtype),
@@ -131,6 +159,20 @@ class Projector:
                 p = torch.randn(block.size, keep, generator=generator, dtype=dtype)
                 self._maps.append(p.to(device))
         self._blocks = plan.blocks
+        self.n_components = int(sum(self.dims))
+
+    @property
+    def recipe(self) -> tuple:
+        """The arguments that rebuild this projector on another plan of the same model."""
+        return (self.requested, self.seed, self.kronecker)
+
+    def sides(self, index: int):
+        """``(P_out, P_in, scale)`` of linear block ``index``; ``None`` sides are the identity.
+
+        Its projected gradient is ``scale * P_out^T G P_in``, flattened row-major.
+        """
+        p_out, p_in = self._maps[index]
+        return p_out, p_in, self._scales[index]
 
     def _finish(self, product: torch.Tensor, index: int) -> torch.Tensor:
         flat = product.reshape(*product.shape[:-2], -1)[..., : self.dims[index]]

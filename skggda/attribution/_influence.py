@@ -6,15 +6,17 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _engine
 from ..utils._convergence import warn_unconverged
+from ..utils._distributed import training_pass
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
                       property_vector, row_floats, sample_vectors)
-from ._store import attribute_with_store, build_store, keeps_store, score_with_store
+from ._store import (attribute_with_store, build_store, keeps_store, score_with_store,
+                     row_blocks, store_features)
 
 _TEST_BLOCK = 64
 #: Solvers with a fixed curvature: their preconditioned group gradients are stored at fit.
@@ -173,6 +175,16 @@ class InfluenceAttributor(BaseAttributor):
         and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
         of the free GPU memory, at most 4 GiB, on CUDA): large batches for
         tiny nets, small ones for big nets.
+    memory : str, joblib.Memory or None, default=None
+        A folder for the group store (see the user guide's "Explaining
+        predictions"), as scikit-learn's ``memory=``: ``fit`` writes the
+        store there as a ``.npy`` file and the fitted estimator holds a
+        handle to it (read as a memory map, in row blocks), so a store of
+        any size is kept and ``attribute`` stays a matrix product. ``None``
+        keeps the store in memory when it fits 256 MiB, and otherwise streams
+        the training data per call. :mod:`skggda.io` saves the handle (the
+        file's name and SHA-256), not the data: the folder must stay with
+        the saved file.
     n_jobs : int, default=None
         With a Dask joblib backend active
         (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
@@ -260,13 +272,14 @@ class InfluenceAttributor(BaseAttributor):
         "lissa_scale": [Interval(Real, 0, None, closed="neither")],
         "lissa_batch_size": [Interval(Integral, 1, None, closed="left")],
         "cg_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, estimator=None, *, grouper=None, property="loss", solver="fisher",
                  fisher="auto", damping=None, n_components=None, lissa_depth=200,
                  lissa_repeat=20, lissa_scale=50.0, lissa_batch_size=128, cg_max_iter=100,
-                 param_subset="all", batch_size="auto", n_jobs=None, verbose=0,
+                 param_subset="all", batch_size="auto", memory=None, n_jobs=None, verbose=0,
                  random_state=None):
         self.estimator = estimator
         self.grouper = grouper
@@ -282,15 +295,17 @@ class InfluenceAttributor(BaseAttributor):
         self.cg_max_iter = cg_max_iter
         self.param_subset = param_subset
         self.batch_size = batch_size
+        self.memory = memory
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
     def _check_params(self, frozen):
-        if self.n_components is not None and self.solver != "fisher":
+        if self.n_components is not None and self.solver not in ("fisher", *_KRONECKER):
             raise ValueError(
-                f"n_components applies to solver='fisher' only; solver={self.solver!r} "
-                "works in the full parameter space (use param_subset to shrink it)."
+                f"n_components applies to solver='fisher', 'kfac' and 'ekfac' only; "
+                f"solver={self.solver!r} works in the full parameter space (use "
+                "param_subset to shrink it)."
             )
         allowed = _FISHERS.get(self.solver)
         if allowed is not None and self.fisher not in ("auto", *allowed):
@@ -339,22 +354,49 @@ class InfluenceAttributor(BaseAttributor):
                     plan, X, y, corrected=self.solver == "ekfac", fisher=self._fisher_kind(),
                     seed=seed, batch_size=plan.batch_size(self.batch_size),
                     progress=self._progress("Kronecker factors"), stage=self._stage,
+                    projector=self._projector(plan),
                 )
         self._group_store = None
+        if self._projected_kronecker():
+            self._group_store = self._projected_store(plan, X, y)
+            return
         itemsize = _engine.module_dtype(plan.module).itemsize
         if self.solver in _STORED and keeps_store(self, X, plan.n_params, itemsize):
             # (H + damping)^{-1} G_k for every group, once: attribute is then a product
             self._group_store = build_store(
                 self, plan, precondition=lambda flat: self._inverse_hvp(plan, flat))
 
+    def _projected_kronecker(self):
+        """K-FAC / EK-FAC fitted in a projected space (LoGra): scored only through the store."""
+        return self.n_components is not None and self.solver in _KRONECKER
+
+    def _projected_store(self, plan, X, y):
+        """The projected group gradients, preconditioned: always kept (``(n_groups, r)``)."""
+        projector = self._projector(plan)
+        with self._stage("store"):
+            (features,) = training_pass(
+                "projected", plan, X, y, self.labels_, self.n_groups_, projector=projector,
+                n_jobs=self.n_jobs, progress=self._progress("group gradients"),
+                batch_size=plan.batch_size(self.batch_size, projector.n_components))
+            features = check_finite_state(features, "projected group gradients")
+            return store_features(self, features, precondition=lambda block: (
+                self._kfac.precondition_projected(block, self._damping())))
+
     def _checked_scores(self, scores):
         # LiSSA reports a diverged recursion by NaN scores and a ConvergenceWarning
         return scores if self.solver == "lissa" else super()._checked_scores(scores)
 
     def _projector(self, plan):
+        """The projection of ``n_components`` (Kronecker-structured for K-FAC / EK-FAC)."""
         if self.n_components is None:
             return None
-        return _engine.Projector(plan, self.n_components, self._seed)
+        kronecker = self.solver in _KRONECKER
+        if kronecker and self.n_components < len(plan.blocks):
+            raise ValueError(
+                f"n_components={self.n_components} is below the {len(plan.blocks)} parameter "
+                f"blocks of the model: projected {self.solver!r} needs at least one "
+                "component per block.")
+        return _engine.Projector(plan, self.n_components, self._seed, kronecker=kronecker)
 
     # -- scoring ----------------------------------------------------------------------
 
@@ -367,8 +409,10 @@ class InfluenceAttributor(BaseAttributor):
             with self._stage("solve"):
                 return kernel_scores(self._state, vector[None], self._damping())[0]
         if self._group_store is not None:
+            vector = (self._projector(plan).dense(gradient) if self._projected_kronecker()
+                      else plan.flatten(gradient))
             with self._stage("dots"):
-                return score_with_store(plan, gradient, self._group_store) / len(self._y_fit)
+                return score_with_store(vector, self._group_store) / len(self._y_fit)
         directions = self._inverse_hvp(plan, plan.flatten(gradient)[None])
         return self._training_dots(plan, directions)[:, 0]
 
@@ -382,9 +426,12 @@ class InfluenceAttributor(BaseAttributor):
             with self._stage("solve"):
                 return kernel_scores(self._state, vectors, self._damping()).astype(np.float32)
         if self._group_store is not None:
+            projector = self._projector(plan) if self._projected_kronecker() else None
+            width = plan.n_params if projector is None else projector.n_components
             out = attribute_with_store(rows_plan, plan, X, y, self._group_store,
-                                       batch_size=plan.batch_size(self.batch_size, plan.n_params),
-                                       progress=self._progress("test gradients"))
+                                       batch_size=plan.batch_size(self.batch_size, width),
+                                       progress=self._progress("test gradients"),
+                                       project=projector)
             out /= np.float32(len(self._y_fit))
             return out
         out = np.empty((len(X), self.n_groups_), dtype=np.float32)
@@ -399,11 +446,27 @@ class InfluenceAttributor(BaseAttributor):
             with self._stage("solve"):
                 return kernel_self_scores(self._state, self._damping())
         plan = self._make_plan(self.estimator_, self._X_fit)
+        if self._projected_kronecker():
+            return self._projected_self_influence(plan)
         out = np.empty(self.n_groups_)
         for groups, grads in self._group_gradient_blocks(plan):
             flat = plan.flatten(grads)
             solved = self._inverse_hvp(plan, flat)
             out[groups] = (solved.double() * flat.double()).sum(1).cpu().numpy()
+        return out / len(self._y_fit)
+
+    def _projected_self_influence(self, plan):
+        """``G_k^T P G_k`` in the projected space: one pass for the projected group
+        gradients, dotted with the stored preconditioned ones."""
+        projector = self._projector(plan)
+        (features,) = training_pass(
+            "projected", plan, self._X_fit, self._y_fit, self.labels_, self.n_groups_,
+            projector=projector, n_jobs=self.n_jobs, progress=self._progress("group gradients"),
+            batch_size=plan.batch_size(self.batch_size, projector.n_components))
+        features = features.double().cpu().numpy()
+        out = np.empty(self.n_groups_)
+        for rows, block in row_blocks(self._group_store):
+            out[rows] = np.einsum("ij,ij->i", features[rows], block.astype(np.float64))
         return out / len(self._y_fit)
 
     def _inverse_hvp(self, plan, V):

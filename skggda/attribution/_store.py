@@ -10,14 +10,32 @@ curvature ``P`` (the identity for TracIn; ``(H + damping I)^{-1}`` for the
 exact Hessian, K-FAC and EK-FAC, all symmetric, so ``g^T P G_k`` is the
 score). A query then costs its own gradient and one product with the store.
 
-The store is exact (no projection) and kept when it fits
-:data:`STORE_BYTES`, the CPU memory budget of ``batch_size="auto"``, and
-the training data is in this process (not a Dask cluster's); otherwise the
-estimators stream the training data as before. It is part of the fitted
-state, so :mod:`skggda.io` saves it.
+The store holds exact gradients, or projected ones when the attributor
+projects (``n_components``: TracIn, and K-FAC / EK-FAC fitted in the
+projected space). Where it lives:
+
+* in memory, when it fits :data:`STORE_BYTES` (the CPU memory budget of
+  ``batch_size="auto"``) -- or, for an exact store that does not fit and no
+  ``memory`` folder, nowhere: the estimators stream the training data per
+  call as before;
+* on disk, when the attributor's ``memory`` names a folder (scikit-learn's
+  ``memory=`` is the model): a ``.npy`` file there, written block by block
+  and read as a memory map, held by a :class:`DiskStore` handle. Every
+  product reads it in row blocks of :data:`QUERY_BLOCK_BYTES`, so memory
+  stays at one block whatever its size.
+
+It is part of the fitted state, so :mod:`skggda.io` saves it: an in-memory
+store in the file, a :class:`DiskStore` as its file name and SHA-256, which
+``load`` checks against the folder's file.
 """
 
 from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import uuid
 
 import numpy as np
 import torch
@@ -26,63 +44,243 @@ from .. import _engine
 from ..utils._distributed import cluster_for
 from ._numerics import check_finite_state
 
-#: Largest store kept, in bytes (all checkpoints together).
+#: Largest store kept in memory, in bytes (all checkpoints together).
 STORE_BYTES = 1 << 28
-#: Rows of attributions ``top_groups`` holds at a time, in bytes.
+#: Rows of a store, or of attributions, handled at a time, in bytes.
 QUERY_BLOCK_BYTES = 1 << 26
+_NAME = re.compile(r"skggda-store-[0-9a-f]{32}\.npy")
+
+
+class DiskStore:
+    """A group store in a ``.npy`` file of the attributor's ``memory`` folder.
+
+    Parameters
+    ----------
+    folder : str
+        The folder (``memory``) that holds the file.
+    name : str
+        The file's name, ``skggda-store-<32 hex digits>.npy``.
+    shape : tuple of int
+        ``(n_groups, n_features)``.
+    dtype : str
+        NumPy dtype string of the entries.
+    sha256 : str
+        SHA-256 of the whole file, taken when it was written.
+    """
+
+    def __init__(self, folder, name, shape, dtype, sha256):
+        self.folder = str(folder)
+        self.name = str(name)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = str(dtype)
+        self.sha256 = str(sha256)
+
+    @property
+    def path(self):
+        return os.path.join(self.folder, self.name)
+
+    def open(self):
+        """The stored array, read-only, as a memory map."""
+        return np.load(self.path, mmap_mode="r", allow_pickle=False)
+
+    def verify(self):
+        """Raise ``ValueError`` unless the folder's file is the one this handle wrote."""
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"{self.name!r:.60} is not the name of a skggda group store.")
+        if not os.path.isfile(self.path):
+            raise ValueError(f"The group store {self.path} is missing: the fitted estimator "
+                             "keeps it in its memory folder, which must travel with the file.")
+        if _file_sha256(self.path) != self.sha256:
+            raise ValueError(f"The group store {self.path} is not the one the estimator "
+                             "wrote (its SHA-256 differs).")
+        array = self.open()
+        if array.shape != self.shape or array.dtype != np.dtype(self.dtype):
+            raise ValueError(f"The group store {self.path} holds {array.shape} "
+                             f"{array.dtype}, not {self.shape} {self.dtype}.")
+
+    def __repr__(self):
+        return f"DiskStore({self.path!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def memory_folder(memory):
+    """The folder of a ``memory`` parameter: a path, or a ``joblib.Memory``'s location."""
+    if memory is None:
+        return None
+    location = getattr(memory, "location", memory)
+    return None if location is None else os.fspath(location)
 
 
 def keeps_store(attributor, X, n_params, itemsize, n_copies=1):
-    """Whether ``attributor`` keeps a store: ``n_copies`` of ``(n_groups, n_params)`` fit
-    :data:`STORE_BYTES`, and the training data is in this process.
+    """Whether ``attributor`` keeps an exact store of ``n_copies`` of ``(n_groups, n_params)``.
 
-    On a Dask cluster the passes stay on the workers and no store is built
-    (building it there is left to come).
+    In memory when they fit :data:`STORE_BYTES`, on disk whenever a
+    ``memory`` folder is named; never when the training data is on a Dask
+    cluster (the exact passes stay on the workers; projected stores are
+    built there).
     """
-    fits = attributor.n_groups_ * n_params * itemsize * n_copies <= STORE_BYTES
-    return fits and cluster_for(X, getattr(attributor, "n_jobs", None)) is None
+    if cluster_for(X, getattr(attributor, "n_jobs", None)) is not None:
+        return False
+    on_disk = memory_folder(getattr(attributor, "memory", None)) is not None
+    return on_disk or attributor.n_groups_ * n_params * itemsize * n_copies <= STORE_BYTES
+
+
+class StoreWriter:
+    """An ``(n_rows, n_features)`` store filled block by block, in memory or on disk."""
+
+    def __init__(self, memory, n_rows, n_features, dtype):
+        self.folder = memory_folder(memory)
+        self.dtype = np.dtype(dtype)
+        shape = (int(n_rows), int(n_features))
+        if self.folder is None:
+            self.array = np.empty(shape, dtype=self.dtype)
+            return
+        os.makedirs(self.folder, exist_ok=True)
+        needed = shape[0] * shape[1] * self.dtype.itemsize
+        free = shutil.disk_usage(self.folder).free
+        if needed > free:
+            raise MemoryError(f"The group store needs {needed / 2**30:.1f} GiB but "
+                              f"{self.folder} has {free / 2**30:.1f} GiB free; name another "
+                              "memory folder or project (n_components).")
+        self.name = f"skggda-store-{uuid.uuid4().hex}.npy"
+        self.array = np.lib.format.open_memmap(os.path.join(self.folder, self.name),
+                                               mode="w+", dtype=self.dtype, shape=shape)
+
+    def write(self, rows, values):
+        values = check_finite_state(values, "group gradients")
+        self.array[rows] = values.cpu().numpy() if torch.is_tensor(values) else values
+
+    def finish(self):
+        """The in-memory array, or a :class:`DiskStore` handle to the flushed file."""
+        if self.folder is None:
+            return self.array
+        shape = self.array.shape
+        self.array.flush()
+        del self.array
+        path = os.path.join(self.folder, self.name)
+        return DiskStore(self.folder, self.name, shape, self.dtype.str, _file_sha256(path))
+
+
+def stored_array(store):
+    """The array of an in-memory store or of a :class:`DiskStore` (a read-only memory map)."""
+    return store.open() if isinstance(store, DiskStore) else store
+
+
+def row_blocks(store):
+    """``(rows, block)`` of a store, each block at most :data:`QUERY_BLOCK_BYTES`."""
+    array = stored_array(store)
+    step = max(1, QUERY_BLOCK_BYTES // max(1, array.shape[1] * array.dtype.itemsize))
+    for start in range(0, array.shape[0], step):
+        rows = slice(start, min(start + step, array.shape[0]))
+        yield rows, np.asarray(array[rows])
+
+
+def store_dtype(store):
+    return np.dtype(store.dtype)
 
 
 def build_store(attributor, plan, precondition=None):
-    """``(n_groups, n_params)`` numpy: each group's gradient sum, preconditioned.
+    """Each group's gradient sum, preconditioned: ``(n_groups, n_params)``, in memory or on disk.
 
     One pass over the training data, in blocks of groups
     (``attributor._group_gradient_blocks``); ``precondition`` maps a block of
     flat gradients ``(m, p)`` to ``P`` applied to each row.
     """
-    store = None
+    writer = None
     for groups, grads in attributor._group_gradient_blocks(plan):
         flat = plan.flatten(grads)
         if precondition is not None:
             flat = precondition(flat)
-        if store is None:  # in the module's dtype: float64 for a converted scikit-learn model
-            store = np.empty((attributor.n_groups_, flat.shape[1]), dtype=_numpy_dtype(flat))
-        store[groups] = flat.cpu().numpy()
-    return check_finite_state(store, "group gradients")
+        if writer is None:  # in the module's dtype: float64 for a converted scikit-learn model
+            writer = StoreWriter(getattr(attributor, "memory", None), attributor.n_groups_,
+                                 flat.shape[1], _numpy_dtype(flat))
+        writer.write(groups, flat)
+    return writer.finish()
 
 
-def attribute_with_store(rows_plan, plan, X, y, store, *, batch_size, progress=None):
-    """``(n_queries, n_groups)`` float32: every query's per-sample gradient times the store."""
-    device = _engine.module_device(plan.module)
-    stored = torch.as_tensor(store, device=device)
-    out = np.empty((len(X), store.shape[0]), dtype=np.float32)
-    for index, grads in _engine.iter_per_sample_gradients(rows_plan, X, y, batch_size=batch_size,
-                                                          progress=progress):
-        out[index] = (plan.flatten(grads).to(stored.dtype) @ stored.T).cpu().numpy()
+def store_features(attributor, features, precondition=None):
+    """A store of projected group gradients ``(n_groups, r)`` (a tensor), preconditioned
+    in row blocks."""
+    writer = StoreWriter(getattr(attributor, "memory", None), features.shape[0],
+                         features.shape[1], _numpy_dtype(features))
+    step = max(1, QUERY_BLOCK_BYTES // max(1, features.shape[1] * features.element_size()))
+    for start in range(0, features.shape[0], step):
+        block = features[start:start + step]
+        writer.write(slice(start, start + len(block)),
+                     block if precondition is None else precondition(block))
+    return writer.finish()
+
+
+def query_products(queries, store, out, *, device):
+    """``out[i, j] = queries[i] . store[j]``: one read of the store, in row blocks.
+
+    ``queries`` is a ``(m, d)`` tensor on ``device``; ``out`` a
+    ``(m, n_groups)`` array, written in place.
+    """
+    for rows, block in row_blocks(store):
+        stored = torch.as_tensor(block, device=device)
+        out[:, rows] = (queries.to(stored.dtype) @ stored.T).cpu().numpy()
     return out
 
 
-def score_with_store(plan, gradient, store):
-    """``(n_groups,)`` float64: a property gradient (blocks) times the store.
+def attribute_with_store(rows_plan, plan, X, y, store, *, batch_size, progress=None,
+                         project=None):
+    """``(n_queries, n_groups)`` float32: every query's gradient times the store.
+
+    The queries' (projected, with ``project``) gradients are gathered for
+    as many queries as fit :data:`QUERY_BLOCK_BYTES`, then the store is read
+    once for all of them: one pass over a disk store per block of queries.
+    """
+    device = _engine.module_device(plan.module)
+    array = stored_array(store)
+    out = np.empty((len(X), array.shape[0]), dtype=np.float32)
+    width = array.shape[1] * 4
+    queries_per_block = max(1, QUERY_BLOCK_BYTES // width)
+    for start in range(0, len(X), queries_per_block):
+        stop = min(start + queries_per_block, len(X))
+        gradients = _query_gradients(rows_plan, plan, X[start:stop], y[start:stop],
+                                     batch_size=batch_size, progress=progress, project=project)
+        query_products(gradients, store, out[start:stop], device=device)
+    return out
+
+
+def _query_gradients(rows_plan, plan, X, y, *, batch_size, progress, project):
+    if project is not None:
+        return _engine.projected_gradients(rows_plan, X, y, project, batch_size=batch_size,
+                                           progress=progress)
+    # the batches come in row order (no shuffling): their gradients stack
+    return torch.cat([plan.flatten(grads) for _, grads in _engine.iter_per_sample_gradients(
+        rows_plan, X, y, batch_size=batch_size, progress=progress)])
+
+
+def score_with_store(vector, store):
+    """``(n_groups,)`` float64: a flat property gradient (or its projection) times the store.
 
     The products are taken in the store's dtype, as the training-set passes
     take theirs: gradients that overflow it (inputs of extreme magnitude)
     give non-finite scores, which the estimators refuse.
     """
-    device = _engine.module_device(plan.module)
-    stored = torch.as_tensor(store, device=device)
-    vector = plan.flatten(gradient).to(stored.dtype)
-    return (stored @ vector).double().cpu().numpy()
+    out = np.empty(stored_array(store).shape[0])
+    for rows, block in row_blocks(store):
+        stored = torch.as_tensor(block, device=vector.device)
+        out[rows] = (stored @ vector.to(stored.dtype)).double().cpu().numpy()
+    return out
+
+
+def squared_norms(store):
+    """``(n_groups,)`` float64: each stored row's squared norm."""
+    out = np.empty(stored_array(store).shape[0])
+    for rows, block in row_blocks(store):
+        block = block.astype(np.float64)
+        out[rows] = np.einsum("ij,ij->i", block, block)
+    return out
 
 
 def _numpy_dtype(tensor):

@@ -6,14 +6,15 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _engine
 from ..models._callbacks import CheckpointRecorder
 from ..utils._distributed import training_pass
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
-from ._store import attribute_with_store, build_store, keeps_store, score_with_store
+from ._store import (attribute_with_store, build_store, keeps_store, score_with_store,
+                     squared_norms, store_features)
 
 # Above this size the exact (k, p) group-gradient matrix used by `attribute`
 # is not formed; the training data is streamed once per block of test points.
@@ -97,6 +98,16 @@ class TracInAttributor(BaseAttributor):
         and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
         of the free GPU memory, at most 4 GiB, on CUDA): large batches for
         tiny nets, small ones for big nets.
+    memory : str, joblib.Memory or None, default=None
+        A folder for the group store (see the user guide's "Explaining
+        predictions"), as scikit-learn's ``memory=``: ``fit`` writes the
+        store there as a ``.npy`` file and the fitted estimator holds a
+        handle to it (read as a memory map, in row blocks), so a store of
+        any size is kept and ``attribute`` stays a matrix product. ``None``
+        keeps the store in memory when it fits 256 MiB, and otherwise streams
+        the training data per call. :mod:`skggda.io` saves the handle (the
+        file's name and SHA-256), not the data: the folder must stay with
+        the saved file.
     n_jobs : int, default=None
         With a Dask joblib backend active
         (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
@@ -165,12 +176,13 @@ class TracInAttributor(BaseAttributor):
         **BaseAttributor._parameter_constraints,
         "checkpoints": [StrOptions({"last", "all"})],
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, estimator=None, *, grouper=None, property="loss", checkpoints="last",
-                 n_components=None, param_subset="all", batch_size="auto", n_jobs=None,
-                 verbose=0, random_state=None):
+                 n_components=None, param_subset="all", batch_size="auto", memory=None,
+                 n_jobs=None, verbose=0, random_state=None):
         self.estimator = estimator
         self.grouper = grouper
         self.property = property
@@ -178,6 +190,7 @@ class TracInAttributor(BaseAttributor):
         self.n_components = n_components
         self.param_subset = param_subset
         self.batch_size = batch_size
+        self.memory = memory
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
@@ -215,8 +228,8 @@ class TracInAttributor(BaseAttributor):
                 batch_size=plan.batch_size(self.batch_size, self.n_components),
                 progress=self._progress("group gradients"),
             )
-            self._group_features.append(
-                check_finite_state(features, "projected group gradients").cpu().numpy())
+            self._group_features.append(store_features(
+                self, check_finite_state(features, "projected group gradients")))
 
     def _projector(self, plan):
         return _engine.Projector(plan, self.n_components, self._projection_seed)
@@ -238,11 +251,10 @@ class TracInAttributor(BaseAttributor):
         for index, (plan, weight) in enumerate(self._checkpoint_plans(X, self._checkpoints)):
             grad = self._property_gradient(plan, X, y, progress=self._progress("property"))
             if self._group_features is not None:
-                features = torch.as_tensor(self._group_features[index], device=grad[0].device)
-                vector = self._projector(plan).dense(grad).to(features.dtype)
-                scores += weight * (features @ vector).cpu().numpy()
+                vector = self._projector(plan).dense(grad)
+                scores += weight * score_with_store(vector, self._group_features[index])
             elif self._group_store is not None:
-                scores += weight * score_with_store(plan, grad, self._group_store[index])
+                scores += weight * score_with_store(plan.flatten(grad), self._group_store[index])
             else:
                 dots = self._training_group_dots(plan, [g.unsqueeze(0) for g in grad])
                 scores += weight * dots[:, 0]
@@ -250,16 +262,12 @@ class TracInAttributor(BaseAttributor):
 
     def _self_influence(self):
         out = np.zeros(self.n_groups_)
-        if self._group_features is not None:
-            # the projected group gradients are kept: no checkpoint is reloaded
-            for features, (_, weight) in zip(self._group_features, self._checkpoints):
-                features = features.astype(np.float64)
-                out += weight * np.einsum("ij,ij->i", features, features)
-            return out
-        if self._group_store is not None:
-            for store, (_, weight) in zip(self._group_store, self._checkpoints):
-                store = store.astype(np.float64)
-                out += weight * np.einsum("ij,ij->i", store, store)
+        # a kept store (exact or projected) holds every group gradient: no checkpoint
+        # is reloaded
+        stores = self._group_features if self._group_features is not None else self._group_store
+        if stores is not None:
+            for store, (_, weight) in zip(stores, self._checkpoints):
+                out += weight * squared_norms(store)
             return out
         for plan, weight in self._checkpoint_plans(self._X_fit, self._checkpoints):
             for groups, grads in self._group_gradient_blocks(plan):
@@ -288,13 +296,10 @@ class TracInAttributor(BaseAttributor):
         return out
 
     def _attribute_projected(self, plan, X, y, index):
-        test = _engine.projected_gradients(
-            self._per_sample_property_plan(plan), X, y, self._projector(plan),
+        return attribute_with_store(
+            self._per_sample_property_plan(plan), plan, X, y, self._group_features[index],
             batch_size=plan.batch_size(self.batch_size, self.n_components),
-            progress=self._progress("test gradients"),
-        )
-        features = torch.as_tensor(self._group_features[index], device=test.device)
-        return (test @ features.T).cpu().numpy()
+            progress=self._progress("test gradients"), project=self._projector(plan))
 
     def _attribute_exact(self, plan, X, y):
         """Exact group gradients ``(k, p)`` once, then one matmul per test batch."""

@@ -205,7 +205,7 @@ class _PlanPass:
         projector = self.params.get("projector")
         if projector is not None:
             state["params"] = {**self.params,
-                               "projector": (projector.n_components, projector.seed)}
+                               "projector": projector.recipe}
         return state
 
     def __setstate__(self, state):

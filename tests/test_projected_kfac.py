@@ -1,0 +1,139 @@
+"""Projected K-FAC / EK-FAC (issue 20, LoGra-style): the Kronecker factors, the eigenvalue
+correction and the stored group gradients live in the space of a Kronecker random
+projection; checked against dense references built here in that same space."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.frozen import FrozenEstimator
+
+from skggda import InfluenceAttributor, RandomGrouper, _engine
+
+from conftest import make_problem, tiny_net
+from test_kfac import data, dense_precondition, layer_rows, per_sample_layer_gradients, \
+    per_sample_loss, two_linears
+
+
+def projected_reference(module, projector, X, y, corrected):
+    """Per linear layer: the dense curvature of the projected gradients ``(r, r)`` and
+    the projected per-sample gradients ``(n, r)``, from per-sample backward passes."""
+    layers = dict(module.named_modules())
+    names = [name for name, layer in layers.items() if isinstance(layer, torch.nn.Linear)]
+    curvatures, gradients = [], []
+    for index, name in enumerate(names):
+        p_out, p_in, scale = projector.sides(index)
+        p_out = torch.eye(layers[name].out_features) if p_out is None else p_out
+        p_in = torch.eye(layers[name].in_features + 1) if p_in is None else p_in
+        p_out, p_in = p_out.double(), p_in.double()
+        a, d = layer_rows(module, layers[name], X, y)  # T = 1
+        a, d = a[:, 0] @ p_in, scale * d[:, 0] @ p_out
+        A, S = a.T @ a / len(y), d.T @ d / len(y)
+        G = scale * p_out.T @ per_sample_layer_gradients(module, layers[name], X, y) @ p_in
+        if corrected:
+            q_a, q_s = torch.linalg.eigh(A)[1], torch.linalg.eigh(S)[1]
+            values = (q_s.T @ G @ q_a).square().mean(0)
+            Q = torch.kron(q_s, q_a)
+            curvatures.append(Q @ torch.diag(values.reshape(-1)) @ Q.T)
+        else:
+            curvatures.append(torch.kron(S, A))
+        gradients.append(G.flatten(1))
+    return curvatures, torch.cat(gradients, 1)
+
+
+@pytest.mark.parametrize("corrected", [False, True], ids=["kfac", "ekfac"])
+@pytest.mark.parametrize("damping", [None, 0.05])
+def test_projected_preconditioner_equals_dense_kronecker_reference(corrected, damping):
+    module = two_linears().eval()
+    X, y = data(29, (5,))
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    projector = _engine.Projector(plan, 26, seed=3, kronecker=True)
+    # every side is random: the test covers real projections, not identities
+    assert all(side is not None for i in range(2) for side in projector.sides(i)[:2])
+    preconditioner = _engine.fit_kfac(plan, X, y, corrected=corrected, fisher="empirical",
+                                      batch_size=8, projector=projector)
+    curvatures, G = projected_reference(module, projector, X, y, corrected)
+    # the projector's own gradients are the reference's
+    features = _engine.projected_gradients(plan, X, y, projector, batch_size=8)
+    torch.testing.assert_close(features.double(), G, rtol=1e-4, atol=1e-6)
+    V = torch.randn(4, projector.n_components, generator=torch.Generator().manual_seed(1))
+    got = preconditioner.precondition_projected(V, damping)
+    expected = dense_precondition(curvatures, V, damping)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-4,
+                               atol=1e-5 * expected.abs().max())
+
+
+def test_projected_blocks_keep_whole_kronecker_products():
+    module = two_linears().eval()
+    X, _ = data(5, (5,))
+    plan = _engine.make_plan(module, per_sample_loss, X)
+    projector = _engine.Projector(plan, 37, seed=0, kronecker=True)
+    assert projector.n_components == sum(projector.dims) <= 37
+    for dim, (r_out, r_in), block in zip(projector.dims, projector.factor_shapes, plan.blocks):
+        assert dim == r_out * r_in and r_out <= block.out_dim and r_in <= block.in_dim
+
+
+@pytest.fixture(scope="module")
+def problem():
+    X, y, _, _ = make_problem(n=80, n_features=4, n_classes=3, seed=1)
+    X_test, y_test, _, _ = make_problem(n=10, n_features=4, n_classes=3, seed=2)
+    net = tiny_net(hidden=(5,), epochs=3).fit(X, y)
+    return FrozenEstimator(net), X, y, X_test, y_test
+
+
+def projected(frozen, solver, n_components, **params):
+    return InfluenceAttributor(frozen, solver=solver, n_components=n_components,
+                               grouper=RandomGrouper(group_size=4), fisher="empirical",
+                               random_state=0, **params)
+
+
+@pytest.mark.parametrize("solver", ["kfac", "ekfac"])
+def test_attribute_and_scores_equal_the_dense_reference(problem, solver):
+    frozen, X, y, X_test, y_test = problem
+    attributor = projected(frozen, solver, 24).fit(X, y)
+    module = attributor.estimator_.module_
+    plan = _engine.make_plan(module, per_sample_loss, torch.as_tensor(X[:5]))
+    projector = attributor._projector(plan)
+    curvatures, G = projected_reference(module, projector, torch.as_tensor(X),
+                                        torch.as_tensor(y), solver == "ekfac")
+    labels = torch.as_tensor(attributor.labels_.astype(np.int64))
+    groups = torch.zeros(attributor.n_groups_, G.shape[1], dtype=G.dtype).index_add_(0, labels, G)
+    _, Q = projected_reference(module, projector, torch.as_tensor(X_test),
+                               torch.as_tensor(y_test), False)
+    expected = (Q @ dense_precondition(curvatures, groups).T / len(y)).numpy()
+    got = attributor.attribute(X_test, y_test)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # the property's gradient is the mean of the test gradients
+    np.testing.assert_allclose(attributor.score_groups(X_test, y_test), expected.mean(0),
+                               rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    self_scores = ((groups * dense_precondition(curvatures, groups)).sum(1) / len(y)).numpy()
+    np.testing.assert_allclose(attributor.self_influence(), self_scores, rtol=1e-4,
+                               atol=1e-5 * np.abs(self_scores).max())
+
+
+@pytest.mark.parametrize("solver", ["kfac", "ekfac"])
+def test_projection_at_full_width_is_the_unprojected_solver(problem, solver):
+    """Every side kept whole is the identity: the projected solver is the exact one."""
+    frozen, X, y, X_test, y_test = problem
+    n_params = sum(p.numel() for p in frozen.estimator.module_.parameters())
+    full = projected(frozen, solver, n_params).fit(X, y)
+    exact = projected(frozen, solver, None).fit(X, y)
+    np.testing.assert_allclose(full.attribute(X_test, y_test), exact.attribute(X_test, y_test),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_projection_follows_random_state(problem):
+    frozen, X, y, X_test, y_test = problem
+    first = projected(frozen, "ekfac", 16).fit(X, y).attribute(X_test, y_test)
+    again = projected(frozen, "ekfac", 16).fit(X, y).attribute(X_test, y_test)
+    other = projected(frozen, "ekfac", 16).set_params(random_state=1).fit(X, y)
+    np.testing.assert_array_equal(first, again)
+    # another seed draws other projections (and other random groups)
+    assert not np.allclose(first, other.attribute(X_test, y_test)[:, :first.shape[1]])
+
+
+def test_too_few_components_for_the_blocks_is_refused(problem):
+    frozen, X, y, _, _ = problem
+    with pytest.raises(ValueError, match="at least one component per block"):
+        projected(frozen, "kfac", 1).fit(X, y)
