@@ -25,7 +25,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._engine._data import BatchedForward
 from .models._loss import PerSampleLoss
+
+#: Rows of the evaluation data on the device at a time in :func:`property_terms`.
+_PROPERTY_BATCH = 4096
 
 __all__ = [
     "ClassLoss",
@@ -503,21 +507,33 @@ def property_terms(prop, net, X, y_encoded, classes):
     module = net.module_
     device = next(module.parameters()).device
     dtype = next(module.parameters()).dtype
-    X_t = torch.as_tensor(np.asarray(X), device=device, dtype=dtype)
-    y_t = torch.as_tensor(np.asarray(y_encoded), device=device)
+    X, y_encoded = np.asarray(X), np.asarray(y_encoded)
     loss_fn = PerSampleLoss(net.criterion_)
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
             if prop.whole_data:
-                return float(prop.value(module, X_t, y_t)), None
-            output = torch.cat([module(X_t[i:i + 4096]) for i in range(0, len(X_t), 4096)])
-            terms = prop.terms(output, y_t, loss_fn).double().cpu().numpy()
-            losses = loss_fn(output, y_t).double().cpu().numpy() if prop.needs_losses else None
+                # the function reads the whole set on the device (its contract); the
+                # module inside it runs _PROPERTY_BATCH rows at a time
+                X_t = torch.as_tensor(X, device=device, dtype=dtype)
+                y_t = torch.as_tensor(y_encoded, device=device)
+                return float(prop.value(BatchedForward(module, _PROPERTY_BATCH), X_t, y_t)), None
+            terms, losses = [], []
+            # batch by batch: only one batch of X_test is on the device at a time
+            for start in range(0, len(X), _PROPERTY_BATCH):
+                X_t = torch.as_tensor(X[start:start + _PROPERTY_BATCH], device=device,
+                                      dtype=dtype)
+                y_t = torch.as_tensor(y_encoded[start:start + _PROPERTY_BATCH], device=device)
+                output = module(X_t)
+                terms.append(prop.terms(output, y_t, loss_fn).double())
+                if prop.needs_losses:
+                    losses.append(loss_fn(output, y_t).double())
+            terms = torch.cat(terms).cpu().numpy()
+            losses = torch.cat(losses).cpu().numpy() if prop.needs_losses else None
     finally:
         module.train(was_training)
-    weights = prop.weights(EvaluationData(np.asarray(X), np.asarray(y_encoded), classes, losses))
+    weights = prop.weights(EvaluationData(X, y_encoded, classes, losses))
     return float(weights @ terms), terms  # FairnessGap's weights carry the gap's sign
 
 

@@ -16,6 +16,7 @@ from ._assign import CenterIndex, Whitening, anchors_of, repair_empty
 from ._budget import activation_floats, auto_batch_size
 from ._curvature import (
     MAX_DENSE_PARAMS,
+    KernelFactor,
     Solution,
     conjugate_gradient,
     dense_hessian,
@@ -58,6 +59,7 @@ __all__ = [
     "DiagonalBlock",
     "IndexedRows",
     "KFACPreconditioner",
+    "KernelFactor",
     "KroneckerBlock",
     "Projector",
     "Solution",

@@ -65,11 +65,19 @@ class Whitening:
         return cls(mean.cpu().numpy(), scale.cpu().numpy(),
                    basis.to(features.dtype).cpu().numpy())
 
-    def transform(self, features: torch.Tensor):
-        """``(coordinates (n, r), squared residual (n,))``: the part outside the span."""
-        as_tensor = lambda a: torch.as_tensor(a, device=features.device)  # noqa: E731
-        whitened = (features - as_tensor(self.mean)) / as_tensor(self.scale)
-        coordinates = whitened @ as_tensor(self.basis)
+    def on(self, device):
+        """``(mean, scale, basis)`` as tensors on ``device``: upload once, pass to :meth:`transform`."""
+        return tuple(torch.as_tensor(a, device=device) for a in (self.mean, self.scale, self.basis))
+
+    def transform(self, features: torch.Tensor, arrays=None):
+        """``(coordinates (n, r), squared residual (n,))``: the part outside the span.
+
+        ``arrays`` is :meth:`on`'s result for ``features``' device (uploaded
+        once per pass); without it the arrays are uploaded on every call.
+        """
+        mean, scale, basis = self.on(features.device) if arrays is None else arrays
+        whitened = (features - mean) / scale
+        coordinates = whitened @ basis
         residual = ((whitened * whitened).sum(1) - (coordinates * coordinates).sum(1))
         return coordinates, residual.clamp_min_(0)
 
@@ -203,9 +211,12 @@ class CenterIndex:
             d2 = (x2[points, None] - 2 * X[points] @ self.centers[ids].T
                   + self.sq_norms[ids])
             value, arg = d2.min(1)
-            better = value < best[points]
-            best[points[better]] = value[better]
-            labels[points[better]] = ids[arg[better]]
+            # where, not a boolean mask: indexing with a mask reads its count back to
+            # the host, one device synchronisation per cell
+            current = best[points]
+            better = value < current
+            best[points] = torch.where(better, value, current)
+            labels[points] = torch.where(better, ids[arg], labels[points])
 
 
 def _candidate_lists(pairs, k, cell_means):

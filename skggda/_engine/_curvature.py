@@ -197,6 +197,7 @@ def lissa(plan, X, y, V, *, damping, scale, depth, repeat, batch_size, generator
     with evaluating(plan.module), steps:
         for run in range(repeat):
             h = V.clone()
+            flags = []  # per step, on the device: read back every DIVERGENCE_CHECK_EVERY steps
             for step in range(depth):
                 index = torch.randint(n, (min(batch_size, n),), generator=generator).numpy()
                 X_batch = to_device(take(X, index), device, dtype)
@@ -204,22 +205,42 @@ def lissa(plan, X, y, V, *, damping, scale, depth, repeat, batch_size, generator
                 product = _batch_hvp(plan, X_batch, y_batch, h, max_pairs)
                 h = V + (1 - damping) * h - product / scale
                 steps.update()
-                if _diverged(h, v_norm):
+                flags.append(_divergence_flag(h, v_norm))
+                if len(flags) < DIVERGENCE_CHECK_EVERY and step + 1 < depth:
+                    continue
+                first = _first_divergence(flags)
+                if first is not None:
                     issue = (
-                        f"LiSSA diverged in run {run + 1} at step {step + 1} (the estimate "
-                        f"grew beyond 1e6 times the vector's norm): either scale={scale} is "
-                        "below the largest Hessian eigenvalue (increase lissa_scale) or the "
-                        "Hessian has negative eigenvalues larger than damping * scale "
-                        "(increase damping)."
+                        f"LiSSA diverged in run {run + 1} at step {step + 2 - len(flags) + first}"
+                        " (the estimate grew beyond 1e6 times the vector's norm): either "
+                        f"scale={scale} is below the largest Hessian eigenvalue (increase "
+                        "lissa_scale) or the Hessian has negative eigenvalues larger than "
+                        "damping * scale (increase damping)."
                     )
                     return Solution(torch.full_like(V, float("nan")), (issue,))
+                flags = []
             estimate += h / scale
     return Solution(estimate / repeat)
 
 
-def _diverged(h, v_norm):
+#: LiSSA reads its divergence flags back to the host every this many steps: one
+#: device synchronisation per 50 steps instead of one per step. A run that
+#: diverges is stopped at most this many steps late, and reports the first
+#: step that diverged; a run that converges gives the same estimate.
+DIVERGENCE_CHECK_EVERY = 50
+
+
+def _divergence_flag(h, v_norm):
+    """A 0-d bool tensor, left on the device: has any row of ``h`` diverged?"""
     norms = h.norm(dim=1)
-    return bool((~torch.isfinite(norms)).any() or (norms > 1e6 * v_norm).any())
+    return (~torch.isfinite(norms)).any() | (norms > 1e6 * v_norm).any()
+
+
+def _first_divergence(flags):
+    """Index of the first true flag, or ``None``: one read back for all of them."""
+    stacked = torch.stack(flags).cpu()
+    hits = torch.nonzero(stacked)
+    return int(hits[0, 0]) if len(hits) else None
 
 
 #: Up to this many right-hand sides, :func:`solve_kernel` factors in float32 and refines.
@@ -233,17 +254,48 @@ def solve_kernel(K, V, damping):
     1e-10). For a few right-hand sides (a property gradient) a float32
     Cholesky factor plus iterative refinement in float64 gets there in about
     a quarter of the time of a float64 factor. ``K`` is not modified.
+    :class:`KernelFactor` gives the same answers and keeps the factors for
+    the next call.
     """
-    A64 = _damped(K, damping, torch.float64)
-    if K.dtype == torch.float32 and V.shape[0] <= REFINE_MAX_RHS:
-        solved = _solve_refined(_damped(K, damping, K.dtype), A64, V)
-        if solved is not None:
-            return solved
-    factor, info = torch.linalg.cholesky_ex(A64)
-    if int(info) == 0:
-        return torch.cholesky_solve(V.double().T, factor).T.to(V.dtype)
-    # not positive definite (e.g. damping=0 with a rank-deficient kernel)
-    return (torch.linalg.pinv(A64, hermitian=True) @ V.double().T).T.to(V.dtype)
+    return KernelFactor(K, damping).solve(V)
+
+
+class KernelFactor:
+    """``K + damping I`` factored on first use and kept: :func:`solve_kernel` for many calls.
+
+    Scoring blocks of test points against one fitted kernel solves with the
+    same matrix every time; the factors (float32 Cholesky for refinement,
+    float64 Cholesky, or the pseudo-inverse when the damped kernel is not
+    positive definite) are computed once, on ``K``'s device, and each one's
+    success flag is read back once instead of on every call. Each solve
+    returns exactly what :func:`solve_kernel` would.
+    """
+
+    def __init__(self, K, damping):
+        self.K, self.damping = K, damping
+        self._A64 = self._low = self._exact = None
+
+    def solve(self, V):
+        """``(K + damping I)^{-1} v`` for every row of ``V``, in ``V``'s dtype."""
+        if self._A64 is None:
+            self._A64 = _damped(self.K, self.damping, torch.float64)
+        if self.K.dtype == torch.float32 and V.shape[0] <= REFINE_MAX_RHS:
+            if self._low is None:
+                factor, info = torch.linalg.cholesky_ex(_damped(self.K, self.damping, self.K.dtype))
+                self._low = factor if int(info) == 0 else False
+            if self._low is not False:
+                solved = _refine(self._low, self._A64, V)
+                if solved is not None:
+                    return solved
+        if self._exact is None:
+            factor, info = torch.linalg.cholesky_ex(self._A64)
+            # not positive definite (e.g. damping=0 with a rank-deficient kernel): pseudo-inverse
+            self._exact = (("cholesky", factor) if int(info) == 0
+                           else ("pinv", torch.linalg.pinv(self._A64, hermitian=True)))
+        kind, factor = self._exact
+        if kind == "cholesky":
+            return torch.cholesky_solve(V.double().T, factor).T.to(V.dtype)
+        return (factor @ V.double().T).T.to(V.dtype)
 
 
 def _damped(K, damping, dtype):
@@ -255,18 +307,25 @@ def _damped(K, damping, dtype):
 
 def _solve_refined(A, A64, V, max_steps=5, tol=1e-10):
     """Solve with a Cholesky factor of ``A`` (float32) refined against ``A64`` (the same
-    damped matrix in float64); ``None`` if the refinement does not converge."""
+    damped matrix in float64); ``None`` if ``A`` has no factor or the refinement does not
+    converge."""
     factor, info = torch.linalg.cholesky_ex(A)
     if int(info) != 0:
         return None
+    return _refine(factor, A64, V, max_steps, tol)
+
+
+def _refine(factor, A64, V, max_steps=5, tol=1e-10):
+    """Solve with a float32 Cholesky ``factor`` refined against ``A64`` (the same damped
+    matrix in float64); ``None`` if the refinement does not converge."""
     B = V.double().T
-    x = torch.cholesky_solve(V.to(A.dtype).T, factor).double()
+    x = torch.cholesky_solve(V.to(factor.dtype).T, factor).double()
     target = tol * B.norm()
     for _ in range(max_steps):
         residual = B - A64 @ x
         if residual.norm() <= target:
             return x.T.to(V.dtype)
-        x += torch.cholesky_solve(residual.to(A.dtype), factor).double()
+        x += torch.cholesky_solve(residual.to(factor.dtype), factor).double()
     return None  # too ill-conditioned for a float32 factor
 
 

@@ -9,16 +9,22 @@ of those (skorch's keyword inputs), or any object with ``__len__`` whose
 ``__getitem__`` takes a slice or an integer index array and returns an array
 (the estimators wrap memmaps, h5py/zarr/Dask arrays and torch Datasets in
 such readers). :class:`IndexedRows` is a lazy row subset of any of them.
+
+On CUDA the passes read the next batch on a thread into pinned memory while
+the device works (:func:`prefetching`); on the CPU they read in the loop.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import weakref
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils.checkpoint import checkpoint
 
 
 _MODULE_LOCKS = weakref.WeakKeyDictionary()
@@ -106,6 +112,80 @@ def _row_shape(X):
     return tuple(X.shape[1:])
 
 
+def host_batch(X, pin=None):
+    """A batch as CPU tensors, each passed through ``pin`` (e.g. ``Tensor.pin_memory``) if given.
+
+    Read-only arrays (memmaps) are copied first: torch wants writable memory.
+    Tensors already on an accelerator are returned as they are.
+    """
+    if isinstance(X, dict):
+        return {key: host_batch(value, pin) for key, value in X.items()}
+    if isinstance(X, np.ndarray) and not X.flags.writeable:
+        X = np.array(X)
+    tensor = torch.as_tensor(X)
+    if pin is None or tensor.device.type != "cpu":
+        return tensor
+    return pin(tensor)
+
+
+def prefetching(items, load, pin=None):
+    """Yield ``load(item, pin)`` for every item, loaded one item ahead on a thread when ``pin``.
+
+    With ``pin=None`` (the CPU) this is a plain loop on the calling thread:
+    nothing to overlap, and no thread to pay for. With a ``pin`` function
+    (CUDA: ``Tensor.pin_memory``) a background thread reads the next batch
+    from disk into pinned host memory while the device works on this one,
+    so that the caller's ``non_blocking`` upload is asynchronous. Pinned
+    buffers come from PyTorch's caching host allocator, which does not hand
+    a buffer out again while a copy from it is still in flight.
+
+    Batches come out in the order of ``items``. An exception raised by
+    ``load`` is raised here at the batch that raised it; closing the
+    generator early (``break``, an error in the caller's loop) stops and
+    joins the thread.
+    """
+    if pin is None:
+        for item in items:
+            yield load(item, None)
+        return
+    done = object()
+    ready = queue.Queue(maxsize=1)  # one batch ahead: host memory stays at two batches
+    stop = threading.Event()
+
+    def put(entry):
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if stop.is_set() or not put((True, load(item, pin))):
+                    return
+        except BaseException as error:  # noqa: BLE001 -- handed to the consumer
+            put((False, error))
+            return
+        put((True, done))
+
+    thread = threading.Thread(target=work, name="skggda-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, value = ready.get()
+            if not ok:
+                raise value
+            if value is done:
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 def to_device(X, device: torch.device, dtype: torch.dtype | None = None):
     """Convert a batch to tensors on ``device``; floating arrays take ``dtype``."""
     if isinstance(X, dict):
@@ -137,3 +217,47 @@ def forward(module: nn.Module, X):
     if isinstance(X, dict):
         return module(**X)
     return module(X)
+
+
+class BatchedForward:
+    """A module that runs its inputs ``batch_size`` rows at a time.
+
+    Whole-data functions (:func:`~skggda._engine._passes.function_gradient`,
+    :func:`skggda.properties.property_terms`) are handed this wrapper, so
+    that the activations of the whole evaluation set are never held at once.
+
+    Calling it splits every tensor argument with the batch's leading
+    dimension, runs the module on each piece (under non-reentrant activation
+    checkpointing when a gradient is recorded) and concatenates the outputs.
+    Every other attribute is the module's own. Activation checkpointing
+    recomputes each piece's forward pass during the backward pass (about a
+    third more work), in eval mode, so the recomputation is exact.
+    """
+
+    def __init__(self, module, batch_size):
+        self.__dict__.update(module=module, batch_size=max(1, int(batch_size)))
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["module"], name)
+
+    def __call__(self, *args, **kwargs):
+        leaves = [t for t in (*args, *kwargs.values()) if torch.is_tensor(t) and t.dim()]
+        n = leaves[0].shape[0] if leaves else 0
+        if n <= self.batch_size:
+            return self.module(*args, **kwargs)
+
+        def cut(t, a, b):
+            return t[a:b] if torch.is_tensor(t) and t.dim() and t.shape[0] == n else t
+
+        outputs = []
+        for start, stop in batch_slices(n, self.batch_size):
+            piece_args = [cut(t, start, stop) for t in args]
+            piece_kwargs = {key: cut(t, start, stop) for key, t in kwargs.items()}
+            if torch.is_grad_enabled():
+                outputs.append(checkpoint(self.module, *piece_args, use_reentrant=False,
+                                          **piece_kwargs))
+            else:
+                outputs.append(self.module(*piece_args, **piece_kwargs))
+        flat = [tree_flatten(out)[0] for out in outputs]
+        return tree_unflatten([torch.cat(parts) for parts in zip(*flat)],
+                              tree_flatten(outputs[0])[1])

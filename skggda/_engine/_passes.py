@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from . import _functional, _gram
 from ._capture import HookCapture
 from ._data import (
-    batch_slices, forward, module_device, module_dtype, module_lock, n_samples, rows, take,
-    targets_to_device, to_device,
+    BatchedForward, batch_slices, forward, host_batch, module_device, module_dtype, module_lock,
+    n_samples, prefetching, rows, take, targets_to_device, to_device,
 )
 from ._gram import GramAccumulator
 from ._precision import accumulation_dtype, at_least_float32
@@ -55,26 +55,76 @@ def evaluating(module):
             module.train(was_training)
 
 
-def _batches(plan, X, y, batch_size, order=None, progress=False):
-    """Yield ``(index, X_batch, y_batch)`` with the batch on the module's device."""
+def _prefetch_pin(device):
+    """How batches are pinned for the device: ``Tensor.pin_memory`` on CUDA, else ``None``.
+
+    ``None`` turns prefetching off: on the CPU there is no transfer to overlap.
+    """
+    return torch.Tensor.pin_memory if torch.device(device).type == "cuda" else None
+
+
+def _load_batch(X, y, span, order, pin):
+    """Host side of one batch: its sample indices and its rows as (pinned) CPU tensors."""
+    start, stop = span
+    if order is None:
+        index = np.arange(start, stop)
+        X_batch, y_batch = rows(X, start, stop), rows(y, start, stop)
+    else:
+        index = order[start:stop]
+        X_batch, y_batch = take(X, index), take(y, index)
+    return index, host_batch(X_batch, pin), host_batch(y_batch, pin)
+
+
+def _upload(host, device, dtype):
+    """Device side of one batch: ``(X_batch, y_batch)`` on ``device`` (asynchronous when pinned)."""
+    _, X_host, y_host = host
+    return to_device(X_host, device, dtype), targets_to_device(y_host, device)
+
+
+def _batch_stream(plan, X, y, batch_size, order=None, progress=False):
+    """Yield ``(start, stop, index, X_batch, y_batch)``, the batch on the module's device.
+
+    ``start:stop`` are the batch's positions in the pass (in ``order`` when
+    given): per-sample arrays uploaded once per pass are sliced with them,
+    on the device. On CUDA the next batch is read into pinned memory on a
+    thread while this one is processed (:func:`prefetching`).
+    """
     n = n_samples(X)
     device, dtype = module_device(plan.module), module_dtype(plan.module)
     desc = progress if isinstance(progress, str) else None
+    spans = list(batch_slices(n, batch_size))
+    load = lambda span, pin: _load_batch(X, y, span, order, pin)  # noqa: E731
     with tqdm(total=n, desc=desc, unit="sample", disable=not progress, leave=False) as bar:
-        for start, stop in batch_slices(n, batch_size):
-            if order is None:
-                index = np.arange(start, stop)
-                X_batch, y_batch = rows(X, start, stop), rows(y, start, stop)
-            else:
-                index = order[start:stop]
-                X_batch, y_batch = take(X, index), take(y, index)
-            yield index, to_device(X_batch, device, dtype), targets_to_device(y_batch, device)
-            bar.update(stop - start)
+        batches = prefetching(spans, load, _prefetch_pin(device))
+        try:
+            for (start, stop), host in zip(spans, batches):
+                X_batch, y_batch = _upload(host, device, dtype)
+                yield start, stop, host[0], X_batch, y_batch
+                bar.update(stop - start)
+        finally:
+            batches.close()  # stops the prefetching thread when the pass ends early
 
 
-def group_index(labels, index, device):
-    """The groups of the samples ``index`` as an int64 tensor (labels may be any int dtype)."""
-    return torch.as_tensor(np.asarray(labels[index], dtype=np.int64), device=device)
+def _batches(plan, X, y, batch_size, order=None, progress=False):
+    """Yield ``(index, X_batch, y_batch)`` with the batch on the module's device."""
+    for _, _, index, X_batch, y_batch in _batch_stream(plan, X, y, batch_size, order, progress):
+        yield index, X_batch, y_batch
+
+
+def per_sample_tensor(values, device, dtype=None):
+    """A per-sample array (group labels, weights) uploaded to ``device`` once per pass.
+
+    Passes slice it with each batch's ``start:stop`` on the device instead of
+    uploading ``values[index]`` batch by batch: one host-to-device copy per
+    pass, and no blocking copy from pageable memory in the loop. Integer
+    labels (stored compactly) become int64, the index dtype of ``index_add_``.
+    """
+    if values is None:
+        return None
+    array = np.asarray(values)
+    if dtype is None and array.dtype.kind in "iub":
+        array = array.astype(np.int64, copy=False)
+    return torch.as_tensor(array, device=device, dtype=dtype)
 
 
 def _losses(plan, X_batch, y_batch):
@@ -97,14 +147,15 @@ def loss_gradient(plan, X, y, *, sample_weight=None, batch_size=512, progress=Fa
     names, params = list(plan.params), list(plan.params.values())
     total = [torch.zeros_like(p, dtype=accumulation_dtype(p.dtype)) for p in params]
     n = n_samples(X)
+    weights = per_sample_tensor(sample_weight, module_device(plan.module))
     with evaluating(plan.module):
-        for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
+        for start, stop, _, X_batch, y_batch in _batch_stream(plan, X, y, batch_size,
+                                                              progress=progress):
             losses = _losses(plan, X_batch, y_batch)
-            if sample_weight is None:
+            if weights is None:
                 weighted = losses.sum() / n
             else:
-                weight = torch.as_tensor(sample_weight[index], device=losses.device)
-                weighted = (losses * weight.to(losses.dtype)).sum()
+                weighted = (losses * weights[start:stop].to(losses.dtype)).sum()
             if not weighted.requires_grad:
                 continue  # terms that do not depend on the parameters add nothing
             grads = torch.autograd.grad(weighted, params, allow_unused=True)
@@ -124,18 +175,24 @@ def sample_values(plan, X, y, *, batch_size=512):
     return at_least_float32(torch.cat(out))
 
 
-def function_gradient(plan, fn, X, y):
+def function_gradient(plan, fn, X, y, *, batch_size="auto"):
     """Gradient of ``fn(module, X, y) -> scalar`` on the whole data, in block layout.
 
-    For properties that are not sums over samples; ``X`` and ``y`` are read
-    whole and moved to the module's device in one piece.
+    For properties that are not sums over samples. ``X`` and ``y`` reach
+    ``fn`` whole, as tensors on the module's device (its documented
+    contract), but ``fn`` is given the module behind a :class:`BatchedForward`:
+    each call runs it ``batch_size`` rows at a time and keeps only every
+    batch's output in the autograd graph, recomputing the batch's
+    activations when the gradient is taken (activation checkpointing). The
+    graph no longer grows with the activations of the whole data set; the
+    gradient is the same up to the order of floating-point sums.
     """
     device, dtype = module_device(plan.module), module_dtype(plan.module)
     names, params = list(plan.params), list(plan.params.values())
     n = n_samples(X)
     X_all, y_all = to_device(rows(X, 0, n), device, dtype), targets_to_device(rows(y, 0, n), device)
     with evaluating(plan.module):
-        value = fn(plan.module, X_all, y_all)
+        value = fn(BatchedForward(plan.module, plan.batch_size(batch_size)), X_all, y_all)
         # a value that does not depend on the parameters has a zero gradient
         grads = (torch.autograd.grad(value, params, allow_unused=True)
                  if torch.is_tensor(value) and value.requires_grad else [None] * len(params))
@@ -173,19 +230,23 @@ def gradient_dots(plan, X, y, directions, *, labels=None, n_groups=None, batch_s
     n_rows = n_samples(X) if labels is None else int(n_groups)
     out = torch.zeros(n_rows, m, dtype=torch.float64, device=device)
 
-    def store(index, dots):
-        if labels is None:
-            out[torch.as_tensor(index, device=device)] = dots.double()
+    groups = per_sample_tensor(labels, device)
+
+    def store(start, stop, dots):
+        if groups is None:
+            out[start:stop] = dots.double()
         else:
-            out.index_add_(0, group_index(labels, index, device), dots.double())
+            out.index_add_(0, groups[start:stop], dots.double())
 
     with evaluating(plan.module):
         if plan.generic is None:
             _hook_dots(plan, X, y, directions, batch_size, progress, store)
         else:
             tangents = plan.to_param_grads(directions)
-            for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
-                store(index, _functional.directional_derivatives(plan, X_batch, y_batch, tangents))
+            for start, stop, _, X_batch, y_batch in _batch_stream(plan, X, y, batch_size,
+                                                                  progress=progress):
+                store(start, stop,
+                      _functional.directional_derivatives(plan, X_batch, y_batch, tangents))
     return out
 
 
@@ -193,12 +254,13 @@ def _hook_dots(plan, X, y, directions, batch_size, progress, store):
     """Per-sample dot products for hook blocks, read off their captured rows."""
     prepared = [block.prepare_directions(v) for block, v in zip(plan.hook_blocks, directions)]
     with HookCapture(plan.hook_blocks) as capture:
-        for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
+        for start, stop, _, X_batch, y_batch in _batch_stream(plan, X, y, batch_size,
+                                                              progress=progress):
             calls = capture.calls(_losses(plan, X_batch, y_batch).sum())
             dots = 0.0
             for block, block_calls, v in zip(plan.hook_blocks, calls, prepared):
                 dots = dots + block.dots(block_calls, v)
-            store(index, dots)
+            store(start, stop, dots)
 
 
 # ---------------------------------------------------------------------------
@@ -255,9 +317,11 @@ def projected_gradients(
     gram = (GramAccumulator(r, dtype=dtype, device=device, expected_rows=n)
             if fisher and not fisher_at_end else None)
     weight_of = group_weights if callable(group_weights) else None
-    weights_t = None if weight_of else _weights_tensor(group_weights, device, dtype)
+    weights_t = None if weight_of else per_sample_tensor(group_weights, device, dtype)
+    groups = per_sample_tensor(labels, device)
     with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
-        for index, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
+        for start, stop, _, X_batch, y_batch in _batch_stream(plan, X, y, batch_size,
+                                                              progress=progress):
             batch_features, output = _project_batch(plan, projector, capture, X_batch, y_batch,
                                                     need_output=weight_of is not None)
             batch_features = batch_features.to(dtype)
@@ -266,18 +330,14 @@ def projected_gradients(
             if weight_of is not None:
                 batch_features = batch_features * weight_of(output, y_batch)[:, None]
             elif weights_t is not None:
-                batch_features = batch_features * weights_t[index, None]
-            if labels is None:
-                features[torch.as_tensor(index, device=device)] = batch_features
+                batch_features = batch_features * weights_t[start:stop, None]
+            if groups is None:
+                features[start:stop] = batch_features
             else:
-                features.index_add_(0, group_index(labels, index, device), batch_features)
+                features.index_add_(0, groups[start:stop], batch_features)
     if not fisher:
         return features
     return features, _gram.gram(features) if fisher_at_end else gram.result()
-
-
-def _weights_tensor(weights, device, dtype):
-    return None if weights is None else torch.as_tensor(weights, device=device, dtype=dtype)
 
 
 def _project_batch(plan, projector, capture, X_batch, y_batch, need_output=False):
@@ -358,6 +418,63 @@ class ChunkLayout:
         return padded
 
 
+
+def _host_layout(labels: np.ndarray):
+    """:meth:`ChunkLayout.from_sorted_labels` on the host, in NumPy, for one batch.
+
+    Returns ``(chunk_id, pos, n_chunks, cap, chunk_group)``, the same numbers
+    as the torch version, whose ``int()`` reads would stop the device once
+    per batch.
+    """
+    batch = len(labels)
+    starts = np.ones(batch, dtype=bool)
+    starts[1:] = labels[1:] != labels[:-1]
+    segment = np.cumsum(starts) - 1
+    n_segments = int(segment[-1]) + 1
+    seg_len = np.bincount(segment, minlength=n_segments)
+    pos_in_segment = np.arange(batch) - np.flatnonzero(starts)[segment]
+    longest = int(seg_len.max())
+    cap = longest if n_segments * longest <= 2 * batch else -(-batch // n_segments)
+    chunks_per_segment = (seg_len + cap - 1) // cap
+    first_chunk = np.cumsum(chunks_per_segment) - chunks_per_segment
+    chunk_id = first_chunk[segment] + pos_in_segment // cap
+    n_chunks = int(chunks_per_segment.sum())
+    chunk_group = np.empty(n_chunks, dtype=np.int64)
+    chunk_group[chunk_id] = labels
+    return chunk_id, pos_in_segment % cap, n_chunks, cap, chunk_group
+
+
+class PassLayouts:
+    """The :class:`ChunkLayout` of every batch of a pass in group order, uploaded once.
+
+    The layouts are computed on the host from the sorted labels (NumPy,
+    O(n)) and their index arrays sent to the device in one copy each;
+    :meth:`batch` slices them. Nothing is uploaded or read back per batch.
+    """
+
+    def __init__(self, sorted_labels: np.ndarray, batch_size: int, device):
+        ids, positions, groups, self._shapes = [], [], [], []
+        offset = 0
+        for start, stop in batch_slices(len(sorted_labels), batch_size):
+            chunk_id, pos, n_chunks, cap, chunk_group = _host_layout(sorted_labels[start:stop])
+            ids.append(chunk_id)
+            positions.append(pos)
+            groups.append(chunk_group)
+            self._shapes.append((offset, n_chunks, cap))
+            offset += n_chunks
+        self._batch_size = batch_size
+        # one copy each: rows' chunk and slot (int64: the index dtype), chunks' groups
+        empty = [np.zeros(0, dtype=np.int64)]
+        self._chunk_id = per_sample_tensor(np.concatenate(ids or empty), device)
+        self._pos = per_sample_tensor(np.concatenate(positions or empty), device)
+        self._chunk_group = per_sample_tensor(np.concatenate(groups or empty), device)
+
+    def batch(self, start: int, stop: int) -> ChunkLayout:
+        """The layout of the batch at positions ``start:stop`` of the pass."""
+        offset, n_chunks, cap = self._shapes[start // self._batch_size]
+        return ChunkLayout(self._chunk_id[start:stop], self._pos[start:stop], n_chunks, cap,
+                           self._chunk_group[offset:offset + n_chunks])
+
 def _chunk_sums(plan, capture, X_batch, y_batch, layout: ChunkLayout):
     """Per-chunk gradient sums of one batch, in block layout ``(n_chunks, ...)``."""
     sums = []
@@ -391,9 +508,11 @@ def group_gradients(plan, X, y, labels, n_groups, *, batch_size=512, progress=Fa
         torch.zeros(int(n_groups), *b.shape, dtype=dtype, device=device)
         for b in plan.blocks
     ]
+    layouts = PassLayouts(np.asarray(labels, dtype=np.int64)[order], batch_size, device)
     with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
-        for index, X_batch, y_batch in _batches(plan, X, y, batch_size, order, progress):
-            layout = ChunkLayout.from_sorted_labels(group_index(labels, index, device))
+        for start, stop, _, X_batch, y_batch in _batch_stream(plan, X, y, batch_size, order,
+                                                              progress):
+            layout = layouts.batch(start, stop)
             for acc, chunk_sum in zip(out, _chunk_sums(plan, capture, X_batch, y_batch, layout)):
                 acc.index_add_(0, layout.chunk_group, chunk_sum.to(dtype))
     return out
@@ -418,14 +537,15 @@ def per_sample_statistics(plan, X, y, labels, n_groups, *, group_weights=None,
     p = plan.n_params
     groups = torch.zeros(int(n_groups), p, dtype=dtype, device=device)
     fisher = GramAccumulator(p, dtype=dtype, device=device, expected_rows=n_samples(X))
-    weights_t = _weights_tensor(group_weights, device, dtype)
-    for index, grads in iter_per_sample_gradients(plan, X, y, batch_size=batch_size,
-                                                  progress=progress):
-        flat = plan.flatten(grads).to(dtype)
+    weights_t = per_sample_tensor(group_weights, device, dtype)
+    labels_t = per_sample_tensor(labels, device)
+    for start, stop, _, X_batch, y_batch in _batch_stream(plan, X, y, batch_size,
+                                                          progress=progress):
+        flat = plan.flatten(per_sample_gradients(plan, X_batch, y_batch)).to(dtype)
         fisher.add(flat)
         if weights_t is not None:
-            flat = flat * weights_t[index, None]
-        groups.index_add_(0, group_index(labels, index, device), flat)
+            flat = flat * weights_t[start:stop, None]
+        groups.index_add_(0, labels_t[start:stop], flat)
     return groups, fisher.result()
 
 

@@ -22,6 +22,8 @@ penalty.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,10 +131,36 @@ def kernel_scores(state: KernelState, vectors, damping):
     # a half-precision net's vectors meet the float32 kernel in float32
     device, dtype = vectors.device, _engine.accumulation_dtype(vectors.dtype)
     vectors = vectors.to(dtype)
-    kernel = torch.as_tensor(state.kernel, device=device, dtype=dtype)
-    solved = _engine.solve_kernel(kernel, vectors, damping)
-    groups = torch.as_tensor(state.group_features, device=device, dtype=dtype)
+    groups, factor = _on_device(state, device, dtype, damping)
+    solved = factor.solve(vectors)
     return (solved @ groups.T / state.n_samples).double().cpu().numpy()
+
+
+# Per fitted state, its group features and kernel factor on the device the queries
+# come from: ``attribute`` scores block after block of test points against the same
+# state, which would otherwise upload the (n_groups, r) features and factor the
+# (r, r) kernel again for every block. Kept outside KernelState (whose attributes
+# skggda.io saves) and dropped with it.
+_DEVICE_STATES = {}
+_DEVICE_STATES_LOCK = threading.Lock()
+
+
+def _on_device(state, device, dtype, damping):
+    """``(group features, KernelFactor)`` of ``state`` on ``device``, made once per key."""
+    key = (torch.device(device), dtype, float(damping))
+    with _DEVICE_STATES_LOCK:
+        entry = _DEVICE_STATES.get(id(state))
+        if entry is None or entry[0]() is not state:
+            entry = _DEVICE_STATES[id(state)] = (weakref.ref(state), {})
+            weakref.finalize(state, _DEVICE_STATES.pop, id(state), None)
+        cached = entry[1].get(key)
+        # the arrays themselves are the check: a state given new arrays is uploaded again
+        if cached is None or cached[0] is not state.kernel or cached[1] is not state.group_features:
+            kernel = torch.as_tensor(state.kernel, device=device, dtype=dtype)
+            groups = torch.as_tensor(state.group_features, device=device, dtype=dtype)
+            cached = entry[1][key] = (state.kernel, state.group_features, groups,
+                                      _engine.KernelFactor(kernel, damping))
+        return cached[2], cached[3]
 
 
 def kernel_self_scores(state: KernelState, damping):

@@ -257,15 +257,33 @@ class _NearestCenters:
         self.index_state = index_state
         self.distance_rows = distance_rows
 
+    def __getstate__(self):
+        # what goes to a worker: the arrays, never tensors cached on this process's device
+        return {key: value for key, value in self.__dict__.items() if key != "_on_device"}
+
+    def _device_state(self, device):
+        """The whitening's arrays, the centers and their index on ``device``, uploaded once.
+
+        A pass keeps one ``_NearestCenters`` for all its blocks: the centers
+        and index cross to the device once per pass, not once per block.
+        """
+        cache = self.__dict__.setdefault("_on_device", {})
+        if device not in cache:
+            centers = torch.as_tensor(self.centers, device=device)
+            cache[device] = (self.whitening.on(device), centers,
+                             CenterIndex.from_state(centers, self.index_state))
+        return cache[device]
+
     def _coordinates(self, X_block, y_block):
-        """Whitened features ``(n_rows, d)`` and squared residuals ``(n_rows,)`` off their span."""
-        return self.whitening.transform(self.featuriser.features(X_block, y_block))
+        """Whitened features ``(n_rows, d)``, squared residuals ``(n_rows,)`` off their span,
+        and the device state of :meth:`_device_state`."""
+        features = self.featuriser.features(X_block, y_block)
+        state = self._device_state(features.device)
+        return (*self.whitening.transform(features, state[0]), state)
 
     def assign(self, X_block, y_block):
         """``(labels, counts, inertia)`` of a block of rows: its nearest centers."""
-        coordinates, residual = self._coordinates(X_block, y_block)
-        centers = torch.as_tensor(self.centers, device=coordinates.device)
-        index = CenterIndex.from_state(centers, self.index_state)
+        coordinates, residual, (_, _, index) = self._coordinates(X_block, y_block)
         labels, distances = index.assign(coordinates, batch_size=self.distance_rows)
         k = len(self.centers)
         labels = labels.cpu().numpy().astype(label_dtype(k))
@@ -273,8 +291,7 @@ class _NearestCenters:
 
     def distances(self, X_block, y_block):
         """float32 ndarray ``(n_rows, k)``: Euclidean distances to every center."""
-        coordinates, residual = self._coordinates(X_block, y_block)
-        centers = torch.as_tensor(self.centers, device=coordinates.device)
+        coordinates, residual, (_, centers, _) = self._coordinates(X_block, y_block)
         squared = center_distances(coordinates, centers, batch_size=self.distance_rows) ** 2
         return (squared + residual[:, None]).sqrt_().cpu().numpy()
 
