@@ -39,7 +39,7 @@ from ..utils._state import restored_on_error
 from ..utils._timings import stage_clock, substage
 from ..utils._finite import check_finite_scores
 from ._numerics import OVERFLOW, check_property_gradient
-from ._store import QUERY_BLOCK_BYTES, extremes
+from . import _store
 
 #: Exact group gradients for self-influence are formed this many bytes at a time.
 _GROUP_BLOCK_BYTES = 1 << 28
@@ -277,8 +277,8 @@ class BaseAttributor(BaseEstimator):
         if y is None:
             y = self._predicted_labels(X)
         X, y = self._property_data(X, y, allow_default=False)
-        rows = max(1, QUERY_BLOCK_BYTES // (4 * self.n_groups_))
-        parts = [extremes(self._timed("attribution", self._attribute, X[start:start + rows],
+        rows = max(1, _store.QUERY_BLOCK_BYTES // (4 * self.n_groups_))
+        parts = [_store.extremes(self._timed("attribution", self._attribute, X[start:start + rows],
                                       y[start:start + rows]), n)
                  for start in range(0, len(y), rows)]
         return Bunch(**{key: np.concatenate([part[key] for part in parts])

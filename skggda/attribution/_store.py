@@ -85,6 +85,11 @@ class DiskStore:
 
     def verify(self):
         """Raise ``ValueError`` unless the folder's file is the one this handle wrote."""
+        fields = (self.folder, self.name, self.dtype, self.sha256)
+        if not (all(isinstance(f, str) for f in fields) and isinstance(self.shape, tuple)
+                and len(self.shape) == 2 and all(type(n) is int for n in self.shape)):
+            raise ValueError("A group store handle must hold a folder, a name, a 2-d shape, "
+                             "a dtype and a SHA-256.")
         if not _NAME.fullmatch(self.name):
             raise ValueError(f"{self.name!r:.60} is not the name of a skggda group store.")
         if not os.path.isfile(self.path):
@@ -179,7 +184,8 @@ def row_blocks(store):
     step = max(1, QUERY_BLOCK_BYTES // max(1, array.shape[1] * array.dtype.itemsize))
     for start in range(0, array.shape[0], step):
         rows = slice(start, min(start + step, array.shape[0]))
-        yield rows, np.asarray(array[rows])
+        # a copy: a block of a memory map is read from disk here, once, and is writable
+        yield rows, np.array(array[rows])
 
 
 def store_dtype(store):
@@ -289,8 +295,9 @@ def _numpy_dtype(tensor):
 
 def extremes(rows, n):
     """The ``n`` highest and ``n`` lowest entries of every row, sorted, with their columns."""
-    helpful = np.argpartition(-rows, n - 1, axis=1)[:, :n]
-    harmful = np.argpartition(rows, n - 1, axis=1)[:, :n]
+    # copies of the first n columns: the full int64 partitions are freed at once
+    helpful = np.argpartition(-rows, n - 1, axis=1)[:, :n].copy()
+    harmful = np.argpartition(rows, n - 1, axis=1)[:, :n].copy()
     out = {}
     for side, picked, sign in (("helpful", helpful, -1), ("harmful", harmful, 1)):
         values = np.take_along_axis(rows, picked, axis=1)

@@ -78,7 +78,9 @@ def type_name(obj) -> str:
 def _builtin_objects():
     from .. import attribution, grouping, models, properties
     from .._engine import DiagonalBlock, KFACPreconditioner, KroneckerBlock, Whitening
+    from .._engine._kfac import DenseBlock
     from ..attribution._kernel import KernelState
+    from ..attribution._store import DiskStore
     from ..models._callbacks import CheckpointRecorder, DivergenceCheck, OneCycleSchedule
     from ..properties import _CallableProperty
 
@@ -91,7 +93,7 @@ def _builtin_objects():
         OneCycleSchedule, CheckpointRecorder, DivergenceCheck,
         properties.MeanLoss, properties.ClassLoss, properties.Margin,
         properties.SmoothAccuracy, properties.FairnessGap, _CallableProperty, KernelState,
-        Whitening, KFACPreconditioner, KroneckerBlock, DiagonalBlock,
+        Whitening, KFACPreconditioner, KroneckerBlock, DiagonalBlock, DenseBlock, DiskStore,
     ]
     others = [
         FrozenEstimator, NeuralNetClassifier, NeuralNetRegressor, History, Dataset, ValidSplit,

@@ -26,8 +26,16 @@ NON_FINITE_ALLOWED = {
 
 def check_loaded(estimator):
     """Refuse a loaded ``estimator`` whose parts are inconsistent or non-finite."""
+    from ..attribution._store import DiskStore
+
     _check_fitted_types(estimator)
     for where, obj in _objects(estimator):
+        if isinstance(obj, DiskStore):
+            # the store's data is in the memory folder: it must be the file written at fit
+            try:
+                obj.verify()
+            except (ValueError, OSError) as exc:
+                raise UnsafeFileError(f"{where}: {exc}") from None
         if isinstance(obj, BaseEstimator) and hasattr(obj, "_parameter_constraints"):
             try:
                 obj._validate_params()
