@@ -1,6 +1,6 @@
-"""GPU readiness checked on the CPU (issue 23, findings 5-7): no host round trips that
-grow with the number of batches, prefetching of batches, and whole data sets sent in
-batches.
+"""GPU readiness checked on the CPU (issue 23, findings 5-8): no host round trips that
+grow with the number of batches, prefetching of batches, whole data sets sent in
+batches, and pinned training batches.
 
 A pass on CUDA that uploads group labels, weights or indices batch by batch blocks
 on each copy from pageable memory; one that reads a count back (``int()``, a boolean
@@ -399,3 +399,21 @@ def test_passes_over_a_memmap_with_prefetching_are_unchanged(kind, tmp_path, mon
                     plain if isinstance(plain, (list, tuple)) else [plain]):
         assert torch.equal(a, b)
     assert not _prefetch_threads()
+
+
+# -- 8. skorch collates training batches in pinned memory on CUDA -----------------------
+
+
+def test_nets_on_cuda_pin_their_batches_unless_told_otherwise(monkeypatch):
+    from skggda.models import make_classifier
+
+    net = make_classifier((4,), max_epochs=1)
+    assert "pin_memory" not in net.get_params_for("iterator_train")  # the CPU: nothing to pin
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    net.set_params(device="cuda")
+    for prefix in ("iterator_train", "iterator_valid"):
+        assert net.get_params_for(prefix)["pin_memory"] is True
+    loader = net.get_iterator(torch.utils.data.TensorDataset(torch.zeros(4, 2)), training=True)
+    assert loader.pin_memory
+    net.set_params(iterator_train__pin_memory=False)
+    assert net.get_params_for("iterator_train")["pin_memory"] is False

@@ -40,8 +40,7 @@ class SeededNetMixin:
         seed = self.random_state
         if not isinstance(seed, Integral):
             seed = derive_seeds(seed)
-        cuda = str(self.device).startswith("cuda") and torch.cuda.is_available()
-        with _SEEDED_FIT_LOCK, torch.random.fork_rng(devices=None if cuda else []):
+        with _SEEDED_FIT_LOCK, torch.random.fork_rng(devices=None if self._on_cuda() else []):
             torch.manual_seed(int(seed))
             yield
 
@@ -73,13 +72,21 @@ class SeededNetMixin:
         params : dict
             skorch's ``prefix__...`` parameters without the prefix; for
             ``"module"``, the sizes inferred from the training data fill in
-            those not given.
+            those not given; for the iterators of a net on CUDA,
+            ``pin_memory=True`` unless given.
         """
         params = super().get_params_for(prefix)
         if prefix == "module":
             for key, value in getattr(self, "module_dims_", {}).items():
                 params.setdefault(key, value)
+        if prefix in ("iterator_train", "iterator_valid") and self._on_cuda():
+            # batches collated in pinned memory copy to the GPU by DMA, without a
+            # staging copy; unless the user said otherwise (iterator_*__pin_memory)
+            params.setdefault("pin_memory", True)
         return params
+
+    def _on_cuda(self):
+        return str(self.device).startswith("cuda") and torch.cuda.is_available()
 
     def fit(self, X, y=None, **fit_params):
         """Initialise the net (unless warm-started) and train it, seeded.
