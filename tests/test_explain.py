@@ -229,7 +229,8 @@ def test_existing_report_folder_needs_overwrite(table, tmp_path, capsys):
         explain(table, "--target", "label", "--output", out, *FAST)
     assert info.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert explain(table, "--target", "label", "--output", out, "--overwrite", *FAST) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["groups.csv", "members.csv", "report.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["explanations.csv", "groups.csv", "members.csv",
+                                                     "report.html"]
     assert leftovers(tmp_path) == ["report"]  # no staging or old folder left beside it
 
 

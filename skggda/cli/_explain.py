@@ -4,7 +4,9 @@ Reads a CSV or Parquet file, preprocesses it (impute, one-hot encode, expand
 dates, scale), splits off a validation set, trains a model (the default net,
 or scikit-learn's: ``_models.py``), groups the training rows, attributes a
 validation property to the groups and writes a report folder:
-``groups.csv``, ``members.csv`` and ``report.html``. The
+``groups.csv``, ``members.csv``, ``explanations.csv`` (the groups behind the
+validation rows the model gets most wrong), ``report.html`` and, with
+``--verify``, ``verification.csv`` (:mod:`._explanations`). The
 folder is written into a temporary sibling and renamed at the end, so a
 failed run leaves nothing behind. Problems with the input are usage errors:
 one line on stderr, exit status 2.
@@ -31,6 +33,12 @@ from ..experiments._config import GROUPERS
 from ..experiments._grid import make_attributor, make_grouper, task_config
 from ..inspection import group_report
 from ..properties import resolve_property
+from ._explanations import (
+    explain_worst,
+    verification_frame,
+    verification_sentence,
+    verify,
+)
 from ._html import display_rows, render_page
 from ._models import MODEL_CHOICES, make_model, train_model, validation_summary
 from ._types import positive_fraction, positive_ints
@@ -59,7 +67,7 @@ _PROPERTY_TEXT = {"accuracy": "validation accuracy (smooth)", "margin": "validat
                   "loss": "validation loss", "prediction": "mean validation prediction"}
 DEFAULT_GROUP_SIZE = 16
 #: Stages of the progress bar besides the training epochs.
-_STAGES = ("read", "preprocess", "group", "attribute", "report")
+_STAGES = ("read", "preprocess", "group", "attribute", "report", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         "classification, loss for regression)")
     add("--top", type=positive_ints, default=10,
         help="groups shown per table (default: %(default)s)")
+    add("--worst", type=positive_ints, default=10,
+        help="validation rows with the highest loss whose most harmful and helpful training "
+        "groups are listed in explanations.csv and the report (default: %(default)s)")
+    add("--verify", action="store_true",
+        help="check the attribution by retraining: without the 5%% and 10%% of training rows "
+        "in the most harmful groups, without random groups of the same size, and without "
+        "removal, --verify-seeds times each; writes verification.csv")
+    add("--verify-seeds", type=positive_ints, default=3,
+        help="retraining seeds of --verify: it trains 5 models per seed (default: %(default)s)")
     add("--output", default="skggda_explain", help="report folder (default: %(default)s)")
     add("--overwrite", action="store_true", help="replace an existing report folder")
     add("--seed", type=int, default=0, help="seeds the split, the net and the grouping")
@@ -124,6 +141,7 @@ class Data:
     X_valid: np.ndarray
     y_valid: np.ndarray
     rows: np.ndarray  # each training row's position in the file
+    valid_rows: np.ndarray  # each validation row's position in its file
     groups: np.ndarray | None
     feature_names: list
     classes: np.ndarray | None  # the label of each class index in y (classification)
@@ -160,6 +178,7 @@ def load_data(args, bar):
         notes.append(f"{args.target} is standardized for training (mean {scale[0]:.4g}, sd "
                      f"{scale[1]:.4g}): scores are in units of the standardized target.")
     return Data(task, X_train, y_train, X_valid, y_valid, train.index.to_numpy(),
+                valid.index.to_numpy(),
                 None if groups is None else groups.loc[train.index].to_numpy(),
                 names, classes, scale, notes)
 
@@ -284,6 +303,8 @@ class Result:
     members: object  # pandas.DataFrame: row -> group
     settings: list
     notes: list
+    explanations: object = None  # pandas.DataFrame: worst validation rows -> groups
+    verification: object = None  # Bunch of verify_removal, with --verify
 
 
 def explain(args, bar):
@@ -305,8 +326,14 @@ def explain(args, bar):
         report["label"] = data.classes[report["label"].to_numpy()]
     report = report.sort_values("score", kind="stable").reset_index(drop=True)
     members = _members(data, attributor)
+    _step(bar, "explain")
+    explanations = explain_worst(attributor, model, data, args.worst)
+    verification = None
+    if args.verify:
+        _step(bar, "verify")
+        verification = verify(attributor, data, args.verify_seeds, args.seed)
     settings = _settings(args, data, model, attributor, training)
-    return Result(report, members, settings, data.notes)
+    return Result(report, members, settings, data.notes, explanations, verification)
 
 
 def _members(data, attributor):
@@ -367,13 +394,23 @@ def write_report(result, path, title, top):
     try:
         result.report.to_csv(staging / "groups.csv", index=False)
         result.members.to_csv(staging / "members.csv", index=False)
-        page = render_page(title, result.settings, result.report, top=top, notes=result.notes)
+        names = ["groups.csv", "members.csv", "report.html"]
+        if result.explanations is not None:
+            result.explanations.to_csv(staging / "explanations.csv", index=False)
+            names.insert(2, "explanations.csv")
+        if result.verification is not None:
+            verification_frame(result.verification).to_csv(staging / "verification.csv",
+                                                            index=False)
+            names.insert(-1, "verification.csv")
+        page = render_page(title, result.settings, result.report, top=top, notes=result.notes,
+                           explanations=result.explanations,
+                           verification=result.verification)
         (staging / "report.html").write_text(page, encoding="utf-8")
         _replace(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return [path / name for name in ("groups.csv", "members.csv", "report.html")]
+    return [path / name for name in names]
 
 
 def _replace(staging, path):
@@ -396,6 +433,8 @@ def print_result(result, paths, top):
     print(f"\nMost harmful groups (lowest scores):\n{_text_table(result.report.head(top))}")
     helpful = result.report.iloc[::-1].head(top)
     print(f"\nMost helpful groups (highest scores):\n{_text_table(helpful)}")
+    if result.verification is not None:
+        print(f"\nVerification: {verification_sentence(result.verification)}")
     print("\nwrote " + ", ".join(map(str, paths)))
 
 
@@ -426,7 +465,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         check_output(args.output, args.overwrite)
-        total = len(_STAGES) + (args.epochs if args.model == "net" else 1)
+        total = len(_STAGES) + args.verify + (args.epochs if args.model == "net" else 1)
         with tqdm(total=total, desc="explain", disable=args.quiet, leave=False) as bar:
             result = explain(args, bar)
             paths = write_report(result, args.output, f"skggda explain: {args.data}", args.top)

@@ -1,9 +1,11 @@
 """The report page of ``skggda explain``: one self-contained HTML file.
 
-Tables of the most harmful and most helpful groups, the run's settings and
-two plots (score distribution, group size against score) embedded as base64
-PNG, so the page opens anywhere without its folder. matplotlib is optional:
-without it the page says so instead of showing plots.
+Tables of the most harmful and most helpful groups, the run's settings,
+two plots (score distribution, group size against score), the groups behind
+the validation rows the model gets most wrong and, with ``--verify``, what
+retraining without the harmful groups did (a sentence and a plot). Plots are
+embedded as base64 PNG, so the page opens anywhere without its folder.
+matplotlib is optional: without it the page says so instead of showing plots.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import base64
 import io
 from html import escape
+
+from ._explanations import verification_sentence
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -36,7 +40,8 @@ def display_rows(groups):
     return header, rows
 
 
-def render_page(title, settings, groups, *, top, notes=()):
+def render_page(title, settings, groups, *, top, notes=(), explanations=None,
+                verification=None):
     """The whole page as a string.
 
     Parameters
@@ -50,6 +55,10 @@ def render_page(title, settings, groups, *, top, notes=()):
         Rows in each of the two tables.
     notes : sequence of str
         Notices about the input (rows dropped, columns converted, ...).
+    explanations : pandas.DataFrame, default=None
+        ``explanations.csv``: the groups behind the worst validation rows.
+    verification : Bunch, default=None
+        :func:`~skggda.inspection.verify_removal`'s result (``--verify``).
     """
     harmful = groups.head(top)
     helpful = groups.iloc[::-1].head(top)
@@ -70,6 +79,8 @@ def render_page(title, settings, groups, *, top, notes=()):
         _table(helpful, "helpful"),
         "<h2>Scores</h2>",
         _plots(groups),
+        _explanations(explanations),
+        _verification(verification),
         "</body></html>\n",
     ]
     return "\n".join(parts)
@@ -125,3 +136,78 @@ def _png(figure):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _explanations(explanations):
+    """The worst validation rows, one line each, with the groups that drove them."""
+    if explanations is None or explanations.empty:
+        return ""
+    lines = []
+    for row, part in explanations.groupby("valid_row", sort=False):
+        first = part.iloc[0]
+        sides = {side: ", ".join(f"{g} ({s:.3g})" for g, s in zip(rows["group"], rows["score"]))
+                 for side, rows in part.groupby("side")}
+        lines.append([str(row), str(first["label"]), _cell(first["predicted"]),
+                      f"{first['loss']:.3g}", sides.get("harmful", ""), sides.get("helpful", "")])
+    header = ["validation row", "label", "predicted", "loss",
+              "most harmful groups (score)", "most helpful groups (score)"]
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in line) + "</tr>"
+                   for line in lines)
+    return ("<h2>Why the worst predictions?</h2><p>The validation rows with the highest loss "
+            "and, for each, the training groups that most pushed its prediction away from "
+            "its label (harmful: lowest scores) and toward it (helpful); every group's score "
+            "for every explained row is in <code>explanations.csv</code>.</p>"
+            f"<table id='explanations'><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+            "</table>")
+
+
+def _cell(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _verification(result):
+    """``--verify``: the sentence, a plot and the means with standard errors."""
+    if result is None:
+        return ""
+    sentence = verification_sentence(result)
+    sentence = sentence[0].upper() + sentence[1:]
+    percent = result.metric == "accuracy"
+
+    def shown(mean, sem):
+        return f"{100 * mean:.1f} ± {100 * sem:.1f}%" if percent else f"{mean:.3f} ± {sem:.3f}"
+
+    rows = [("none", "0%", shown(result.baseline, result.baseline_sem))]
+    for i, fraction in enumerate(result.fractions):
+        rows += [(removed, f"{fraction:.0%}", shown(result[removed][i], result[f"{removed}_sem"][i]))
+                 for removed in ("harmful", "random")]
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    image = verification_plot(result)
+    plot = ("<p class='note'>No plot: matplotlib is not installed.</p>" if image is None else
+            f"<img alt='Verification' src='data:image/png;base64,{image}'>")
+    return (f"<h2>Verification: retrained without the harmful groups</h2>"
+            f"<p id='verification'>{escape(sentence)}</p>{plot}"
+            f"<table id='verification-table'><thead><tr><th>removed</th><th>share of rows</th>"
+            f"<th>validation {escape(result.metric)} (mean ± s.e.)</th></tr></thead>"
+            f"<tbody>{body}</tbody></table><p>Every retraining is a row of "
+            f"<code>verification.csv</code>.</p>")
+
+
+def verification_plot(result):
+    """Base64 PNG: validation metric against the share removed, harmful and random; or None."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    figure = Figure(figsize=(5.5, 3.6))
+    ax = figure.add_subplot()
+    shares = 100 * result.fractions
+    ax.axhline(result.baseline, color="grey", lw=1, ls="--", label="no removal")
+    for removed, color in (("harmful", "#c44e52"), ("random", "#4c72b0")):
+        ax.errorbar(shares, result[removed], yerr=result[f"{removed}_sem"], marker="o",
+                    capsize=3, color=color, label=f"{removed} groups removed")
+    ax.set(xlabel="training rows removed (%)", ylabel=f"validation {result.metric}",
+           title="Retrained without the harmful groups")
+    ax.legend(fontsize=8)
+    return _png(figure)
