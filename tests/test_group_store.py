@@ -69,6 +69,22 @@ def test_attribute_with_a_store_makes_no_training_pass(data, monkeypatch, name):
     monkeypatch.setattr(type(attributor), "_group_gradient_blocks", refuse)
     assert attributor.attribute(X_test, y_test).shape == (len(y_test), attributor.n_groups_)
     attributor.top_groups(X_test, y_test, n=2)
+    attributor.self_influence()
+
+
+def test_damping_set_after_fit_is_used_with_a_store(data):
+    """The store holds raw group gradients and the queries are preconditioned when
+    scored: a damping set after fit re-solves, as it does without a store."""
+    X, y, X_test, y_test = data
+    attributor = STORED["ekfac"]().fit(X, y)
+    before = attributor.attribute(X_test, y_test)
+    attributor.set_params(damping=0.5)
+    refitted = STORED["ekfac"]().set_params(damping=0.5).fit(X, y)
+    assert not np.allclose(before, refitted.attribute(X_test, y_test))
+    for method, args in [("attribute", (X_test, y_test)), ("score_groups", (X_test, y_test)),
+                         ("self_influence", ())]:
+        np.testing.assert_allclose(getattr(attributor, method)(*args),
+                                   getattr(refitted, method)(*args), rtol=1e-6, atol=1e-9)
 
 
 def test_a_store_above_the_budget_is_not_kept_and_attribute_streams(data, monkeypatch):

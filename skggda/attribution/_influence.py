@@ -362,25 +362,31 @@ class InfluenceAttributor(BaseAttributor):
             return
         itemsize = _engine.module_dtype(plan.module).itemsize
         if self.solver in _STORED and keeps_store(self, X, plan.n_params, itemsize):
-            # (H + damping)^{-1} G_k for every group, once: attribute is then a product
-            self._group_store = build_store(
-                self, plan, precondition=lambda flat: self._inverse_hvp(plan, flat))
+            # G_k for every group, once: attribute is then a product with the
+            # preconditioned queries (P is symmetric: q^T P G_k = (P q)^T G_k)
+            self._group_store = build_store(self, plan)
 
     def _projected_kronecker(self):
         """K-FAC / EK-FAC fitted in a projected space (LoGra): scored only through the store."""
         return self.n_components is not None and self.solver in _KRONECKER
 
     def _projected_store(self, plan, X, y):
-        """The projected group gradients, preconditioned: always kept (``(n_groups, r)``)."""
+        """The projected group gradients: always kept (``(n_groups, r)``)."""
         projector = self._projector(plan)
         with self._stage("store"):
             (features,) = training_pass(
                 "projected", plan, X, y, self.labels_, self.n_groups_, projector=projector,
                 n_jobs=self.n_jobs, progress=self._progress("group gradients"),
                 batch_size=plan.batch_size(self.batch_size, projector.n_components))
-            features = check_finite_state(features, "projected group gradients")
-            return store_features(self, features, precondition=lambda block: (
-                self._kfac.precondition_projected(block, self._damping())))
+            return store_features(self, check_finite_state(features, "projected group gradients"))
+
+    def _precondition(self, plan, V):
+        """``(m, d)``: the inverse damped curvature applied to rows of stored width
+        (projected for projected K-FAC / EK-FAC), with the damping set now."""
+        if self._projected_kronecker():
+            with self._stage("solve"):
+                return self._kfac.precondition_projected(V, self._damping())
+        return self._inverse_hvp(plan, V)
 
     def _checked_scores(self, scores):
         # LiSSA reports a diverged recursion by NaN scores and a ConvergenceWarning
@@ -411,6 +417,7 @@ class InfluenceAttributor(BaseAttributor):
         if self._group_store is not None:
             vector = (self._projector(plan).dense(gradient) if self._projected_kronecker()
                       else plan.flatten(gradient))
+            vector = self._precondition(plan, vector[None])[0]
             with self._stage("dots"):
                 return score_with_store(vector, self._group_store) / len(self._y_fit)
         directions = self._inverse_hvp(plan, plan.flatten(gradient)[None])
@@ -431,7 +438,8 @@ class InfluenceAttributor(BaseAttributor):
             out = attribute_with_store(rows_plan, plan, X, y, self._group_store,
                                        batch_size=plan.batch_size(self.batch_size, width),
                                        progress=self._progress("test gradients"),
-                                       project=projector)
+                                       project=projector,
+                                       transform=lambda V: self._precondition(plan, V))
             out /= np.float32(len(self._y_fit))
             return out
         out = np.empty((len(X), self.n_groups_), dtype=np.float32)
@@ -446,27 +454,16 @@ class InfluenceAttributor(BaseAttributor):
             with self._stage("solve"):
                 return kernel_self_scores(self._state, self._damping())
         plan = self._make_plan(self.estimator_, self._X_fit)
-        if self._projected_kronecker():
-            return self._projected_self_influence(plan)
         out = np.empty(self.n_groups_)
-        for groups, grads in self._group_gradient_blocks(plan):
-            flat = plan.flatten(grads)
-            solved = self._inverse_hvp(plan, flat)
+        # G_k^T P G_k from the store's blocks, or from a pass over the training data
+        blocks = (((rows, torch.as_tensor(block, device=_engine.module_device(plan.module)))
+                   for rows, block in row_blocks(self._group_store))
+                  if self._group_store is not None else
+                  ((groups, plan.flatten(grads)) for groups, grads
+                   in self._group_gradient_blocks(plan)))
+        for groups, flat in blocks:
+            solved = self._precondition(plan, flat)
             out[groups] = (solved.double() * flat.double()).sum(1).cpu().numpy()
-        return out / len(self._y_fit)
-
-    def _projected_self_influence(self, plan):
-        """``G_k^T P G_k`` in the projected space: one pass for the projected group
-        gradients, dotted with the stored preconditioned ones."""
-        projector = self._projector(plan)
-        (features,) = training_pass(
-            "projected", plan, self._X_fit, self._y_fit, self.labels_, self.n_groups_,
-            projector=projector, n_jobs=self.n_jobs, progress=self._progress("group gradients"),
-            batch_size=plan.batch_size(self.batch_size, projector.n_components))
-        features = features.double().cpu().numpy()
-        out = np.empty(self.n_groups_)
-        for rows, block in row_blocks(self._group_store):
-            out[rows] = np.einsum("ij,ij->i", features[rows], block.astype(np.float64))
         return out / len(self._y_fit)
 
     def _inverse_hvp(self, plan, V):

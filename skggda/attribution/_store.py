@@ -5,10 +5,13 @@ against every group. Without a store that needs the group gradients again
 for every call -- a pass over the training data per call, or per block of
 queries when they do not fit in memory. Methods with a fixed curvature keep
 them instead: ``fit`` makes one more pass and stores, for every group ``k``,
-``P G_k`` -- its gradient sum ``G_k`` preconditioned by the method's inverse
+its gradient sum ``G_k``. A score is ``q^T P G_k`` with the method's inverse
 curvature ``P`` (the identity for TracIn; ``(H + damping I)^{-1}`` for the
-exact Hessian, K-FAC and EK-FAC, all symmetric, so ``g^T P G_k`` is the
-score). A query then costs its own gradient and one product with the store.
+exact Hessian, K-FAC and EK-FAC, all symmetric), so a query costs its own
+gradient, ``P q`` and one product with the store. Preconditioning the
+queries rather than the store keeps the damping free after ``fit``
+(``set_params(damping=...)`` re-solves, as without a store) and costs a
+few rotations per query.
 
 The store holds exact gradients, or projected ones when the attributor
 projects (``n_components``: TracIn, and K-FAC / EK-FAC fitted in the
@@ -192,18 +195,15 @@ def store_dtype(store):
     return np.dtype(store.dtype)
 
 
-def build_store(attributor, plan, precondition=None):
-    """Each group's gradient sum, preconditioned: ``(n_groups, n_params)``, in memory or on disk.
+def build_store(attributor, plan):
+    """Each group's gradient sum: ``(n_groups, n_params)``, in memory or on disk.
 
     One pass over the training data, in blocks of groups
-    (``attributor._group_gradient_blocks``); ``precondition`` maps a block of
-    flat gradients ``(m, p)`` to ``P`` applied to each row.
+    (``attributor._group_gradient_blocks``).
     """
     writer = None
     for groups, grads in attributor._group_gradient_blocks(plan):
         flat = plan.flatten(grads)
-        if precondition is not None:
-            flat = precondition(flat)
         if writer is None:  # in the module's dtype: float64 for a converted scikit-learn model
             writer = StoreWriter(getattr(attributor, "memory", None), attributor.n_groups_,
                                  flat.shape[1], _numpy_dtype(flat))
@@ -211,16 +211,15 @@ def build_store(attributor, plan, precondition=None):
     return writer.finish()
 
 
-def store_features(attributor, features, precondition=None):
-    """A store of projected group gradients ``(n_groups, r)`` (a tensor), preconditioned
-    in row blocks."""
+def store_features(attributor, features):
+    """A store of projected group gradients ``(n_groups, r)`` (a tensor), written in row
+    blocks."""
     writer = StoreWriter(getattr(attributor, "memory", None), features.shape[0],
                          features.shape[1], _numpy_dtype(features))
     step = max(1, QUERY_BLOCK_BYTES // max(1, features.shape[1] * features.element_size()))
     for start in range(0, features.shape[0], step):
         block = features[start:start + step]
-        writer.write(slice(start, start + len(block)),
-                     block if precondition is None else precondition(block))
+        writer.write(slice(start, start + len(block)), block)
     return writer.finish()
 
 
@@ -237,12 +236,14 @@ def query_products(queries, store, out, *, device):
 
 
 def attribute_with_store(rows_plan, plan, X, y, store, *, batch_size, progress=None,
-                         project=None):
+                         project=None, transform=None):
     """``(n_queries, n_groups)`` float32: every query's gradient times the store.
 
     The queries' (projected, with ``project``) gradients are gathered for
-    as many queries as fit :data:`QUERY_BLOCK_BYTES`, then the store is read
-    once for all of them: one pass over a disk store per block of queries.
+    as many queries as fit :data:`QUERY_BLOCK_BYTES`, mapped by
+    ``transform`` (a preconditioner, ``(m, d) -> (m, d)``), then the store
+    is read once for all of them: one pass over a disk store per block of
+    queries.
     """
     device = _engine.module_device(plan.module)
     array = stored_array(store)
@@ -253,6 +254,8 @@ def attribute_with_store(rows_plan, plan, X, y, store, *, batch_size, progress=N
         stop = min(start + queries_per_block, len(X))
         gradients = _query_gradients(rows_plan, plan, X[start:stop], y[start:stop],
                                      batch_size=batch_size, progress=progress, project=project)
+        if transform is not None:
+            gradients = transform(gradients)
         query_products(gradients, store, out[start:stop], device=device)
     return out
 
