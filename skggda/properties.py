@@ -546,6 +546,10 @@ def make_property(fn, *, greater_is_better=False):
         ``fn(module, X, y) -> scalar tensor``, differentiable in the module's
         parameters. ``X`` and ``y`` are the evaluation data as tensors on the
         module's device (the whole set at once; ``y`` holds class indices).
+        ``module`` is the net's module behind a wrapper that runs each call
+        a batch of rows at a time (the activations of the whole set are
+        never held at once); it is an ``nn.Module`` with the same parameters
+        and reads every other attribute from the net's module.
     greater_is_better : bool, default=False
         Orientation: ``False`` for losses and gaps, ``True`` for accuracies.
 

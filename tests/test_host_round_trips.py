@@ -417,3 +417,13 @@ def test_nets_on_cuda_pin_their_batches_unless_told_otherwise(monkeypatch):
     assert loader.pin_memory
     net.set_params(iterator_train__pin_memory=False)
     assert net.get_params_for("iterator_train")["pin_memory"] is False
+
+
+def test_batched_forward_looks_like_the_module():
+    module = Scaled().eval()
+    wrapped = _data.BatchedForward(module, 4)
+    assert isinstance(wrapped, nn.Module) and not wrapped.training
+    assert wrapped.body is module.body and wrapped.gain is module.gain
+    assert [p is q for p, q in zip(wrapped.parameters(), module.parameters())] == [True] * 5
+    X = torch.randn(10, 5)
+    torch.testing.assert_close(wrapped(X), module(X))

@@ -219,28 +219,36 @@ def forward(module: nn.Module, X):
     return module(X)
 
 
-class BatchedForward:
+class BatchedForward(nn.Module):
     """A module that runs its inputs ``batch_size`` rows at a time.
 
     Whole-data functions (:func:`~skggda._engine._passes.function_gradient`,
     :func:`skggda.properties.property_terms`) are handed this wrapper, so
     that the activations of the whole evaluation set are never held at once.
-
     Calling it splits every tensor argument with the batch's leading
     dimension, runs the module on each piece (under non-reentrant activation
     checkpointing when a gradient is recorded) and concatenates the outputs.
-    Every other attribute is the module's own. Activation checkpointing
+    It is an ``nn.Module`` in the wrapped module's train/eval mode, its
+    parameters are the wrapped module's (named ``module.<name>``), and any
+    other attribute is read from the wrapped module. Checkpointing
     recomputes each piece's forward pass during the backward pass (about a
     third more work), in eval mode, so the recomputation is exact.
     """
 
     def __init__(self, module, batch_size):
-        self.__dict__.update(module=module, batch_size=max(1, int(batch_size)))
+        super().__init__()
+        self.module = module
+        self.batch_size = max(1, int(batch_size))
+        self.training = module.training
 
     def __getattr__(self, name):
-        return getattr(self.__dict__["module"], name)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["module"], name)
 
-    def __call__(self, *args, **kwargs):
+    def forward(self, *args, **kwargs):
+        """The module's output on the whole input, computed ``batch_size`` rows at a time."""
         leaves = [t for t in (*args, *kwargs.values()) if torch.is_tensor(t) and t.dim()]
         n = leaves[0].shape[0] if leaves else 0
         if n <= self.batch_size:
