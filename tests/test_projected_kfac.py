@@ -12,8 +12,8 @@ from sklearn.frozen import FrozenEstimator
 from skggda import InfluenceAttributor, RandomGrouper, _engine
 
 from conftest import make_problem, tiny_net
-from test_kfac import data, dense_precondition, layer_rows, per_sample_layer_gradients, \
-    per_sample_loss, two_linears
+from test_kfac import NormNet, data, dense_block_curvature, dense_precondition, layer_rows, \
+    per_sample_layer_gradients, per_sample_loss, tiny_conv, two_linears
 
 
 def projected_reference(module, projector, X, y, corrected):
@@ -82,10 +82,10 @@ def problem():
     return FrozenEstimator(net), X, y, X_test, y_test
 
 
-def projected(frozen, solver, n_components, **params):
+def projected(frozen, solver, n_components, projection="random", **params):
     return InfluenceAttributor(frozen, solver=solver, n_components=n_components,
-                               grouper=RandomGrouper(group_size=4), fisher="empirical",
-                               random_state=0, **params)
+                               projection=projection, grouper=RandomGrouper(group_size=4),
+                               fisher="empirical", random_state=0, **params)
 
 
 @pytest.mark.parametrize("solver", ["kfac", "ekfac"])
@@ -112,12 +112,14 @@ def test_attribute_and_scores_equal_the_dense_reference(problem, solver):
                                atol=1e-5 * np.abs(self_scores).max())
 
 
+@pytest.mark.parametrize("projection", ["random", "eigen"])
 @pytest.mark.parametrize("solver", ["kfac", "ekfac"])
-def test_projection_at_full_width_is_the_unprojected_solver(problem, solver):
-    """Every side kept whole is the identity: the projected solver is the exact one."""
+def test_projection_at_full_width_is_the_unprojected_solver(problem, solver, projection):
+    """Every side kept whole is the identity (random), every eigen-coordinate kept is an
+    orthogonal change of basis (eigen): the projected solver is the exact one."""
     frozen, X, y, X_test, y_test = problem
     n_params = sum(p.numel() for p in frozen.estimator.module_.parameters())
-    full = projected(frozen, solver, n_params).fit(X, y)
+    full = projected(frozen, solver, n_params, projection).fit(X, y)
     exact = projected(frozen, solver, None).fit(X, y)
     np.testing.assert_allclose(full.attribute(X_test, y_test), exact.attribute(X_test, y_test),
                                rtol=1e-4, atol=1e-6)
@@ -137,3 +139,72 @@ def test_too_few_components_for_the_blocks_is_refused(problem):
     frozen, X, y, _, _ = problem
     with pytest.raises(ValueError, match="at least one component per block"):
         projected(frozen, "kfac", 1).fit(X, y)
+
+
+# -- the eigen-coordinates (projection="eigen") -------------------------------------------
+
+
+@pytest.mark.parametrize("damping", [None, 0.03])
+@pytest.mark.parametrize("solver", ["kfac", "ekfac"])
+def test_eigen_projection_is_the_dense_curvature_restricted_to_its_top_eigenvectors(
+        problem, solver, damping):
+    """Reference: each layer's dense K-FAC / EK-FAC matrix, eigendecomposed here; its top
+    ``r_block`` eigenvectors ``U`` give ``q^T U (Lambda_U + damping)^{-1} U^T g``, the
+    default damping being 0.1 x the mean of all the layer's eigenvalues."""
+    frozen, X, y, X_test, y_test = problem
+    attributor = projected(frozen, solver, 20, "eigen", damping=damping).fit(X, y)
+    module = attributor.estimator_.module_
+    plan = _engine.make_plan(module, per_sample_loss, torch.as_tensor(X[:5]))
+    dims = attributor._projector(plan).dims
+    assert 0 < sum(dims) == 20 and all(d < b.size for d, b in zip(dims, plan.blocks))
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    expected = 0
+    for layer, keep in zip(layers, dims):
+        C = dense_block_curvature(module, layer, Xt, yt, corrected=solver == "ekfac")
+        values, vectors = torch.linalg.eigh(C)
+        top = torch.argsort(values, descending=True)[:keep]
+        lam = 0.1 * values.mean() if damping is None else damping
+        U = vectors[:, top]
+        weights = 1 / (values[top] + lam)
+        G = per_sample_layer_gradients(module, layer, Xt, yt).flatten(1)
+        Q = per_sample_layer_gradients(module, layer, torch.as_tensor(X_test),
+                                       torch.as_tensor(y_test)).flatten(1)
+        labels = torch.as_tensor(attributor.labels_.astype(np.int64))
+        groups = torch.zeros(attributor.n_groups_, G.shape[1], dtype=G.dtype).index_add_(
+            0, labels, G)
+        expected = expected + ((Q @ U) * weights) @ (groups @ U).T
+    expected = (expected / len(y)).numpy()
+    np.testing.assert_allclose(attributor.attribute(X_test, y_test), expected, rtol=1e-4,
+                               atol=1e-4 * np.abs(expected).max())
+
+
+def test_eigen_projection_has_no_seed(problem):
+    frozen, X, y, X_test, y_test = problem
+    first = projected(frozen, "ekfac", 16, "eigen").set_params(grouper=None).fit(X, y)
+    other = projected(frozen, "ekfac", 16, "eigen").set_params(grouper=None,
+                                                               random_state=5).fit(X, y)
+    np.testing.assert_allclose(first.attribute(X_test, y_test),
+                               other.attribute(X_test, y_test), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("make, shape", [(tiny_conv, (2, 4, 4)), (NormNet, (5,))],
+                         ids=["conv", "norm-and-generic"])
+def test_eigen_coordinates_from_hooks_equal_those_of_the_gradients(make, shape):
+    """The hook path (rows of a convolution, norm layers, the torch.func block) gives the
+    coordinates that rotating and indexing each sample's full gradient gives."""
+    torch.manual_seed(0)
+    module = make().eval()
+    X, y = data(21, shape)
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    preconditioner = _engine.fit_kfac(plan, X, y, fisher="empirical", batch_size=8)
+    projector = _engine.EigenProjector(plan, preconditioner, plan.n_params // 3)
+    got = _engine.projected_gradients(plan, X, y, projector, batch_size=8)
+    per_sample = torch.cat([projector.dense(grads) for _, grads in
+                            _engine.iter_per_sample_gradients(plan, X, y, batch_size=8)])
+    torch.testing.assert_close(got, per_sample, rtol=1e-4, atol=1e-6)
+    # every block keeps coordinates, the wide ones not all of them
+    for block, keep in zip(preconditioner.blocks, projector.dims):
+        assert 0 < keep <= block.eigenvalues.numel()
+    assert any(keep < block.eigenvalues.numel() // 2
+               for block, keep in zip(preconditioner.blocks, projector.dims))

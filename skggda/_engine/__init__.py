@@ -35,6 +35,7 @@ from ._data import (
     take,
     to_device,
 )
+from ._eigen_projection import EigenProjector
 from ._features import penultimate_representations, preactivation_gradients
 from ._gram import gram
 from ._kfac import DiagonalBlock, KFACPreconditioner, KroneckerBlock, fit_kfac
@@ -57,6 +58,7 @@ __all__ = [
     "MAX_DENSE_PARAMS",
     "CenterIndex",
     "DiagonalBlock",
+    "EigenProjector",
     "IndexedRows",
     "KFACPreconditioner",
     "KernelFactor",

@@ -203,7 +203,9 @@ class _PlanPass:
     def __getstate__(self):
         state = dict(self.__dict__)
         projector = self.params.get("projector")
-        if projector is not None:
+        # a seeded projector travels as its seed; one chosen from a fit (its recipe is
+        # None) travels as itself
+        if projector is not None and projector.recipe is not None:
             state["params"] = {**self.params,
                                "projector": projector.recipe}
         return state
@@ -211,7 +213,7 @@ class _PlanPass:
     def __setstate__(self, state):
         self.__dict__.update(state)
         recipe = self.params.get("projector")
-        if recipe is not None:
+        if isinstance(recipe, tuple):
             self.params = {**self.params, "projector": _engine.Projector(self.plan, *recipe)}
 
 
