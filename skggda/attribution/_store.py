@@ -184,11 +184,13 @@ def stored_array(store):
 def row_blocks(store):
     """``(rows, block)`` of a store, each block at most :data:`QUERY_BLOCK_BYTES`."""
     array = stored_array(store)
+    on_disk = isinstance(store, DiskStore)
     step = max(1, QUERY_BLOCK_BYTES // max(1, array.shape[1] * array.dtype.itemsize))
     for start in range(0, array.shape[0], step):
         rows = slice(start, min(start + step, array.shape[0]))
-        # a copy: a block of a memory map is read from disk here, once, and is writable
-        yield rows, np.array(array[rows])
+        # a block of a memory map is read from disk here, once, into a writable copy;
+        # an in-memory store's block is a view
+        yield rows, np.array(array[rows]) if on_disk else array[rows]
 
 
 def store_dtype(store):
