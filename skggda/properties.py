@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._engine._data import BatchedForward
+from ._engine import BatchedForward
 from .models._loss import PerSampleLoss
 
 #: Rows of the evaluation data on the device at a time in :func:`property_terms`.

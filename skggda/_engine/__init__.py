@@ -26,6 +26,7 @@ from ._curvature import (
     solve_kernel,
 )
 from ._data import (
+    BatchedForward,
     IndexedRows,
     forward,
     module_device,
@@ -56,6 +57,7 @@ from ._projection import Projector
 
 __all__ = [
     "MAX_DENSE_PARAMS",
+    "BatchedForward",
     "CenterIndex",
     "DiagonalBlock",
     "EigenProjector",
