@@ -378,8 +378,8 @@ def test_prefetching_stops_its_thread_when_the_caller_stops_early():
 
 
 def test_prefetch_is_for_cuda_only():
-    assert _passes._prefetch_pin(torch.device("cpu")) is None
-    assert _passes._prefetch_pin("cuda") is torch.Tensor.pin_memory
+    assert _data.prefetch_pin(torch.device("cpu")) is None
+    assert _data.prefetch_pin("cuda") is torch.Tensor.pin_memory
 
 
 @pytest.mark.parametrize("kind", ["group_gradients", "projected", "statistics"])
@@ -391,12 +391,34 @@ def test_passes_over_a_memmap_with_prefetching_are_unchanged(kind, tmp_path, mon
     plan = _plan(mlp(), X)
     plain = PASSES[kind](plan, X_map, y, labels, weights, 8)
     pinned = []
-    monkeypatch.setattr(_passes, "_prefetch_pin", lambda device: _fake_pin(pinned))
+    monkeypatch.setattr(_passes, "prefetch_pin", lambda device: _fake_pin(pinned))
     ahead = PASSES[kind](plan, X_map, y, labels, weights, 8)
     assert len(pinned) == 2 * 6  # X and y of every batch, pinned on the thread
     assert set(pinned) == {"skggda-prefetch"}
     for a, b in zip(ahead if isinstance(ahead, (list, tuple)) else [ahead],
                     plain if isinstance(plain, (list, tuple)) else [plain]):
+        assert torch.equal(a, b)
+    assert not _prefetch_threads()
+
+
+def test_feature_passes_over_a_memmap_with_prefetching_are_unchanged(tmp_path, monkeypatch):
+    from skggda._engine import _features
+
+    X, y, _, _ = problem()
+    np.save(tmp_path / "X.npy", X)
+    X_map = np.load(tmp_path / "X.npy", mmap_mode="r")
+    module = mlp()
+    loss = per_sample_loss
+    plain = (_engine.penultimate_representations(module, X_map, batch_size=8),
+             _engine.preactivation_gradients(module, loss, X_map, y, batch_size=8,
+                                             softmax_cross_entropy=True))
+    pinned = []
+    monkeypatch.setattr(_features, "prefetch_pin", lambda device: _fake_pin(pinned))
+    ahead = (_engine.penultimate_representations(module, X_map, batch_size=8),
+             _engine.preactivation_gradients(module, loss, X_map, y, batch_size=8,
+                                             softmax_cross_entropy=True))
+    assert len(pinned) == 6 + 2 * 6 and set(pinned) == {"skggda-prefetch"}
+    for a, b in zip(ahead, plain):
         assert torch.equal(a, b)
     assert not _prefetch_threads()
 

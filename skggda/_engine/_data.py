@@ -128,6 +128,15 @@ def host_batch(X, pin=None):
     return pin(tensor)
 
 
+def prefetch_pin(device):
+    """How batches are pinned for ``device``: ``Tensor.pin_memory`` on CUDA, else ``None``.
+
+    ``None`` turns :func:`prefetching` off: on the CPU there is no transfer to
+    overlap with the computation.
+    """
+    return torch.Tensor.pin_memory if torch.device(device).type == "cuda" else None
+
+
 def prefetching(items, load, pin=None):
     """Yield ``load(item, pin)`` for every item, loaded one item ahead on a thread when ``pin``.
 

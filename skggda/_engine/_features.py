@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ._data import (
-    batch_slices, forward, module_device, module_dtype, n_samples, rows, targets_to_device,
-    to_device,
+    batch_slices, forward, host_batch, module_device, module_dtype, n_samples, prefetch_pin,
+    prefetching, rows, targets_to_device, to_device,
 )
 from ._passes import evaluating
 
@@ -66,11 +66,22 @@ class _HeadTap:
 
 
 def _batches(module, X, y, batch_size):
+    """``(X_batch, y_batch)`` on the module's device; read ahead on a thread on CUDA."""
     device, dtype = module_device(module), module_dtype(module)
-    for start, stop in batch_slices(n_samples(X), batch_size):
-        X_batch = to_device(rows(X, start, stop), device, dtype)
-        y_batch = None if y is None else targets_to_device(rows(y, start, stop), device)
-        yield X_batch, y_batch
+
+    def load(span, pin):
+        start, stop = span
+        return (host_batch(rows(X, start, stop), pin),
+                None if y is None else host_batch(rows(y, start, stop), pin))
+
+    batches = prefetching(list(batch_slices(n_samples(X), batch_size)), load,
+                          prefetch_pin(device))
+    try:
+        for X_host, y_host in batches:
+            yield (to_device(X_host, device, dtype),
+                   None if y_host is None else targets_to_device(y_host, device))
+    finally:
+        batches.close()
 
 
 def penultimate_representations(module, X, *, batch_size=1024) -> torch.Tensor:

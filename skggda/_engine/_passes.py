@@ -32,7 +32,7 @@ from . import _functional, _gram
 from ._capture import HookCapture
 from ._data import (
     BatchedForward, batch_slices, forward, host_batch, module_device, module_dtype, module_lock,
-    n_samples, prefetching, rows, take, targets_to_device, to_device,
+    n_samples, prefetch_pin, prefetching, rows, take, targets_to_device, to_device,
 )
 from ._gram import GramAccumulator
 from ._precision import accumulation_dtype, at_least_float32
@@ -53,14 +53,6 @@ def evaluating(module):
             yield
         finally:
             module.train(was_training)
-
-
-def _prefetch_pin(device):
-    """How batches are pinned for the device: ``Tensor.pin_memory`` on CUDA, else ``None``.
-
-    ``None`` turns prefetching off: on the CPU there is no transfer to overlap.
-    """
-    return torch.Tensor.pin_memory if torch.device(device).type == "cuda" else None
 
 
 def _load_batch(X, y, span, order, pin):
@@ -95,7 +87,7 @@ def _batch_stream(plan, X, y, batch_size, order=None, progress=False):
     spans = list(batch_slices(n, batch_size))
     load = lambda span, pin: _load_batch(X, y, span, order, pin)  # noqa: E731
     with tqdm(total=n, desc=desc, unit="sample", disable=not progress, leave=False) as bar:
-        batches = prefetching(spans, load, _prefetch_pin(device))
+        batches = prefetching(spans, load, prefetch_pin(device))
         try:
             for (start, stop), host in zip(spans, batches):
                 X_batch, y_batch = _upload(host, device, dtype)
