@@ -113,6 +113,11 @@ def attributors(net):
         "fisher-empirical": lambda: InfluenceAttributor(
             frozen, grouper=RandomGrouper(group_size=16), n_components=24, damping=1e-2,
             fisher="empirical", random_state=0),
+        "ekfac-stored": lambda: InfluenceAttributor(
+            frozen, grouper=RandomGrouper(group_size=16), solver="ekfac", random_state=0),
+        "ekfac-projected": lambda: InfluenceAttributor(
+            frozen, grouper=RandomGrouper(group_size=16), solver="ekfac", n_components=24,
+            random_state=0),
         "trak": lambda: TRAKAttributor(tiny_net(epochs=1, batch_size=256), n_models=2,
                                        n_components=24,
                                        grouper=RandomGrouper(group_size=16), random_state=0),
@@ -295,3 +300,24 @@ def test_a_killed_worker_does_not_change_the_scores(client, data, net, memmaps, 
     assert marker.exists(), "no worker was killed"
     assert_close(scores, expected)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
+
+
+@pytest.mark.parametrize("mode", ["dask", "memmap"])
+@pytest.mark.parametrize("name", ["tracin", "ekfac-stored", "ekfac-projected"])
+def test_group_stores_are_built_on_the_workers(client, data, net, memmaps, mode, name):
+    """The store of group gradients (exact or projected) comes from the workers' passes and
+    equals the in-process one; attribute is then a product, as in process."""
+    _, _, X_test, y_test = data
+    make = attributors(net)[name]
+    expected = make().fit(*data[:2])
+
+    def stored(attr):
+        store = attr._group_features or attr._group_store if name == "tracin" \
+            else attr._group_store
+        assert store is not None
+        return (store[0] if isinstance(store, list) else store), attr.attribute(X_test, y_test)
+
+    store, rows = run_on_cluster(client, make, mode, data, memmaps, stored)
+    expected_store, expected_rows = stored(expected)
+    assert_close(store, expected_store)
+    assert_close(rows, expected_rows)

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from .. import _engine
-from ..utils._distributed import cluster_for
+from ..utils._distributed import cluster_for, training_pass
 from ._numerics import check_finite_state
 
 #: Largest store kept in memory, in bytes (all checkpoints together).
@@ -130,14 +130,15 @@ def keeps_store(attributor, X, n_params, itemsize, n_copies=1):
     """Whether ``attributor`` keeps an exact store of ``n_copies`` of ``(n_groups, n_params)``.
 
     In memory when they fit :data:`STORE_BYTES`, on disk whenever a
-    ``memory`` folder is named; never when the training data is on a Dask
-    cluster (the exact passes stay on the workers; projected stores are
-    built there).
+    ``memory`` folder is named. On a Dask cluster the workers build it and
+    their partial sums come back to this process in float64: it is kept
+    when that fits :data:`STORE_BYTES`.
     """
+    size = attributor.n_groups_ * n_params * n_copies
     if cluster_for(X, getattr(attributor, "n_jobs", None)) is not None:
-        return False
+        return size * 8 <= STORE_BYTES
     on_disk = memory_folder(getattr(attributor, "memory", None)) is not None
-    return on_disk or attributor.n_groups_ * n_params * itemsize * n_copies <= STORE_BYTES
+    return on_disk or size * itemsize <= STORE_BYTES
 
 
 class StoreWriter:
@@ -201,8 +202,19 @@ def build_store(attributor, plan):
     """Each group's gradient sum: ``(n_groups, n_params)``, in memory or on disk.
 
     One pass over the training data, in blocks of groups
-    (``attributor._group_gradient_blocks``).
+    (``attributor._group_gradient_blocks``), or on the Dask workers.
     """
+    X, y = attributor._X_fit, attributor._y_fit
+    n_jobs = getattr(attributor, "n_jobs", None)
+    if cluster_for(X, n_jobs) is not None:
+        (flat,) = training_pass("gradients", plan, X, y, attributor.labels_,
+                                attributor.n_groups_, n_jobs=n_jobs,
+                                batch_size=plan.batch_size(attributor.batch_size),
+                                progress=attributor._progress("group gradients"))
+        writer = StoreWriter(getattr(attributor, "memory", None), *flat.shape,
+                             _numpy_dtype(flat))
+        writer.write(slice(None), flat)
+        return writer.finish()
     writer = None
     for groups, grads in attributor._group_gradient_blocks(plan):
         flat = plan.flatten(grads)

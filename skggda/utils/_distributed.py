@@ -181,9 +181,14 @@ def _statistics(plan, X, y, labels, n_groups, *, group_weights=None, batch_size,
                                          progress=progress)
 
 
+def _gradients(plan, X, y, labels, n_groups, **common):
+    return (plan.flatten(_engine.group_gradients(plan, X, y, labels, n_groups, **common)),)
+
+
 #: The engine passes :func:`training_pass` runs, by kind: each returns the
 #: group sums first, then additive totals.
-_PASSES = {"dots": _dots, "projected": _projected, "statistics": _statistics}
+_PASSES = {"dots": _dots, "projected": _projected, "statistics": _statistics,
+           "gradients": _gradients}
 
 
 class _PlanPass:
@@ -223,8 +228,9 @@ def training_pass(kind, plan, X, y, labels, n_groups, *, n_jobs=None, batch_size
 
     Parameters
     ----------
-    kind : {"dots", "projected", "statistics"}
+    kind : {"dots", "projected", "statistics", "gradients"}
         The engine pass: :func:`~skggda._engine.gradient_dots` (``directions=``),
+        :func:`~skggda._engine.group_gradients` (flattened: the exact group store),
         :func:`~skggda._engine.projected_gradients` (``projector=``, and
         optionally ``fisher=``, ``group_weights=`` as a callable) or
         :func:`~skggda._engine.per_sample_statistics` (``group_weights=``).
