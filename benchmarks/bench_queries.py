@@ -165,7 +165,8 @@ def _store_of(attributor):
                                                                     "_group_store", None)
     if isinstance(found, list):
         found = found[0]
-    if getattr(attributor, "_state", None) is not None:  # Fisher / TRAK: the kernel state
+    if getattr(attributor, "_state", None) is not None or getattr(attributor, "_states", None):
+        # Fisher / TRAK: the kernel state
         return "kernel"
     if found is None:
         return "none"
@@ -266,10 +267,10 @@ def kronfluence_side_by_side(net, X, y, X_query, y_query, clock, args):
         "ekfac", dataset=train, per_device_batch_size=512,
         factor_args=FactorArguments(strategy="ekfac")))
     clock.tick()
-    scores_s, scores = timed(lambda: analyzer.compute_pairwise_scores(
+    scores_s, _ = timed(lambda: analyzer.compute_pairwise_scores(
         "scores", "ekfac", query_dataset=query, train_dataset=train,
         per_device_query_batch_size=64, per_device_train_batch_size=512))
-    theirs = scores["all_modules"].numpy()
+    theirs = analyzer.load_pairwise_scores("scores")["all_modules"].numpy()
     shutil.rmtree(folder, ignore_errors=True)
     ours = make_attributor("ekfac", FrozenEstimator(net), memory=None)
     ours_fit_s, _ = timed(lambda: ours.fit(X, y))

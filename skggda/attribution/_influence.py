@@ -15,6 +15,7 @@ from ._base import BaseAttributor
 from ._numerics import check_finite_state
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
                       property_vector, row_floats, sample_vectors)
+from . import _store
 from ._store import (attribute_with_store, build_store, keeps_store, score_with_store,
                      row_blocks, store_features)
 
@@ -463,11 +464,16 @@ class InfluenceAttributor(BaseAttributor):
         if self._group_store is not None:
             projector = self._projector(plan) if self._projected_kronecker() else None
             width = plan.n_params if projector is None else projector.n_components
-            out = attribute_with_store(rows_plan, plan, X, y, self._group_store,
+            store, transform = self._group_store, lambda V: self._precondition(plan, V)
+            itemsize = _engine.module_dtype(plan.module).itemsize
+            if projector is None and len(X) >= self.n_groups_ and \
+                    self.n_groups_ * plan.n_params * itemsize <= _store.STORE_BYTES:
+                # more queries than groups: precondition the groups once instead
+                store, transform = self._preconditioned_store(plan), None
+            out = attribute_with_store(rows_plan, plan, X, y, store,
                                        batch_size=plan.batch_size(self.batch_size, width),
                                        progress=self._progress("test gradients"),
-                                       project=projector,
-                                       transform=lambda V: self._precondition(plan, V))
+                                       project=projector, transform=transform)
             out /= np.float32(len(self._y_fit))
             return out
         out = np.empty((len(X), self.n_groups_), dtype=np.float32)
@@ -475,6 +481,17 @@ class InfluenceAttributor(BaseAttributor):
                                                               batch_size=_TEST_BLOCK):
             directions = self._inverse_hvp(plan, plan.flatten(grads))
             out[index] = self._training_dots(plan, directions).T
+        return out
+
+    def _preconditioned_store(self, plan):
+        """``P G_k`` for every stored group, in memory (a call's worth: not kept)."""
+        device = _engine.module_device(plan.module)
+        out = None
+        for rows, block in row_blocks(self._group_store):
+            solved = self._precondition(plan, torch.as_tensor(block, device=device))
+            if out is None:
+                out = np.empty((self.n_groups_, solved.shape[1]), dtype=block.dtype)
+            out[rows] = solved.cpu().numpy()
         return out
 
     def _self_influence(self):
