@@ -15,7 +15,17 @@ of 128), recording its checkpoints. Every detector ranks the training points
 * ``<detector>@g`` -- the same, on Grad-K-Means groups of ``g`` points
   (group scores of the test-loss detectors are the sums of their members');
 * ``cleanlab`` -- ``cleanlab.rank.get_label_quality_scores`` on 5-fold
-  out-of-sample probabilities of the same recipe (5 trainings).
+  out-of-sample probabilities of the same recipe (5 trainings);
+* ``label_issues/self``, ``label_issues/oof``, ``label_issues/combined`` --
+  the three methods of :func:`skggda.metrics.label_issue_scores`: TracIn
+  self-influence over all checkpoints (projected to ``--n-components``; the
+  same scores as ``self/all/r1024``), the loss of the given label under the
+  same 5-fold probabilities cleanlab rates (so cleanlab and ``oof`` share
+  their 5 trainings), and the rank average of the two; ``label_issues/oof@3``
+  is the out-of-fold loss with 3 folds (3 trainings on two thirds of the
+  rows), ``label_issues/combined@3`` its rank average with self-influence.
+  ``label_issues/combined`` is what ``label_issue_scores(method="auto")``
+  runs. ``--label-issues-only`` skips the test-loss detectors and groups.
 
 Cost: seconds of attribution (or of cleanlab's trainings and scoring), also
 as a ratio to the net's own training, which every detector but cleanlab
@@ -43,9 +53,10 @@ from skggda import GradKMeansGrouper, TracInAttributor
 from skggda.experiments import GridConfig
 from skggda.experiments._grid import load_dataset
 from skggda.metrics import flip_labels
-from skggda.experiments._baselines import CLEANLAB_MISSING, cleanlab_label_quality
+from skggda.experiments._baselines import CLEANLAB_MISSING
 from skggda.experiments._grid import make_net
 from skggda.metrics import noisy_label_auc
+from skggda.metrics._label_issues import oof_loss_scores, rank_average
 
 
 def config_for(dataset, args):
@@ -55,12 +66,17 @@ def config_for(dataset, args):
                       epochs=args.mnist_epochs, batch_size=128, data_home=args.data_home)
 
 
-def detector_scores(config, seed, X, y, X_test, y_test, group_sizes, n_components):
+def detector_scores(config, seed, X, y, X_test, y_test, group_sizes, n_components,
+                    label_issues_only=False):
     """``({name: (scores, labels, seconds)}, training seconds)`` for one noisy training set."""
     recorded = TracInAttributor(make_net(config, seed), checkpoints="all",
                                 n_components=n_components, random_state=seed)
     fit_s, _ = timed(lambda: recorded.fit(X, y))
     training_s = recorded.timings_["training"]
+    if label_issues_only:
+        seconds, scores = timed(recorded.self_influence)
+        return ({f"self/all/r{n_components}": (-scores, np.arange(len(y)), seconds + fit_s)},
+                training_s)
     frozen = FrozenEstimator(recorded.estimator_)
     exact = TracInAttributor(frozen, random_state=seed).fit(X, y)
     last_s, last = timed(lambda: TracInAttributor(frozen, n_components=n_components,
@@ -92,24 +108,43 @@ def run_one(dataset, noise, seed, args, data, folder):
     X, y_clean, X_test, y_test = data
     y, flipped = flip_labels(y_clean, noise, random_state=seed)
     detectors, training_s = detector_scores(config, seed, X, y, X_test, y_test,
-                                            args.group_sizes, args.n_components)
+                                            args.group_sizes, args.n_components,
+                                            args.label_issues_only)
+    detectors.update(label_issue_detectors(config, seed, X, y, args.cleanlab_folds,
+                                           detectors[f"self/all/r{args.n_components}"]))
     rows = [dict(detector=name, auc=noisy_label_auc(scores, labels, flipped), seconds=seconds)
             for name, (scores, labels, seconds) in detectors.items()]
-    previous = folder / f"{dataset}_{noise}_{seed}.json"
-    if previous.exists():  # cleanlab does not depend on the detectors: reuse its row
-        rows += [r for r in json.loads(previous.read_text())["rows"]
-                 if r["detector"] == "cleanlab"]
-    elif args.cleanlab_folds:
-        try:
-            quality, seconds = cleanlab_label_quality(make_net(config, seed), X, y,
-                                                      n_folds=args.cleanlab_folds,
-                                                      random_state=seed)
-            rows.append(dict(detector="cleanlab", auc=noisy_label_auc(
-                quality, np.arange(len(y)), flipped), seconds=seconds))
-        except ImportError:
-            print(CLEANLAB_MISSING)
     return dict(dataset=dataset, noise=noise, seed=seed, training_s=training_s, rows=rows,
                 n_components=args.n_components)
+
+
+def label_issue_detectors(config, seed, X, y, n_folds, self_detector):
+    """cleanlab and :func:`~skggda.metrics.label_issue_scores`' methods, as detectors.
+
+    cleanlab rates the same out-of-fold probabilities whose given-label loss
+    is ``label_issues/oof``: both cost the same ``n_folds`` trainings. Every
+    score is negated (lowest first = most likely flipped, as for attributions).
+    """
+    points, out = np.arange(len(y)), {}
+    self_scores, _, self_s = self_detector  # already negated: -self-influence
+    out["label_issues/self"] = (self_scores, points, self_s)
+    oof_s, (losses, proba) = timed(lambda: oof_loss_scores(
+        make_net(config, seed), X, y, cv=n_folds, random_state=seed, return_proba=True))
+    out["label_issues/oof"] = (-losses, points, oof_s)
+    out["label_issues/combined"] = (-rank_average(-self_scores, losses), points, self_s + oof_s)
+    three_s, three = timed(lambda: oof_loss_scores(make_net(config, seed), X, y, cv=3,
+                                                   random_state=seed))
+    out["label_issues/oof@3"] = (-three, points, three_s)
+    out["label_issues/combined@3"] = (-rank_average(-self_scores, three), points,
+                                      self_s + three_s)
+    try:
+        from cleanlab.rank import get_label_quality_scores
+
+        rating_s, quality = timed(lambda: get_label_quality_scores(np.asarray(y), proba))
+        out["cleanlab"] = (quality, points, oof_s + rating_s)
+    except ImportError:
+        print(CLEANLAB_MISSING)
+    return out
 
 
 def summarize(runs):
@@ -149,6 +184,9 @@ def parse_args(argv=None):
         "checkpoints (exact self-influence forms every per-sample gradient: on HELOC over "
         "all checkpoints it took longer than cleanlab's 5 trainings)")
     add("--cleanlab-folds", type=int, default=5)
+    add("--label-issues-only", action="store_true",
+        help="only self-influence over all checkpoints, cleanlab and label_issue_scores' "
+        "methods (no test-loss detectors, no groups)")
     add("--mnist-n-train", type=int, default=5000)
     add("--mnist-epochs", type=int, default=20)
     add("--data-home", default=None)

@@ -179,7 +179,8 @@ def _verification(result):
 
     rows = [("none", "0%", shown(result.baseline, result.baseline_sem))]
     for i, fraction in enumerate(result.fractions):
-        rows += [(removed, f"{fraction:.0%}", shown(result[removed][i], result[f"{removed}_sem"][i]))
+        rows += [(removed, f"{fraction:.0%}",
+                  shown(result[removed][i], result[f"{removed}_sem"][i]))
                  for removed in ("harmful", "random")]
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
                    for row in rows)

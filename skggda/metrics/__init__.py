@@ -6,6 +6,7 @@ from ._datamodels import (
     lds_from_retrainings,
     linear_datamodeling_score,
 )
+from ._label_issues import label_issue_scores
 from ._noisy_labels import corrupt_targets, detection_curve, flip_labels, noisy_label_auc
 from ._removal import removal_baselines, removal_score
 from ._removal_tasks import pruning_score, retraining_score
@@ -17,6 +18,7 @@ __all__ = [
     "datamodel_retrainings",
     "detection_curve",
     "group_leave_one_out",
+    "label_issue_scores",
     "lds_from_retrainings",
     "linear_datamodeling_score",
     "make_lds_scorer",
