@@ -24,8 +24,8 @@ of 128), recording its checkpoints. Every detector ranks the training points
   their 5 trainings), and the rank average of the two; ``label_issues/oof@3``
   is the out-of-fold loss with 3 folds (3 trainings on two thirds of the
   rows), ``label_issues/combined@3`` its rank average with self-influence.
-  ``label_issues/combined`` is what ``label_issue_scores(method="auto")``
-  runs. ``--label-issues-only`` skips the test-loss detectors and groups.
+  ``label_issues/combined@3`` is what ``label_issue_scores(method="auto")``
+  runs (``cv=None``: 3 folds). ``--label-issues-only`` skips the test-loss detectors and groups.
 
 Cost: seconds of attribution (or of cleanlab's trainings and scoring), also
 as a ratio to the net's own training, which every detector but cleanlab
