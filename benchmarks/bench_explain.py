@@ -22,10 +22,19 @@ Per seed:
 Printed: seconds and ratios to T, in wall time and in CPU time (the CPU ratio
 is less sensitive to other processes on a shared machine).
 
+With ``--verify`` (issue 22), one more run per seed adds ``--verify`` to the
+first property's command and reads its ``verification.csv``: validation
+accuracy with no removal, and after removing 5% and 10% of the training rows
+in the most harmful groups or in random groups (means over explain's three
+retraining seeds), and that run's time as a ratio to T. Target: at 10%,
+harmful removal at least 1 point above random removal and not below no
+removal.
+
 Usage::
 
     PYTHONPATH=. python benchmarks/bench_explain.py
     PYTHONPATH=. python benchmarks/bench_explain.py --seeds 0 1 2 --properties accuracy loss
+    PYTHONPATH=. python benchmarks/bench_explain.py --seeds 0 1 2 --properties accuracy --verify
 """
 
 from __future__ import annotations
@@ -94,6 +103,12 @@ def enrichment(output, flipped, share=0.1):
     return flipped[rows].mean() / flipped[members["row"]].mean()
 
 
+def verification(output):
+    """``{(removed, fraction): mean validation accuracy}`` of ``verification.csv``."""
+    table = pd.read_csv(output / "verification.csv")
+    return table.groupby(["removed", "fraction"])["metric"].mean().to_dict()
+
+
 def run_seed(source, seed, args):
     with tempfile.TemporaryDirectory() as folder:
         path, flipped = flipped_copy(source, folder, args.noise, seed)
@@ -104,8 +119,13 @@ def run_seed(source, seed, args):
         for prop in args.properties:
             argv = explain_argv(path, output, args.group_size, prop)
             runs[prop] = (*time_explain(argv), enrichment(output, flipped))
+        checked = None
+        if args.verify:
+            argv = explain_argv(path, output, args.group_size, args.properties[0]) + ["--verify"]
+            wall, cpu = time_explain(argv)
+            checked = (wall, cpu, verification(output))
         second = time_training(argv)
-    return np.mean([first, second], axis=0), runs
+    return np.mean([first, second], axis=0), runs, checked
 
 
 def main():
@@ -117,15 +137,21 @@ def main():
     parser.add_argument("--properties", nargs="+", default=["accuracy", "loss"],
                         choices=["accuracy", "margin", "loss"],
                         help="the first is explain's default; the others for comparison")
+    parser.add_argument("--verify", action="store_true",
+                        help="also run the first property with --verify and read "
+                        "verification.csv")
     args = parser.parse_args()
     source = get_data_home(args.data_home) / "heloc" / "heloc_dataset_v1.csv"
     print(f"HELOC, {args.noise:.0%} flipped labels, group size {args.group_size}; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(f"{'seed':>4} {'property':<9} {'T wall':>7} {'T cpu':>6} {'explain wall':>12} "
           f"{'cpu':>6} {'ratio wall':>10} {'ratio cpu':>9} {'enrichment':>10}")
-    results = []
+    results, verified = [], []
     for seed in args.seeds:
-        (train_wall, train_cpu), runs = run_seed(source, seed, args)
+        (train_wall, train_cpu), runs, checked = run_seed(source, seed, args)
+        if checked is not None:
+            wall, cpu, means = checked
+            verified.append((wall / train_wall, cpu / train_cpu, means))
         for prop, (wall, cpu, enriched) in runs.items():
             results.append((prop, wall / train_wall, cpu / train_cpu, enriched))
             print(f"{seed:>4} {prop:<9} {train_wall:>7.1f} {train_cpu:>6.1f} {wall:>12.1f} "
@@ -136,6 +162,26 @@ def main():
         rows = np.array([r[1:] for r in results if r[0] == prop])
         wall, cpu, enriched = rows.mean(0)
         print(f"  {prop:<9} ratio wall {wall:.2f}, cpu {cpu:.2f}; enrichment {enriched:.2f}")
+    if verified:
+        print_verification(args.seeds, verified)
+
+
+def print_verification(seeds, verified):
+    """Per seed and mean: validation accuracy (%) with no, harmful and random removal."""
+    keys = [("none", 0.0), ("harmful", 0.05), ("random", 0.05), ("harmful", 0.1),
+            ("random", 0.1)]
+    print("\n--verify: validation accuracy (%), means over explain's retraining seeds")
+    print(f"{'seed':>4} {'ratio wall':>10} {'ratio cpu':>9} " + " ".join(
+        f"{r + '@' + format(f, '.0%'):>12}" for r, f in keys) + f" {'gain@10%':>9}")
+    for seed, (wall, cpu, means) in zip(seeds, verified):
+        gain = 100 * (means[("harmful", 0.1)] - means[("random", 0.1)])
+        print(f"{seed:>4} {wall:>10.2f} {cpu:>9.2f} " + " ".join(
+            f"{100 * means[k]:>12.2f}" for k in keys) + f" {gain:>9.2f}")
+    mean = {k: np.mean([m[k] for _, _, m in verified]) for k in keys}
+    gain = 100 * (mean[("harmful", 0.1)] - mean[("random", 0.1)])
+    print(f"{'mean':>4} {np.mean([v[0] for v in verified]):>10.2f} "
+          f"{np.mean([v[1] for v in verified]):>9.2f} "
+          + " ".join(f"{100 * mean[k]:>12.2f}" for k in keys) + f" {gain:>9.2f}")
 
 
 if __name__ == "__main__":
