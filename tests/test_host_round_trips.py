@@ -149,6 +149,9 @@ PASSES = {
         n_groups=6, batch_size=bs),
     "gradient_dots_per_sample": lambda plan, X, y, labels, w, bs: _engine.gradient_dots(
         plan, X, y, [torch.ones(2, *b.shape) for b in plan.blocks], batch_size=bs),
+    "hessian_vector_products": lambda plan, X, y, labels, w, bs:
+        _curvature.hessian_vector_products(plan, X, y, torch.ones(2, plan.n_params),
+                                           batch_size=bs),
 }
 
 
@@ -382,7 +385,8 @@ def test_prefetch_is_for_cuda_only():
     assert _data.prefetch_pin("cuda") is torch.Tensor.pin_memory
 
 
-@pytest.mark.parametrize("kind", ["group_gradients", "projected", "statistics"])
+@pytest.mark.parametrize("kind", ["group_gradients", "projected", "statistics",
+                                  "hessian_vector_products"])
 def test_passes_over_a_memmap_with_prefetching_are_unchanged(kind, tmp_path, monkeypatch):
     X, y, labels, weights = problem()
     path = tmp_path / "X.npy"

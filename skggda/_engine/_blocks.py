@@ -340,6 +340,7 @@ class GenericBlock:
         lead = flat.shape[:-1]
         for name, param in zip(self.names, self.params):
             stop = start + param.numel()
-            out[name] = flat[..., start:stop].reshape(*lead, *param.shape)
+            # one tuple: a 0-d parameter under vmap has no lead and no shape
+            out[name] = flat[..., start:stop].reshape((*lead, *param.shape))
             start = stop
         return out

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch.func import functional_call, grad, jvp, vmap
 from tqdm.auto import tqdm
 
-from ._data import (
-    batch_slices, module_device, module_dtype, n_samples, take, targets_to_device, to_device,
-)
+from ._data import module_device, module_dtype, n_samples, take, targets_to_device, to_device
 from ._functional import kept_parameters
-from ._passes import evaluating
+from ._passes import _batches, evaluating
 from ._precision import accumulation_dtype, at_least_float32
 
 #: Above this many parameters an explicit Hessian is refused.
@@ -93,14 +90,11 @@ def hessian_vector_products(plan, X, y, V, *, batch_size=512, max_pairs=None):
     n = n_samples(X)
     if max_pairs is not None:
         batch_size = min(batch_size, max(1, max_pairs // max(1, min(V.shape[0], max_pairs))))
-    device, dtype = module_device(plan.module), module_dtype(plan.module)
     out = torch.zeros_like(V, dtype=accumulation_dtype(V.dtype))
     with evaluating(plan.module):
-        for start, stop in batch_slices(n, batch_size):
-            index = np.arange(start, stop)
-            X_batch = to_device(take(X, index), device, dtype)
-            y_batch = targets_to_device(take(y, index), device)
-            out += (stop - start) / n * _batch_hvp(plan, X_batch, y_batch, V, max_pairs)
+        # the engine's batch stream: read ahead into pinned memory on CUDA
+        for index, X_batch, y_batch in _batches(plan, X, y, batch_size):
+            out += len(index) / n * _batch_hvp(plan, X_batch, y_batch, V, max_pairs)
     return out.to(V.dtype)  # a mean over batches: within the range of its terms
 
 
