@@ -92,3 +92,17 @@ def test_a_regressor_is_measured_by_r2():
     # net's (measured 0.969 and 0.949); an accuracy of regression targets would be 0
     fitted_r2 = r2_score(y[120:], net.predict(X[120:]).reshape(-1))
     assert result.baseline > 0.9 and abs(result.baseline - fitted_r2) < 0.05
+
+
+def test_a_pipeline_ending_in_an_attributor():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, groups, _, X_valid, y_valid = region_flip(n=100)
+    pipeline = make_pipeline(StandardScaler(), TracInAttributor(tiny_net(epochs=3),
+                                                                random_state=0))
+    pipeline.fit(X, y, tracinattributor__groups=groups)
+    result = verify_removal(pipeline, X_valid, y_valid, fractions=[0.1], n_seeds=1)
+    np.testing.assert_allclose(result.scores, pipeline[-1].score_groups(
+        pipeline[:-1].transform(X_valid), y_valid))
+    assert len(result.table) == 3

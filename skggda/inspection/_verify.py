@@ -29,7 +29,7 @@ REMOVED = ("none", "harmful", "random")
 
 @validate_params(
     {
-        "attributor": [HasMethods(["score_groups", "fit"])],
+        "attributor": [HasMethods(["fit"])],
         "X_valid": ["array-like"],
         "y_valid": ["array-like"],
         "fractions": ["array-like"],
