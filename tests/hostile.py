@@ -319,6 +319,18 @@ def _nan_store(manifest, tensors):
     tensors[name].view(-1)[0] = float("nan")
 
 
+def _store_handle(name, folder="/"):
+    """The group store replaced by a handle to a file outside any store folder."""
+    def attack(manifest, payload):
+        state = [["folder", folder], ["name", name], ["shape", tuple_node(1, 1)],
+                 ["dtype", "<f4"], ["sha256", "0" * 64]]
+        attribute(manifest["root"], "_group_store")[1] = {
+            "kind": "object", "type": "skggda.attribution._store.DiskStore",
+            "state": {"kind": "dict", "items": state}}
+        return pack(manifest, payload)
+    return attack
+
+
 def _converted_from_a_type(manifest, payload):
     converted = next(n for n in nodes(manifest["root"], "object") if n.get("reconvert"))
     converted["state"]["items"].append(["estimator_", type_node(ADAM)])  # the last one wins
@@ -413,6 +425,10 @@ ATTACKS = {
     "nan-eigenvalues": ("ekfac", poison("KroneckerBlock"), "NaN or infinite"),
     "nan-kernel": ("trak", poison("KernelState"), "NaN or infinite"),
     "nan-group-store": ("ekfac", edit_payload(_nan_store), "_group_store holds NaN"),
+    "store-path-traversal": ("ekfac", _store_handle("../etc/passwd"),
+                             "not the name of a skggda group store"),
+    "store-handle-to-a-missing-file": ("ekfac", _store_handle(
+        "skggda-store-" + "0" * 32 + ".npy"), "is missing"),
     "nan-coefficients": ("converted", poison("LogisticRegression"), "NaN or infinite"),
     "converted-from-a-type": ("converted", _converted_from_a_type, "cannot be rebuilt"),
     "bad-random-state": ("kmeans", set_attribute("random_state", {
