@@ -487,6 +487,7 @@ def part_ratios(args, device, sizes):
                                                   "attribute/q", "peak GiB"])
     verdicts = {}
     for name, make in workloads(args, device, sizes):
+        begin = time.perf_counter()
         work = make()
         if isinstance(work, str):
             table.row(name, [work])
@@ -517,6 +518,7 @@ def part_ratios(args, device, sizes):
             peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda(device) else 0.0
             table.row(f"  {method}", ["", f"{fit / L:.2f}", f"{score / L:.3f}",
                                       f"{query / L:.4f}", f"{peak:.2f}"])
+        print(f"  {name}: {time.perf_counter() - begin:.0f} s with training and set-up")
     print(table)
     verdicts["ratios to L (info)"] = (None, "see the table")
     return verdicts

@@ -168,9 +168,12 @@ def test_uploads_per_pass_do_not_grow_with_the_number_of_batches(kind, module, m
     assert counts[4] == counts[24], counts
     assert counts[4].get("index", 0) == 0 and counts[4].get("mask", 0) == 0, counts
     # and the batches change nothing but the order of sums
-    flat = lambda r: torch.cat([t.reshape(-1) for t in (r if isinstance(r, (list, tuple))  # noqa: E731
-                                                        else [r])]).double()
-    torch.testing.assert_close(flat(results[4]), flat(results[24]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(_flat(results[4]), _flat(results[24]), rtol=1e-5, atol=1e-6)
+
+
+def _flat(result):
+    parts = result if isinstance(result, (list, tuple)) else [result]
+    return torch.cat([t.reshape(-1) for t in parts]).double()
 
 
 def test_pass_layouts_equal_the_device_layouts_of_every_batch():
@@ -179,7 +182,8 @@ def test_pass_layouts_equal_the_device_layouts_of_every_batch():
     sorted_labels = np.repeat(np.arange(len(sizes)), sizes)
     layouts = _passes.PassLayouts(sorted_labels, 16, torch.device("cpu"))
     for start, stop in _engine._data.batch_slices(len(sorted_labels), 16):
-        expected = _passes.ChunkLayout.from_sorted_labels(torch.as_tensor(sorted_labels[start:stop]))
+        expected = _passes.ChunkLayout.from_sorted_labels(
+            torch.as_tensor(sorted_labels[start:stop]))
         got = layouts.batch(start, stop)
         assert (got.n_chunks, got.cap) == (expected.n_chunks, expected.cap)
         for name in ("chunk_id", "pos", "chunk_group"):

@@ -66,7 +66,7 @@ class Whitening:
                    basis.to(features.dtype).cpu().numpy())
 
     def on(self, device):
-        """``(mean, scale, basis)`` as tensors on ``device``: upload once, pass to :meth:`transform`."""
+        """``(mean, scale, basis)`` as tensors on ``device``, for :meth:`transform`."""
         return tuple(torch.as_tensor(a, device=device) for a in (self.mean, self.scale, self.basis))
 
     def transform(self, features: torch.Tensor, arrays=None):
