@@ -39,7 +39,7 @@ from ._data import (
 from ._eigen_projection import EigenProjector
 from ._features import penultimate_representations, preactivation_gradients
 from ._gram import gram
-from ._kfac import DiagonalBlock, KFACPreconditioner, KroneckerBlock, fit_kfac
+from ._kfac import DenseBlock, DiagonalBlock, KFACPreconditioner, KroneckerBlock, fit_kfac
 from ._kmeans import center_distances, kmeans
 from ._passes import (
     function_gradient,
@@ -59,6 +59,7 @@ __all__ = [
     "MAX_DENSE_PARAMS",
     "BatchedForward",
     "CenterIndex",
+    "DenseBlock",
     "DiagonalBlock",
     "EigenProjector",
     "IndexedRows",

@@ -46,6 +46,7 @@ import torch
 from . import _functional
 from ._capture import HookCapture
 from ._data import forward, module_device, module_dtype
+from ._precision import accumulation_dtype
 from ._random import cpu_generator, draw
 from ._gram import add_gram_upper_, mirror_upper_
 from ._passes import _batches, evaluating
@@ -328,7 +329,9 @@ class _DiagonalSums:
         self.count = 0
 
     def add(self, per_sample):
-        self.total = self.total + per_sample.double().square().sum(0)
+        # squares in float32 or wider, one float64 sum per batch: no float64 copy
+        squares = per_sample.to(accumulation_dtype(per_sample.dtype)).square()
+        self.total = self.total + squares.sum(0, dtype=torch.float64)
         self.count += per_sample.shape[0]
 
     def block(self):
@@ -343,8 +346,8 @@ class _DenseSums:
         self.count = 0
 
     def add(self, projected):
-        projected = projected.double()
-        self.total = self.total + projected.T @ projected
+        projected = projected.to(accumulation_dtype(projected.dtype))
+        self.total = self.total + (projected.T @ projected).double()  # r x r: small
         self.count += projected.shape[0]
 
     def block(self):
@@ -426,7 +429,9 @@ def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, project
     Projected, ``G_i`` is the projected gradient ``scale P_out^T G_i P_in``:
     its rotation is the full gradient's by ``P_out Q_S`` and ``P_in Q_A``.
     """
-    hooked = [(i, block, _rotation(blocks[i], projector, i))
+    dtype = module_dtype(plan.module)
+    # the rotations in the net's dtype once, not per batch (a wide layer's are large)
+    hooked = [(i, block, _rotation(blocks[i], projector, i, dtype))
               for i, block in enumerate(plan.hook_blocks)
               if isinstance(blocks[i], KroneckerBlock)]
     totals = {i: 0.0 for i, _, _ in hooked}
@@ -442,21 +447,20 @@ def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, project
         blocks[i].eigenvalues = totals[i] / count
 
 
-def _rotation(basis, projector, index):
-    """``(R_out, R_in, scale)``: the eigenbasis composed with the block's projection."""
-    if projector is None:
-        return basis.q_out, basis.q_in, 1.0
-    p_out, p_in, scale = projector.sides(index)
-    q_out = basis.q_out if p_out is None else p_out.double() @ basis.q_out
-    q_in = basis.q_in if p_in is None else p_in.double() @ basis.q_in
-    return q_out, q_in, scale
+def _rotation(basis, projector, index, dtype):
+    """``(R_out, R_in, scale)``: the eigenbasis composed with the block's projection,
+    in ``dtype``."""
+    q_out, q_in, scale = basis.q_out, basis.q_in, 1.0
+    if projector is not None:
+        p_out, p_in, scale = projector.sides(index)
+        q_out = q_out if p_out is None else p_out.double() @ q_out
+        q_in = q_in if p_in is None else p_in.double() @ q_in
+    return q_out.to(dtype), q_in.to(dtype), scale
 
 
 def _rotated_squares(block, calls, rotation):
     """``sum_i (Q_S^T G_i Q_A)^2`` over a batch, from its activation and gradient rows."""
-    q_out, q_in, scale = rotation
-    dtype = calls[0][0].dtype
-    a, d = _kronecker_rows(block, calls, (q_out.to(dtype), q_in.to(dtype), scale))
+    a, d = _kronecker_rows(block, calls, rotation)
     if a.shape[1] == 1:  # G_i = d_i a_i^T: the square of a rank-one matrix
         return d[:, 0].square().T @ a[:, 0].square()
     return torch.bmm(d.transpose(1, 2), a).square().sum(0)

@@ -77,8 +77,8 @@ def type_name(obj) -> str:
 
 def _builtin_objects():
     from .. import attribution, grouping, models, properties
-    from .._engine import DiagonalBlock, KFACPreconditioner, KroneckerBlock, Whitening
-    from .._engine._kfac import DenseBlock
+    from .._engine import (DenseBlock, DiagonalBlock, KFACPreconditioner, KroneckerBlock,
+                           Whitening)
     from ..attribution._kernel import KernelState
     from ..attribution._store import DiskStore
     from ..models._callbacks import CheckpointRecorder, DivergenceCheck, OneCycleSchedule
