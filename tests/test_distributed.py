@@ -21,15 +21,8 @@ import pytest
 import torch
 from sklearn.frozen import FrozenEstimator
 
-from skggda import (
-    GradKMeansGrouper,
-    InfluenceAttributor,
-    KMeansGrouper,
-    RandomGrouper,
-    ReprKMeansGrouper,
-    TracInAttributor,
-    TRAKAttributor,
-)
+from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, RandomGrouper,
+                    ReprKMeansGrouper, TracInAttributor, TRAKAttributor)
 from skggda import _engine
 from skggda.attribution._base import net_plan
 from skggda.grouping import _kmeans

@@ -11,15 +11,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 from torch.nn import functional as F
 
-from skggda import (
-    GradKMeansGrouper,
-    InfluenceAttributor,
-    KMeansGrouper,
-    RandomGrouper,
-    ReprKMeansGrouper,
-    TracInAttributor,
-    TRAKAttributor,
-)
+from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, RandomGrouper,
+                    ReprKMeansGrouper, TracInAttributor, TRAKAttributor)
 from skggda._engine import _features
 
 from conftest import make_problem, tiny_net

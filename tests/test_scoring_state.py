@@ -16,15 +16,8 @@ import numpy as np
 import pytest
 from sklearn.frozen import FrozenEstimator
 
-from skggda import (
-    GradKMeansGrouper,
-    InfluenceAttributor,
-    KMeansGrouper,
-    RandomGrouper,
-    ReprKMeansGrouper,
-    TracInAttributor,
-    TRAKAttributor,
-)
+from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, RandomGrouper,
+                    ReprKMeansGrouper, TracInAttributor, TRAKAttributor)
 from skggda.utils import record_timings
 
 from conftest import deep_state, tiny_net

@@ -16,15 +16,8 @@ import pytest
 import torch
 from sklearn.frozen import FrozenEstimator
 
-from skggda import (
-    GradKMeansGrouper,
-    InfluenceAttributor,
-    KMeansGrouper,
-    RandomGrouper,
-    ReprKMeansGrouper,
-    TracInAttributor,
-    TRAKAttributor,
-)
+from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, RandomGrouper,
+                    ReprKMeansGrouper, TracInAttributor, TRAKAttributor)
 from skggda.utils._inputs import RowReader
 
 from conftest import make_problem, tiny_net
