@@ -34,6 +34,15 @@ distribution ``softmax(logits)`` (the true Fisher, whose expectation is the
 Gauss-Newton matrix). The default damping of a block is
 :data:`HEURISTIC_DAMPING` times the mean of its eigenvalues (kronfluence's
 convention), so it scales with each layer's curvature.
+
+**Projected (LoGra).** Given a Kronecker :class:`~._projection.Projector`,
+the same passes run on each linear block's projected rows ``P_in^T abar_t``
+and ``scale P_out^T d_t``: the factors are ``r_in x r_in`` and ``r_out x
+r_out``, the correction is read in their eigenbasis composed with the
+projection, and the preconditioner acts on projected gradients. The other
+blocks keep the dense second moment of their projected gradients
+(:class:`DenseBlock`). The deterministic alternative, the top
+eigen-coordinates of the full-width fit, is :mod:`._eigen_projection`.
 """
 
 from __future__ import annotations
