@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from skggda.models import make_classifier
 
@@ -100,6 +102,30 @@ def tiny_net(hidden=(8,), epochs=3, seed=0, batch_size=32, **kwargs):
 def fitted_net(problem):
     X, y, _, _ = problem
     return tiny_net().fit(X, y)
+
+
+def per_sample_loss(output, target):
+    """Every sample's cross-entropy (no reduction): the loss the engine tests pass."""
+    return F.cross_entropy(output, target, reduction="none")
+
+
+def two_linears():
+    """A seeded 5 -> 7 -> 3 net of two linears and a tanh (engine and K-FAC tests)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+
+
+def one_cycle_rates(lr, total):
+    """The rate of each of ``total`` optimiser steps under torch's own OneCycleLR."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
+    rates = []
+    for step in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if step < total - 1:
+            schedule.step()
+    return np.array(rates)
 
 
 def deep_state(obj, _memo=None):

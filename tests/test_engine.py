@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from skggda import _engine
 from skggda._engine._plan import GenericBlock, GradientPlan
 
-
-def per_sample_loss(output, target):
-    return F.cross_entropy(output, target, reduction="none")
+from conftest import per_sample_loss
 
 
 def reference_gradients(module, X, y, names=None):

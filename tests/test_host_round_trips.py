@@ -27,14 +27,8 @@ from skggda import _engine
 from skggda._engine import _curvature, _data, _passes
 from skggda.attribution import _kernel
 
-
-def per_sample_loss(output, target):
-    return F.cross_entropy(output, target, reduction="none")
-
-
-def mlp():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+from conftest import per_sample_loss
+from conftest import two_linears as mlp
 
 
 class Scaled(nn.Module):

@@ -12,16 +12,7 @@ from torch.nn import functional as F
 from skggda import InfluenceAttributor, RandomGrouper, _engine
 from skggda.models import make_classifier
 
-from conftest import make_problem, tiny_net
-
-
-def per_sample_loss(output, target):
-    return F.cross_entropy(output, target, reduction="none")
-
-
-def two_linears():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+from conftest import make_problem, per_sample_loss, tiny_net, two_linears
 
 
 class TinyConvNet(nn.Module):

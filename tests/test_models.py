@@ -10,7 +10,7 @@ from sklearn.base import clone
 from skggda.models import MLP, SeededNeuralNetClassifier, make_classifier
 from skggda.models._callbacks import CheckpointRecorder
 
-from conftest import make_problem
+from conftest import make_problem, one_cycle_rates
 
 
 def test_mlp_without_hidden_layers_is_logistic_regression():
@@ -106,19 +106,6 @@ def test_checkpoint_recorder_keeps_cpu_copies_per_epoch():
 # -- callbacks, value by value (mutation testing: benchmarks/TESTING.md) -----------------
 
 
-def _one_cycle_rates(lr, total):
-    """The rate of each of ``total`` optimiser steps under torch's own OneCycleLR."""
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
-    rates = []
-    for step in range(total):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        if step < total - 1:
-            schedule.step()
-    return np.array(rates)
-
-
 def test_one_cycle_schedule_counts_training_batches_and_ends_at_its_minimum():
     # a validation split: 200 rows, 160 train -> 5 batches of 32 a epoch, 3 epochs;
     # the validation batches must not step the schedule
@@ -131,7 +118,7 @@ def test_one_cycle_schedule_counts_training_batches_and_ends_at_its_minimum():
     net.set_params(train_split=ValidSplit(5)).fit(X, y)
     schedule = dict(net.callbacks_)["one_cycle"]
     assert schedule.scheduler_.total_steps == 15
-    expected = _one_cycle_rates(0.05, 15).reshape(3, 5).mean(1)
+    expected = one_cycle_rates(0.05, 15).reshape(3, 5).mean(1)
     np.testing.assert_allclose(recorder.learning_rates_, expected, rtol=1e-12)
     # the last step leaves the rate at OneCycleLR's minimum, lr / 25 / 1e4, not past it
     assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(0.05 / 25 / 1e4, rel=1e-9)

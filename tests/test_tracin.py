@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from skggda.utils import record_timings
 from skggda import RandomGrouper, TracInAttributor
 
-from conftest import make_problem, tiny_net
+from conftest import make_problem, one_cycle_rates, tiny_net
 
 
 def slow_tracin(net, X, y, X_test, y_test):
@@ -148,15 +148,7 @@ def one_cycle_epoch_rates(net, n_samples):
     """
     steps = int(np.ceil(n_samples / net.batch_size))
     total = net.max_epochs * steps
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=net.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=net.lr, total_steps=total)
-    rates = []
-    for step in range(total):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        if step < total - 1:
-            schedule.step()
-    return np.reshape(rates, (net.max_epochs, steps)).mean(1)
+    return one_cycle_rates(net.lr, total).reshape(net.max_epochs, steps).mean(1)
 
 
 def test_checkpoint_weights_are_each_epochs_mean_one_cycle_rate(problem):
