@@ -20,15 +20,12 @@ from ..utils._finite import check_finite_scores
 UNRANKABLE = ("they cannot be ranked (a diverged solver, e.g. LiSSA: see its "
               "ConvergenceWarning).")
 
+# The detection curve and its area take the same three arrays: one constraint table.
+_DETECTION_PARAMS = {"scores": ["array-like"], "labels": ["array-like"],
+                     "is_noisy": ["array-like"]}
 
-@validate_params(
-    {
-        "scores": ["array-like"],
-        "labels": ["array-like"],
-        "is_noisy": ["array-like"],
-    },
-    prefer_skip_nested_validation=True,
-)
+
+@validate_params(_DETECTION_PARAMS, prefer_skip_nested_validation=True)
 def detection_curve(scores, labels, is_noisy):
     """Fraction of noisy points found against fraction of points inspected.
 
@@ -82,14 +79,7 @@ def detection_curve(scores, labels, is_noisy):
     return inspected, found
 
 
-@validate_params(
-    {
-        "scores": ["array-like"],
-        "labels": ["array-like"],
-        "is_noisy": ["array-like"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_DETECTION_PARAMS, prefer_skip_nested_validation=True)
 def noisy_label_auc(scores, labels, is_noisy):
     """Area under the noisy-label detection curve (paper section 5.3).
 
@@ -101,13 +91,13 @@ def noisy_label_auc(scores, labels, is_noisy):
     Parameters
     ----------
     scores : array-like of shape (n_groups,)
-        Group scores (higher = more helpful): groups are inspected from the
-        lowest score up.
+        Group scores (higher = more helpful), as :func:`detection_curve`
+        inspects them: from the lowest score up.
     labels : array-like of shape (n_samples,)
         Group of every training sample, in ``0..n_groups-1``.
     is_noisy : array-like of shape (n_samples,), bool
-        Which training labels were flipped (or targets corrupted, see
-        :func:`corrupt_targets`).
+        Which training labels were flipped (or targets corrupted), as for
+        :func:`detection_curve`.
 
     Returns
     -------

@@ -20,6 +20,14 @@ from ._datamodels import linear_datamodeling_score
 from ._removal import removal_score
 from ._retraining import METRICS
 
+# The pruning and the retraining scorer take the same options: one constraint table.
+_REMOVAL_SCORER_PARAMS = {
+    "fraction": [Real],
+    "stratify": ["boolean"],
+    "n_seeds": [Interval(Integral, 1, None, closed="left")],
+    "random_state": ["random_state"],
+}
+
 
 def _fold(estimator, X_val, y_val):
     """``(attributor, X, y, X_val, y_val, scores)``: the attributor, its training fold, the
@@ -67,15 +75,7 @@ def _removal_scorer(fraction, *, most_important, stratify, n_seeds, random_state
     return scorer
 
 
-@validate_params(
-    {
-        "fraction": [Real],
-        "stratify": ["boolean"],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_REMOVAL_SCORER_PARAMS, prefer_skip_nested_validation=True)
 def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state=0,
                         metric=None):
     """Validation accuracy after pruning the ``fraction`` least important training points.
@@ -115,15 +115,7 @@ def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state
                            random_state=random_state, metric=metric)
 
 
-@validate_params(
-    {
-        "fraction": [Real],
-        "stratify": ["boolean"],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_REMOVAL_SCORER_PARAMS, prefer_skip_nested_validation=True)
 def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_state=0,
                            metric=None):
     """Validation accuracy *drop* after removing the ``fraction`` most important points.

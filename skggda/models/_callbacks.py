@@ -68,16 +68,8 @@ class OneCycleSchedule(Callback):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         """Create the schedule for this training run's number of steps.
 
-        Parameters
-        ----------
-        net : skorch.NeuralNet
-            The net being trained.
-        X : array-like, default=None
-            The training inputs passed to ``fit``.
-        y : array-like, default=None
-            The training targets passed to ``fit``.
-        **kwargs
-            The other arguments skorch passes to the hook; unused.
+        A skorch hook (:class:`skorch.callbacks.Callback` documents its
+        arguments): ``X`` and ``y`` are the data passed to ``fit``.
         """
         if net.train_split is None:
             n_train = len(X) if not isinstance(X, dict) else len(next(iter(X.values())))
@@ -91,17 +83,8 @@ class OneCycleSchedule(Callback):
         self.steps_left_ = steps
 
     def on_batch_end(self, net, training=None, **kwargs):
-        """Step the schedule after every training batch.
-
-        Parameters
-        ----------
-        net : skorch.NeuralNet
-            The net being trained.
-        training : bool, default=None
-            Whether the batch is a training batch (not a validation batch).
-        **kwargs
-            The other arguments skorch passes to the hook; unused.
-        """
+        """Step the schedule after every training batch (a skorch hook; not after
+        a validation batch, ``training=False``)."""
         if training and self.steps_left_ > 1:
             self.scheduler_.step()
             self.steps_left_ -= 1
@@ -139,50 +122,20 @@ class CheckpointRecorder(Callback):
     """
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        """Start empty lists of checkpoints and learning rates.
-
-        Parameters
-        ----------
-        net : skorch.NeuralNet
-            The net being trained.
-        X : array-like, default=None
-            The training inputs passed to ``fit``.
-        y : array-like, default=None
-            The training targets passed to ``fit``.
-        **kwargs
-            The other arguments skorch passes to the hook; unused.
-        """
+        """Start empty lists of checkpoints and learning rates (a skorch hook)."""
         self.checkpoints_ = []
         self.learning_rates_ = []
         self._epoch_rates = []
 
     def on_batch_begin(self, net, batch=None, training=None, **kwargs):
-        """Note the learning rate the optimiser is about to step with.
-
-        Parameters
-        ----------
-        net : skorch.NeuralNet
-            The net being trained.
-        batch : tuple, default=None
-            The batch; unused.
-        training : bool, default=None
-            Whether the batch is a training batch (not a validation batch).
-        **kwargs
-            The other arguments skorch passes to the hook; unused.
-        """
+        """Note the learning rate the optimiser is about to step with (a skorch
+        hook; training batches only)."""
         if training:
             self._epoch_rates.append(net.optimizer_.param_groups[0]["lr"])
 
     def on_epoch_end(self, net, **kwargs):
-        """Copy the weights to the CPU and record the epoch's mean learning rate.
-
-        Parameters
-        ----------
-        net : skorch.NeuralNet
-            The net being trained.
-        **kwargs
-            The other arguments skorch passes to the hook; unused.
-        """
+        """Copy the weights to the CPU and record the epoch's mean learning rate
+        (a skorch hook)."""
         state = {k: v.detach().to("cpu", copy=True) for k, v in net.module_.state_dict().items()}
         self.checkpoints_.append(state)
         self.learning_rates_.append(float(np.mean(self._epoch_rates)) if self._epoch_rates else 0.0)
@@ -216,14 +169,8 @@ class DivergenceCheck(Callback):
     """
 
     def on_epoch_end(self, net, **kwargs):
-        """Raise once the epoch's training loss or a parameter is not finite.
-
-        Parameters
-        ----------
-        net : skorch.NeuralNet
-            The net being trained.
-        **kwargs
-            The other arguments skorch passes to the hook; unused.
+        """Raise once the epoch's training loss or a parameter is not finite (a
+        skorch hook).
 
         Raises
         ------
