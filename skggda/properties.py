@@ -45,20 +45,9 @@ __all__ = [
 class EvaluationData:
     """What a property may look at besides the net's outputs.
 
-    Parameters
-    ----------
-    X : ndarray
-        The evaluation inputs.
-    y : ndarray
-        Their labels, encoded as class indices (int); for a regressor, the
-        float targets.
-    classes : ndarray or None
-        The original label of every class index; ``None`` for a regressor.
-    losses : ndarray or None
-        Per-sample losses, when the property asked for them
-        (``needs_losses``).
+    The four parameters are kept as attributes of the same names.
 
-    Attributes
+    Parameters
     ----------
     X : ndarray
         The evaluation inputs.
@@ -92,7 +81,9 @@ class Property:
     Subclasses define :meth:`terms` (``h`` on a batch of net outputs and
     encoded labels, given the net's per-sample loss ``loss_fn``) and, when
     the weights are not ``1 / n``, :meth:`weights`. ``greater_is_better``
-    says which way is good.
+    says which way is good. (The built-in properties define the private
+    ``_terms`` and ``_weights`` instead, so that :meth:`terms` and
+    :meth:`weights` are documented once, here.)
 
     Examples
     --------
@@ -117,7 +108,7 @@ class Property:
     #: The models it is defined for: "classification", "regression" or both.
     tasks = frozenset({"classification", "regression"})
 
-    def terms(self, output, y, loss_fn):  # pragma: no cover - abstract
+    def terms(self, output, y, loss_fn):
         """The per-sample terms ``h`` on a batch; subclasses define them.
 
         Parameters
@@ -134,10 +125,14 @@ class Property:
         terms : torch.Tensor of shape (batch,)
             The per-sample term ``h`` of every sample of the batch.
         """
+        return self._terms(output, y, loss_fn)
+
+    def _terms(self, output, y, loss_fn):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def weights(self, data: EvaluationData) -> np.ndarray:
-        """The weights ``w_i`` of the terms (here ``1 / n``: a mean).
+        """The weights ``w_i`` of the terms (``1 / n``, a mean, unless the property
+        weighs its samples otherwise).
 
         Parameters
         ----------
@@ -149,6 +144,9 @@ class Property:
         weights : ndarray of shape (n_samples,)
             The weight ``w_i`` of every evaluation sample's term.
         """
+        return self._weights(data)
+
+    def _weights(self, data):
         return np.full(len(data.y), 1.0 / max(len(data.y), 1))
 
     @property
@@ -171,23 +169,8 @@ class MeanLoss(Property):
     False
     """
 
-    def terms(self, output, y, loss_fn):
-        """The per-sample terms: the net's training loss of every sample.
-
-        Parameters
-        ----------
-        output : torch.Tensor of shape (batch, ...)
-            The net's outputs on a batch of evaluation samples.
-        y : torch.Tensor of shape (batch,)
-            Their labels as class indices (a regressor's float targets).
-        loss_fn : callable
-            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
-
-        Returns
-        -------
-        terms : torch.Tensor of shape (batch,)
-            The per-sample term ``h`` of every sample of the batch.
-        """
+    def _terms(self, output, y, loss_fn):
+        """The net's training loss of every sample."""
         return loss_fn(output, y)
 
 
@@ -211,19 +194,8 @@ class ClassLoss(MeanLoss):
     def __init__(self, label):
         self.label = label
 
-    def weights(self, data):
-        """The weights: ``1 / n_label`` on the samples of class ``label``, 0 elsewhere.
-
-        Parameters
-        ----------
-        data : EvaluationData
-            The evaluation data the property is computed on.
-
-        Returns
-        -------
-        weights : ndarray of shape (n_samples,)
-            The weight ``w_i`` of every evaluation sample's term.
-        """
+    def _weights(self, data):
+        """``1 / n_label`` on the samples of class ``label``, 0 elsewhere."""
         mask = np.asarray(data.classes)[data.y] == self.label
         if not mask.any():
             raise ValueError(f"The evaluation data has no sample of class {self.label!r}.")
@@ -267,23 +239,8 @@ class Margin(Property):
     greater_is_better = True
     tasks = frozenset({"classification"})
 
-    def terms(self, output, y, loss_fn):
-        """The per-sample terms: every sample's margin ``log p_y - log(1 - p_y)``.
-
-        Parameters
-        ----------
-        output : torch.Tensor of shape (batch, ...)
-            The net's outputs on a batch of evaluation samples.
-        y : torch.Tensor of shape (batch,)
-            Their labels as class indices (a regressor's float targets).
-        loss_fn : callable
-            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
-
-        Returns
-        -------
-        terms : torch.Tensor of shape (batch,)
-            The per-sample term ``h`` of every sample of the batch.
-        """
+    def _terms(self, output, y, loss_fn):
+        """Every sample's margin ``log p_y - log(1 - p_y)``."""
         return _margin(_logits(output, loss_fn), y)
 
 
@@ -316,23 +273,8 @@ class SmoothAccuracy(Property):
             raise ValueError(f"temperature must be positive, got {temperature}.")
         self.temperature = temperature
 
-    def terms(self, output, y, loss_fn):
-        """The per-sample terms: ``sigmoid(margin / temperature)`` of every sample.
-
-        Parameters
-        ----------
-        output : torch.Tensor of shape (batch, ...)
-            The net's outputs on a batch of evaluation samples.
-        y : torch.Tensor of shape (batch,)
-            Their labels as class indices (a regressor's float targets).
-        loss_fn : callable
-            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
-
-        Returns
-        -------
-        terms : torch.Tensor of shape (batch,)
-            The per-sample term ``h`` of every sample of the batch.
-        """
+    def _terms(self, output, y, loss_fn):
+        """``sigmoid(margin / temperature)`` of every sample."""
         return torch.sigmoid(_margin(_logits(output, loss_fn), y) / self.temperature)
 
 
@@ -364,23 +306,8 @@ class MeanPrediction(Property):
     def __init__(self, greater_is_better=True):
         self.greater_is_better = greater_is_better
 
-    def terms(self, output, y, loss_fn):
-        """The per-sample terms: every sample's prediction.
-
-        Parameters
-        ----------
-        output : torch.Tensor of shape (batch, ...)
-            The net's outputs on a batch of evaluation samples.
-        y : torch.Tensor of shape (batch,)
-            Their labels as class indices (a regressor's float targets).
-        loss_fn : callable
-            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
-
-        Returns
-        -------
-        terms : torch.Tensor of shape (batch,)
-            The per-sample term ``h`` of every sample of the batch.
-        """
+    def _terms(self, output, y, loss_fn):
+        """Every sample's prediction."""
         return _prediction(output, y)
 
 
@@ -418,7 +345,7 @@ class FairnessGap(Property):
         Parameters
         ----------
         data : EvaluationData
-            The evaluation data the property is computed on.
+            The evaluation data; a callable ``mask`` is evaluated on its ``X``.
 
         Returns
         -------
@@ -442,38 +369,12 @@ class FairnessGap(Property):
             raise ValueError("FairnessGap needs evaluation samples in both subgroups.")
         return mask
 
-    def terms(self, output, y, loss_fn):
-        """The per-sample terms: the net's training loss of every sample.
-
-        Parameters
-        ----------
-        output : torch.Tensor of shape (batch, ...)
-            The net's outputs on a batch of evaluation samples.
-        y : torch.Tensor of shape (batch,)
-            Their labels as class indices (a regressor's float targets).
-        loss_fn : callable
-            The net's per-sample training loss, ``loss_fn(output, y) -> (batch,)``.
-
-        Returns
-        -------
-        terms : torch.Tensor of shape (batch,)
-            The per-sample term ``h`` of every sample of the batch.
-        """
+    def _terms(self, output, y, loss_fn):
+        """The net's training loss of every sample."""
         return loss_fn(output, y)
 
-    def weights(self, data):
-        """The weights: ``±1 / n_A`` on A, ``∓1 / n_B`` on B, signed as the gap is.
-
-        Parameters
-        ----------
-        data : EvaluationData
-            The evaluation data the property is computed on.
-
-        Returns
-        -------
-        weights : ndarray of shape (n_samples,)
-            The weight ``w_i`` of every evaluation sample's term.
-        """
+    def _weights(self, data):
+        """``±1 / n_A`` on A, ``∓1 / n_B`` on B, signed as the gap is."""
         mask = self.subgroup(data)
         gap = data.losses[mask].mean() - data.losses[~mask].mean()
         direction = 1.0 if gap >= 0 else -1.0  # d|gap| = sign(gap) d(gap)
