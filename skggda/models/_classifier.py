@@ -232,18 +232,9 @@ def paper_recipe(module, *, lr, max_epochs, batch_size, weight_decay, device, ra
     callbacks = list(kwargs.pop("callbacks", None) or [])
     callbacks.append(("one_cycle", OneCycleSchedule()))
     return net_class(
-        module=module,
-        criterion=criterion,
-        optimizer=torch.optim.Adam,
-        optimizer__weight_decay=weight_decay,
-        lr=lr,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        train_split=None,
-        iterator_train__shuffle=True,
-        callbacks=callbacks,
-        device=device,
-        verbose=verbose,
-        random_state=random_state,
-        **kwargs,
+        module=module, criterion=criterion, callbacks=callbacks,
+        optimizer=torch.optim.Adam, optimizer__weight_decay=weight_decay, lr=lr,
+        max_epochs=max_epochs, batch_size=batch_size,
+        train_split=None, iterator_train__shuffle=True,
+        device=device, verbose=verbose, random_state=random_state, **kwargs,
     )
