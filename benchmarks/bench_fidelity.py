@@ -36,6 +36,23 @@ excludes the training its checkpoints come from.
 Retrainings and attribution matrices are cached under ``--output`` (default
 ``benchmarks/out/fidelity``): a rerun only computes what is missing.
 
+Influence ensembles (issue 22): ``ekfac-m<M>`` is EK-FAC averaged over ``M``
+nets trained with independent seeds (``InfluenceAttributor(n_models=M)``; its
+first net is the attributed one, so ``ekfac-m1`` is ``ekfac``), ``ekfac-all``
+fits EK-FAC at every epoch's checkpoint weighted by its learning rate
+(``checkpoints="all"``), ``ekfac-m<M>-all`` both. Their cost includes every
+training; the ``trainings`` column states each row's cost in trainings of the
+attributed net (fit + attribute seconds over its training seconds, plus the
+attributed net's own training for the methods that attribute it frozen), and
+``lds_vs_cost.png`` plots LDS against it.
+
+``--dataset heloc`` runs the same protocol on a tabular set: 4,000 HELOC
+training rows and 500 test rows (``load_heloc``, drawn with seed 0), an MLP
+50-50 (``mlp``, ANN-S) with Adam at a one-cycle peak of 3e-3, weight decay
+4e-4, batches of 128, 10 epochs (pass ``--n-subsets 40`` for issue 22's 40
+halves); its cache and report go to ``--output`` (default
+``benchmarks/out/fidelity_heloc``).
+
 Usage::
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_fidelity.py --data-home ../shared/data
@@ -59,7 +76,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skggda import GradKMeansGrouper, InfluenceAttributor, TracInAttributor, TRAKAttributor
-from skggda.datasets import load_mnist
+from skggda.datasets import load_heloc, load_mnist
 from skggda.metrics import datamodel_retrainings, lds_from_retrainings
 from skggda.metrics._datamodels import DatamodelRetrainings, random_subsets
 from skggda.models import make_classifier
@@ -68,6 +85,10 @@ RECIPES = {
     "lr": dict(hidden=(), lr=3e-2, weight_decay=1e-3),
     "mlp": dict(hidden=(128, 64), lr=3e-3, weight_decay=1e-4),
 }
+#: The tabular counterpart (``--dataset heloc``): ANN-S on 4,000 HELOC rows.
+HELOC_RECIPES = {"mlp": dict(hidden=(50, 50), lr=3e-3, weight_decay=4e-4)}
+#: The dataset of this run (set by ``main``): picks the recipes and the loader.
+DATASET = {"name": "mnist"}
 EPOCHS, BATCH = 10, 128
 #: dattri's published LDS for MNIST-10 (read from its benchmark chart, about +-0.02).
 DATTRI = {
@@ -85,7 +106,12 @@ PROJECTED = tuple(f"ekfac-{kind}r{r}" for kind in ("", "random-") for r in PROJE
 METHODS = ("tracin-last", "tracin-all", "fisher", "exact", "cg", "lissa", "ekfac", "kfac",
            *PROJECTED, "trak-1", "trak-10")
 #: Methods whose damping is applied at solve time: the grid re-solves, it does not refit.
-RESOLVE_ONLY = {"fisher", "exact", "trak-1", "trak-10", "ekfac", "kfac", *PROJECTED}
+#: Influence ensembles (issue 22): EK-FAC over ``M`` seeds (``-m<M>``) and / or over every
+#: epoch's checkpoint (``-all``).
+ENSEMBLES = ("ekfac-m2", "ekfac-m3", "ekfac-m5", "ekfac-all", "ekfac-m3-all", "ekfac-m5-all")
+METHODS = (*METHODS, *ENSEMBLES)
+RESOLVE_ONLY = {"fisher", "exact", "trak-1", "trak-10", "ekfac", "kfac", *PROJECTED,
+                *ENSEMBLES}
 
 
 # -- timing: the one place that measures (swap for a shared harness) ----------------
@@ -128,12 +154,23 @@ def eigendecomposed_dense_solves():
 
 
 def load(data_home):
+    if DATASET["name"] == "heloc":
+        d = load_heloc(data_home=data_home, random_state=0)
+        rng = np.random.RandomState(0)
+        train = rng.choice(len(d.y_train), 4000, replace=False)
+        test = rng.choice(len(d.y_test), 500, replace=False)
+        return (d.X_train[train].astype(np.float32), d.y_train[train],
+                d.X_test[test].astype(np.float32), d.y_test[test])
     d = load_mnist(data_home=data_home, n_train=5000, n_test=500, random_state=0, flatten=True)
     return d.X_train, d.y_train, d.X_test, d.y_test
 
 
+def recipes():
+    return HELOC_RECIPES if DATASET["name"] == "heloc" else RECIPES
+
+
 def recipe(model, seed=0):
-    spec = RECIPES[model]
+    spec = recipes()[model]
     return make_classifier(spec["hidden"], lr=spec["lr"], max_epochs=EPOCHS, batch_size=BATCH,
                            weight_decay=spec["weight_decay"], random_state=seed)
 
@@ -165,6 +202,12 @@ def make_attributor(method, model, net, damping, args):
         return TracInAttributor(frozen, random_state=0)
     if method == "tracin-all":  # needs the training run: the same recipe and seed
         return TracInAttributor(recipe(model), checkpoints="all", random_state=0)
+    if method in ENSEMBLES:  # trains its nets: the recipe, seeded as the attributed net
+        parts = method.split("-")
+        n_models = int(parts[1][1:]) if parts[1].startswith("m") else 1
+        return InfluenceAttributor(recipe(model), solver="ekfac", n_models=n_models,
+                                   checkpoints="all" if parts[-1] == "all" else "last",
+                                   damping=damping, random_state=0)
     if method.startswith("trak-"):
         return TRAKAttributor(recipe(model), n_models=int(method.split("-")[1]),
                               n_components=args.n_components, damping=damping, random_state=0)
@@ -188,11 +231,11 @@ def make_attributor(method, model, net, damping, args):
 def dampings_for(method, model, args):
     if method.startswith("tracin"):
         return ["none"]
-    if method == "exact" and model == "mlp":
+    if method == "exact" and model == "mlp" and DATASET["name"] == "mnist":
         return []  # a p x p Hessian of 109k parameters: not attempted
     if method in ("cg", "lissa"):
         return args.solver_dampings
-    if method in ("ekfac", "kfac", *PROJECTED):
+    if method in ("ekfac", "kfac", *PROJECTED, *ENSEMBLES):
         return [None] + DAMPINGS  # None: 0.1 x each layer's mean eigenvalue (kronfluence)
     return DAMPINGS
 
@@ -203,7 +246,7 @@ def test_rows(method, model, args):
 
 
 #: Methods whose aggregate cost (fit + score_groups of the mean test loss) is also timed.
-AGGREGATE_TIMED = ("tracin-last", "fisher", "ekfac", "kfac", *PROJECTED)
+AGGREGATE_TIMED = ("tracin-last", "fisher", "ekfac", "kfac", *PROJECTED, *ENSEMBLES)
 
 
 def attribution_matrices(method, model, net, data, args, folder):
@@ -345,8 +388,18 @@ def run_model(model, data, args, folder):
                 rows[-1].update(retime(method, model, net, rows[-1]["damping"], data,
                                        len(scored), args))
             print(f"  -> {json.dumps(rows[-1])}", flush=True)
+    for row in rows:
+        row["trainings"] = trainings(row, train_s)
     return dict(model=model, accuracy=accuracy, training_s=train_s, L=min(L), rows=rows,
                 grouping_s={size: g[2] for size, g in groups.items()})
+
+
+def trainings(row, training_s):
+    """A row's cost in trainings of the attributed net: its fit + attribute seconds (an
+    ensemble's include its trainings) over the net's training, plus that training for the
+    methods that attribute the trained net (frozen, or TracIn's checkpoints of it)."""
+    own = 0.0 if row["method"] in ENSEMBLES or row["method"].startswith("trak") else 1.0
+    return row["seconds"] / training_s + own
 
 
 # -- report -------------------------------------------------------------------------------
@@ -358,9 +411,9 @@ def format_report(result, group_sizes):
              f"L = {L:.3f} s; LDS (held-out half / all / first 100 test images)",
              f"{'method':<12}{'damping':>9}{'LDS':>8}{'all':>7}{'100':>7}"
              + "".join(f"{'g=' + str(s):>8}" for s in group_sizes)
-             + f"{'cost/L':>9}{'dattri':>8}"]
+             + f"{'cost/L':>9}{'train.':>8}{'dattri':>8}"]
     for row in result["rows"]:
-        ref = DATTRI[result["model"]].get(row["method"])
+        ref = dattri(result).get(row["method"])
         if not np.isfinite(row["lds"]):
             lines.append(f"{row['method']:<12}  diverged at every damping")
             continue
@@ -369,6 +422,7 @@ def format_report(result, group_sizes):
             f"{row['lds_all']:>7.3f}{row['lds_first100']:>7.3f}"
             + "".join(f"{row.get(f'lds_g{s}', float('nan')):>8.3f}" for s in group_sizes)
             + f"{row['seconds'] / row.get('L', L):>9.1f}"
+            + f"{row.get('trainings', float('nan')):>8.2f}"
             + f"{'-' if ref is None else f'{ref:.2f}':>8}")
     return "\n".join(lines)
 
@@ -379,13 +433,29 @@ def _fmt(damping):
     return "default" if damping is None else f"{damping:g}"
 
 
+def dattri(result):
+    """dattri's published LDS for this result's model (MNIST-10 only)."""
+    return DATTRI[result["model"]] if DATASET["name"] == "mnist" else {}
+
+
 def targets(results):
     """The issue's targets, as ``(name, verdict)`` lines."""
     out = []
     for result in results:
         model = result["model"]
         by = {r["method"]: r for r in result["rows"]}
-        for method, ref in DATTRI[model].items():
+        if "ekfac-m5" in by:  # issue 22
+            m5 = by["ekfac-m5"]
+            out.append((f"{DATASET['name']} {model} ekfac-m5 LDS {m5['lds']:.3f} (held-out "
+                        f"half; all {m5['lds_all']:.3f}) >= 0.65", m5["lds"] >= 0.65))
+            if "lissa" in by:
+                out.append((f"{DATASET['name']} {model} ekfac-m5 LDS on the first "
+                            f"{by['lissa']['n_test']} >= lissa's "
+                            f"({m5['lds_first100']:.3f} vs {by['lissa']['lds_first100']:.3f}) "
+                            f"at <= 6 trainings ({m5['trainings']:.2f})",
+                            m5["lds_first100"] >= by["lissa"]["lds_first100"]
+                            and m5["trainings"] <= 6))
+        for method, ref in dattri(result).items():
             if method in by:
                 value = by[method]["lds_all"]
                 out.append((f"{model} {method} LDS {value:.3f} >= dattri {ref:.2f} - 0.03",
@@ -431,22 +501,54 @@ def plot(results, path):
                 ax.scatter(x, row["lds_all"])
                 ax.annotate(row["method"], (x, row["lds_all"]), fontsize=8,
                             textcoords="offset points", xytext=(4, 3))
-        for method, ref in DATTRI[result["model"]].items():
+        for method, ref in dattri(result).items():
             ax.axhline(ref, color="grey", lw=0.6, ls=":")
             ax.annotate(f"dattri {method}", (ax.get_xlim()[0], ref), fontsize=6, color="grey")
         ax.set(xscale="log", xlabel="fit + attribute(500 test images) / L",
                ylabel="LDS (per test image, 50 halves)",
-               title=f"MNIST-10, {result['model'].upper()}: runtime vs LDS")
+               title=f"{TITLES[DATASET['name']]}, {result['model'].upper()}: runtime vs LDS")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    plot_cost(results, path.with_name("lds_vs_cost.png"), plt)
     return path
+
+
+TITLES = {"mnist": "MNIST-10", "heloc": "HELOC"}
+
+
+def plot_cost(results, path, plt):
+    """LDS against cost in trainings; the ensembles (and checkpoints) joined by lines."""
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, result in zip(axes[0], results):
+        by = {r["method"]: r for r in result["rows"]
+              if np.isfinite(r["lds_all"]) and "trainings" in r}
+        for method, row in by.items():
+            ax.scatter(row["trainings"], row["lds_all"],
+                       marker="s" if method in ENSEMBLES else "o")
+            ax.annotate(method, (row["trainings"], row["lds_all"]), fontsize=8,
+                        textcoords="offset points", xytext=(4, 3))
+        for suffix in ("", "-all"):
+            line = [m for m in ("ekfac" if not suffix else "ekfac-all", *(
+                f"ekfac-m{k}{suffix}" for k in (2, 3, 5))) if m in by]
+            if len(line) > 1:
+                ax.plot([by[m]["trainings"] for m in line], [by[m]["lds_all"] for m in line],
+                        color="grey", lw=0.8)
+        ax.axvline(6, color="grey", lw=0.6, ls=":")
+        ax.set(xscale="log", xlabel="cost in trainings of the attributed net (fit + attribute "
+               "500 test points, trainings included)", ylabel="LDS (per test point)",
+               title=f"{TITLES[DATASET['name']]}, {result['model'].upper()}: LDS vs cost")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--models", nargs="+", choices=sorted(RECIPES), default=["lr", "mlp"])
+    add("--dataset", choices=("mnist", "heloc"), default="mnist")
+    add("--models", nargs="+", choices=sorted(RECIPES), default=None,
+        help="default: lr and mlp (MNIST-10), mlp (HELOC)")
     add("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     add("--n-subsets", type=int, default=50)
     add("--group-sizes", nargs="*", type=int, default=[16, 64, 256])
@@ -464,12 +566,18 @@ def parse_args(argv=None):
     add("--retime", action="store_true",
         help="time every reported row's winning configuration again, beside its own L")
     add("--data-home", default=None)
-    add("--output", default="benchmarks/out/fidelity")
+    add("--output", default=None,
+        help="default: benchmarks/out/fidelity (MNIST-10), benchmarks/out/fidelity_heloc")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    DATASET["name"] = args.dataset
+    if args.models is None:
+        args.models = sorted(recipes())
+    if args.output is None:
+        args.output = "benchmarks/out/fidelity" + ("_heloc" if args.dataset == "heloc" else "")
     torch.set_num_threads(1)  # a shared 2-core machine: one thread is fastest and steadiest
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
@@ -478,7 +586,7 @@ def main(argv=None):
         result = run_model(model, data, args, folder)
         (folder / f"results_{model}.json").write_text(json.dumps(result, indent=2, default=float))
     # the report covers every model measured in this folder (earlier runs included)
-    results = [json.loads((folder / f"results_{m}.json").read_text()) for m in sorted(RECIPES)
+    results = [json.loads((folder / f"results_{m}.json").read_text()) for m in sorted(recipes())
                if (folder / f"results_{m}.json").exists()]
     for result in results:
         print(format_report(result, args.group_sizes), flush=True)

@@ -6,11 +6,19 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _engine
+from ..models._callbacks import CheckpointRecorder
+from ..models._resolve import default_classifier, prepare_net, train, training_recipe
 from ..utils._convergence import warn_unconverged
 from ..utils._distributed import training_pass
+from ..utils._inputs import training_inputs
+from ..utils._seeding import derive_seeds
+from ..utils._targets import fit_targets_for
 from ._base import BaseAttributor
 from ._numerics import check_finite_state
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
@@ -25,6 +33,9 @@ _STORED = ("exact", "kfac", "ekfac")
 #: Damping of the solvers other than K-FAC / EK-FAC when ``damping=None``.
 DEFAULT_DAMPING = 1e-3
 _KRONECKER = ("kfac", "ekfac")
+#: Parameters read when scoring: an ensemble's members take them from the ensemble.
+_SCORING_PARAMS = ("property", "damping", "lissa_depth", "lissa_repeat", "lissa_scale",
+                   "lissa_batch_size", "cg_max_iter", "batch_size", "n_jobs", "verbose")
 #: The Fisher matrices each Fisher-based solver accepts; the first is its default.
 _FISHERS = {"fisher": ("batched", "empirical"), "kfac": ("true", "empirical"),
             "ekfac": ("true", "empirical")}
@@ -165,6 +176,32 @@ class InfluenceAttributor(BaseAttributor):
         wide to eigendecompose. On dattri's MNIST-10 MLP, at ``r = 1024``,
         ``"eigen"`` kept EK-FAC's LDS and ``"random"`` lost a third of it
         (``benchmarks/FIDELITY.md``).
+    n_models : int, default=1
+        Influence ensemble: ``fit`` trains ``n_models`` nets with
+        independent seeds on all the training data, fits the solver on each
+        (the same groups, formed once on the first net) and every scoring
+        method returns the mean of their scores. The first net is the one a
+        single attributor trains (``estimator_``); net ``m >= 1`` is the one
+        the single attributor with ``random_state`` ``r_m`` trains, its
+        seed replacing the net's own ``random_state`` so that the nets
+        differ (``r_m`` is drawn from this attributor's ``random_state``),
+        and its solver is seeded like that attributor's. With a fixed
+        curvature a group's score stays the sum of its members' scores.
+        **Cost:** ``n_models`` trainings (the extra ones as ``n_jobs``
+        joblib jobs) and ``n_models`` solver fits; every scoring call costs
+        ``n_models`` times a single attributor's. ``1`` is the single
+        attributor, unchanged. Needs an unfitted net or model: a
+        ``FrozenEstimator`` raises ``ValueError`` (nothing to retrain).
+    checkpoints : {"last", "all"}, default="last"
+        ``"last"`` fits the solver at the final weights. ``"all"`` fits it
+        at the checkpoint recorded after every training epoch and sums the
+        epochs' scores, each weighted by that epoch's mean learning rate, as
+        :class:`TracInAttributor` does (needs training: not available with
+        a frozen net or a converted scikit-learn model). **Cost:** one
+        training, ``n_epochs`` solver fits and ``n_epochs`` times a single
+        attributor's scoring; with ``n_models``, ``n_models`` trainings and
+        ``n_models * n_epochs`` fits (the sum over checkpoints is averaged
+        over the models).
     lissa_depth : int, default=200
         Steps of LiSSA's recursion per estimate: its Neumann series is
         truncated after this many Hessian-vector products.
@@ -205,6 +242,9 @@ class InfluenceAttributor(BaseAttributor):
         file's name and SHA-256), not the data: the folder must stay with
         the saved file.
     n_jobs : int, default=None
+        The ``n_models - 1`` extra trainings of an ensemble run as this many
+        joblib jobs (``None`` is 1; each training is seeded by its member's
+        seed, whichever process runs it).
         With a Dask joblib backend active
         (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
         than 1), the training-set passes are split over the workers: row blocks
@@ -229,6 +269,9 @@ class InfluenceAttributor(BaseAttributor):
     estimator_ : skorch net or ConvertedModel
         The trained (or frozen) model that is attributed (a Pipeline's last
         step).
+    estimators_ : list of skorch net or ConvertedModel
+        The ``n_models`` trained nets of an ensemble, ``estimator_`` first
+        (only with ``n_models > 1`` or ``checkpoints="all"``).
     grouper_ : estimator
         The fitted grouper, when ``grouper`` was given (absent otherwise).
     labels_ : ndarray of shape (n_samples,)
@@ -292,13 +335,15 @@ class InfluenceAttributor(BaseAttributor):
         "lissa_batch_size": [Interval(Integral, 1, None, closed="left")],
         "cg_max_iter": [Interval(Integral, 1, None, closed="left")],
         "projection": [StrOptions({"eigen", "random"})],
+        "n_models": [Interval(Integral, 1, None, closed="left")],
+        "checkpoints": [StrOptions({"last", "all"})],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
     }
 
     def __init__(self, estimator=None, *, grouper=None, property="loss", solver="fisher",
                  fisher="auto", damping=None, n_components=None, projection="eigen",
-                 lissa_depth=200,
+                 n_models=1, checkpoints="last", lissa_depth=200,
                  lissa_repeat=20, lissa_scale=50.0, lissa_batch_size=128, cg_max_iter=100,
                  param_subset="all", batch_size="auto", memory=None, n_jobs=None, verbose=0,
                  random_state=None):
@@ -310,6 +355,8 @@ class InfluenceAttributor(BaseAttributor):
         self.damping = damping
         self.n_components = n_components
         self.projection = projection
+        self.n_models = n_models
+        self.checkpoints = checkpoints
         self.lissa_depth = lissa_depth
         self.lissa_repeat = lissa_repeat
         self.lissa_scale = lissa_scale
@@ -323,6 +370,17 @@ class InfluenceAttributor(BaseAttributor):
         self.random_state = random_state
 
     def _check_params(self, frozen):
+        if frozen and self.n_models > 1:
+            raise ValueError(
+                f"n_models={self.n_models} trains an ensemble of nets with independent "
+                "seeds, but the estimator is a FrozenEstimator (one fitted net, nothing to "
+                "retrain); pass the unfitted net, or use n_models=1."
+            )
+        if frozen and self.checkpoints == "all":
+            raise ValueError(
+                "checkpoints='all' needs the training run, but the estimator is a "
+                "FrozenEstimator (final weights only); use checkpoints='last'."
+            )
         if self.n_components is not None and self.solver not in ("fisher", *_KRONECKER):
             raise ValueError(
                 f"n_components applies to solver='fisher', 'kfac' and 'ekfac' only; "
@@ -348,7 +406,73 @@ class InfluenceAttributor(BaseAttributor):
 
     # -- training side ------------------------------------------------------------
 
+    def _training_callbacks(self):
+        if self.checkpoints == "all":
+            return [("skggda_checkpoints", CheckpointRecorder())]
+        return []
+
     def _fit_attribution(self, X, y, seed):
+        self._members = None
+        self.__dict__.pop("estimators_", None)
+        if self.n_models == 1 and self.checkpoints == "last":
+            self._fit_single(X, y, seed)
+            return
+        self._seed = seed
+        self._state = self._kfac = self._group_store = None
+        self._hessian_eigenvalues = self._hessian_eigenvectors = None
+        # member 0 is this attributor's own net and seed; member m >= 1 is the single
+        # attributor with random_state r_m = derive_seeds(seed, n_models - 1)[m - 1]:
+        # its net trained from derive_seeds(r_m, 3)[0] (replacing the net's own
+        # random_state, so that the members differ), its solver seeded as that one's
+        seeds = [(None, seed)] + [tuple(int(s) for s in derive_seeds(int(r), 3)[[0, 2]])
+                                  for r in derive_seeds(seed, self.n_models - 1)]
+        with self._stage("training"):
+            self.estimators_ = [self.estimator_] + self._train_members(
+                X, y, [net_seed for net_seed, _ in seeds[1:]])
+        members = []
+        with self._stage("members"):
+            for net, (_, member_seed) in zip(self.estimators_, seeds):
+                for weighted_net, weight in self._checkpoint_nets(net):
+                    member = self._member(weighted_net)
+                    member._fit_single(X, y, member_seed)
+                    members.append((member, weight / self.n_models))
+        self._members = members
+
+    def _train_members(self, X, y, net_seeds):
+        """The nets of members ``1..n_models-1``, trained on all the data (joblib jobs)."""
+        # a frozen net's recipe is refused in _check_params; a scikit-learn model's is
+        # refitted by scikit-learn
+        template = training_recipe(default_classifier() if self.estimator is None
+                                   else self.estimator)
+        n_classes = len(self.classes_) if hasattr(self, "classes_") else None
+        return Parallel(n_jobs=self.n_jobs)(
+            delayed(_train_member)(template, X, y, net_seed, n_classes,
+                                   self._training_callbacks())
+            for net_seed in net_seeds)
+
+    def _checkpoint_nets(self, net):
+        """``(net, weight)`` per checkpoint: the final net (``"last"``) or a copy of the
+        net at each recorded epoch, weighted by that epoch's mean learning rate."""
+        if self.checkpoints == "last":
+            return [(net, 1.0)]
+        recorder = dict(net.callbacks_)["skggda_checkpoints"]
+        return [(_net_at(net, state), float(rate))
+                for state, rate in zip(recorder.checkpoints_, recorder.learning_rates_)]
+
+    def _member(self, net):
+        """A single attributor (``n_models=1``, ``"last"``) on ``net``, sharing this one's
+        groups, targets and training data (the same arrays, not copies)."""
+        member = clone(self).set_params(estimator=FrozenEstimator(net), grouper=None,
+                                        n_models=1, checkpoints="last")
+        member.estimator_ = net
+        for name in ("labels_", "groups_", "n_groups_", "classes_", "n_features_in_",
+                     "feature_names_in_", "_preprocessor", "_X_fit", "_y_fit"):
+            if name in self.__dict__:
+                setattr(member, name, self.__dict__[name])
+        member.timings_ = {}
+        return member
+
+    def _fit_single(self, X, y, seed):
         self._seed = seed
         plan = self._make_plan(self.estimator_, X)
         penalty = penalty_diagonal(plan, self.estimator_)
@@ -435,7 +559,24 @@ class InfluenceAttributor(BaseAttributor):
 
     # -- scoring ----------------------------------------------------------------------
 
+    def _ensemble(self):
+        """``(member, weight)`` pairs of an ensemble or checkpoint fit, else ``None``.
+
+        The members read the parameters that apply at scoring time (the damping, the
+        solvers' settings, the property) from this attributor, as a single fit does:
+        ``set_params(damping=...)`` after ``fit`` re-solves every member.
+        """
+        members = getattr(self, "_members", None)
+        if members is not None:
+            params = {name: getattr(self, name) for name in _SCORING_PARAMS}
+            for member, _ in members:
+                member.__dict__.update(params)
+        return members
+
     def _score_groups(self, X, y):
+        if self._ensemble() is not None:
+            return sum(weight * member._score_groups(X, y)
+                       for member, weight in self._ensemble())
         plan = self._make_plan(self.estimator_, X)
         with self._stage("property"):
             gradient = self._property_gradient(plan, X, y, progress=self._progress("property"))
@@ -453,6 +594,13 @@ class InfluenceAttributor(BaseAttributor):
         return self._training_dots(plan, directions)[:, 0]
 
     def _attribute(self, X, y):
+        if self._ensemble() is not None:
+            out = None
+            for member, weight in self._ensemble():
+                part = member._attribute(X, y)
+                part *= np.float32(weight)
+                out = part if out is None else np.add(out, part, out=out)
+            return out
         plan = self._make_plan(self.estimator_, X)
         rows_plan = self._per_sample_property_plan(plan)
         if self.solver == "fisher":
@@ -495,6 +643,8 @@ class InfluenceAttributor(BaseAttributor):
         return out
 
     def _self_influence(self):
+        if self._ensemble() is not None:
+            return sum(weight * member._self_influence() for member, weight in self._ensemble())
         if self.solver == "fisher":
             with self._stage("solve"):
                 return kernel_self_scores(self._state, self._damping())
@@ -550,3 +700,39 @@ class InfluenceAttributor(BaseAttributor):
         """``(n_groups, m)``: group gradient sums dotted with ``m`` directions, over ``n``."""
         with self._stage("dots"):
             return self._training_group_dots(plan, plan.unflatten(directions)) / len(self._y_fit)
+
+
+def _train_member(template, X, y, seed, n_classes, callbacks):
+    """One ensemble member's net, trained on all of ``(X, y)`` from ``seed`` (a joblib job).
+
+    The seed replaces the recipe's own ``random_state``: members differ by it.
+    """
+    recipe = clone(template)
+    if "random_state" in recipe.get_params(deep=False):
+        recipe.set_params(random_state=seed)
+    net = prepare_net(recipe, seed, callbacks, n_classes=n_classes)
+    return train(net, *training_inputs(X, fit_targets_for(net, y)))
+
+
+def _net_at(net, state):
+    """A fitted copy of the skorch ``net`` with the module weights ``state`` (a checkpoint).
+
+    Built from the recipe without its callbacks (no history, no recorded
+    checkpoints: it is never trained), so that saving it holds the recipe and the
+    weights only.
+    """
+    # copies, as clone makes them (skorch's bookkeeping is not a parameter)
+    params = {name: clone(value, safe=False) for name, value
+              in net.get_params(deep=False).items()
+              if not name.startswith("_") and name != "callbacks"}
+    twin = type(net)(**{**params, "callbacks": "disable"})
+    for name in ("classes_inferred_", "module_dims_"):  # what sizes the module
+        if hasattr(net, name):
+            setattr(twin, name, getattr(net, name))
+    with torch.random.fork_rng(devices=[]):  # building the module draws weights
+        twin.initialize()
+    device = _engine.module_device(net.module_)
+    twin.module_.to(device=device, dtype=_engine.module_dtype(net.module_))
+    twin.module_.load_state_dict({k: v.to(device) for k, v in state.items()})
+    twin.module_.train(net.module_.training)
+    return twin
