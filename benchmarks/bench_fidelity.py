@@ -235,8 +235,13 @@ def dampings_for(method, model, args):
         return []  # a p x p Hessian of 109k parameters: not attempted
     if method in ("cg", "lissa"):
         return args.solver_dampings
-    if method in ("ekfac", "kfac", *PROJECTED, *ENSEMBLES):
-        return [None] + DAMPINGS  # None: 0.1 x each layer's mean eigenvalue (kronfluence)
+    if method in ENSEMBLES:
+        return [{"default": None, "auto": "auto"}.get(d) or float(d)
+                for d in args.ensemble_dampings]
+    if method in ("ekfac", "kfac", *PROJECTED):
+        # None: 0.1 x each layer's mean eigenvalue (kronfluence); "auto": the mean
+        # eigenvalue of the whole curvature
+        return [None, "auto"] + DAMPINGS
     return DAMPINGS
 
 
@@ -285,12 +290,19 @@ def attribution_matrices(method, model, net, data, args, folder):
             print(f"  {method} damping={damping}: {len(caught)} ConvergenceWarning(s): "
                   f"{caught[0].message}", flush=True)
         run = dict(matrix=matrix, fit_s=fit_s, attribute_s=attribute_s * 500 / len(rows),
-                   aggregate_s=fit_s + aggregate_s)
+                   aggregate_s=fit_s + aggregate_s, training_s=training_seconds(method, attr))
         np.savez(path, **run)
         out[damping] = run
         print(f"  {method} damping={damping}: fit {fit_s:.1f} s, attribute "
               f"{run['attribute_s']:.1f} s", flush=True)
     return out
+
+
+def training_seconds(method, attr):
+    """Seconds of the trainings inside an ensemble's ``fit`` (0 for the other methods)."""
+    if method not in ENSEMBLES:
+        return 0.0
+    return attr.timings_["training"] + attr.timings_.get("gradients.training", 0.0)
 
 
 def retime(method, model, net, damping, data, n_scored, args):
@@ -314,7 +326,7 @@ def retime(method, model, net, damping, data, n_scored, args):
                        if method in AGGREGATE_TIMED else float("nan"))
     attribute_s *= 500 / n_scored
     return dict(L=L, seconds=fit_s + attribute_s, attribute_s=attribute_s,
-                aggregate_s=fit_s + aggregate_s)
+                aggregate_s=fit_s + aggregate_s, training_s=training_seconds(method, attr))
 
 
 def lds(matrix, table, rows):
@@ -346,6 +358,7 @@ def evaluate(method, matrices, table, rows, groups):
     row = dict(method=method, damping=best, grid=_jsonable(grid),
                seconds=float(run["fit_s"] + run["attribute_s"]),
                attribute_s=float(run["attribute_s"]), aggregate_s=float(run["aggregate_s"]),
+               training_s=float(run.get("training_s", 0.0)),
                n_test=len(rows), lds=lds(matrix[held_out], table, rows[held_out]),
                lds_all=lds(matrix, table, rows),
                lds_first100=lds(matrix[:100], table, rows[:100]))
@@ -376,6 +389,9 @@ def run_model(model, data, args, folder):
         group_table = cached_retrainings(folder / f"{model}_groups{size}.npz", model, X, y,
                                          X_test, y_test, labels, args.n_subsets, args.n_jobs)
         groups[size] = (labels, group_table, seconds)
+    if args.damping_study:
+        study = damping_study(model, net, data, table, args)
+        (folder / f"damping_{model}.json").write_text(json.dumps(study, indent=2))
     L = [epoch_seconds(net.module_, X, y)]
     rows = []
     for method in args.methods:
@@ -395,11 +411,56 @@ def run_model(model, data, args, folder):
 
 
 def trainings(row, training_s):
-    """A row's cost in trainings of the attributed net: its fit + attribute seconds (an
-    ensemble's include its trainings) over the net's training, plus that training for the
-    methods that attribute the trained net (frozen, or TracIn's checkpoints of it)."""
-    own = 0.0 if row["method"] in ENSEMBLES or row["method"].startswith("trak") else 1.0
+    """A row's cost in trainings of the attributed net: the full trainings it needs, counted
+    (an ensemble's ``M``; one, the attributed net's, for the methods that attribute it
+    frozen or read its checkpoints), plus its other fit + attribute seconds over the
+    net's training seconds. TRAK's half-data trainings are in its seconds."""
+    if row["method"] in ENSEMBLES:
+        n_models = int(row["method"].split("-")[1][1:]) if "-m" in row["method"] else 1
+        return n_models + (row["seconds"] - row["training_s"]) / training_s
+    own = 0.0 if row["method"].startswith("trak") else 1.0
     return row["seconds"] / training_s + own
+
+
+#: Automatic damping rules measured by ``--damping-study`` (issue 22): a fraction of each
+#: layer's mean eigenvalue (``layer-<f>``; ``layer-0.1`` is the default, kronfluence's), a
+#: fraction of the mean eigenvalue over all layers as one scalar (``global-<f>``), and the
+#: fixed values of the grid for reference.
+LAYER_FRACTIONS = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0)
+GLOBAL_FRACTIONS = (0.1, 1.0, 3.0, 10.0)
+
+
+def damping_study(model, net, data, table, args):
+    """LDS of EK-FAC (and K-FAC) on the attributed net under each damping rule: no tuning,
+    so the held-out and all-points LDS read alike; one fit, one solve per rule."""
+    from skggda._engine import _kfac
+
+    X, y, X_test, y_test = data
+    rows = np.arange(min(len(y_test), args.study_test))
+    X_test, y_test = X_test[rows], y_test[rows]
+    held_out = rows[rows % 2 == 1]
+    out = {}
+    for solver in ("ekfac", "kfac"):
+        attr = InfluenceAttributor(FrozenEstimator(net), solver=solver, random_state=0).fit(X, y)
+        values = [block.eigenvalues.double() for block in attr._kfac.blocks]
+        mean = float(sum(v.sum() for v in values) / sum(v.numel() for v in values))
+        rules = {**{f"layer-{f:g}": (f, None) for f in LAYER_FRACTIONS},
+                 **{f"global-{f:g}": (None, f * mean) for f in GLOBAL_FRACTIONS},
+                 **{f"fixed-{d:g}": (None, d) for d in DAMPINGS}}
+        default = _kfac.HEURISTIC_DAMPING
+        for name, (fraction, damping) in rules.items():
+            try:
+                _kfac.HEURISTIC_DAMPING = default if fraction is None else fraction
+                matrix = attr.set_params(damping=damping).attribute(X_test, y_test)
+            finally:
+                _kfac.HEURISTIC_DAMPING = default
+            out[f"{solver} {name}"] = dict(damping=damping, lds_all=lds(matrix, table, rows),
+                                           lds=lds(matrix[held_out], table, held_out),
+                                           n_test=len(rows))
+            print(f"  {solver} {name:<14} damping {damping if damping is not None else 'per layer'}"
+                  f": LDS {out[f'{solver} {name}']['lds']:.3f} held-out, "
+                  f"{out[f'{solver} {name}']['lds_all']:.3f} all", flush=True)
+    return out
 
 
 # -- report -------------------------------------------------------------------------------
@@ -428,6 +489,8 @@ def format_report(result, group_sizes):
 
 
 def _fmt(damping):
+    if damping == "auto":
+        return "auto"
     if isinstance(damping, str):
         return "-"  # no damping to tune
     return "default" if damping is None else f"{damping:g}"
@@ -560,11 +623,20 @@ def parse_args(argv=None):
     add("--expensive-test", type=int, default=100)
     add("--solver-dampings", nargs="+", type=float, default=[1e-3, 1e-2, 1e-1],
         help="the damping grid of CG and LiSSA (each value is a new solve)")
+    add("--ensemble-dampings", nargs="+", default=["default", "auto", *map(str, DAMPINGS)],
+        help="the damping grid of the ensembles ('default': 0.1 x each layer's mean "
+             "eigenvalue, 'auto': the whole curvature's); each value is one more solve "
+             "per member")
     add("--n-jobs", type=int, default=None)
     add("--cached-only", action="store_true",
         help="report from the cached attributions only (compute none)")
     add("--retime", action="store_true",
         help="time every reported row's winning configuration again, beside its own L")
+    add("--damping-study", action="store_true",
+        help="measure EK-FAC / K-FAC's LDS under automatic damping rules first "
+             "(damping_<model>.json)")
+    add("--study-test", type=int, default=500,
+        help="the damping study scores the first this many test points")
     add("--data-home", default=None)
     add("--output", default=None,
         help="default: benchmarks/out/fidelity (MNIST-10), benchmarks/out/fidelity_heloc")

@@ -146,3 +146,17 @@ def test_an_ensemble_round_trips_through_skggda_io(data, tmp_path):
     loaded = load(tmp_path / "ensemble.skggda")
     for a, b in zip(scores_of(loaded, X_test, y_test), scores_of(attr, X_test, y_test)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("solver", ["kfac", "ekfac"])
+def test_auto_damping_is_the_mean_eigenvalue_of_the_whole_curvature(data, solver):
+    X, y, X_test, y_test, groups = data
+    attr = InfluenceAttributor(net(), solver=solver, random_state=0).fit(X, y, groups=groups)
+    values = np.concatenate([block.eigenvalues.double().numpy().ravel()
+                             for block in attr._kfac.blocks])
+    assert len(values) == sum(p.numel() for p in attr.estimator_.module_.parameters())
+    fixed = attr.set_params(damping=float(values.mean())).score_groups(X_test, y_test)
+    auto = attr.set_params(damping="auto").score_groups(X_test, y_test)
+    np.testing.assert_allclose(auto, fixed, rtol=1e-6)
+    with pytest.raises(ValueError, match="damping='auto' applies to solver='kfac'"):
+        InfluenceAttributor(net(), solver="cg", damping="auto").fit(X, y)
