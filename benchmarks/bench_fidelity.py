@@ -601,8 +601,8 @@ def plot_cost(results, path, plt):
                 ax.plot([by[m]["trainings"] for m in line], [by[m]["lds_all"] for m in line],
                         color="grey", lw=0.8)
         ax.axvline(6, color="grey", lw=0.6, ls=":")
-        ax.set(xscale="log", xlabel="cost in trainings of the attributed net (fit + attribute "
-               "500 test points, trainings included)", ylabel="LDS (per test point)",
+        ax.set(xscale="log", xlabel="cost: trainings (fit + attribute 500 test points)",
+               ylabel="LDS (per test point)",
                title=f"{TITLES[DATASET['name']]}, {result['model'].upper()}: LDS vs cost")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
