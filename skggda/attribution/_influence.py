@@ -6,42 +6,31 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
-from sklearn.base import clone
-from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _engine
 from ..models._callbacks import CheckpointRecorder
-from ..models._resolve import default_classifier, prepare_net, train, training_recipe
 from ..utils._convergence import warn_unconverged
-from ..utils._distributed import training_pass
-from ..utils._inputs import training_inputs
-from ..utils._seeding import derive_seeds
-from ..utils._targets import fit_targets_for
 from ._base import BaseAttributor
+from ._influence_ensemble import EnsembleMembers
+from ._influence_store import KRONECKER_SOLVERS, StoredGradients, mean_eigenvalue
 from ._numerics import check_finite_state
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
                       property_vector, row_floats, sample_vectors)
 from . import _store
-from ._store import (attribute_with_store, build_store, keeps_store, score_with_store,
-                     row_blocks, store_features)
+from ._store import attribute_with_store, build_store, keeps_store, row_blocks, score_with_store
 
 _TEST_BLOCK = 64
 #: Solvers with a fixed curvature: their preconditioned group gradients are stored at fit.
 _STORED = ("exact", "kfac", "ekfac")
 #: Damping of the solvers other than K-FAC / EK-FAC when ``damping=None``.
 DEFAULT_DAMPING = 1e-3
-_KRONECKER = ("kfac", "ekfac")
-#: Parameters read when scoring: an ensemble's members take them from the ensemble.
-_SCORING_PARAMS = ("property", "damping", "lissa_depth", "lissa_repeat", "lissa_scale",
-                   "lissa_batch_size", "cg_max_iter", "batch_size", "n_jobs", "verbose")
 #: The Fisher matrices each Fisher-based solver accepts; the first is its default.
 _FISHERS = {"fisher": ("batched", "empirical"), "kfac": ("true", "empirical"),
             "ekfac": ("true", "empirical")}
 
 
-class InfluenceAttributor(BaseAttributor):
+class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
     """Group influence functions: inverse-curvature-weighted gradient products.
 
     The score of group ``z_j`` for the property's badness ``b`` (by default
@@ -323,8 +312,7 @@ class InfluenceAttributor(BaseAttributor):
     ...                            n_components=32, random_state=0).fit(X, y)
     >>> attr.score_groups(X[:50], y[:50]).shape
     (10,)
-    >>> from sklearn.frozen import FrozenEstimator
-    >>> ekfac = InfluenceAttributor(FrozenEstimator(attr.estimator_), solver="ekfac",
+    >>>     >>> ekfac = InfluenceAttributor(FrozenEstimator(attr.estimator_), solver="ekfac",
     ...                             grouper=RandomGrouper(group_size=20),
     ...                             random_state=0).fit(X, y)
     >>> ekfac.score_groups(X[:50], y[:50]).shape
@@ -391,13 +379,13 @@ class InfluenceAttributor(BaseAttributor):
                 "checkpoints='all' needs the training run, but the estimator is a "
                 "FrozenEstimator (final weights only); use checkpoints='last'."
             )
-        if self.n_components is not None and self.solver not in ("fisher", *_KRONECKER):
+        if self.n_components is not None and self.solver not in ("fisher", *KRONECKER_SOLVERS):
             raise ValueError(
                 f"n_components applies to solver='fisher', 'kfac' and 'ekfac' only; "
                 f"solver={self.solver!r} works in the full parameter space (use "
                 "param_subset to shrink it)."
             )
-        if self.damping == "auto" and self.solver not in _KRONECKER:
+        if self.damping == "auto" and self.solver not in KRONECKER_SOLVERS:
             raise ValueError(
                 f"damping='auto' applies to solver='kfac' and 'ekfac' (the mean eigenvalue "
                 f"of their curvature); give solver={self.solver!r} a number or None."
@@ -416,10 +404,10 @@ class InfluenceAttributor(BaseAttributor):
     def _damping(self):
         """``damping`` with ``None`` resolved; ``None`` stays for K-FAC's per-layer default,
         ``"auto"`` is the mean eigenvalue of the fitted K-FAC / EK-FAC curvature."""
-        if self.damping is None and self.solver not in _KRONECKER:
+        if self.damping is None and self.solver not in KRONECKER_SOLVERS:
             return DEFAULT_DAMPING
         if self.damping == "auto":
-            return _mean_eigenvalue(self._kfac)
+            return mean_eigenvalue(self._kfac)
         return self.damping
 
     # -- training side ------------------------------------------------------------
@@ -434,61 +422,8 @@ class InfluenceAttributor(BaseAttributor):
         self.__dict__.pop("estimators_", None)
         if self.n_models == 1 and self.checkpoints == "last":
             self._fit_single(X, y, seed)
-            return
-        self._seed = seed
-        self._state = self._kfac = self._group_store = None
-        self._hessian_eigenvalues = self._hessian_eigenvectors = None
-        # member 0 is this attributor's own net and seed; member m >= 1 is the single
-        # attributor with random_state r_m = derive_seeds(seed, n_models - 1)[m - 1]:
-        # its net trained from derive_seeds(r_m, 3)[0] (replacing the net's own
-        # random_state, so that the members differ), its solver seeded as that one's
-        seeds = [(None, seed)] + [tuple(int(s) for s in derive_seeds(int(r), 3)[[0, 2]])
-                                  for r in derive_seeds(seed, self.n_models - 1)]
-        with self._stage("training"):
-            self.estimators_ = [self.estimator_] + self._train_members(
-                X, y, [net_seed for net_seed, _ in seeds[1:]])
-        members = []
-        with self._stage("members"):
-            for net, (_, member_seed) in zip(self.estimators_, seeds):
-                for weighted_net, weight in self._checkpoint_nets(net):
-                    member = self._member(weighted_net)
-                    member._fit_single(X, y, member_seed)
-                    members.append((member, weight / self.n_models))
-        self._members = members
-
-    def _train_members(self, X, y, net_seeds):
-        """The nets of members ``1..n_models-1``, trained on all the data (joblib jobs)."""
-        # a frozen net's recipe is refused in _check_params; a scikit-learn model's is
-        # refitted by scikit-learn
-        template = training_recipe(default_classifier() if self.estimator is None
-                                   else self.estimator)
-        n_classes = len(self.classes_) if hasattr(self, "classes_") else None
-        return Parallel(n_jobs=self.n_jobs)(
-            delayed(_train_member)(template, X, y, net_seed, n_classes,
-                                   self._training_callbacks())
-            for net_seed in net_seeds)
-
-    def _checkpoint_nets(self, net):
-        """``(net, weight)`` per checkpoint: the final net (``"last"``) or a copy of the
-        net at each recorded epoch, weighted by that epoch's mean learning rate."""
-        if self.checkpoints == "last":
-            return [(net, 1.0)]
-        recorder = dict(net.callbacks_)["skggda_checkpoints"]
-        return [(_net_at(net, state), float(rate))
-                for state, rate in zip(recorder.checkpoints_, recorder.learning_rates_)]
-
-    def _member(self, net):
-        """A single attributor (``n_models=1``, ``"last"``) on ``net``, sharing this one's
-        groups, targets and training data (the same arrays, not copies)."""
-        member = clone(self).set_params(estimator=FrozenEstimator(net), grouper=None,
-                                        n_models=1, checkpoints="last")
-        member.estimator_ = net
-        for name in ("labels_", "groups_", "n_groups_", "classes_", "n_features_in_",
-                     "feature_names_in_", "_preprocessor", "_X_fit", "_y_fit"):
-            if name in self.__dict__:
-                setattr(member, name, self.__dict__[name])
-        member.timings_ = {}
-        return member
+        else:
+            self._fit_ensemble(X, y, seed)
 
     def _fit_single(self, X, y, seed):
         self._seed = seed
@@ -513,7 +448,7 @@ class InfluenceAttributor(BaseAttributor):
                 # factored once, on the net's device, for every later solve
                 self._hessian_eigenvalues, self._hessian_eigenvectors = _engine.factor_dense(
                     check_finite_state(hessian, "Hessian entries"))
-            elif self.solver in _KRONECKER:
+            elif self.solver in KRONECKER_SOLVERS:
                 self._kfac = _engine.fit_kfac(
                     plan, X, y, corrected=self.solver == "ekfac", fisher=self._fisher_kind(),
                     seed=seed, batch_size=plan.batch_size(self.batch_size),
@@ -533,63 +468,11 @@ class InfluenceAttributor(BaseAttributor):
             # preconditioned queries (P is symmetric: q^T P G_k = (P q)^T G_k)
             self._group_store = build_store(self, plan)
 
-    def _projected_kronecker(self):
-        """K-FAC / EK-FAC fitted in a projected space (LoGra): scored only through the store."""
-        return self.n_components is not None and self.solver in _KRONECKER
-
-    def _projected_store(self, plan, X, y):
-        """The projected group gradients: always kept (``(n_groups, r)``)."""
-        projector = self._projector(plan)
-        with self._stage("store"):
-            (features,) = training_pass(
-                "projected", plan, X, y, self.labels_, self.n_groups_, projector=projector,
-                n_jobs=self.n_jobs, progress=self._progress("group gradients"),
-                batch_size=plan.batch_size(self.batch_size, projector.n_components))
-            return store_features(self, check_finite_state(features, "projected group gradients"))
-
-    def _precondition(self, plan, V):
-        """``(m, d)``: the inverse damped curvature applied to rows of stored width
-        (projected for projected K-FAC / EK-FAC), with the damping set now."""
-        if self._projected_kronecker():
-            with self._stage("solve"):
-                if self.projection == "eigen":
-                    return self._projector(plan).precondition(V, self._damping())
-                return self._kfac.precondition_projected(V, self._damping())
-        return self._inverse_hvp(plan, V)
-
     def _checked_scores(self, scores):
         # LiSSA reports a diverged recursion by NaN scores and a ConvergenceWarning
         return scores if self.solver == "lissa" else super()._checked_scores(scores)
 
-    def _projector(self, plan):
-        """The projection of ``n_components`` (Kronecker-structured for K-FAC / EK-FAC)."""
-        if self.n_components is None:
-            return None
-        kronecker = self.solver in _KRONECKER
-        if kronecker and self.projection == "eigen":
-            return _engine.EigenProjector(plan, self._kfac, self.n_components)
-        if kronecker and self.n_components < len(plan.blocks):
-            raise ValueError(
-                f"n_components={self.n_components} is below the {len(plan.blocks)} parameter "
-                f"blocks of the model: projected {self.solver!r} needs at least one "
-                "component per block.")
-        return _engine.Projector(plan, self.n_components, self._seed, kronecker=kronecker)
-
     # -- scoring ----------------------------------------------------------------------
-
-    def _ensemble(self):
-        """``(member, weight)`` pairs of an ensemble or checkpoint fit, else ``None``.
-
-        The members read the parameters that apply at scoring time (the damping, the
-        solvers' settings, the property) from this attributor, as a single fit does:
-        ``set_params(damping=...)`` after ``fit`` re-solves every member.
-        """
-        members = getattr(self, "_members", None)
-        if members is not None:
-            params = {name: getattr(self, name) for name in _SCORING_PARAMS}
-            for member, _ in members:
-                member.__dict__.update(params)
-        return members
 
     def _score_groups(self, X, y):
         if self._ensemble() is not None:
@@ -649,17 +532,6 @@ class InfluenceAttributor(BaseAttributor):
             out[index] = self._training_dots(plan, directions).T
         return out
 
-    def _preconditioned_store(self, plan):
-        """``P G_k`` for every stored group, in memory (a call's worth: not kept)."""
-        device = _engine.module_device(plan.module)
-        out = None
-        for rows, block in row_blocks(self._group_store):
-            solved = self._precondition(plan, torch.as_tensor(block, device=device))
-            if out is None:
-                out = np.empty((self.n_groups_, solved.shape[1]), dtype=block.dtype)
-            out[rows] = solved.cpu().numpy()
-        return out
-
     def _self_influence(self):
         if self._ensemble() is not None:
             return sum(weight * member._self_influence() for member, weight in self._ensemble())
@@ -691,7 +563,7 @@ class InfluenceAttributor(BaseAttributor):
         penalty = penalty_diagonal(plan, self.estimator_)
         penalty = 0.0 if penalty is None else plan.flatten(penalty).to(V.dtype)
         with self._stage("solve"):
-            if self.solver in _KRONECKER:
+            if self.solver in KRONECKER_SOLVERS:
                 return plan.flatten(self._kfac.precondition(plan.unflatten(V), damping))
             if self.solver == "exact":
                 return _engine.solve_dense(self._hessian_eigenvalues,
@@ -718,48 +590,3 @@ class InfluenceAttributor(BaseAttributor):
         """``(n_groups, m)``: group gradient sums dotted with ``m`` directions, over ``n``."""
         with self._stage("dots"):
             return self._training_group_dots(plan, plan.unflatten(directions)) / len(self._y_fit)
-
-
-def _mean_eigenvalue(kfac):
-    """``trace(C) / p``: the mean eigenvalue of the fitted curvature over all its blocks."""
-    total = count = 0.0
-    for block in kfac.blocks:
-        total += float(block.eigenvalues.double().sum())
-        count += block.eigenvalues.numel()
-    return total / count
-
-
-def _train_member(template, X, y, seed, n_classes, callbacks):
-    """One ensemble member's net, trained on all of ``(X, y)`` from ``seed`` (a joblib job).
-
-    The seed replaces the recipe's own ``random_state``: members differ by it.
-    """
-    recipe = clone(template)
-    if "random_state" in recipe.get_params(deep=False):
-        recipe.set_params(random_state=seed)
-    net = prepare_net(recipe, seed, callbacks, n_classes=n_classes)
-    return train(net, *training_inputs(X, fit_targets_for(net, y)))
-
-
-def _net_at(net, state):
-    """A fitted copy of the skorch ``net`` with the module weights ``state`` (a checkpoint).
-
-    Built from the recipe without its callbacks (no history, no recorded
-    checkpoints: it is never trained), so that saving it holds the recipe and the
-    weights only.
-    """
-    # copies, as clone makes them (skorch's bookkeeping is not a parameter)
-    params = {name: clone(value, safe=False) for name, value
-              in net.get_params(deep=False).items()
-              if not name.startswith("_") and name != "callbacks"}
-    twin = type(net)(**{**params, "callbacks": "disable"})
-    for name in ("classes_inferred_", "module_dims_"):  # what sizes the module
-        if hasattr(net, name):
-            setattr(twin, name, getattr(net, name))
-    with torch.random.fork_rng(devices=[]):  # building the module draws weights
-        twin.initialize()
-    device = _engine.module_device(net.module_)
-    twin.module_.to(device=device, dtype=_engine.module_dtype(net.module_))
-    twin.module_.load_state_dict({k: v.to(device) for k, v in state.items()})
-    twin.module_.train(net.module_.training)
-    return twin
