@@ -312,7 +312,8 @@ class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
     ...                            n_components=32, random_state=0).fit(X, y)
     >>> attr.score_groups(X[:50], y[:50]).shape
     (10,)
-    >>>     >>> ekfac = InfluenceAttributor(FrozenEstimator(attr.estimator_), solver="ekfac",
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> ekfac = InfluenceAttributor(FrozenEstimator(attr.estimator_), solver="ekfac",
     ...                             grouper=RandomGrouper(group_size=20),
     ...                             random_state=0).fit(X, y)
     >>> ekfac.score_groups(X[:50], y[:50]).shape
