@@ -25,7 +25,7 @@ class StoredGradients:
     """Projection, the projected store and preconditioning for the stored group gradients."""
 
     def _projected_kronecker(self):
-        """K-FAC / EK-FAC fitted in a projected space (LoGra): scored only through the store."""
+        """Projected K-FAC / EK-FAC (either projection): scored only through the store."""
         return self.n_components is not None and self.solver in KRONECKER_SOLVERS
 
     def _projected_store(self, plan, X, y):
