@@ -37,6 +37,20 @@ def net(data):
     return tiny_net(hidden=(4,), epochs=2).fit(*data)
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler during each test, as in a fresh interpreter.
+
+    skggda aborts a fit on Ctrl-C only under that handler (a custom or ignoring
+    handler stays in charge): something earlier in a full CI run left another
+    one installed, and the Ctrl-C tests then saw skorch end training quietly.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture
 def fitted(data, net):
     return TracInAttributor(FrozenEstimator(net), n_components=8, random_state=0).fit(*data)
