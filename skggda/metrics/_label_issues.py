@@ -211,15 +211,15 @@ def label_issue_scores(estimator, X, y, *, method="auto", cv=None, groups=None,
     over those of one training of the net on all rows (range of the four
     settings, on a 2-core CPU shared with other jobs):
 
-    ================  ==============  ======  ======  ======  ======  ========
-    data, flipped     self-influence  oof 5   oof 3   comb. 5 comb. 3 cleanlab
-    ================  ==============  ======  ======  ======  ======  ========
-    HELOC, 10%        0.748           0.731   0.729   0.752   0.751   0.731
-    HELOC, 20%        0.694           0.683   0.676   0.705   0.703   0.683
-    MNIST, 10%        0.925           0.937   0.937   0.942   0.942   0.937
-    MNIST, 20%        0.875           0.876   0.878   0.888   0.889   0.876
-    cost (trainings)  1.6-2.0         3.2-5.1 1.8-2.2 4.9-7.1 3.5-4.2 3.2-5.1
-    ================  ==============  ======  ======  ======  ======  ========
+    ================  ==============  =======  =======  =======  =======  ========
+    data, flipped     self-influence  oof 5    oof 3    comb. 5  comb. 3  cleanlab
+    ================  ==============  =======  =======  =======  =======  ========
+    HELOC, 10%        0.748           0.731    0.729    0.752    0.751    0.731
+    HELOC, 20%        0.694           0.683    0.676    0.705    0.703    0.683
+    MNIST, 10%        0.925           0.937    0.937    0.942    0.942    0.937
+    MNIST, 20%        0.875           0.876    0.878    0.888    0.889    0.876
+    cost (trainings)  1.6-2.0         3.2-5.1  1.8-2.2  4.9-7.1  3.5-4.2  3.2-5.1
+    ================  ==============  =======  =======  =======  =======  ========
 
     The rank average of both detectors ("combined") is the best in all four
     settings, by 0.005 to 0.022 over cleanlab, and its 3-fold version, what
