@@ -14,7 +14,6 @@ import torch
 
 from .. import _engine
 from ..utils._distributed import training_pass
-from ._numerics import check_finite_state
 from ._store import row_blocks, store_features
 
 #: The solvers with Kronecker-factored curvature.
@@ -36,7 +35,7 @@ class StoredGradients:
                 "projected", plan, X, y, self.labels_, self.n_groups_, projector=projector,
                 n_jobs=self.n_jobs, progress=self._progress("group gradients"),
                 batch_size=plan.batch_size(self.batch_size, projector.n_components))
-            return store_features(self, check_finite_state(features, "projected group gradients"))
+            return store_features(self, features)  # checked finite block by block
 
     def _precondition(self, plan, V):
         """``(m, d)``: the inverse damped curvature applied to rows of stored width

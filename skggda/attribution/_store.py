@@ -144,7 +144,8 @@ def keeps_store(attributor, X, n_params, itemsize, n_copies=1):
 class StoreWriter:
     """An ``(n_rows, n_features)`` store filled block by block, in memory or on disk."""
 
-    def __init__(self, memory, n_rows, n_features, dtype):
+    def __init__(self, memory, n_rows, n_features, dtype, what="group gradients"):
+        self.what = what  # names the values in the error a non-finite one raises
         self.folder = memory_folder(memory)
         self.dtype = np.dtype(dtype)
         shape = (int(n_rows), int(n_features))
@@ -163,7 +164,7 @@ class StoreWriter:
                                                mode="w+", dtype=self.dtype, shape=shape)
 
     def write(self, rows, values):
-        values = check_finite_state(values, "group gradients")
+        values = check_finite_state(values, self.what)
         self.array[rows] = values.cpu().numpy() if torch.is_tensor(values) else values
 
     def finish(self):
@@ -227,9 +228,10 @@ def build_store(attributor, plan):
 
 def store_features(attributor, features):
     """A store of projected group gradients ``(n_groups, r)`` (a tensor), written in row
-    blocks."""
+    blocks (each checked finite as it is written)."""
     writer = StoreWriter(getattr(attributor, "memory", None), features.shape[0],
-                         features.shape[1], _numpy_dtype(features))
+                         features.shape[1], _numpy_dtype(features),
+                         what="projected group gradients")
     step = max(1, QUERY_BLOCK_BYTES // max(1, features.shape[1] * features.element_size()))
     for start in range(0, features.shape[0], step):
         block = features[start:start + step]

@@ -5,14 +5,12 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-import torch
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _engine
 from ..models._callbacks import CheckpointRecorder
 from ..utils._distributed import training_pass
 from ._base import BaseAttributor
-from ._numerics import check_finite_state
 from ._store import (attribute_with_store, build_store, keeps_store, score_with_store,
                      squared_norms, store_features)
 
@@ -228,8 +226,8 @@ class TracInAttributor(BaseAttributor):
                 batch_size=plan.batch_size(self.batch_size, self.n_components),
                 progress=self._progress("group gradients"),
             )
-            self._group_features.append(store_features(
-                self, check_finite_state(features, "projected group gradients")))
+            # checked finite block by block as the store is written
+            self._group_features.append(store_features(self, features))
 
     def _projector(self, plan):
         return _engine.Projector(plan, self.n_components, self._projection_seed)
