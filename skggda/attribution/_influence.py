@@ -239,7 +239,9 @@ class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
         keeps the store in memory when it fits 256 MiB, and otherwise streams
         the training data per call. :mod:`skggda.io` saves the handle (the
         file's name and SHA-256), not the data: the folder must stay with
-        the saved file.
+        the saved file. Every ``fit`` writes a new file and leaves the older
+        ones (a saved estimator may refer to them): clear the folder when
+        they are no longer needed.
     n_jobs : int, default=None
         The ``n_models - 1`` extra trainings of an ensemble run as this many
         joblib jobs (``None`` is 1; each training is seeded by its member's
