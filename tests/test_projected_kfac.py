@@ -159,7 +159,7 @@ def test_eigen_projection_is_the_dense_curvature_restricted_to_its_top_eigenvect
     assert 0 < sum(dims) == 20 and all(d < b.size for d, b in zip(dims, plan.blocks))
     layers = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
-    expected = 0
+    expected = self_scores = 0
     for layer, keep in zip(layers, dims):
         C = dense_block_curvature(module, layer, Xt, yt, corrected=solver == "ekfac")
         values, vectors = torch.linalg.eigh(C)
@@ -174,9 +174,16 @@ def test_eigen_projection_is_the_dense_curvature_restricted_to_its_top_eigenvect
         groups = torch.zeros(attributor.n_groups_, G.shape[1], dtype=G.dtype).index_add_(
             0, labels, G)
         expected = expected + ((Q @ U) * weights) @ (groups @ U).T
+        self_scores = self_scores + (((groups @ U) ** 2) * weights).sum(1)
     expected = (expected / len(y)).numpy()
     np.testing.assert_allclose(attributor.attribute(X_test, y_test), expected, rtol=1e-4,
                                atol=1e-4 * np.abs(expected).max())
+    # the property's gradient (no leading dimension) is the mean of the test gradients
+    np.testing.assert_allclose(attributor.score_groups(X_test, y_test), expected.mean(0),
+                               rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    self_scores = (self_scores / len(y)).numpy()
+    np.testing.assert_allclose(attributor.self_influence(), self_scores, rtol=1e-4,
+                               atol=1e-5 * np.abs(self_scores).max())
 
 
 def test_eigen_projection_has_no_seed(problem):

@@ -62,15 +62,14 @@ class EigenProjector:
         self._blocks = plan.blocks
         device = next(iter(plan.params.values())).device
         self._selections, eigenvalues, dampings = [], [], []
-        for block, curvature, keep in zip(plan.blocks, preconditioner.blocks, self.dims):
+        for curvature, keep in zip(preconditioner.blocks, self.dims):
             values = curvature.eigenvalues
             flat = values.reshape(-1)
-            chosen = torch.topk(flat, keep).indices.sort().values if keep else flat.new_zeros(
-                0, dtype=torch.long)
+            chosen = torch.topk(flat, keep).indices.sort().values  # keep = 0: none
             eigenvalues.append(flat[chosen])
             # the exact solver's default damping: a fraction of the whole block's mean
             dampings.append(HEURISTIC_DAMPING * float(values.mean()))
-            self._selections.append(_selection(block, curvature, chosen, device))
+            self._selections.append(_selection(curvature, chosen, device))
         self.eigenvalues = torch.cat(eigenvalues)
         self._dampings = dampings
 
@@ -120,7 +119,7 @@ class EigenProjector:
         return torch.cat(parts, dim=-1)
 
 
-def _selection(block, curvature, chosen, device):
+def _selection(curvature, chosen, device):
     """What a block keeps: for a Kronecker block the eigenvector columns its coordinates
     use and, per coordinate, its column in each; else the flat indices."""
     if not isinstance(curvature, KroneckerBlock):

@@ -18,7 +18,7 @@ from ._numerics import check_finite_state
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
                       property_vector, row_floats, sample_vectors)
 from . import _store
-from ._store import attribute_with_store, build_store, keeps_store, row_blocks, score_with_store
+from ._store import attribute_with_store, build_store, keeps_store, score_with_store
 
 _TEST_BLOCK = 64
 #: Solvers with a fixed curvature: their preconditioned group gradients are stored at fit.
@@ -489,9 +489,9 @@ class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
             with self._stage("solve"):
                 return kernel_scores(self._state, vector[None], self._damping())[0]
         if self._group_store is not None:
-            vector = (self._projector(plan).dense(gradient) if self._projected_kronecker()
-                      else plan.flatten(gradient))
-            vector = self._precondition(plan, vector[None])[0]
+            projector = self._projector(plan) if self._projected_kronecker() else None
+            vector = plan.flatten(gradient) if projector is None else projector.dense(gradient)
+            vector = self._precondition(plan, vector[None], projector)[0]
             with self._stage("dots"):
                 return score_with_store(vector, self._group_store) / len(self._y_fit)
         directions = self._inverse_hvp(plan, plan.flatten(gradient)[None])
@@ -516,7 +516,8 @@ class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
         if self._group_store is not None:
             projector = self._projector(plan) if self._projected_kronecker() else None
             width = plan.n_params if projector is None else projector.n_components
-            store, transform = self._group_store, lambda V: self._precondition(plan, V)
+            store = self._group_store
+            transform = lambda V: self._precondition(plan, V, projector)  # noqa: E731
             itemsize = _engine.module_dtype(plan.module).itemsize
             if projector is None and len(X) >= self.n_groups_ and \
                     self.n_groups_ * plan.n_params * itemsize <= _store.STORE_BYTES:
@@ -542,15 +543,10 @@ class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
             with self._stage("solve"):
                 return kernel_self_scores(self._state, self._damping())
         plan = self._make_plan(self.estimator_, self._X_fit)
+        projector = self._projector(plan) if self._projected_kronecker() else None
         out = np.empty(self.n_groups_)
-        # G_k^T P G_k from the store's blocks, or from a pass over the training data
-        blocks = (((rows, torch.as_tensor(block, device=_engine.module_device(plan.module)))
-                   for rows, block in row_blocks(self._group_store))
-                  if self._group_store is not None else
-                  ((groups, plan.flatten(grads)) for groups, grads
-                   in self._group_gradient_blocks(plan)))
-        for groups, flat in blocks:
-            solved = self._precondition(plan, flat)
+        for groups, flat in self._stored_or_streamed_gradients(plan):  # G_k^T P G_k
+            solved = self._precondition(plan, flat, projector)
             out[groups] = (solved.double() * flat.double()).sum(1).cpu().numpy()
         return out / len(self._y_fit)
 

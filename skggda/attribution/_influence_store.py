@@ -37,13 +37,18 @@ class StoredGradients:
                 batch_size=plan.batch_size(self.batch_size, projector.n_components))
             return store_features(self, features)  # checked finite block by block
 
-    def _precondition(self, plan, V):
+    def _precondition(self, plan, V, projector=None):
         """``(m, d)``: the inverse damped curvature applied to rows of stored width
-        (projected for projected K-FAC / EK-FAC), with the damping set now."""
+        (projected for projected K-FAC / EK-FAC), with the damping set now.
+
+        ``projector``: this fit's projector when the caller has built it already
+        (the eigen-coordinates' carries their eigenvalues).
+        """
         if self._projected_kronecker():
             with self._stage("solve"):
                 if self.projection == "eigen":
-                    return self._projector(plan).precondition(V, self._damping())
+                    projector = projector or self._projector(plan)
+                    return projector.precondition(V, self._damping())
                 return self._kfac.precondition_projected(V, self._damping())
         return self._inverse_hvp(plan, V)
 
@@ -60,6 +65,17 @@ class StoredGradients:
                 f"blocks of the model: projected {self.solver!r} needs at least one "
                 "component per block.")
         return _engine.Projector(plan, self.n_components, self._seed, kronecker=kronecker)
+
+    def _stored_or_streamed_gradients(self, plan):
+        """``(groups, flat gradients)`` blocks: read from the store, or from a pass over the
+        training data when there is none."""
+        if self._group_store is None:
+            for groups, grads in self._group_gradient_blocks(plan):
+                yield groups, plan.flatten(grads)
+            return
+        device = _engine.module_device(plan.module)
+        for rows, block in row_blocks(self._group_store):
+            yield rows, torch.as_tensor(block, device=device)
 
     def _preconditioned_store(self, plan):
         """``P G_k`` for every stored group, in memory (a call's worth: not kept)."""

@@ -183,20 +183,21 @@ def stored_array(store):
     return store.open() if isinstance(store, DiskStore) else store
 
 
+def _row_slices(n_rows, row_bytes):
+    """Consecutive row slices of at most :data:`QUERY_BLOCK_BYTES` (one row at least)."""
+    step = max(1, QUERY_BLOCK_BYTES // max(1, row_bytes))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
 def row_blocks(store):
     """``(rows, block)`` of a store, each block at most :data:`QUERY_BLOCK_BYTES`."""
     array = stored_array(store)
     on_disk = isinstance(store, DiskStore)
-    step = max(1, QUERY_BLOCK_BYTES // max(1, array.shape[1] * array.dtype.itemsize))
-    for start in range(0, array.shape[0], step):
-        rows = slice(start, min(start + step, array.shape[0]))
+    for rows in _row_slices(array.shape[0], array.shape[1] * array.dtype.itemsize):
         # a block of a memory map is read from disk here, once, into a writable copy;
         # an in-memory store's block is a view
         yield rows, np.array(array[rows]) if on_disk else array[rows]
-
-
-def store_dtype(store):
-    return np.dtype(store.dtype)
 
 
 def build_store(attributor, plan):
@@ -232,10 +233,8 @@ def store_features(attributor, features):
     writer = StoreWriter(getattr(attributor, "memory", None), features.shape[0],
                          features.shape[1], _numpy_dtype(features),
                          what="projected group gradients")
-    step = max(1, QUERY_BLOCK_BYTES // max(1, features.shape[1] * features.element_size()))
-    for start in range(0, features.shape[0], step):
-        block = features[start:start + step]
-        writer.write(slice(start, start + len(block)), block)
+    for rows in _row_slices(features.shape[0], features.shape[1] * features.element_size()):
+        writer.write(rows, features[rows])
     return writer.finish()
 
 
@@ -262,17 +261,14 @@ def attribute_with_store(rows_plan, plan, X, y, store, *, batch_size, progress=N
     queries.
     """
     device = _engine.module_device(plan.module)
-    array = stored_array(store)
-    out = np.empty((len(X), array.shape[0]), dtype=np.float32)
-    width = array.shape[1] * 4
-    queries_per_block = max(1, QUERY_BLOCK_BYTES // width)
-    for start in range(0, len(X), queries_per_block):
-        stop = min(start + queries_per_block, len(X))
-        gradients = _query_gradients(rows_plan, plan, X[start:stop], y[start:stop],
+    n_groups, width = store.shape  # an array's or a DiskStore's
+    out = np.empty((len(X), n_groups), dtype=np.float32)
+    for queries in _row_slices(len(X), width * 4):  # the queries' gradients, float32
+        gradients = _query_gradients(rows_plan, plan, X[queries], y[queries],
                                      batch_size=batch_size, progress=progress, project=project)
         if transform is not None:
             gradients = transform(gradients)
-        query_products(gradients, store, out[start:stop], device=device)
+        query_products(gradients, store, out[queries], device=device)
     return out
 
 
@@ -292,7 +288,7 @@ def score_with_store(vector, store):
     take theirs: gradients that overflow it (inputs of extreme magnitude)
     give non-finite scores, which the estimators refuse.
     """
-    out = np.empty(stored_array(store).shape[0])
+    out = np.empty(store.shape[0])
     for rows, block in row_blocks(store):
         stored = torch.as_tensor(block, device=vector.device)
         out[rows] = (stored @ vector.to(stored.dtype)).double().cpu().numpy()
@@ -301,7 +297,7 @@ def score_with_store(vector, store):
 
 def squared_norms(store):
     """``(n_groups,)`` float64: each stored row's squared norm."""
-    out = np.empty(stored_array(store).shape[0])
+    out = np.empty(store.shape[0])
     for rows, block in row_blocks(store):
         block = block.astype(np.float64)
         out[rows] = np.einsum("ij,ij->i", block, block)
