@@ -319,14 +319,25 @@ def _nan_store(manifest, tensors):
     tensors[name].view(-1)[0] = float("nan")
 
 
-def _store_handle(name, folder="/"):
+def _store_handle(name, folder="/", shape=(1, 1)):
     """The group store replaced by a handle to a file outside any store folder."""
     def attack(manifest, payload):
-        state = [["folder", folder], ["name", name], ["shape", tuple_node(1, 1)],
+        state = [["folder", folder], ["name", name], ["shape", tuple_node(*shape)],
                  ["dtype", "<f4"], ["sha256", "0" * 64]]
         attribute(manifest["root"], "_group_store")[1] = {
             "kind": "object", "type": "skggda.attribution._store.DiskStore",
             "state": {"kind": "dict", "items": state}}
+        return pack(manifest, payload)
+    return attack
+
+
+def _projected_dims(dims):
+    """A projected K-FAC whose block dimensions are not its blocks' (scoring would split
+    projected gradients at them)."""
+    def attack(manifest, payload):
+        preconditioner = next(n for n in nodes(manifest["root"], "object")
+                              if n["type"].endswith("KFACPreconditioner"))
+        attribute(preconditioner, "dims")[1] = {"kind": "list", "items": list(dims)}
         return pack(manifest, payload)
     return attack
 
@@ -429,6 +440,12 @@ ATTACKS = {
                              "not the name of a skggda group store"),
     "store-handle-to-a-missing-file": ("ekfac", _store_handle(
         "skggda-store-" + "0" * 32 + ".npy"), "is missing"),
+    "store-handle-of-three-dimensions": ("ekfac", _store_handle(
+        "skggda-store-" + "0" * 32 + ".npy", shape=(1, 1, 1)), "a 2-d shape"),
+    "projected-dims-of-other-blocks": ("ekfac-projected", _projected_dims([999, 999]),
+                                       "block dimensions do not match"),
+    "projected-dims-too-few": ("ekfac-projected", _projected_dims([8]),
+                               "block dimensions do not match"),
     "nan-coefficients": ("converted", poison("LogisticRegression"), "NaN or infinite"),
     "converted-from-a-type": ("converted", _converted_from_a_type, "cannot be rebuilt"),
     "bad-random-state": ("kmeans", set_attribute("random_state", {

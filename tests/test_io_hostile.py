@@ -50,6 +50,8 @@ def bases(data, tmp_path_factory):
         "tracin": TracInAttributor(net, grouper=RandomGrouper(group_size=4), random_state=0),
         "kmeans": KMeansGrouper(n_groups=4, random_state=0),
         "ekfac": InfluenceAttributor(net, solver="ekfac", random_state=0),
+        "ekfac-projected": InfluenceAttributor(net, solver="ekfac", n_components=16,
+                                               projection="random", random_state=0),
         "trak": TRAKAttributor(tiny_net(hidden=(4,), epochs=1), n_models=2, n_components=4,
                                random_state=0),
         "converted": TracInAttributor(LogisticRegression(max_iter=50)),

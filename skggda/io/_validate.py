@@ -26,10 +26,13 @@ NON_FINITE_ALLOWED = {
 
 def check_loaded(estimator):
     """Refuse a loaded ``estimator`` whose parts are inconsistent or non-finite."""
+    from .._engine import KFACPreconditioner
     from ..attribution._store import DiskStore
 
     _check_fitted_types(estimator)
     for where, obj in _objects(estimator):
+        if isinstance(obj, KFACPreconditioner):
+            _check_projected_layout(where, obj)
         if isinstance(obj, DiskStore):
             # the store's data is in the memory folder: it must be the file written at fit
             try:
@@ -115,3 +118,30 @@ def _check_fitted_types(estimator):
     if labels is not None and not (isinstance(labels, np.ndarray) and labels.ndim == 1
                                    and labels.dtype.kind in "iu"):
         raise UnsafeFileError("labels_ must be a 1-d array of integer group labels.")
+
+
+def _check_projected_layout(where, preconditioner):
+    """A projected K-FAC's block dimensions must match its blocks: one per block, a
+    Kronecker block's ``(r_out, r_in)`` its eigenvalues' shape, a dense block ``r x r``."""
+    from .._engine import DenseBlock, KroneckerBlock
+
+    dims, shapes, blocks = (preconditioner.dims, preconditioner.factor_shapes,
+                            preconditioner.blocks)
+    if dims is None and shapes is None:
+        return
+    sound = (isinstance(dims, list) and isinstance(shapes, list) and isinstance(blocks, list)
+             and len(dims) == len(shapes) == len(blocks)
+             and all(type(d) is int and d >= 0 for d in dims))
+    for dim, shape, block in zip(dims, shapes, blocks) if sound else ():
+        if shape is None:
+            sound = sound and isinstance(block, DenseBlock) \
+                and tuple(block.eigenvalues.shape) == (dim,) \
+                and tuple(block.basis.shape) == (dim, dim)
+        else:
+            sound = sound and isinstance(block, KroneckerBlock) and isinstance(shape, tuple) \
+                and tuple(block.eigenvalues.shape) == shape and dim == shape[0] * shape[1] \
+                and tuple(block.q_out.shape) == (shape[0],) * 2 \
+                and tuple(block.q_in.shape) == (shape[1],) * 2
+    if not sound:
+        raise UnsafeFileError(f"{where}: the projected K-FAC's block dimensions do not "
+                              "match its blocks.")
