@@ -65,6 +65,34 @@ def test_memory_accepts_a_joblib_memory(data, tmp_path):
     net, X, y, _, _ = data
     attributor = MAKERS["ekfac"](net, memory=Memory(tmp_path, verbose=0)).fit(X, y)
     assert attributor._group_store.folder == str(tmp_path)
+    # a Memory without a location caches nothing: the store stays in memory
+    in_memory = MAKERS["ekfac"](net, memory=Memory(None, verbose=0)).fit(X, y)
+    assert isinstance(in_memory._group_store, np.ndarray)
+
+
+def test_a_store_larger_than_the_free_disk_is_refused(data, tmp_path, monkeypatch):
+    net, X, y, _, _ = data
+    needed = MAKERS["ekfac"](net).fit(X, y)._group_store.nbytes
+    for free, refused in [(needed - 1, True), (needed, False)]:
+        usage = _store.shutil.disk_usage(tmp_path)._replace(free=free)
+        monkeypatch.setattr(_store.shutil, "disk_usage", lambda folder, usage=usage: usage)
+        attributor = MAKERS["ekfac"](net, memory=str(tmp_path / str(free)))
+        if refused:
+            with pytest.raises(MemoryError, match="GiB free"):
+                attributor.fit(X, y)
+        else:
+            assert isinstance(attributor.fit(X, y)._group_store, _store.DiskStore)
+
+
+def test_a_handle_whose_shape_is_not_its_files_is_refused(data, tmp_path):
+    net, X, y, _, _ = data
+    handle = MAKERS["ekfac"](net, memory=str(tmp_path)).fit(X, y)._group_store
+    handle.verify()
+    rows, columns = handle.shape
+    for shape in [(rows + 1, columns), (rows, columns + 1)]:
+        handle.shape = shape
+        with pytest.raises(ValueError, match="holds"):
+            handle.verify()
 
 
 @pytest.mark.parametrize("name", ["ekfac", "ekfac-projected", "tracin-projected"])

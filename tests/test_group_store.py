@@ -136,3 +136,45 @@ def test_a_fitted_store_round_trips_through_io(data, tmp_path):
     np.testing.assert_array_equal(loaded._group_store, attributor._group_store)
     np.testing.assert_array_equal(loaded.top_groups(X_test, y_test, n=3).helpful_indices,
                                   attributor.top_groups(X_test, y_test, n=3).helpful_indices)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_extremes_are_those_of_a_full_sort(n):
+    # wide rows: numpy sorts short ones whole, which would hide a wrong partition index
+    rows = np.random.RandomState(n).permutation(20 * 5000).reshape(20, 5000).astype(np.float32)
+    top = _store.extremes(rows, n)
+    order = np.argsort(-rows, axis=1)
+    np.testing.assert_array_equal(top["helpful_indices"], order[:, :n])
+    np.testing.assert_array_equal(top["harmful_indices"], order[:, ::-1][:, :n])
+    np.testing.assert_array_equal(top["harmful_scores"],
+                                  np.take_along_axis(rows, order[:, ::-1][:, :n], 1))
+
+
+def test_the_budget_keeps_a_store_of_exactly_its_size(data, monkeypatch):
+    X, y, _, _ = data
+    full = STORED["ekfac"]().fit(X, y)
+    monkeypatch.setattr(_store, "STORE_BYTES", full._group_store.nbytes)
+    assert STORED["ekfac"]().fit(X, y)._group_store is not None
+
+
+def test_tracin_budgets_every_checkpoint_of_its_store(data, monkeypatch):
+    """checkpoints="all" keeps one store per checkpoint: the budget counts them all."""
+    X, y, _, _ = data
+    full = STORED["tracin-all"]().fit(X, y)
+    total = sum(store.nbytes for store in full._group_store)
+    assert len(full._group_store) > 1
+    monkeypatch.setattr(_store, "STORE_BYTES", total - 1)
+    assert STORED["tracin-all"]().fit(X, y)._group_store is None
+    monkeypatch.setattr(_store, "STORE_BYTES", total)
+    assert STORED["tracin-all"]().fit(X, y)._group_store is not None
+
+
+def test_a_projected_store_written_in_many_blocks_is_the_same(data, monkeypatch):
+    X, y, _, _ = data
+    make = lambda: InfluenceAttributor(tiny_net(hidden=(5,), epochs=2), solver="ekfac",  # noqa: E731
+                                       n_components=12, random_state=0)
+    whole = make().fit(X, y)._group_store
+    monkeypatch.setattr(_store, "QUERY_BLOCK_BYTES", 4 * whole.shape[1] * 7)  # 7 rows a block
+    blocks = make().fit(X, y)._group_store
+    assert blocks.dtype == np.float32  # the net's dtype
+    np.testing.assert_array_equal(blocks, whole)

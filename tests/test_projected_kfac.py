@@ -215,3 +215,33 @@ def test_eigen_coordinates_from_hooks_equal_those_of_the_gradients(make, shape):
         assert 0 < keep <= block.eigenvalues.numel()
     assert any(keep < block.eigenvalues.numel() // 2
                for block, keep in zip(preconditioner.blocks, projector.dims))
+
+
+def test_random_projection_gives_other_blocks_the_dense_fisher_of_their_projection():
+    """Norm layers and the torch.func block have no Kronecker structure: projected, each
+    gets the second moment of its projected per-sample gradients, inverted whole."""
+    torch.manual_seed(0)
+    module = NormNet().eval()
+    X, y = data(19, (5,))
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    projector = _engine.Projector(plan, 14, seed=1, kronecker=True)
+    preconditioner = _engine.fit_kfac(plan, X, y, fisher="empirical", batch_size=8,
+                                      projector=projector)
+    per_sample = torch.cat([projector.dense(grads) for _, grads in
+                            _engine.iter_per_sample_gradients(plan, X, y, batch_size=8)])
+    V = torch.randn(3, projector.n_components, generator=torch.Generator().manual_seed(2))
+    got = preconditioner.precondition_projected(V, damping=0.01)
+    start, dense = 0, 0
+    for block, dim, shape in zip(preconditioner.blocks, projector.dims,
+                                 projector.factor_shapes):
+        columns, start = slice(start, start + dim), start + dim
+        if shape is not None:
+            continue
+        assert isinstance(block, _engine.DenseBlock) and dim > 0
+        P = per_sample[:, columns].double()
+        C = P.T @ P / len(y)
+        expected = torch.linalg.solve(C + 0.01 * torch.eye(dim, dtype=C.dtype),
+                                      V[:, columns].double().T).T
+        torch.testing.assert_close(got[:, columns].double(), expected, rtol=1e-4, atol=1e-6)
+        dense += 1
+    assert dense == 2  # the norm layer and the torch.func block
