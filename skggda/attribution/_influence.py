@@ -227,7 +227,7 @@ class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
     batch_size : int or "auto", default="auto"
         Samples per batch in the gradient passes; bounds memory. ``"auto"``
         takes the largest power of two whose activations, their gradients
-        and the pass's per-sample buffers fit 256 MiB on the CPU (a quarter
+        and the pass's per-sample buffers fit 32 MiB on the CPU (a quarter
         of the free GPU memory, at most 4 GiB, on CUDA): large batches for
         tiny nets, small ones for big nets.
     memory : str, joblib.Memory or None, default=None

@@ -17,10 +17,9 @@ The store holds exact gradients, or projected ones when the attributor
 projects (``n_components``: TracIn, and K-FAC / EK-FAC fitted in the
 projected space). Where it lives:
 
-* in memory, when it fits :data:`STORE_BYTES` (the CPU memory budget of
-  ``batch_size="auto"``) -- or, for an exact store that does not fit and no
-  ``memory`` folder, nowhere: the estimators stream the training data per
-  call as before;
+* in memory, when it fits :data:`STORE_BYTES` (256 MiB) -- or, for an
+  exact store that does not fit and no ``memory`` folder, nowhere: the
+  estimators stream the training data per call as before;
 * on disk, when the attributor's ``memory`` names a folder (scikit-learn's
   ``memory=`` is the model): a ``.npy`` file there, written block by block
   and read as a memory map, held by a :class:`DiskStore` handle. Every
