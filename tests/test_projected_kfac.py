@@ -4,6 +4,8 @@ projection; checked against dense references built here in that same space."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from sklearn.frozen import FrozenEstimator
 from skggda import InfluenceAttributor, RandomGrouper, _engine
 
 from conftest import make_problem, tiny_net
-from test_kfac import NormNet, data, dense_block_curvature, dense_precondition, layer_rows, \
+from test_kfac import CASES, NormNet, data, dense_block_curvature, dense_precondition, layer_rows, \
     per_sample_layer_gradients, per_sample_loss, tiny_conv, two_linears
 
 
@@ -245,3 +247,66 @@ def test_random_projection_gives_other_blocks_the_dense_fisher_of_their_projecti
         torch.testing.assert_close(got[:, columns].double(), expected, rtol=1e-4, atol=1e-6)
         dense += 1
     assert dense == 2  # the norm layer and the torch.func block
+
+
+# -- EK-FAC's correction restricted to the eigen projection's candidate columns ----------
+
+
+@pytest.mark.parametrize("name", sorted(CASES))  # a conv block's rows take the other branch
+def test_restricted_correction_is_the_full_one_on_its_columns_and_keeps_every_row_total(name):
+    """Read columns: the full correction's values. Every row keeps the full correction's
+    total (so does the block's mean, the default damping). The other columns share the
+    row's remainder in proportion to A's eigenvalues, as K-FAC's rows do."""
+    make_module, shape, _ = CASES[name]
+    module = make_module().eval()
+    X, y = data(23, shape)
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    fit = functools.partial(_engine.fit_kfac, plan, X, y, fisher="empirical", batch_size=8)
+    kfac, full = fit(corrected=False), fit()
+    read = [torch.arange(1, b.eigenvalues.shape[1], 3) for b in kfac.blocks]
+    restricted = fit(correction_columns=lambda blocks: read)
+    for k, f, r, columns in zip(kfac.blocks, full.blocks, restricted.blocks, read):
+        scale = f.eigenvalues.abs().max()
+        torch.testing.assert_close(r.eigenvalues[:, columns], f.eigenvalues[:, columns],
+                                   rtol=1e-5, atol=1e-6 * scale)
+        torch.testing.assert_close(r.eigenvalues.sum(1), f.eigenvalues.sum(1), rtol=1e-5,
+                                   atol=1e-6 * scale)
+        rest = torch.ones(k.eigenvalues.shape[1], dtype=torch.bool)
+        rest[columns] = False
+        shares = k.eigenvalues.sum(0)[rest] / k.eigenvalues.sum(0)[rest].sum()
+        remainder = f.eigenvalues.sum(1) - f.eigenvalues[:, columns].sum(1)
+        torch.testing.assert_close(r.eigenvalues[:, rest], remainder[:, None] * shares,
+                                   rtol=1e-4, atol=1e-6 * scale)
+        assert not torch.allclose(r.eigenvalues[:, rest], f.eigenvalues[:, rest])
+    projector = _engine.Projector(plan, 6, seed=0, kronecker=True)
+    with pytest.raises(ValueError, match="unprojected EK-FAC only"):
+        fit(projector=projector, correction_columns=lambda blocks: read)
+
+
+def test_eigen_projected_ekfac_corrects_only_candidates_and_scores_as_the_full_fit(
+        monkeypatch):
+    """The kept coordinates lie among the candidates (checked here, it is the premise):
+    selection, eigenvalues, default damping and so every score equal the full fit's."""
+    X, y, _, _ = make_problem(n=120, n_features=20, n_classes=3, seed=1)
+    X_test, y_test, _, _ = make_problem(n=10, n_features=20, n_classes=3, seed=2)
+    frozen = FrozenEstimator(tiny_net(hidden=(16,), epochs=3).fit(X, y))
+    restricted = projected(frozen, "ekfac", 8, "eigen").fit(X, y)
+    plan = _engine.make_plan(restricted.estimator_.module_, per_sample_loss,
+                             torch.as_tensor(X[:5]))
+    kfac = _engine.fit_kfac(plan, X, y, corrected=False, fisher="empirical")
+    candidates = _engine.eigen_correction_columns(plan, 8, kfac.blocks)
+    monkeypatch.setattr(InfluenceAttributor, "_correction_columns", lambda self, plan: None)
+    full = projected(frozen, "ekfac", 8, "eigen").fit(X, y)
+    assert candidates[0] is not None and len(candidates[0]) < kfac.blocks[0].q_in.shape[0]
+    for block, keep, columns in zip(full._kfac.blocks, restricted._projector(plan).dims,
+                                    candidates):
+        kept = torch.topk(block.eigenvalues.reshape(-1), keep).indices
+        if columns is not None:
+            assert np.isin(kept % block.eigenvalues.shape[1], columns).all()
+    assert not torch.allclose(restricted._kfac.blocks[0].eigenvalues,
+                              full._kfac.blocks[0].eigenvalues)
+    for method, args in [("attribute", (X_test, y_test)), ("score_groups", (X_test, y_test)),
+                         ("self_influence", ())]:
+        expected = getattr(full, method)(*args)
+        np.testing.assert_allclose(getattr(restricted, method)(*args), expected, rtol=1e-4,
+                                   atol=1e-5 * np.abs(expected).max())

@@ -36,7 +36,7 @@ from ._data import (
     take,
     to_device,
 )
-from ._eigen_projection import EigenProjector
+from ._eigen_projection import EigenProjector, correction_columns as eigen_correction_columns
 from ._features import penultimate_representations, preactivation_gradients
 from ._gram import gram
 from ._kfac import DenseBlock, DiagonalBlock, KFACPreconditioner, KroneckerBlock, fit_kfac
@@ -76,6 +76,7 @@ __all__ = [
     "center_distances",
     "conjugate_gradient",
     "dense_hessian",
+    "eigen_correction_columns",
     "factor_dense",
     "fit_kfac",
     "forward",

@@ -205,7 +205,7 @@ class KFACPreconditioner:
 
 
 def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=512,
-             progress=False, stage=None, projector=None):
+             progress=False, stage=None, projector=None, correction_columns=None):
     """Fit a K-FAC (``corrected=False``) or EK-FAC preconditioner of the mean training loss.
 
     One pass accumulates the Kronecker factors (and the diagonal Fisher of
@@ -245,6 +245,15 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
         other blocks get the dense Fisher of their projected gradients
         (:class:`DenseBlock`). The preconditioner then applies to the
         projector's gradients (:meth:`KFACPreconditioner.precondition_projected`).
+    correction_columns : callable, default=None
+        Unprojected EK-FAC only: ``correction_columns(blocks)`` gives, for
+        each block of the K-FAC fit, the columns of ``Q_A`` on which the
+        correction is computed (``None``: all). The rest of each row gets
+        the row's exact remaining second moment, spread over those columns
+        as K-FAC spreads it (:func:`_spread_remainder`), so every block's
+        mean eigenvalue stays exact. The eigen projection uses it to read
+        only the directions its coordinates can come from
+        (:func:`~._eigen_projection.correction_columns`).
 
     Returns
     -------
@@ -262,7 +271,12 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
         blocks = [s.block() for s in sums]
     if corrected and any(isinstance(b, KroneckerBlock) for b in blocks):
         with stage("correction"):
-            _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, projector)
+            columns = (correction_columns(blocks) if correction_columns is not None
+                       else [None] * len(blocks))
+            if projector is not None and any(c is not None for c in columns):
+                raise ValueError("correction_columns applies to unprojected EK-FAC only.")
+            _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, projector,
+                                 columns)
     if projector is None:
         return KFACPreconditioner(blocks)
     return KFACPreconditioner(blocks, list(projector.dims), list(projector.factor_shapes))
@@ -432,34 +446,80 @@ def _symmetric_eigh(matrix):
     return values.clamp_min(0), vectors  # a covariance: negatives are rounding
 
 
-def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, projector=None):
+def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, projector=None,
+                         columns=None):
     """EK-FAC: replace each Kronecker block's eigenvalues by ``mean_i (Q_S^T G_i Q_A)^2``.
 
     Projected, ``G_i`` is the projected gradient ``scale P_out^T G_i P_in``:
     its rotation is the full gradient's by ``P_out Q_S`` and ``P_in Q_A``.
+    ``columns[i]``: the columns of ``Q_A`` to read for block ``i`` (``None``:
+    all); the others get each row's remainder (:func:`_spread_remainder`).
     """
     dtype = module_dtype(plan.module)
+    columns = columns or [None] * len(blocks)
     # the rotations in the net's dtype once, not per batch (a wide layer's are large)
-    hooked = [(i, block, _rotation(blocks[i], projector, i, dtype))
+    hooked = [(i, block, _rotation(blocks[i], projector, i, dtype, columns[i]))
               for i, block in enumerate(plan.hook_blocks)
               if isinstance(blocks[i], KroneckerBlock)]
     totals = {i: 0.0 for i, _, _ in hooked}
+    row_totals = {i: 0.0 for i, _, _ in hooked if columns[i] is not None}
     count = 0
     generator = _labels_generator(plan, seed)
     with evaluating(plan.module), HookCapture(plan.hook_blocks) as capture:
         for _, X_batch, y_batch in _batches(plan, X, y, batch_size, progress=progress):
             _, calls = _hook_calls(plan, capture, X_batch, y_batch, generator)
             for i, block, rotation in hooked:
-                totals[i] = totals[i] + _rotated_squares(block, calls[i], rotation).double()
+                a, d = _kronecker_rows(block, calls[i], rotation)
+                totals[i] = totals[i] + _rotated_squares(a, d).double()
+                if i in row_totals:
+                    row_totals[i] = row_totals[i] + _row_moments(block, calls[i], d)
             count += y_batch.shape[0]
     for i, _, _ in hooked:
-        blocks[i].eigenvalues = totals[i] / count
+        if i in row_totals:
+            blocks[i].eigenvalues = _spread_remainder(blocks[i], totals[i] / count, columns[i],
+                                                      row_totals[i] / count)
+        else:
+            blocks[i].eigenvalues = totals[i] / count
 
 
-def _rotation(basis, projector, index, dtype):
-    """``(R_out, R_in, scale)``: the eigenbasis composed with the block's projection,
-    in ``dtype``."""
+def _row_moments(block, calls, d):
+    """``sum_i ||(Q_S^T G_i)_o||^2`` for every output eigenvector ``o`` (float64), from the
+    rotated gradient rows ``d``: a row's second moment over all of ``Q_A``'s columns,
+    which, ``Q_A`` being orthogonal, needs no rotation of the activations."""
+    a = torch.cat([block.project_inputs(x, None) for x, _ in calls], dim=1)
+    n_rows, n_in, n_out = a.shape[1], a.shape[2], d.shape[2]
+    if n_rows * (n_in + n_out) <= n_in * n_out:
+        # ||sum_t d_to a_t||^2 = d_o^T (a a^T) d_o: a (T, T) Gram matrix per sample
+        gram = torch.bmm(a, a.transpose(1, 2))
+        return (torch.bmm(gram, d) * d).sum((0, 1)).double()
+    return torch.bmm(d.transpose(1, 2), a).square().sum((0, 2)).double()
+
+
+def _spread_remainder(block, values, columns, row_moments):
+    """The full ``(out, in)`` eigenvalues from those read on ``columns``: every row's
+    remaining second moment spread over the other columns in proportion to ``A``'s
+    eigenvalues (K-FAC's shape of a row), so that each row, and the block's mean, keep
+    their exact totals."""
+    kfac = block.eigenvalues  # s_o a_i: every row is proportional to A's eigenvalues
+    full = torch.empty_like(kfac)
+    full[:, columns] = values
+    rest = torch.ones(kfac.shape[1], dtype=torch.bool)
+    rest[columns.cpu()] = False
+    rest = rest.to(kfac.device)
+    weights = kfac.sum(0)[rest].clamp_min(0)
+    weights = (weights / weights.sum() if weights.sum() > 0
+               else torch.full_like(weights, 1.0 / max(weights.numel(), 1)))
+    remainder = (row_moments.to(kfac) - values.sum(1)).clamp_min(0)  # rounding: >= 0
+    full[:, rest] = remainder[:, None] * weights[None, :]
+    return full
+
+
+def _rotation(basis, projector, index, dtype, columns=None):
+    """``(R_out, R_in, scale)``: the eigenbasis composed with the block's projection
+    (or restricted to ``columns`` of ``Q_A``), in ``dtype``."""
     q_out, q_in, scale = basis.q_out, basis.q_in, 1.0
+    if columns is not None:
+        q_in = q_in[:, columns.to(q_in.device)]
     if projector is not None:
         p_out, p_in, scale = projector.sides(index)
         q_out = q_out if p_out is None else p_out.double() @ q_out
@@ -467,9 +527,9 @@ def _rotation(basis, projector, index, dtype):
     return q_out.to(dtype), q_in.to(dtype), scale
 
 
-def _rotated_squares(block, calls, rotation):
-    """``sum_i (Q_S^T G_i Q_A)^2`` over a batch, from its activation and gradient rows."""
-    a, d = _kronecker_rows(block, calls, rotation)
+def _rotated_squares(a, d):
+    """``sum_i (Q_S^T G_i Q_A)^2`` over a batch, from its rotated activation and gradient
+    rows (:func:`_kronecker_rows`)."""
     if a.shape[1] == 1:  # G_i = d_i a_i^T: the square of a rank-one matrix
         return d[:, 0].square().T @ a[:, 0].square()
     return torch.bmm(d.transpose(1, 2), a).square().sum(0)

@@ -460,6 +460,7 @@ class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
                     # are chosen from the full-width fit
                     projector=(self._projector(plan) if self.projection == "random"
                                else None),
+                    correction_columns=self._correction_columns(plan),
                 )
         self._group_store = None
         if self._projected_kronecker():

@@ -9,6 +9,8 @@ groups once) with the damping set at that time.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -51,6 +53,14 @@ class StoredGradients:
                     return projector.precondition(V, self._damping())
                 return self._kfac.precondition_projected(V, self._damping())
         return self._inverse_hvp(plan, V)
+
+    def _correction_columns(self, plan):
+        """EK-FAC with the eigen projection corrects only the directions the projector can
+        keep (:func:`~skggda._engine.eigen_correction_columns`); ``None``: all of them."""
+        if not (self.solver == "ekfac" and self.projection == "eigen"
+                and self.n_components is not None):
+            return None
+        return functools.partial(_engine.eigen_correction_columns, plan, self.n_components)
 
     def _projector(self, plan):
         """The projection of ``n_components`` (Kronecker-structured for K-FAC / EK-FAC)."""
