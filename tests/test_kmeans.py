@@ -327,3 +327,9 @@ def test_calibrated_index_finds_the_nearest_center_of_points_with_zero_coordinat
     index = CenterIndex.build(result.centers, X, result.labels, seed=0)
     exact, _ = nearest_center(new, result.centers, squared=True)
     assert (index.assign(new)[0] == exact).float().mean() >= 0.99  # measured: 0.998
+
+
+def test_an_unknown_algorithm_is_refused():
+    X = blobs(n=50)
+    with pytest.raises(ValueError, match="algorithm='elkan'"):
+        kmeans(X, 4, algorithm="elkan", seed=0)

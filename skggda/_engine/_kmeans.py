@@ -83,6 +83,8 @@ def kmeans(X, n_clusters, *, algorithm="auto", max_iter=60, tol=1e-3, seed=0) ->
     -------
     KMeansResult
     """
+    if algorithm not in ("auto", "lloyd", "hierarchical"):
+        raise ValueError(f"algorithm={algorithm!r}: use 'auto', 'lloyd' or 'hierarchical'.")
     n = X.shape[0]
     if not 1 <= n_clusters <= n:
         raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters} >= 1.")
