@@ -139,9 +139,10 @@ def test_batches_equal_skorch_collation_for_every_dtype_and_shape(dtype, shape):
 @pytest.mark.parametrize("X", [
     np.arange(30, dtype=np.float32).reshape(10, 3),
     np.asfortranarray(np.arange(30, dtype=np.float64).reshape(10, 3)),
+    np.arange(60, dtype=np.float32).reshape(10, 2, 3).transpose(0, 2, 1),
     torch.arange(30.0).reshape(10, 3),
     {"a": np.arange(10, dtype=np.int64), "b": torch.ones(10, 2)},
-], ids=["float32", "fortran", "tensor", "dict"])
+], ids=["float32", "fortran", "transposed", "tensor", "dict"])
 def test_batches_equal_skorch_collation_for_inputs_and_targets(X, y):
     net = make_classifier((4,), batch_size=4)
     assert_same_batches(*map(list, loaders(net, Dataset(X, y), training=False)))
@@ -381,6 +382,15 @@ class ListInputs(nn.Module):
     def forward(self, X):
         a, b = X
         return self.a(a) + self.b(b)
+
+
+def test_only_dense_arrays_and_tensors_of_rows_are_sliced():
+    assert _batch_loading.batchable_array(torch.zeros(4, 2))
+    assert not _batch_loading.batchable_array(torch.zeros(4, 2).to_sparse())
+    assert not _batch_loading.batchable_array(torch.zeros(4, 2, device="meta"))
+    assert not _batch_loading.batchable_array(np.float32(1.0))
+    assert not _batch_loading.batchable_array(torch.tensor(1.0))
+    assert not _batch_loading.batchable_array([1.0, 2.0])
 
 
 def test_a_dataset_given_another_length_uses_skorchs_path():
