@@ -12,6 +12,7 @@ import torch
 from skorch import NeuralNet
 
 from ..utils._seeding import derive_seeds
+from ._batch_loading import batch_loader, batchable_array, loader_options_supported
 
 _DIM_PARAMS = ("n_features", "n_classes", "in_channels")
 # torch's RNG is global to the process: seeded fits in concurrent threads
@@ -26,7 +27,15 @@ class SeededNetMixin:
     Mixed in before a skorch net class. Subclasses say how targets are
     prepared for training (``_prepare_targets``) and how many outputs the
     module needs for them (``_count_outputs``, filled into ``n_classes``).
+
+    Batches are read whole (:meth:`get_iterator`): one fancy index of the
+    arrays per batch instead of skorch's one ``dataset[i]`` per row, with the
+    same batches in the same order; ``_batch_loading = False`` (on the class
+    or an instance) keeps skorch's per-row path.
     """
+
+    #: Whether get_iterator may read whole batches (False: skorch's per-row path).
+    _batch_loading = True
 
     def __init__(self, module, *args, random_state=None, **kwargs):
         super().__init__(module, *args, **kwargs)
@@ -85,6 +94,64 @@ class SeededNetMixin:
             params.setdefault("pin_memory", True)
         return params
 
+    def get_iterator(self, dataset, training=False):
+        """skorch's iterator over ``dataset``, reading each batch in one slice when it can.
+
+        With torch's ``DataLoader`` as the iterator, no ``sampler``,
+        ``batch_sampler`` or ``collate_fn`` option, and skorch's own
+        ``Dataset`` (or a ``Subset`` of it) over numeric numpy arrays,
+        memmaps, CPU tensors or a dict of them, the loader indexes the data
+        once per batch with the batch's whole index list. Its ``BatchSampler``
+        draws the rows from the same ``RandomSampler`` (same generator: the
+        global torch RNG that ``random_state`` seeds, or
+        ``iterator_*__generator``) as skorch's loader, so batches, their order
+        and hence trained weights and predictions are identical to skorch's
+        per-row path, which is taken for anything else.
+
+        Parameters
+        ----------
+        dataset : torch Dataset
+            Usually skorch's ``Dataset`` of the data, or its training or
+            validation ``Subset``.
+        training : bool, default=False
+            Whether to use ``iterator_train`` (else ``iterator_valid``) and
+            its options.
+
+        Returns
+        -------
+        iterator : iterable
+            The batches, each ``[X_batch, y_batch]`` of tensors.
+        """
+        if self._batch_loading:
+            prefix = "iterator_train" if training else "iterator_valid"
+            iterator = self.iterator_train if training else self.iterator_valid
+            kwargs = self.get_params_for(prefix)
+            kwargs.setdefault("batch_size", self.batch_size)
+            if kwargs["batch_size"] == -1:
+                kwargs["batch_size"] = len(dataset)
+            loader = batch_loader(dataset, iterator, kwargs)
+            if loader is not None:
+                return loader
+        return super().get_iterator(dataset, training=training)
+
+    def _reads_batches(self, *training):
+        """Whether the iterators of these passes may take the batched path (options only)."""
+        if not self._batch_loading:
+            return False
+        for train in training:
+            prefix = "iterator_train" if train else "iterator_valid"
+            iterator = self.iterator_train if train else self.iterator_valid
+            if not loader_options_supported(iterator, super().get_params_for(prefix)):
+                return False
+        return True
+
+    def _inputs(self, X, *training):
+        # a memmap stays one when batches are sliced from it (a read-only one
+        # would otherwise be copied whole into memory); skorch's per-row path
+        # hands its rows to torch, which wants writable memory
+        keep = isinstance(X, np.memmap) and batchable_array(X) and self._reads_batches(*training)
+        return as_arrays(X, keep_memmap=keep)
+
     def _on_cuda(self):
         return str(self.device).startswith("cuda") and torch.cuda.is_available()
 
@@ -105,7 +172,7 @@ class SeededNetMixin:
         self : object
             The trained net.
         """
-        X, y = as_arrays(X), self._prepare_targets(y)
+        X, y = self._inputs(X, *self._fit_passes()), self._prepare_targets(y)
         self._infer_module_dims(X, y)
         with self._seeded():
             if not self.warm_start or not self.initialized_:
@@ -133,7 +200,7 @@ class SeededNetMixin:
         self : object
             The trained net.
         """
-        X, y = as_arrays(X), self._prepare_targets(y)
+        X, y = self._inputs(X, *self._fit_passes()), self._prepare_targets(y)
         if not self.initialized_:
             self._infer_module_dims(X, y)
         with self._seeded():
@@ -176,7 +243,12 @@ class SeededNetMixin:
         # DataLoader iterators draw a base seed from the global RNG even without
         # shuffling; isolate prediction from the caller's RNG stream.
         with torch.random.fork_rng(devices=[]):
-            yield from super().forward_iter(as_arrays(X), training=training, device=device)
+            yield from super().forward_iter(self._inputs(X, training), training=training,
+                                            device=device)
+
+    def _fit_passes(self):
+        # training batches, and validation batches when part of the data is held out
+        return (True,) if self.train_split is None else (True, False)
 
     def _prepare_targets(self, y):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -202,10 +274,16 @@ def _input_shape(X):
     return np.shape(X)
 
 
-def as_arrays(X):
-    """pandas objects to numpy (skorch would turn a DataFrame into a dict of columns)."""
+def as_arrays(X, keep_memmap=False):
+    """pandas objects to numpy (skorch would turn a DataFrame into a dict of columns).
+
+    Read-only arrays are copied (torch wants writable memory) unless
+    ``keep_memmap`` and ``X`` is a memmap, whose batches are copied anyway.
+    """
     if hasattr(X, "to_numpy") and not isinstance(X, torch.Tensor):
         X = X.to_numpy()
+    if keep_memmap and isinstance(X, np.memmap):
+        return X
     if isinstance(X, np.ndarray) and not X.flags.writeable:
         # pandas hands out read-only views; torch wants writable memory
         X = X.copy()
