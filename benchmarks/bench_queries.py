@@ -111,11 +111,11 @@ def memmap_data(n, cache, n_queries):
         X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
                                       shape=(n, MEMMAP_FEATURES))
         y = np.empty(n, dtype=np.int64)
-        for start in range(0, n, 1 << 20):
-            stop = min(start + (1 << 20), n)
-            y[start:stop] = rng.randint(10, size=stop - start)
-            X[start:stop] = centers[y[start:stop]] + rng.normal(
-                size=(stop - start, MEMMAP_FEATURES)).astype(np.float32)
+        for first in range(0, n, 1 << 20):
+            stop = min(first + (1 << 20), n)
+            y[first:stop] = rng.randint(10, size=stop - first)
+            X[first:stop] = centers[y[first:stop]] + rng.normal(
+                size=(stop - first, MEMMAP_FEATURES)).astype(np.float32)
         X.flush()
         del X
         np.save(labels, y)
@@ -318,8 +318,8 @@ def verdicts(results):
     if projected:
         worst_fit = max(r["fit_L"] for r in projected)
         worst_query = max(r["per_query_L"] for r in projected)
-        out[f"6e4 projected EK-FAC fit <= 10 L"] = (worst_fit <= 10, f"{worst_fit:.2f} L")
-        out[f"6e4 projected EK-FAC <= 0.01 L/query"] = (
+        out["6e4 projected EK-FAC fit <= 10 L"] = (worst_fit <= 10, f"{worst_fit:.2f} L")
+        out["6e4 projected EK-FAC <= 0.01 L/query"] = (
             worst_query <= 0.01, f"{worst_query:.5f} L (worst group size)")
     exact = rows.get(("6e4", "ekfac", 256))
     if exact:
