@@ -32,6 +32,14 @@ from ..utils._targets import is_regression
 from ._docs import fill_retraining_doc
 from ._retraining import RETRAINING_PARAMS, SCORED_PARAMS, _encode, _sem, fit_subset
 
+#: ``validate_params`` constraints of the retrainings on subsets of the groups ...
+_GROUPED_PARAMS = {**RETRAINING_PARAMS, "labels": ["array-like"]}
+#: ... and of the random subsets an LDS draws.
+_SUBSET_PARAMS = {
+    "n_subsets": [Interval(Integral, 1, None, closed="left")],
+    "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
+}
+
 
 def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes):
     """Retrain on ``keep``; return the badness and per-sample badness terms (a joblib job)."""
@@ -103,13 +111,7 @@ class GroupLOOResult:
         return float(spearmanr(scores, self.effect)[0])
 
 
-@validate_params(
-    {
-        **RETRAINING_PARAMS,
-        "labels": ["array-like"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_GROUPED_PARAMS, prefer_skip_nested_validation=True)
 @fill_retraining_doc
 def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="loss",
                         n_seeds=1, n_jobs=None, random_state=None):
@@ -284,11 +286,9 @@ def random_subsets(n_groups, n_subsets, subset_fraction=0.5, random_state=None):
 
 @validate_params(
     {
-        **RETRAINING_PARAMS,
-        "labels": ["array-like"],
+        **_GROUPED_PARAMS,
+        **_SUBSET_PARAMS,
         "per_sample": ["boolean"],
-        "n_subsets": [Interval(Integral, 1, None, closed="left")],
-        "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
     },
     prefer_skip_nested_validation=True,
 )
@@ -431,8 +431,7 @@ def lds_from_retrainings(scores, retrainings):
 @validate_params(
     {
         **SCORED_PARAMS,
-        "n_subsets": [Interval(Integral, 1, None, closed="left")],
-        "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
+        **_SUBSET_PARAMS,
     },
     prefer_skip_nested_validation=True,
 )
