@@ -81,6 +81,20 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         "verbose": ["verbose"],
     }
 
+    def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
+                 tol=1e-3, batch_size="auto", n_jobs=None, verbose=0, random_state=None):
+        # the K-Means parameters every grouper shares, as scikit-learn's _BaseKMeans
+        # holds KMeans's; a subclass's own __init__ adds its own parameters
+        self.group_size = group_size
+        self.n_groups = n_groups
+        self.algorithm = algorithm
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
+
     # -- what the subclasses say -------------------------------------------------------
 
     def _featuriser(self):  # pragma: no cover - abstract
@@ -375,16 +389,10 @@ class KMeansGrouper(_KMeansGrouper):
     def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
                  tol=1e-3, batch_size="auto", device="cpu", n_jobs=None, verbose=0,
                  random_state=None):
-        self.group_size = group_size
-        self.n_groups = n_groups
-        self.algorithm = algorithm
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
+        super().__init__(group_size, n_groups=n_groups, algorithm=algorithm, max_iter=max_iter,
+                         tol=tol, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose,
+                         random_state=random_state)
         self.device = device
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.random_state = random_state
 
     def _featuriser(self):
         return RawFeatures(self.device)

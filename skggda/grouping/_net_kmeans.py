@@ -38,16 +38,10 @@ class _NetKMeansGrouper(_KMeansGrouper):
     def __init__(self, group_size=64, *, n_groups=None, estimator=None, algorithm="auto",
                  max_iter=60, tol=1e-3, batch_size="auto", n_jobs=None, verbose=0,
                  random_state=None):
-        self.group_size = group_size
-        self.n_groups = n_groups
+        super().__init__(group_size, n_groups=n_groups, algorithm=algorithm, max_iter=max_iter,
+                         tol=tol, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose,
+                         random_state=random_state)
         self.estimator = estimator
-        self.algorithm = algorithm
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.random_state = random_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
