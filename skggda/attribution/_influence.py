@@ -9,9 +9,9 @@ import torch
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _engine
-from ..models._callbacks import CheckpointRecorder
 from ..utils._convergence import warn_unconverged
 from ._base import BaseAttributor
+from ._checkpoints import TrainingCheckpoints
 from ._docs import fill_attributor_doc
 from ._influence_ensemble import EnsembleMembers
 from ._influence_store import KRONECKER_SOLVERS, StoredGradients, mean_eigenvalue
@@ -32,7 +32,8 @@ _FISHERS = {"fisher": ("batched", "empirical"), "kfac": ("true", "empirical"),
 
 
 @fill_attributor_doc
-class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
+class InfluenceAttributor(TrainingCheckpoints, EnsembleMembers, StoredGradients,
+                          BaseAttributor):
     """Group influence functions: inverse-curvature-weighted gradient products.
 
     The score of group ``z_j`` for the property's badness ``b`` (by default
@@ -330,11 +331,7 @@ class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
                 "seeds, but the estimator is a FrozenEstimator (one fitted net, nothing to "
                 "retrain); pass the unfitted net, or use n_models=1."
             )
-        if frozen and self.checkpoints == "all":
-            raise ValueError(
-                "checkpoints='all' needs the training run, but the estimator is a "
-                "FrozenEstimator (final weights only); use checkpoints='last'."
-            )
+        super()._check_params(frozen)  # checkpoints="all" with a frozen net
         if self.n_components is not None and self.solver not in ("fisher", *KRONECKER_SOLVERS):
             raise ValueError(
                 f"n_components applies to solver='fisher', 'kfac' and 'ekfac' only; "
@@ -367,11 +364,6 @@ class InfluenceAttributor(EnsembleMembers, StoredGradients, BaseAttributor):
         return self.damping
 
     # -- training side ------------------------------------------------------------
-
-    def _training_callbacks(self):
-        if self.checkpoints == "all":
-            return [("skggda_checkpoints", CheckpointRecorder())]
-        return []
 
     def _fit_attribution(self, X, y, seed):
         self._members = None

@@ -8,9 +8,9 @@ import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _engine
-from ..models._callbacks import CheckpointRecorder
 from ..utils._distributed import training_pass
 from ._base import BaseAttributor
+from ._checkpoints import TrainingCheckpoints, recorded_checkpoints
 from ._docs import fill_attributor_doc
 from ._store import (attribute_with_store, build_store, keeps_store, score_with_store,
                      squared_norms, store_features)
@@ -22,7 +22,7 @@ _TEST_BLOCK = 64
 
 
 @fill_attributor_doc
-class TracInAttributor(BaseAttributor):
+class TracInAttributor(TrainingCheckpoints, BaseAttributor):
     """Group TracIn: learning-rate-weighted gradient dot products, summed per group.
 
     The score of group ``z_j`` for a property ``g`` (by default the mean loss
@@ -150,22 +150,9 @@ class TracInAttributor(BaseAttributor):
 
     # -- training side ------------------------------------------------------------
 
-    def _check_params(self, frozen):
-        if frozen and self.checkpoints == "all":
-            raise ValueError(
-                "checkpoints='all' needs the training run, but the estimator is a "
-                "FrozenEstimator (final weights only); use checkpoints='last'."
-            )
-
-    def _training_callbacks(self):
-        if self.checkpoints == "all":
-            return [("skggda_checkpoints", CheckpointRecorder())]
-        return []
-
     def _fit_attribution(self, X, y, seed):
         if self.checkpoints == "all":
-            recorder = dict(self.estimator_.callbacks_)["skggda_checkpoints"]
-            self._checkpoints = list(zip(recorder.checkpoints_, recorder.learning_rates_))
+            self._checkpoints = recorded_checkpoints(self.estimator_)
         else:
             self._checkpoints = [(None, 1.0)]
         self._projection_seed = seed
