@@ -120,23 +120,18 @@ def plot(results, path):
     except ImportError:
         print("(no plot: matplotlib is missing)")
         return None
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
-    for ax, result in zip(axes[0], results):
+    fig, panels = _panels(results, plt)
+    for ax, result in panels:
         for row in result["rows"]:
             if np.isfinite(row["lds_all"]):
-                x = row["seconds"] / row.get("L", result["L"])
-                ax.scatter(x, row["lds_all"])
-                ax.annotate(row["method"], (x, row["lds_all"]), fontsize=8,
-                            textcoords="offset points", xytext=(4, 3))
+                _point(ax, row["seconds"] / row.get("L", result["L"]), row["lds_all"],
+                       row["method"])
         for method, ref in dattri(result).items():
             ax.axhline(ref, color="grey", lw=0.6, ls=":")
             ax.annotate(f"dattri {method}", (ax.get_xlim()[0], ref), fontsize=6, color="grey")
-        ax.set(xscale="log", xlabel="fit + attribute(500 test images) / L",
-               ylabel="LDS (per test image, 50 halves)",
-               title=f"{TITLES[DATASET['name']]}, {result['model'].upper()}: runtime vs LDS")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        _label(ax, result, "fit + attribute(500 test images) / L",
+               "LDS (per test image, 50 halves)", "runtime vs LDS")
+    _save(fig, path, plt)
     plot_cost(results, path.with_name("lds_vs_cost.png"), plt)
     return path
 
@@ -146,15 +141,13 @@ TITLES = {"mnist": "MNIST-10", "heloc": "HELOC"}
 
 def plot_cost(results, path, plt):
     """LDS against cost in trainings; the ensembles (and checkpoints) joined by lines."""
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
-    for ax, result in zip(axes[0], results):
+    fig, panels = _panels(results, plt)
+    for ax, result in panels:
         by = {r["method"]: r for r in result["rows"]
               if np.isfinite(r["lds_all"]) and "trainings" in r}
         for method, row in by.items():
-            ax.scatter(row["trainings"], row["lds_all"],
-                       marker="s" if method in ENSEMBLES else "o")
-            ax.annotate(method, (row["trainings"], row["lds_all"]), fontsize=8,
-                        textcoords="offset points", xytext=(4, 3))
+            _point(ax, row["trainings"], row["lds_all"], method,
+                   marker="s" if method in ENSEMBLES else "o")
         for suffix in ("", "-all"):
             line = [m for m in ("ekfac" if not suffix else "ekfac-all", *(
                 f"ekfac-m{k}{suffix}" for k in (2, 3, 5))) if m in by]
@@ -162,9 +155,31 @@ def plot_cost(results, path, plt):
                 ax.plot([by[m]["trainings"] for m in line], [by[m]["lds_all"] for m in line],
                         color="grey", lw=0.8)
         ax.axvline(6, color="grey", lw=0.6, ls=":")
-        ax.set(xscale="log", xlabel="cost: trainings (fit + attribute 500 test points)",
-               ylabel="LDS (per test point)",
-               title=f"{TITLES[DATASET['name']]}, {result['model'].upper()}: LDS vs cost")
+        _label(ax, result, "cost: trainings (fit + attribute 500 test points)",
+               "LDS (per test point)", "LDS vs cost")
+    _save(fig, path, plt)
+
+
+def _panels(results, plt):
+    """A figure with one panel per model, and its ``(axis, result)`` pairs: both plots' layout."""
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    return fig, zip(axes[0], results)
+
+
+def _point(ax, x, y, name, **scatter):
+    """A method's point, labelled with its name beside it."""
+    ax.scatter(x, y, **scatter)
+    ax.annotate(name, (x, y), fontsize=8, textcoords="offset points", xytext=(4, 3))
+
+
+def _label(ax, result, xlabel, ylabel, what):
+    """Log-scaled x axis, the axis labels and a title naming the data set, model and ``what``."""
+    ax.set(xscale="log", xlabel=xlabel, ylabel=ylabel,
+           title=f"{TITLES[DATASET['name']]}, {result['model'].upper()}: {what}")
+
+
+def _save(fig, path, plt):
+    """Write ``fig`` to ``path`` (120 dpi) and free it."""
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

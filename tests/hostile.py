@@ -75,21 +75,21 @@ def attribute(obj_node, name):
 
 
 def set_net_param(name, value):
-    def attack(manifest, payload):
+    @edit
+    def attack(manifest):
         attribute(first(manifest["root"], "net"), name)[1] = value
-        return pack(manifest, payload)
     return attack
 
 
 def set_attribute(name, value, kind="object"):
-    def attack(manifest, payload):
+    @edit
+    def attack(manifest):
         attribute(first(manifest["root"], kind), name)[1] = value
-        return pack(manifest, payload)
     return attack
 
 
 def edit(change):
-    """An attack that edits the manifest in place with ``change(manifest)``."""
+    """An attack that edits the manifest in place with ``change(manifest)`` (also a decorator)."""
     def attack(manifest, payload):
         change(manifest)
         return pack(manifest, payload)
@@ -184,36 +184,36 @@ def huge_safetensors_header(manifest, payload):
 # -- attacks on the recipe --------------------------------------------------------------
 
 
-def _compile_options(manifest, payload):
+@edit
+def _compile_options(manifest):
     net = first(manifest["root"], "net")
     attribute(net, "compile")[1] = True
     attribute(net, "compile__options")[1] = {"kind": "dict", "items": [
         ["cpp_wrapper", True], ["cpp.cxx", tuple_node("sh -c 'touch /tmp/pwned' #")]]}
-    return pack(manifest, payload)
 
 
-def _wider_module(manifest, payload):
+@edit
+def _wider_module(manifest):
     attribute(first(manifest["root"], "net"), "module__hidden_layer_sizes")[1] = \
         tuple_node(100_000, 100_000)
-    return pack(manifest, payload)
 
 
-def _wide_layer(manifest, payload):  # the same layers as stored, one of them 10^8 wide
+@edit
+def _wide_layer(manifest):  # the same layers as stored, one of them 10^8 wide
     attribute(first(manifest["root"], "net"), "module__hidden_layer_sizes")[1] = \
         tuple_node(100_000_000)
-    return pack(manifest, payload)
 
 
-def _more_features(manifest, payload):
+@edit
+def _more_features(manifest):
     net = next(n for n in nodes(manifest["root"], "net") if n["fitted"])
     pair = attribute({"kind": "object", "state": net["fitted"]["attributes"]}, "module_dims_")
     pair[1] = {"kind": "dict", "items": [["n_features", 3_000_000], ["n_classes", 3]]}
-    return pack(manifest, payload)
 
 
-def _net_as_loader(manifest, payload):
+@edit
+def _net_as_loader(manifest):
     first(manifest["root"], "net")["type"] = LOADER
-    return pack(manifest, payload)
 
 
 # -- attacks on objects and values ------------------------------------------------------
@@ -240,37 +240,37 @@ def _bad_codepoints(manifest, tensors):
     node.update({"dtype": "<U1000000", "codepoints": True})
 
 
-def _old_style_wide_strings(manifest, payload):
+@edit
+def _old_style_wide_strings(manifest):
     pair = attribute(first(manifest["root"], "object"), "classes_")
     pair[1] = {"kind": "array", "dtype": "<U100000000", "shape": [3], "items": ["a", "b", "c"]}
-    return pack(manifest, payload)
 
 
-def _shape_mismatch(manifest, payload):
+@edit
+def _shape_mismatch(manifest):
     pair = attribute(first(manifest["root"], "object"), "classes_")
     pair[1] = {"kind": "array", "dtype": "|O", "shape": [1_000_000_000], "items": []}
-    return pack(manifest, payload)
 
 
-def _structured_dtype(manifest, payload):
+@edit
+def _structured_dtype(manifest):
     node = first(manifest["root"], "array")
     node["dtype"] = "[('a', '<f8')]"
-    return pack(manifest, payload)
 
 
-def _bad_permutation(manifest, payload):
+@edit
+def _bad_permutation(manifest):
     first(manifest["root"], "array")["permutation"] = [0, 0]
-    return pack(manifest, payload)
 
 
-def _unknown_tensor(manifest, payload):
+@edit
+def _unknown_tensor(manifest):
     first(manifest["root"], "array")["tensor"] = "t9999"
-    return pack(manifest, payload)
 
 
-def _dangling_ref(manifest, payload):
+@edit
+def _dangling_ref(manifest):
     attribute(first(manifest["root"], "object"), "grouper")[1] = {"kind": "ref", "id": 99999}
-    return pack(manifest, payload)
 
 
 def _labels_as_floats(manifest, tensors):
@@ -279,25 +279,25 @@ def _labels_as_floats(manifest, tensors):
                                                  "tensor": "labels"}
 
 
-def _estimator_is_a_grouper(manifest, payload):
+@edit
+def _estimator_is_a_grouper(manifest):
     root = manifest["root"]
     grouper = {"kind": "object", "type": "skggda.grouping._random.RandomGrouper",
                "state": {"kind": "dict", "items": []}}
     attribute(root, "estimator_")[1] = grouper
-    return pack(manifest, payload)
 
 
-def _reconvert_a_grouper(manifest, payload):
+@edit
+def _reconvert_a_grouper(manifest):
     manifest["root"]["reconvert"] = True
-    return pack(manifest, payload)
 
 
-def _callback_with_code(manifest, payload):
+@edit
+def _callback_with_code(manifest):
     callback = next(n for n in nodes(first(manifest["root"], "net"), "object")
                     if n["type"].endswith("OneCycleSchedule"))
     attribute(callback, "kwargs")[1] = {"kind": "dict", "items": [
         ["anneal_strategy", type_node(ADAM)]]}
-    return pack(manifest, payload)
 
 
 def poison(owner):
@@ -321,31 +321,31 @@ def _nan_store(manifest, tensors):
 
 def _store_handle(name, folder="/", shape=(1, 1)):
     """The group store replaced by a handle to a file outside any store folder."""
-    def attack(manifest, payload):
+    @edit
+    def attack(manifest):
         state = [["folder", folder], ["name", name], ["shape", tuple_node(*shape)],
                  ["dtype", "<f4"], ["sha256", "0" * 64]]
         attribute(manifest["root"], "_group_store")[1] = {
             "kind": "object", "type": "skggda.attribution._store.DiskStore",
             "state": {"kind": "dict", "items": state}}
-        return pack(manifest, payload)
     return attack
 
 
 def _projected_dims(dims):
     """A projected K-FAC whose block dimensions are not its blocks' (scoring would split
     projected gradients at them)."""
-    def attack(manifest, payload):
+    @edit
+    def attack(manifest):
         preconditioner = next(n for n in nodes(manifest["root"], "object")
                               if n["type"].endswith("KFACPreconditioner"))
         attribute(preconditioner, "dims")[1] = {"kind": "list", "items": list(dims)}
-        return pack(manifest, payload)
     return attack
 
 
-def _converted_from_a_type(manifest, payload):
+@edit
+def _converted_from_a_type(manifest):
     converted = next(n for n in nodes(manifest["root"], "object") if n.get("reconvert"))
     converted["state"]["items"].append(["estimator_", type_node(ADAM)])  # the last one wins
-    return pack(manifest, payload)
 
 
 #: name -> (saved kind, attack, pattern the refusal must match)

@@ -19,6 +19,7 @@ from ..models._resolve import default_classifier, prepare_net, train, training_r
 from ..utils._inputs import training_inputs
 from ..utils._seeding import derive_seeds
 from ..utils._targets import fit_targets_for
+from ._checkpoints import recorded_checkpoints
 
 #: Parameters read when scoring: an ensemble's members take them from the ensemble.
 SCORING_PARAMS = ("property", "damping", "lissa_depth", "lissa_repeat", "lissa_scale",
@@ -67,9 +68,7 @@ class EnsembleMembers:
         net at each recorded epoch, weighted by that epoch's mean learning rate."""
         if self.checkpoints == "last":
             return [(net, 1.0)]
-        recorder = dict(net.callbacks_)["skggda_checkpoints"]
-        return [(_net_at(net, state), float(rate))
-                for state, rate in zip(recorder.checkpoints_, recorder.learning_rates_)]
+        return [(_net_at(net, state), float(rate)) for state, rate in recorded_checkpoints(net)]
 
     def _member(self, net):
         """A single attributor (``n_models=1``, ``"last"``) on ``net``, sharing this one's

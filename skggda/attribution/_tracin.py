@@ -8,9 +8,10 @@ import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _engine
-from ..models._callbacks import CheckpointRecorder
 from ..utils._distributed import training_pass
 from ._base import BaseAttributor
+from ._checkpoints import TrainingCheckpoints, recorded_checkpoints
+from ._docs import fill_attributor_doc
 from ._store import (attribute_with_store, build_store, keeps_store, score_with_store,
                      squared_norms, store_features)
 
@@ -20,7 +21,8 @@ _MAX_GROUP_GRADIENT_BYTES = 1 << 30
 _TEST_BLOCK = 64
 
 
-class TracInAttributor(BaseAttributor):
+@fill_attributor_doc
+class TracInAttributor(TrainingCheckpoints, BaseAttributor):
     """Group TracIn: learning-rate-weighted gradient dot products, summed per group.
 
     The score of group ``z_j`` for a property ``g`` (by default the mean loss
@@ -53,32 +55,11 @@ class TracInAttributor(BaseAttributor):
     Parameters
     ----------
     estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
-        The model to attribute, a classifier or a regressor. A skorch net is
-        cloned and trained in ``fit``; a
-        :class:`~sklearn.frozen.FrozenEstimator` wrapping a fitted net is used
-        as is. scikit-learn's ``LogisticRegression``, ``SGDClassifier``,
-        ``SGDRegressor``, ``LinearRegression``, ``Ridge``, ``MLPClassifier``
-        and ``MLPRegressor`` are converted to equivalent torch modules with
-        their L2 penalty (:class:`~skggda.models.ConvertedModel`): an unfitted
-        one is fitted by scikit-learn in ``fit``, a fitted one is used as is.
-        A :class:`~sklearn.pipeline.Pipeline` ending in any of these is
-        attributed through its last step; its first steps preprocess the
-        training and the property data. ``None`` trains
-        :func:`~skggda.models.make_classifier`'s default (two hidden layers
-        of 50).
+        %(estimator)s
     grouper : estimator, default=None
-        Forms the groups in ``fit`` (e.g. :class:`~skggda.RandomGrouper`). Its
-        ``random_state`` and, for model-based groupers, its ``estimator`` are
-        filled in from this attributor when left at ``None``. ``None`` (and no
-        ``groups`` passed to ``fit``) makes every sample its own group.
+        %(grouper)s
     property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
-        What is attributed: the mean loss, the mean margin or a smooth
-        accuracy (classifiers), the mean prediction (regressors) on the
-        evaluation data, any :mod:`skggda.properties` object (per-class loss,
-        fairness gap, ...) or ``fn(module, X, y) -> scalar`` (treated as
-        lower-is-better; see :func:`~skggda.properties.make_property`).
-        ``"margin"`` and ``"accuracy"`` raise ``ValueError`` in ``fit`` for
-        a regressor.
+        %(property)s
     checkpoints : {"last", "all"}, default="last"
         ``"last"`` uses the final weights; ``"all"`` sums over the checkpoints
         recorded after every training epoch (needs training: not available
@@ -87,37 +68,13 @@ class TracInAttributor(BaseAttributor):
         Project gradients to this many dimensions with a seeded random
         projection (factorised per linear layer). ``None`` is exact.
     param_subset : "all", "last" or list of str, default="all"
-        Parameters to differentiate: all trainable ones, those of the last
-        layer, or the named parameters / modules (e.g.
-        :data:`~skggda.models.TEXT_LAST_BLOCK` for the text classifier).
+        %(param_subset)s
     batch_size : int or "auto", default="auto"
-        Samples per batch in the gradient passes; bounds memory. ``"auto"``
-        takes the largest power of two whose activations, their gradients
-        and the pass's per-sample buffers fit 32 MiB on the CPU (a quarter
-        of the free GPU memory, at most 4 GiB, on CUDA): large batches for
-        tiny nets, small ones for big nets.
+        %(batch_size)s
     memory : str, joblib.Memory or None, default=None
-        A folder for the group store (see the user guide's "Explaining
-        predictions"), as scikit-learn's ``memory=``: ``fit`` writes the
-        store there as a ``.npy`` file and the fitted estimator holds a
-        handle to it (read as a memory map, in row blocks), so a store of
-        any size is kept and ``attribute`` stays a matrix product. ``None``
-        keeps the store in memory when it fits 256 MiB, and otherwise streams
-        the training data per call. :mod:`skggda.io` saves the handle (the
-        file's name and SHA-256), not the data: the folder must stay with
-        the saved file. Every ``fit`` writes a new file and leaves the older
-        ones (a saved estimator may refer to them): clear the folder when
-        they are no longer needed.
+        %(memory)s
     n_jobs : int, default=None
-        With a Dask joblib backend active
-        (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
-        than 1), the training-set passes are split over the workers: row blocks
-        whose group sums are added in float64, with the same result as in this
-        process. A Dask array ``X`` is always split by its row chunks (on the
-        active ``distributed`` client, else Dask's default scheduler); other
-        joblib backends leave the passes in this process. See the user guide's
-        "Running on a Dask cluster". A grouper whose own ``n_jobs`` is
-        ``None`` inherits it.
+        %(n_jobs)s
     verbose : int, default=0
         Progress bars over the gradient passes when positive.
     random_state : int, RandomState instance or None, default=None
@@ -135,8 +92,7 @@ class TracInAttributor(BaseAttributor):
     labels_ : ndarray of shape (n_samples,)
         Group of every training sample, in ``0..n_groups_-1``.
     groups_ : ndarray of shape (n_groups,)
-        Original label of each group (the values passed as ``groups``; with
-        a grouper or singletons, ``0..n_groups_-1``).
+        %(groups_)s
     n_groups_ : int
         Number of groups: the length of every score vector.
     classes_ : ndarray of shape (n_classes,)
@@ -144,10 +100,7 @@ class TracInAttributor(BaseAttributor):
     n_features_in_ : int
         Number of features seen during ``fit``.
     timings_ : dict of str to float
-        Seconds ``fit`` spent per stage: ``training``, ``grouping`` and
-        ``gradients`` (the training-side state), with dotted sub-stages.
-        Scoring methods leave the fitted estimator unchanged: collect their
-        times with :func:`skggda.utils.record_timings`.
+        %(timings_)s
 
     See Also
     --------
@@ -197,22 +150,9 @@ class TracInAttributor(BaseAttributor):
 
     # -- training side ------------------------------------------------------------
 
-    def _check_params(self, frozen):
-        if frozen and self.checkpoints == "all":
-            raise ValueError(
-                "checkpoints='all' needs the training run, but the estimator is a "
-                "FrozenEstimator (final weights only); use checkpoints='last'."
-            )
-
-    def _training_callbacks(self):
-        if self.checkpoints == "all":
-            return [("skggda_checkpoints", CheckpointRecorder())]
-        return []
-
     def _fit_attribution(self, X, y, seed):
         if self.checkpoints == "all":
-            recorder = dict(self.estimator_.callbacks_)["skggda_checkpoints"]
-            self._checkpoints = list(zip(recorder.checkpoints_, recorder.learning_rates_))
+            self._checkpoints = recorded_checkpoints(self.estimator_)
         else:
             self._checkpoints = [(None, 1.0)]
         self._projection_seed = seed

@@ -20,10 +20,12 @@ from ..utils._inputs import subset_rows, training_inputs
 from ..utils._seeding import derive_seeds
 from ..utils._targets import fit_targets_for
 from ._base import BaseAttributor, net_plan
+from ._docs import fill_attributor_doc
 from ._kernel import (fit_kernel_state, kernel_scores, kernel_self_scores, penalty_diagonal,
                       property_vector, row_floats, sample_vectors)
 
 
+@fill_attributor_doc
 class TRAKAttributor(BaseAttributor):
     """TRAK for groups: Fisher influence of the model output, averaged over an ensemble.
 
@@ -65,18 +67,9 @@ class TRAKAttributor(BaseAttributor):
         the data (``estimator_``) serves the groupers. The kinds of model
         accepted are those of :class:`TracInAttributor`.
     grouper : estimator, default=None
-        Forms the groups in ``fit`` (e.g. :class:`~skggda.RandomGrouper`). Its
-        ``random_state`` and, for model-based groupers, its ``estimator`` are
-        filled in from this attributor when left at ``None``. ``None`` (and no
-        ``groups`` passed to ``fit``) makes every sample its own group.
+        %(grouper)s
     property : {"loss", "margin", "accuracy", "prediction"}, Property or callable, default="loss"
-        What is attributed: the mean loss, the mean margin or a smooth
-        accuracy (classifiers), the mean prediction (regressors) on the
-        evaluation data, any :mod:`skggda.properties` object (per-class loss,
-        fairness gap, ...) or ``fn(module, X, y) -> scalar`` (treated as
-        lower-is-better; see :func:`~skggda.properties.make_property`).
-        ``"margin"`` and ``"accuracy"`` raise ``ValueError`` in ``fit`` for
-        a regressor.
+        %(property)s
     n_models : int, default=10
         Ensemble members, each trained on its own random subset.
     train_fraction : float, default=0.5
@@ -86,15 +79,9 @@ class TRAKAttributor(BaseAttributor):
     damping : float, default=1e-3
         Added to the mean kernel before inversion.
     param_subset : "all", "last" or list of str, default="all"
-        Parameters to differentiate: all trainable ones, those of the last
-        layer, or the named parameters / modules (e.g.
-        :data:`~skggda.models.TEXT_LAST_BLOCK` for the text classifier).
+        %(param_subset)s
     batch_size : int or "auto", default="auto"
-        Samples per batch in the gradient passes; bounds memory. ``"auto"``
-        takes the largest power of two whose activations, their gradients
-        and the pass's per-sample buffers fit 32 MiB on the CPU (a quarter
-        of the free GPU memory, at most 4 GiB, on CUDA): large batches for
-        tiny nets, small ones for big nets.
+        %(batch_size)s
     n_jobs : int, default=None
         Parallel trainings (joblib semantics: ``None`` is 1, ``-1`` all cores).
         With a Dask joblib backend active
@@ -135,8 +122,7 @@ class TRAKAttributor(BaseAttributor):
     labels_ : ndarray of shape (n_samples,)
         Group of every training sample, in ``0..n_groups_-1``.
     groups_ : ndarray of shape (n_groups,)
-        Original label of each group (the values passed as ``groups``; with
-        a grouper or singletons, ``0..n_groups_-1``).
+        %(groups_)s
     n_groups_ : int
         Number of groups: the length of every score vector.
     classes_ : ndarray of shape (n_classes,)
@@ -144,10 +130,7 @@ class TRAKAttributor(BaseAttributor):
     n_features_in_ : int
         Number of features seen during ``fit``.
     timings_ : dict of str to float
-        Seconds ``fit`` spent per stage: ``training``, ``grouping`` and
-        ``gradients`` (the training-side state), with dotted sub-stages.
-        Scoring methods leave the fitted estimator unchanged: collect their
-        times with :func:`skggda.utils.record_timings`.
+        %(timings_)s
 
     Examples
     --------

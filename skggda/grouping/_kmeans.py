@@ -32,6 +32,7 @@ from ..utils._distributed import map_row_blocks
 from ..utils._groups import label_dtype
 from ..utils._seeding import derive_seeds
 from ._base import BaseGrouper
+from ._docs import fill_grouper_doc
 from ._featurisers import RawFeatures
 
 # Rows read, featurised and assigned at a time in the streaming passes.
@@ -79,6 +80,20 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
+
+    def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
+                 tol=1e-3, batch_size="auto", n_jobs=None, verbose=0, random_state=None):
+        # the K-Means parameters every grouper shares, as scikit-learn's _BaseKMeans
+        # holds KMeans's; a subclass's own __init__ adds its own parameters
+        self.group_size = group_size
+        self.n_groups = n_groups
+        self.algorithm = algorithm
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
 
     # -- what the subclasses say -------------------------------------------------------
 
@@ -161,6 +176,7 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
     def _n_features_out(self):
         return self.n_groups_
 
+    @fill_grouper_doc
     def predict(self, X, y=None):
         """Group of the nearest center, in the whitened feature space.
 
@@ -170,11 +186,9 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
-            Samples, in memory or streamed (a memmap, h5py/zarr/Dask array, or a
-            torch Dataset of ``(x, y)`` items).
+            %(X)s
         y : array-like of shape (n_samples,), default=None
-            Labels, which Grad-K-Means reads its features at (without them: at
-            the net's predicted labels); the other groupers ignore them.
+            %(y)s
 
         Returns
         -------
@@ -186,17 +200,16 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         labels, _, _ = self._map_blocks(self._nearest_centers().assign, X, y, "predict")
         return labels
 
+    @fill_grouper_doc
     def transform(self, X, y=None):
         """Euclidean distances to every center, in the whitened feature space.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
-            Samples, in memory or streamed (a memmap, h5py/zarr/Dask array, or a
-            torch Dataset of ``(x, y)`` items).
+            %(X)s
         y : array-like of shape (n_samples,), default=None
-            Labels, which Grad-K-Means reads its features at (without them: at
-            the net's predicted labels); the other groupers ignore them.
+            %(y)s
 
         Returns
         -------
@@ -310,42 +323,29 @@ def fit_sample(n, n_groups, seed):
     return np.sort(rng.choice(n, size=size, replace=False, shuffle=False))
 
 
+@fill_grouper_doc
 class KMeansGrouper(_KMeansGrouper):
     """Groups from K-Means on whitened raw features.
 
     Parameters
     ----------
     group_size : int, default=64
-        Target number of samples per group; the number of groups is
-        ``ceil(n_samples / group_size)``. ``group_size=1`` gives singletons.
+        %(group_size)s
     n_groups : int, default=None
         Number of groups; when set it wins over ``group_size``.
     algorithm : {"auto", "lloyd", "hierarchical"}, default="auto"
-        ``"lloyd"``: k-means++ and Lloyd over all clusters. ``"hierarchical"``:
-        coarse-to-fine (about ``sqrt(k)`` regions, then K-Means inside each),
-        whose cost grows like ``sqrt(k)`` instead of ``k``. ``"auto"`` uses
-        Lloyd up to 128 groups.
+        %(algorithm)s
     max_iter : int, default=60
         Maximum Lloyd iterations (paper: 60).
     tol : float, default=1e-3
-        Tolerance on the squared center shift, relative to the mean feature
-        variance (paper: 1e-3).
+        %(tol)s
     batch_size : int or "auto", default="auto"
         Rows per distance computation in the assignment pass, ``predict``
         and ``transform``; ``"auto"`` is 4096.
     device : str, default="cpu"
         Torch device for the distance computations (``"cuda"`` on a GPU).
     n_jobs : int, default=None
-        With a Dask joblib backend active
-        (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
-        than 1), the training-set passes (the features of the rows the centers
-        are fitted on, then the assignment of every row) and ``predict`` are
-        split over the workers, with the same labels as in this process; a
-        model grouper ships its net to every worker once. A Dask array ``X``
-        is always split by its row chunks (on the active ``distributed``
-        client, else Dask's default scheduler). See the user guide's "Running
-        on a Dask cluster". Inside an attributor, ``None`` takes the
-        attributor's.
+        %(n_jobs)s
     verbose : int, default=0
         Progress bars over the row blocks of long passes when positive.
     random_state : int, RandomState instance or None, default=None
@@ -354,15 +354,13 @@ class KMeansGrouper(_KMeansGrouper):
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups_-1``; no group is
-        empty. The smallest signed integer dtype that holds ``n_groups_``.
+        %(labels_)s
     n_groups_ : int
         Number of groups formed.
     cluster_centers_ : ndarray of shape (n_groups, n_features)
         Centers in the original feature space.
     inertia_ : float
-        Sum of squared distances of the training samples to their centers,
-        in the whitened space.
+        %(inertia_)s
     n_iter_ : int
         Lloyd iterations run (coarse plus fine level for ``"hierarchical"``).
     fit_time_ : float
@@ -391,16 +389,10 @@ class KMeansGrouper(_KMeansGrouper):
     def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
                  tol=1e-3, batch_size="auto", device="cpu", n_jobs=None, verbose=0,
                  random_state=None):
-        self.group_size = group_size
-        self.n_groups = n_groups
-        self.algorithm = algorithm
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
+        super().__init__(group_size, n_groups=n_groups, algorithm=algorithm, max_iter=max_iter,
+                         tol=tol, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose,
+                         random_state=random_state)
         self.device = device
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.random_state = random_state
 
     def _featuriser(self):
         return RawFeatures(self.device)

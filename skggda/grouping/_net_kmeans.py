@@ -15,6 +15,7 @@ from ..utils._groups import compact_labels
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
 from ..utils._targets import check_fit_targets, encode_targets
+from ._docs import fill_grouper_doc
 from ._featurisers import LossGradients, Representations
 from ._kmeans import _KMeansGrouper
 
@@ -37,16 +38,10 @@ class _NetKMeansGrouper(_KMeansGrouper):
     def __init__(self, group_size=64, *, n_groups=None, estimator=None, algorithm="auto",
                  max_iter=60, tol=1e-3, batch_size="auto", n_jobs=None, verbose=0,
                  random_state=None):
-        self.group_size = group_size
-        self.n_groups = n_groups
+        super().__init__(group_size, n_groups=n_groups, algorithm=algorithm, max_iter=max_iter,
+                         tol=tol, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose,
+                         random_state=random_state)
         self.estimator = estimator
-        self.algorithm = algorithm
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-        self.random_state = random_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -101,6 +96,7 @@ class _NetKMeansGrouper(_KMeansGrouper):
         return self._featuriser_class(self.estimator_, self.batch_size)
 
 
+@fill_grouper_doc
 class ReprKMeansGrouper(_NetKMeansGrouper):
     """Groups from K-Means on a net's whitened penultimate representations.
 
@@ -110,69 +106,45 @@ class ReprKMeansGrouper(_NetKMeansGrouper):
     Parameters
     ----------
     group_size : int, default=64
-        Target number of samples per group; the number of groups is
-        ``ceil(n_samples / group_size)``. ``group_size=1`` gives singletons.
+        %(group_size)s
     n_groups : int, default=None
         Number of groups; when set it wins over ``group_size``.
     estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
-        The model (classifier or regressor) whose features are clustered. A
-        plain net is cloned and trained in ``fit``; ``FrozenEstimator(net)``
-        is used as is; scikit-learn's models and pipelines as for
-        :class:`~skggda.TracInAttributor`; ``None`` trains the default MLP.
-        Inside an attributor (``grouper=``) it is filled in with the
-        attributor's fitted model, so nothing is trained twice.
+        %(estimator)s
     algorithm : {"auto", "lloyd", "hierarchical"}, default="auto"
-        ``"lloyd"``: k-means++ and Lloyd over all clusters. ``"hierarchical"``:
-        coarse-to-fine (about ``sqrt(k)`` regions, then K-Means inside each),
-        whose cost grows like ``sqrt(k)`` instead of ``k``. ``"auto"`` uses
-        Lloyd up to 128 groups.
+        %(algorithm)s
     max_iter : int, default=60
         Maximum Lloyd iterations (paper: 60).
     tol : float, default=1e-3
-        Tolerance on the squared center shift, relative to the mean feature
-        variance (paper: 1e-3).
+        %(tol)s
     batch_size : int or "auto", default="auto"
         Samples per forward pass when computing features; ``"auto"`` sizes
         it from the net's activations (as the attributors do).
     n_jobs : int, default=None
-        With a Dask joblib backend active
-        (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
-        than 1), the training-set passes (the features of the rows the centers
-        are fitted on, then the assignment of every row) and ``predict`` are
-        split over the workers, with the same labels as in this process; a
-        model grouper ships its net to every worker once. A Dask array ``X``
-        is always split by its row chunks (on the active ``distributed``
-        client, else Dask's default scheduler). See the user guide's "Running
-        on a Dask cluster". Inside an attributor, ``None`` takes the
-        attributor's.
+        %(n_jobs)s
     verbose : int, default=0
         Progress bars over the row blocks of long passes when positive.
     random_state : int, RandomState instance or None, default=None
-        Seeds the sample the centers are fitted on, K-Means and, when the
-        net is trained here, its training.
+        %(random_state)s
 
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups_-1``; no group is
-        empty. The smallest signed integer dtype that holds ``n_groups_``.
+        %(labels_)s
     n_groups_ : int
         Number of groups formed.
     cluster_centers_ : ndarray of shape (n_groups, n_hidden)
-        Centers in the (unwhitened) feature space, whose width ``n_hidden``
-        is that of the net's features.
+        %(cluster_centers_)s
     estimator_ : skorch net or ConvertedModel
         The model the features come from.
     classes_ : ndarray of shape (n_classes,)
         Class labels (classifiers only).
     inertia_ : float
-        Sum of squared distances of the training samples to their centers,
-        in the whitened space.
+        %(inertia_)s
     n_iter_ : int
         Lloyd iterations run (coarse plus fine level for ``"hierarchical"``).
     fit_time_ : float
-        Seconds spent in ``fit``, including training the net when it was
-        trained here.
+        %(fit_time_)s
     n_features_in_ : int
         Number of features seen during ``fit``.
 
@@ -194,6 +166,7 @@ class ReprKMeansGrouper(_NetKMeansGrouper):
     _featuriser_class = Representations
 
 
+@fill_grouper_doc
 class GradKMeansGrouper(_NetKMeansGrouper):
     """Groups from K-Means on whitened loss gradients w.r.t. the pre-classification activations.
 
@@ -209,69 +182,45 @@ class GradKMeansGrouper(_NetKMeansGrouper):
     Parameters
     ----------
     group_size : int, default=64
-        Target number of samples per group; the number of groups is
-        ``ceil(n_samples / group_size)``. ``group_size=1`` gives singletons.
+        %(group_size)s
     n_groups : int, default=None
         Number of groups; when set it wins over ``group_size``.
     estimator : skorch net, scikit-learn model, Pipeline or FrozenEstimator, default=None
-        The model (classifier or regressor) whose features are clustered. A
-        plain net is cloned and trained in ``fit``; ``FrozenEstimator(net)``
-        is used as is; scikit-learn's models and pipelines as for
-        :class:`~skggda.TracInAttributor`; ``None`` trains the default MLP.
-        Inside an attributor (``grouper=``) it is filled in with the
-        attributor's fitted model, so nothing is trained twice.
+        %(estimator)s
     algorithm : {"auto", "lloyd", "hierarchical"}, default="auto"
-        ``"lloyd"``: k-means++ and Lloyd over all clusters. ``"hierarchical"``:
-        coarse-to-fine (about ``sqrt(k)`` regions, then K-Means inside each),
-        whose cost grows like ``sqrt(k)`` instead of ``k``. ``"auto"`` uses
-        Lloyd up to 128 groups.
+        %(algorithm)s
     max_iter : int, default=60
         Maximum Lloyd iterations (paper: 60).
     tol : float, default=1e-3
-        Tolerance on the squared center shift, relative to the mean feature
-        variance (paper: 1e-3).
+        %(tol)s
     batch_size : int or "auto", default="auto"
         Samples per forward pass when computing features; ``"auto"`` sizes
         it from the net's activations (as the attributors do).
     n_jobs : int, default=None
-        With a Dask joblib backend active
-        (``joblib.parallel_config(backend="dask")``) and ``n_jobs`` set (other
-        than 1), the training-set passes (the features of the rows the centers
-        are fitted on, then the assignment of every row) and ``predict`` are
-        split over the workers, with the same labels as in this process; a
-        model grouper ships its net to every worker once. A Dask array ``X``
-        is always split by its row chunks (on the active ``distributed``
-        client, else Dask's default scheduler). See the user guide's "Running
-        on a Dask cluster". Inside an attributor, ``None`` takes the
-        attributor's.
+        %(n_jobs)s
     verbose : int, default=0
         Progress bars over the row blocks of long passes when positive.
     random_state : int, RandomState instance or None, default=None
-        Seeds the sample the centers are fitted on, K-Means and, when the
-        net is trained here, its training.
+        %(random_state)s
 
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups_-1``; no group is
-        empty. The smallest signed integer dtype that holds ``n_groups_``.
+        %(labels_)s
     n_groups_ : int
         Number of groups formed.
     cluster_centers_ : ndarray of shape (n_groups, n_hidden)
-        Centers in the (unwhitened) feature space, whose width ``n_hidden``
-        is that of the net's features.
+        %(cluster_centers_)s
     estimator_ : skorch net or ConvertedModel
         The model the features come from.
     classes_ : ndarray of shape (n_classes,)
         Class labels (classifiers only).
     inertia_ : float
-        Sum of squared distances of the training samples to their centers,
-        in the whitened space.
+        %(inertia_)s
     n_iter_ : int
         Lloyd iterations run (coarse plus fine level for ``"hierarchical"``).
     fit_time_ : float
-        Seconds spent in ``fit``, including training the net when it was
-        trained here.
+        %(fit_time_)s
     n_features_in_ : int
         Number of features seen during ``fit``.
 

@@ -8,8 +8,10 @@ from sklearn.utils import check_random_state
 from .._engine import n_samples
 from ..utils._groups import label_dtype
 from ._base import BaseGrouper
+from ._docs import fill_grouper_doc
 
 
+@fill_grouper_doc
 class RandomGrouper(BaseGrouper):
     """Assign samples to groups uniformly at random.
 
@@ -21,8 +23,7 @@ class RandomGrouper(BaseGrouper):
     Parameters
     ----------
     group_size : int, default=64
-        Target number of samples per group; the number of groups is
-        ``ceil(n_samples / group_size)``. ``group_size=1`` gives singletons.
+        %(group_size)s
     n_groups : int, default=None
         Number of groups; when set it wins over ``group_size``.
     random_state : int, RandomState instance or None, default=None
@@ -31,8 +32,7 @@ class RandomGrouper(BaseGrouper):
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Group of every training sample, in ``0..n_groups_-1``; no group is
-        empty. The smallest signed integer dtype that holds ``n_groups_``.
+        %(labels_)s
     n_groups_ : int
         Number of groups formed.
     fit_time_ : float

@@ -10,16 +10,15 @@ so ``joblib.parallel_config(backend="dask")`` spreads them over a cluster.
 
 from __future__ import annotations
 
-from numbers import Integral
-
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils._param_validation import HasMethods, validate_params
 from sklearn.utils.validation import check_is_fitted
 
+from ..metrics._docs import fill_retraining_doc
 from ..metrics._orders import points_to_remove
 from ..metrics._removal import _RetrainingSetup
-from ..metrics._retraining import _sem
+from ..metrics._retraining import SEEDING_PARAMS, _sem
 from ..metrics._scorers import _fold
 from ..utils._targets import is_regression
 
@@ -33,12 +32,11 @@ REMOVED = ("none", "harmful", "random")
         "X_valid": ["array-like"],
         "y_valid": ["array-like"],
         "fractions": ["array-like"],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
+        **SEEDING_PARAMS,
     },
     prefer_skip_nested_validation=True,
 )
+@fill_retraining_doc
 def verify_removal(attributor, X_valid, y_valid, *, fractions=(0.05, 0.1), n_seeds=3,
                    n_jobs=None, random_state=0):
     """Retrain without the most harmful groups, and without random ones: which does better?
@@ -72,8 +70,7 @@ def verify_removal(attributor, X_valid, y_valid, *, fractions=(0.05, 0.1), n_see
         Retraining seeds; the summaries are means and standard errors over
         them.
     n_jobs : int, default=None
-        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
-        all cores; a Dask joblib backend spreads them over a cluster).
+        %(n_jobs)s
     random_state : int, RandomState instance or None, default=0
         Draws the retraining seeds, the random groups and the order of rows
         inside the last, partially removed group.

@@ -29,7 +29,16 @@ from sklearn.utils._param_validation import Interval, validate_params
 from ..properties import property_terms, resolve_property
 from ..utils._seeding import derive_seeds
 from ..utils._targets import is_regression
+from ._docs import fill_retraining_doc
 from ._retraining import RETRAINING_PARAMS, SCORED_PARAMS, _encode, _sem, fit_subset
+
+#: ``validate_params`` constraints of the retrainings on subsets of the groups ...
+_GROUPED_PARAMS = {**RETRAINING_PARAMS, "labels": ["array-like"]}
+#: ... and of the random subsets an LDS draws.
+_SUBSET_PARAMS = {
+    "n_subsets": [Interval(Integral, 1, None, closed="left")],
+    "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
+}
 
 
 def _fit_and_measure(estimator, X, y, keep, seed, X_test, y_test, prop, classes):
@@ -102,13 +111,8 @@ class GroupLOOResult:
         return float(spearmanr(scores, self.effect)[0])
 
 
-@validate_params(
-    {
-        **RETRAINING_PARAMS,
-        "labels": ["array-like"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_GROUPED_PARAMS, prefer_skip_nested_validation=True)
+@fill_retraining_doc
 def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="loss",
                         n_seeds=1, n_jobs=None, random_state=None):
     """Retrain without each group in turn (``n_groups + 1`` trainings per seed).
@@ -116,10 +120,7 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
     Parameters
     ----------
     estimator : classifier or regressor
-        The training recipe, cloned for every retraining (a ``random_state``
-        parameter is set per seed): a skorch net, or an attributor's
-        ``estimator_`` (a converted scikit-learn model is refitted by
-        scikit-learn).
+        %(estimator)s
     X : array-like of shape (n_samples, ...)
         Training inputs, those the scores and ``labels`` refer to.
     y : array-like of shape (n_samples,)
@@ -131,14 +132,11 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
     labels : array-like of shape (n_samples,)
         Group of every training point, in ``0..n_groups-1``.
     property : str, Property or callable, default="loss"
-        The property whose badness is measured, as the attributors'
-        ``property`` parameter.
+        %(property)s
     n_seeds : int, default=1
-        Trainings per subset of groups, with the same seeds for every subset;
-        the effects are averaged over them.
+        %(n_seeds)s
     n_jobs : int, default=None
-        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
-        all cores; a Dask joblib backend spreads them over a cluster).
+        %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
         Draws the training seeds (and, for the LDS, the random subsets).
 
@@ -288,14 +286,13 @@ def random_subsets(n_groups, n_subsets, subset_fraction=0.5, random_state=None):
 
 @validate_params(
     {
-        **RETRAINING_PARAMS,
-        "labels": ["array-like"],
+        **_GROUPED_PARAMS,
+        **_SUBSET_PARAMS,
         "per_sample": ["boolean"],
-        "n_subsets": [Interval(Integral, 1, None, closed="left")],
-        "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
     },
     prefer_skip_nested_validation=True,
 )
+@fill_retraining_doc
 def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="loss",
                           per_sample=True, n_subsets=20, subset_fraction=0.5, subsets=None,
                           n_seeds=1, n_jobs=None, random_state=None):
@@ -307,10 +304,7 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     Parameters
     ----------
     estimator : classifier or regressor
-        The training recipe, cloned for every retraining (a ``random_state``
-        parameter is set per seed): a skorch net, or an attributor's
-        ``estimator_`` (a converted scikit-learn model is refitted by
-        scikit-learn).
+        %(estimator)s
     X : array-like of shape (n_samples, ...)
         Training inputs, those the scores and ``labels`` refer to.
     y : array-like of shape (n_samples,)
@@ -322,8 +316,7 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     labels : array-like of shape (n_samples,)
         Group of every training point, in ``0..n_groups-1``.
     property : str, Property or callable, default="loss"
-        The property whose badness is measured, as the attributors'
-        ``property`` parameter.
+        %(property)s
     per_sample : bool, default=True
         Record the badness of every evaluation sample (for per-sample scores,
         the output of ``attribute``); ``False``: the aggregate only.
@@ -335,11 +328,9 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
         The subsets to train on; drawn with :func:`random_subsets` when
         ``None`` (``n_subsets`` and ``subset_fraction`` are then unused).
     n_seeds : int, default=1
-        Trainings per subset of groups, with the same seeds for every subset;
-        the effects are averaged over them.
+        %(n_seeds)s
     n_jobs : int, default=None
-        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
-        all cores; a Dask joblib backend spreads them over a cluster).
+        %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
         Draws the training seeds (and, for the LDS, the random subsets).
 
@@ -440,11 +431,11 @@ def lds_from_retrainings(scores, retrainings):
 @validate_params(
     {
         **SCORED_PARAMS,
-        "n_subsets": [Interval(Integral, 1, None, closed="left")],
-        "subset_fraction": [Interval(Real, 0, 1, closed="neither")],
+        **_SUBSET_PARAMS,
     },
     prefer_skip_nested_validation=True,
 )
+@fill_retraining_doc
 def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *,
                               property="loss", n_subsets=20, subset_fraction=0.5, n_seeds=1,
                               n_jobs=None, random_state=None):
@@ -457,10 +448,7 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
     Parameters
     ----------
     estimator : classifier or regressor
-        The training recipe, cloned for every retraining (a ``random_state``
-        parameter is set per seed): a skorch net, or an attributor's
-        ``estimator_`` (a converted scikit-learn model is refitted by
-        scikit-learn).
+        %(estimator)s
     X : array-like of shape (n_samples, ...)
         Training inputs, those the scores and ``labels`` refer to.
     y : array-like of shape (n_samples,)
@@ -476,18 +464,15 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
     labels : array-like of shape (n_samples,)
         Group of every training point, in ``0..n_groups-1``.
     property : str, Property or callable, default="loss"
-        The property whose badness is measured, as the attributors'
-        ``property`` parameter.
+        %(property)s
     n_subsets : int, default=20
         Random subsets of groups trained on.
     subset_fraction : float, default=0.5
         Fraction of the groups every subset keeps.
     n_seeds : int, default=1
-        Trainings per subset of groups, with the same seeds for every subset;
-        the effects are averaged over them.
+        %(n_seeds)s
     n_jobs : int, default=None
-        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
-        all cores; a Dask joblib backend spreads them over a cluster).
+        %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
         Draws the training seeds (and, for the LDS, the random subsets).
 

@@ -31,6 +31,7 @@ from joblib import Parallel, delayed
 from sklearn.utils._param_validation import validate_params
 
 from ..utils._seeding import derive_seeds
+from ._docs import fill_retraining_doc
 from ._orders import (
     PRUNING_ORDERS,
     _random_removal,
@@ -39,8 +40,8 @@ from ._orders import (
 )
 from ._retraining import (
     METRICS,
+    REMOVAL_PARAMS,
     RETRAINING_PARAMS,
-    SCORED_PARAMS,
     _encode,
     _sem,
     fit_subset,
@@ -157,12 +158,12 @@ def _removed(setup, scores, labels, fraction, most_important, order, seed):
 
 @validate_params(
     {
-        **SCORED_PARAMS,
-        "fractions": ["array-like"],
+        **REMOVAL_PARAMS,
         "most_important": ["boolean"],
     },
     prefer_skip_nested_validation=True,
 )
+@fill_retraining_doc
 def removal_score(estimator, X, y, X_test, y_test, scores, labels, *, fractions,
                   most_important, stratify=False, order="score", n_seeds=3, n_jobs=None,
                   random_state=None, baselines=None, metric=None):
@@ -171,10 +172,7 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, *, fractions,
     Parameters
     ----------
     estimator : classifier or regressor
-        The training recipe, cloned for every retraining (a ``random_state``
-        parameter is set per seed): a skorch net, or an attributor's
-        ``estimator_`` (a converted scikit-learn model is refitted by
-        scikit-learn).
+        %(estimator)s
     X : array-like of shape (n_samples, ...)
         Training inputs, those the scores and ``labels`` refer to.
     y : array-like of shape (n_samples,)
@@ -192,29 +190,19 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, *, fractions,
     most_important : bool
         Remove the highest-scoring points first (``True``) or the lowest.
     stratify : bool, default=False
-        Remove the same share of every class of ``y`` (see
-        :func:`points_to_remove`); the random baseline is then stratified too.
-        Classifiers only.
+        %(stratify)s
     order : {"score", "harmful-then-random"}, default="score"
-        ``"score"``: whole groups in score order. ``"harmful-then-random"``
-        (pruning only): the negatively scored points first, at most 5% of
-        the training set, then a class-stratified random remainder (see
-        :func:`harmful_then_random`).
+        %(order)s
     n_seeds : int, default=3
         Retraining seeds; results are means and standard errors over them.
     n_jobs : int, default=None
-        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
-        all cores; a Dask joblib backend spreads them over a cluster).
+        %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
         Draws the retraining seeds and the random choices of removal.
     baselines : RemovalBaselines, default=None
-        The no-removal and random-removal retrainings, from
-        :func:`removal_baselines` with the same data, ``fractions``,
-        ``stratify``, ``n_seeds``, ``random_state`` and ``metric``; computed
-        here when ``None``.
+        %(baselines)s
     metric : {"accuracy", "rmse", "r2"}, default=None
-        The test metric: accuracy for a classifier; RMSE (``None``) or R^2
-        for a regressor.
+        %(metric)s
 
     Returns
     -------
@@ -324,6 +312,7 @@ class RemovalBaselines:
     },
     prefer_skip_nested_validation=True,
 )
+@fill_retraining_doc
 def removal_baselines(estimator, X, y, X_test, y_test, *, fractions, stratify=False, n_seeds=3,
                       n_jobs=None, random_state=None, metric=None):
     """No-removal and random-removal retrainings, to share between :func:`removal_score` calls.
@@ -335,10 +324,7 @@ def removal_baselines(estimator, X, y, X_test, y_test, *, fractions, stratify=Fa
     Parameters
     ----------
     estimator : classifier or regressor
-        The training recipe, cloned for every retraining (a ``random_state``
-        parameter is set per seed): a skorch net, or an attributor's
-        ``estimator_`` (a converted scikit-learn model is refitted by
-        scikit-learn).
+        %(estimator)s
     X : array-like of shape (n_samples, ...)
         Training inputs, those the scores and ``labels`` refer to.
     y : array-like of shape (n_samples,)
@@ -350,19 +336,15 @@ def removal_baselines(estimator, X, y, X_test, y_test, *, fractions, stratify=Fa
     fractions : sequence of float
         Shares of the training points removed, one evaluation each.
     stratify : bool, default=False
-        Remove the same share of every class of ``y`` (see
-        :func:`points_to_remove`); the random baseline is then stratified too.
-        Classifiers only.
+        %(stratify)s
     n_seeds : int, default=3
         Retraining seeds; results are means and standard errors over them.
     n_jobs : int, default=None
-        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
-        all cores; a Dask joblib backend spreads them over a cluster).
+        %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
         Draws the retraining seeds and the random choices of removal.
     metric : {"accuracy", "rmse", "r2"}, default=None
-        The test metric: accuracy for a classifier; RMSE (``None``) or R^2
-        for a regressor.
+        %(metric)s
 
     Returns
     -------

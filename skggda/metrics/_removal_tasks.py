@@ -13,17 +13,13 @@ from __future__ import annotations
 
 from sklearn.utils._param_validation import validate_params
 
+from ._docs import fill_retraining_doc
 from ._removal import removal_score
-from ._retraining import SCORED_PARAMS
+from ._retraining import REMOVAL_PARAMS
 
 
-@validate_params(
-    {
-        **SCORED_PARAMS,
-        "fractions": ["array-like"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(REMOVAL_PARAMS, prefer_skip_nested_validation=True)
+@fill_retraining_doc
 def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
                      fractions=(0.01, 0.05, 0.10, 0.20), stratify=False, n_seeds=3,
                      n_jobs=None, random_state=None, baselines=None, metric=None):
@@ -36,10 +32,7 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
     Parameters
     ----------
     estimator : classifier or regressor
-        The training recipe, cloned for every retraining (a ``random_state``
-        parameter is set per seed): a skorch net, or an attributor's
-        ``estimator_`` (a converted scikit-learn model is refitted by
-        scikit-learn).
+        %(estimator)s
     X : array-like of shape (n_samples, ...)
         Training inputs, those the scores and ``labels`` refer to.
     y : array-like of shape (n_samples,)
@@ -56,24 +49,17 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
         Shares of the training points removed, one evaluation each (the
         paper's).
     stratify : bool, default=False
-        Remove the same share of every class of ``y`` (see
-        :func:`points_to_remove`); the random baseline is then stratified too.
-        Classifiers only.
+        %(stratify)s
     n_seeds : int, default=3
         Retraining seeds; results are means and standard errors over them.
     n_jobs : int, default=None
-        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
-        all cores; a Dask joblib backend spreads them over a cluster).
+        %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
         Draws the retraining seeds and the random choices of removal.
     baselines : RemovalBaselines, default=None
-        The no-removal and random-removal retrainings, from
-        :func:`removal_baselines` with the same data, ``fractions``,
-        ``stratify``, ``n_seeds``, ``random_state`` and ``metric``; computed
-        here when ``None``.
+        %(baselines)s
     metric : {"accuracy", "rmse", "r2"}, default=None
-        The test metric: accuracy for a classifier; RMSE (``None``) or R^2
-        for a regressor.
+        %(metric)s
 
     Returns
     -------
@@ -102,13 +88,8 @@ def retraining_score(estimator, X, y, X_test, y_test, scores, labels, *,
                          metric=metric)
 
 
-@validate_params(
-    {
-        **SCORED_PARAMS,
-        "fractions": ["array-like"],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(REMOVAL_PARAMS, prefer_skip_nested_validation=True)
+@fill_retraining_doc
 def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
                   fractions=(0.25, 0.50, 0.75), stratify=False, order="score", n_seeds=3,
                   n_jobs=None, random_state=None, baselines=None, metric=None):
@@ -120,10 +101,7 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     Parameters
     ----------
     estimator : classifier or regressor
-        The training recipe, cloned for every retraining (a ``random_state``
-        parameter is set per seed): a skorch net, or an attributor's
-        ``estimator_`` (a converted scikit-learn model is refitted by
-        scikit-learn).
+        %(estimator)s
     X : array-like of shape (n_samples, ...)
         Training inputs, those the scores and ``labels`` refer to.
     y : array-like of shape (n_samples,)
@@ -140,9 +118,7 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
         Shares of the training points pruned, one evaluation each (the
         paper's).
     stratify : bool, default=False
-        Remove the same share of every class of ``y`` (see
-        :func:`points_to_remove`); the random baseline is then stratified too.
-        Classifiers only.
+        %(stratify)s
     order : {"score", "harmful-then-random"}, default="score"
         ``"score"``: whole groups from the lowest score up.
         ``"harmful-then-random"`` removes only the harmful points by score
@@ -152,18 +128,13 @@ def pruning_score(estimator, X, y, X_test, y_test, scores, labels, *,
     n_seeds : int, default=3
         Retraining seeds; results are means and standard errors over them.
     n_jobs : int, default=None
-        Retrainings run in parallel (joblib semantics: ``None`` is 1, ``-1``
-        all cores; a Dask joblib backend spreads them over a cluster).
+        %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
         Draws the retraining seeds and the random choices of removal.
     baselines : RemovalBaselines, default=None
-        The no-removal and random-removal retrainings, from
-        :func:`removal_baselines` with the same data, ``fractions``,
-        ``stratify``, ``n_seeds``, ``random_state`` and ``metric``; computed
-        here when ``None``.
+        %(baselines)s
     metric : {"accuracy", "rmse", "r2"}, default=None
-        The test metric: accuracy for a classifier; RMSE (``None``) or R^2
-        for a regressor.
+        %(metric)s
 
     Returns
     -------

@@ -21,18 +21,25 @@ from ..utils._targets import fit_targets_for, is_regression
 #: Test metrics of the retrainings: whether greater is better, and for which task.
 #: ``validate_params`` constraints of every function that retrains a recipe on the
 #: training data and scores it on test data; each adds its own.
+#: The seeds and parallel jobs of the retrainings (also
+#: :func:`~skggda.inspection.verify_removal`'s, which retrains on its own data).
+SEEDING_PARAMS = {
+    "n_seeds": [Interval(Integral, 1, None, closed="left")],
+    "n_jobs": [Integral, None],
+    "random_state": ["random_state"],
+}
 RETRAINING_PARAMS = {
     "estimator": [HasMethods(["fit"])],
     "X": ["array-like"],
     "y": ["array-like"],
     "X_test": ["array-like"],
     "y_test": ["array-like"],
-    "n_seeds": [Interval(Integral, 1, None, closed="left")],
-    "n_jobs": [Integral, None],
-    "random_state": ["random_state"],
+    **SEEDING_PARAMS,
 }
 #: ... and of those that also read an attribution: its scores and group labels.
 SCORED_PARAMS = {**RETRAINING_PARAMS, "scores": ["array-like"], "labels": ["array-like"]}
+#: ... and of those that remove shares of the training points by score.
+REMOVAL_PARAMS = {**SCORED_PARAMS, "fractions": ["array-like"]}
 
 METRICS = {"accuracy": (True, "classification"), "rmse": (False, "regression"),
            "r2": (True, "regression")}

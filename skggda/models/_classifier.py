@@ -7,11 +7,13 @@ import torch
 from skorch import NeuralNetClassifier
 
 from ._callbacks import OneCycleSchedule
+from ._docs import fill_net_doc
 from ._mlp import MLP
 from ._resnet import ResNet18
 from ._seeded import SeededNetMixin, as_arrays
 
 
+@fill_net_doc
 class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
     """skorch's ``NeuralNetClassifier`` with a ``random_state`` and inferred input sizes.
 
@@ -28,19 +30,13 @@ class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
     Parameters
     ----------
     module : torch.nn.Module class or instance
-        The network. A class whose constructor takes ``n_features``,
-        ``n_classes`` or ``in_channels`` gets them from the training data
-        unless they are set with ``module__...``.
+        %(module)s
     *args
-        Further positional parameters of the skorch net class, after
-        ``module``.
+        %(args)s
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, batch shuffling and dropout inside
-        :func:`torch.random.fork_rng`, leaving the global torch RNG as it
-        was. ``None`` uses the global RNG, as skorch does.
+        %(random_state)s
     **kwargs
-        Any other parameter of the skorch net class (``criterion``, ``lr``,
-        ``max_epochs``, ``callbacks``, ``module__...``, ...).
+        %(kwargs)s
         See :class:`skorch.NeuralNetClassifier`.
 
     Examples
@@ -72,6 +68,7 @@ class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
         return len(np.unique(y))
 
 
+@fill_net_doc
 def make_classifier(
     hidden_layer_sizes=(50, 50),
     *,
@@ -116,8 +113,7 @@ def make_classifier(
     weight_decay : float, default=4e-4
         Adam's L2 weight decay.
     device : str, default="cpu"
-        Torch device of training (``"cuda"`` trains on the GPU; attribution
-        then runs there too).
+        %(device)s
     random_state : int, RandomState instance or None, default=None
         Makes training repeatable without touching the global torch RNG.
     verbose : int, default=0
@@ -154,6 +150,7 @@ def mlp_recipe(hidden_layer_sizes, activation, **recipe):
                         module__activation=activation, **recipe)
 
 
+@fill_net_doc
 def make_resnet_classifier(
     *,
     width=64,
@@ -186,8 +183,7 @@ def make_resnet_classifier(
     weight_decay : float, default=0.0
         Adam's L2 weight decay (none in the paper's recipe).
     device : str, default="cpu"
-        Torch device of training (``"cuda"`` trains on the GPU; attribution
-        then runs there too).
+        %(device)s
     random_state : int, RandomState instance or None, default=None
         Makes training repeatable without touching the global torch RNG.
     verbose : int, default=0

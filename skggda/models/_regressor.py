@@ -7,9 +7,11 @@ import torch
 from skorch import NeuralNetRegressor
 
 from ._classifier import mlp_recipe
+from ._docs import fill_net_doc
 from ._seeded import SeededNetMixin, as_arrays
 
 
+@fill_net_doc
 class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
     """skorch's ``NeuralNetRegressor`` with a ``random_state``, inferred sizes and 1-D targets.
 
@@ -25,19 +27,13 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
     Parameters
     ----------
     module : torch.nn.Module class or instance
-        The network. A class whose constructor takes ``n_features``,
-        ``n_classes`` or ``in_channels`` gets them from the training data
-        unless they are set with ``module__...``.
+        %(module)s
     *args
-        Further positional parameters of the skorch net class, after
-        ``module``.
+        %(args)s
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, batch shuffling and dropout inside
-        :func:`torch.random.fork_rng`, leaving the global torch RNG as it
-        was. ``None`` uses the global RNG, as skorch does.
+        %(random_state)s
     **kwargs
-        Any other parameter of the skorch net class (``criterion``, ``lr``,
-        ``max_epochs``, ``callbacks``, ``module__...``, ...).
+        %(kwargs)s
         See :class:`skorch.NeuralNetRegressor`.
 
     Examples
@@ -83,6 +79,7 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
         return y_pred
 
 
+@fill_net_doc
 def make_regressor(hidden_layer_sizes=(50, 50), *, activation="relu", criterion=torch.nn.MSELoss,
                    lr=1e-3, max_epochs=30, batch_size=128, weight_decay=4e-4, device="cpu",
                    random_state=None, verbose=0, **kwargs):
@@ -114,8 +111,7 @@ def make_regressor(hidden_layer_sizes=(50, 50), *, activation="relu", criterion=
     weight_decay : float, default=4e-4
         Adam's L2 weight decay.
     device : str, default="cpu"
-        Torch device of training (``"cuda"`` trains on the GPU; attribution
-        then runs there too).
+        %(device)s
     random_state : int, RandomState instance or None, default=None
         Makes training repeatable without touching the global torch RNG.
     verbose : int, default=0

@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._classifier import paper_recipe
+from ._docs import fill_net_doc
 
 #: The last encoder block and the head: what text attribution differentiates by default.
 TEXT_LAST_BLOCK = ["transformer.encoder.layer.5", "head"]
@@ -194,6 +195,7 @@ class TextClassifier(nn.Module):
         return self.head(pooled)
 
 
+@fill_net_doc
 def make_text_classifier(*, lr=2e-5, max_epochs=3, batch_size=32, weight_decay=0.0,
                          device="cpu", random_state=None, verbose=0, **kwargs):
     """A skorch classifier fine-tuning :class:`TextClassifier` (Adam, one-cycle schedule).
@@ -214,8 +216,7 @@ def make_text_classifier(*, lr=2e-5, max_epochs=3, batch_size=32, weight_decay=0
     weight_decay : float, default=0.0
         Adam's L2 weight decay (none, as in the paper's fine-tuning).
     device : str, default="cpu"
-        Torch device of training (``"cuda"`` trains on the GPU; attribution
-        then runs there too).
+        %(device)s
     random_state : int, RandomState instance or None, default=None
         Makes training repeatable without touching the global torch RNG.
     verbose : int, default=0
