@@ -127,7 +127,6 @@ def main(argv=None):
             print(f"paper: {PAPER[name]}")
         folder = Path(args.output) / name
         experiments.write_files(records, summary, folder)
-        experiments.plot_runtime_fidelity(summary, folder)
         print(f"wrote {folder}")
 
 

@@ -3,19 +3,18 @@
 :func:`run_grid` runs every cell of a :class:`GridConfig` (data set, model,
 attributors, groupers, group sizes, tasks, seeds) and returns one
 :class:`GridRecord` per cell and measure; :func:`summarize`,
-:func:`format_tables`, :func:`write_files` and :func:`plot_runtime_fidelity`
-turn them into the paper's tables, files and figures. The names a grid
+:func:`format_tables` and :func:`write_files` turn them into the paper's
+tables, files and figures. The names a grid
 accepts (the command line's choices) are in ``skggda.experiments._config``.
 """
 
 from ._grid import GridConfig, GridRecord, run_grid
-from ._report import format_tables, plot_runtime_fidelity, summarize, write_files
+from ._report import format_tables, summarize, write_files
 
 __all__ = [
     "GridConfig",
     "GridRecord",
     "format_tables",
-    "plot_runtime_fidelity",
     "run_grid",
     "summarize",
     "write_files",

@@ -140,8 +140,14 @@ def _baseline_line(rows):
             f"{100 * row['baseline']:.1f}%")
 
 
-def write_files(records, summary, folder):
-    """Write ``records.csv`` and ``summary.json`` under ``folder``.
+def write_files(records, summary, folder, *, plots=True):
+    """Write ``records.csv``, ``summary.json`` and the runtime-vs-fidelity figures.
+
+    The figures are one PNG per task and metric: the metric against the
+    runtime (grouping + attribution, log scale), one line per attributor and
+    grouper, each point labelled with its group size and the random
+    baseline dashed. They need matplotlib; without it only the two files
+    are written.
 
     Parameters
     ----------
@@ -151,11 +157,13 @@ def write_files(records, summary, folder):
         The output of :func:`summarize`.
     folder : str or path-like
         Folder the files are written to (created if missing).
+    plots : bool, default=True
+        Also write the figures (when matplotlib is installed).
 
     Returns
     -------
     paths : list of Path
-        The two files written.
+        The files written: ``records.csv``, ``summary.json``, then the PNGs.
 
     Examples
     --------
@@ -168,7 +176,7 @@ def write_files(records, summary, folder):
     ...                   value=0.9, n_groups=180, grouping_s=0.1, attribution_s=2.0,
     ...                   training_s=1.0)]
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     [p.name for p in write_files(records, summarize(records), folder)]
+    ...     [p.name for p in write_files(records, summarize(records), folder, plots=False)]
     ['records.csv', 'summary.json']
     """
     folder = Path(folder)
@@ -181,36 +189,11 @@ def write_files(records, summary, folder):
         writer.writerows(rows)
     json_path = folder / "summary.json"
     json_path.write_text(json.dumps(summary, indent=2))
-    return [csv_path, json_path]
+    return [csv_path, json_path, *(_plot_runtime_fidelity(summary, folder) if plots else [])]
 
 
-def plot_runtime_fidelity(summary, folder):
-    """One PNG per task: metric against runtime (log), a line per attributor and grouper.
-
-    Parameters
-    ----------
-    summary : list of dict
-        The output of :func:`summarize`.
-    folder : str or path-like
-        Folder the files are written to (created if missing).
-
-    Returns
-    -------
-    paths : list of Path
-        The PNG files written; empty when matplotlib is missing.
-
-    Examples
-    --------
-    >>> from skggda.experiments import GridRecord, summarize
-    >>> records = [GridRecord("noisy", "digits", "ann-s", "tracin", "grad", 16, seed, "auc",
-    ...                   auc, 90, 0.1, 0.2, 1.0) for seed, auc in [(0, 0.7), (1, 0.8)]]
-    >>> import tempfile
-    >>> from skggda.experiments import plot_runtime_fidelity
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     paths = plot_runtime_fidelity(summarize(records), folder)
-    >>> [p.name for p in paths] in ([], ["noisy_auc.png"])
-    True
-    """
+def _plot_runtime_fidelity(summary, folder):
+    """The PNGs of :func:`write_files` (none without matplotlib)."""
     try:
         import matplotlib
 
