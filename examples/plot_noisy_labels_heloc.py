@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from sklearn.frozen import FrozenEstimator
 
 from skggda import GradKMeansGrouper, RandomGrouper, TracInAttributor
-from skggda.datasets import load_heloc, make_heloc_like
+from skggda.datasets import load_heloc, load_tabular_fallback
 from skggda.metrics import flip_labels
 from skggda.metrics import detection_curve, noisy_label_auc
 from skggda.models import make_classifier
@@ -25,7 +25,7 @@ from skggda.utils import record_timings
 try:
     data, source = load_heloc(), "HELOC"
 except FileNotFoundError:
-    data, source = make_heloc_like(), "HELOC-like (synthetic)"
+    data, source = load_tabular_fallback("heloc_like"), "HELOC-like (synthetic)"
 X, X_test, y_test = data.X_train, data.X_test, data.y_test
 y, flipped = flip_labels(data.y_train, 0.1, random_state=0)
 

@@ -17,8 +17,8 @@ from skggda.datasets import (
     load_mnist,
     load_qnli_dev,
     load_tabular_fallback,
-    make_heloc_like,
 )
+from skggda.datasets._fallbacks import make_heloc_like
 from skggda.datasets._home import get_data_home
 from skggda.datasets._heloc import HELOC_FEATURE_NAMES
 
@@ -371,6 +371,7 @@ def test_heloc_like_is_seeded():
 @pytest.mark.parametrize("name, n_train, n_test, n_features, n_classes", [
     ("breast_cancer", 455, 114, 30, 2),
     ("digits", 1437, 360, 64, 10),
+    ("heloc_like", 7896, 1975, 23, 2),
 ])
 def test_tabular_fallback(name, n_train, n_test, n_features, n_classes):
     data = load_tabular_fallback(name)

@@ -6,7 +6,7 @@ the environment variable ``SKGGDA_DATA``, else ``~/skggda_data``) and say
 which file they miss. The fallbacks need no file.
 """
 
-from ._fallbacks import load_tabular_fallback, make_heloc_like
+from ._fallbacks import load_tabular_fallback
 from ._heloc import load_heloc
 from ._mnist import load_mnist
 from ._qnli import load_qnli_dev
@@ -16,5 +16,4 @@ __all__ = [
     "load_mnist",
     "load_qnli_dev",
     "load_tabular_fallback",
-    "make_heloc_like",
 ]

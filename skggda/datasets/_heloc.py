@@ -92,7 +92,7 @@ def load_heloc(*, data_home=None, test_size=0.2, random_state=0, standardize=Tru
 
     See Also
     --------
-    make_heloc_like : Synthetic stand-in with the same layout, no file needed.
+    load_tabular_fallback : ``"heloc_like"``, a synthetic stand-in with the same layout.
 
     Examples
     --------

@@ -21,9 +21,8 @@ from ..datasets import (
     load_mnist,
     load_qnli_dev,
     load_tabular_fallback,
-    make_heloc_like,
 )
-from ..datasets._fallbacks import make_cifar_like
+from ..datasets._fallbacks import make_cifar_like, make_heloc_like
 from ..metrics import (
     flip_labels,
     noisy_label_auc,
