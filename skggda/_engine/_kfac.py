@@ -248,10 +248,10 @@ def fit_kfac(plan, X, y, *, corrected=True, fisher="true", seed=0, batch_size=51
     correction_columns : callable, default=None
         Unprojected EK-FAC only: ``correction_columns(blocks)`` gives, for
         each block of the K-FAC fit, the columns of ``Q_A`` on which the
-        correction is computed (``None``: all). The rest of each row gets
-        the row's exact remaining second moment, spread over those columns
-        as K-FAC spreads it (:func:`_spread_remainder`), so every block's
-        mean eigenvalue stays exact. The eigen projection uses it to read
+        correction is computed (``None``: all). The other columns share
+        each row's exact remaining second moment as K-FAC's row would
+        (:func:`_spread_remainder`), so every row total, and every block's
+        mean eigenvalue, stays exact. The eigen projection uses it to read
         only the directions its coordinates can come from
         (:func:`~._eigen_projection.correction_columns`).
 
