@@ -26,6 +26,8 @@ benchmark imports another.
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import platform
@@ -318,6 +320,14 @@ def add_arguments(parser, *, repeats, repeats_help, quick_help, json=True):
                         help="torch threads (default: available cores)")
     parser.add_argument("--device", choices=["cpu", "cuda"],
                         default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def benchmark_parser(doc, **options):
+    """An argument parser described by the first paragraph of ``doc`` (the script's
+    docstring), with the shared options of :func:`add_arguments` (``options``)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_arguments(parser, **options)
+    return parser
 
 
 def workload_specs(workloads, names, quick):

@@ -86,7 +86,6 @@ batches.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -98,11 +97,10 @@ import skggda
 from _engine_influence import (
     INFLUENCE_TARGETS, influence_verdicts, print_influence_report, run_influence,
 )
-from _harness import (
-    BATCH_SIZE, GROUP_SIZES, N_COMPONENTS, SIZES, Table, add_arguments, environment,
-    epoch_seconds, group_columns, print_closing, print_contention, print_overall,
-    print_verdicts, start, timed, with_contention, workload_specs, write_json,
-)
+from _harness import (BATCH_SIZE, GROUP_SIZES, N_COMPONENTS, SIZES, Table, benchmark_parser,
+                     environment, epoch_seconds, group_columns, print_closing,
+                     print_contention, print_overall, print_verdicts, start, timed,
+                     with_contention, workload_specs, write_json)
 from skggda import _engine
 from skggda.utils import record_timings
 from skggda.models import MLP, make_classifier
@@ -388,9 +386,9 @@ def print_report(result, meta):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser, repeats=REPEATS, repeats_help="time every measurement this many times",
-                  quick_help="n / 10 (and test / 10): smoke run")
+    parser = benchmark_parser(__doc__, repeats=REPEATS,
+                              repeats_help="time every measurement this many times",
+                              quick_help="n / 10 (and test / 10): smoke run")
     parser.add_argument(
         "--workloads", nargs="+", choices=sorted(WORKLOADS), default=["heloc", "mnist"]
     )

@@ -39,7 +39,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import subprocess
@@ -56,10 +55,9 @@ import torch.nn.functional as F
 from sklearn.frozen import FrozenEstimator
 
 import skggda.models
-from _harness import (
-    PeakMemory, Table, add_arguments, environment, epoch_seconds, print_closing, print_overall,
-    print_verdicts, start, synchronize, timed, write_json,
-)
+from _harness import (PeakMemory, Table, benchmark_parser, environment, epoch_seconds,
+                     print_closing, print_overall, print_verdicts, start, synchronize,
+                     timed, write_json)
 from skggda import (
     GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, RandomGrouper, ReprKMeansGrouper,
     TracInAttributor, TRAKAttributor, _engine,
@@ -525,9 +523,9 @@ def part_ratios(args, device, sizes):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser, repeats=2, repeats_help="time L, score_groups and attribute",
-                  quick_help="the same as --dry-run")
+    parser = benchmark_parser(__doc__, repeats=2,
+                              repeats_help="time L, score_groups and attribute",
+                              quick_help="the same as --dry-run")
     parser.set_defaults(device=None)
     parser.add_argument("--dry-run", action="store_true",
                         help="toy sizes, to check the script end to end (< 1 min)")

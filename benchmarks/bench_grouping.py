@@ -72,7 +72,6 @@ Usage
 
 from __future__ import annotations
 
-import argparse
 import gc
 import math
 import resource
@@ -84,11 +83,10 @@ import torch
 from sklearn.frozen import FrozenEstimator
 
 import skggda
-from _harness import (
-    BATCH_SIZE, N_COMPONENTS, SIZES, Table, add_arguments, environment, epoch_seconds,
-    group_columns, print_closing, print_contention, print_overall, print_verdicts, proc_bytes,
-    start, timed, with_contention, workload_specs, write_json,
-)
+from _harness import (BATCH_SIZE, N_COMPONENTS, SIZES, Table, benchmark_parser, environment,
+                     epoch_seconds, group_columns, print_closing, print_contention,
+                     print_overall, print_verdicts, proc_bytes, start, timed,
+                     with_contention, workload_specs, write_json)
 from _harness import GROUP_SIZES as ATTR_GROUP_SIZES
 from skggda.utils import record_timings
 from skggda.models import MLP, make_classifier
@@ -409,10 +407,9 @@ def print_header(result, meta):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser, repeats=REPEATS,
-                  repeats_help="time L and every grouping fit this many times",
-                  quick_help="n / 10 (and test / 10): smoke run")
+    parser = benchmark_parser(__doc__, repeats=REPEATS,
+                              repeats_help="time L and every grouping fit this many times",
+                              quick_help="n / 10 (and test / 10): smoke run")
     parser.add_argument(
         "--workloads", nargs="+", choices=sorted(WORKLOADS), default=["heloc", "mnist"]
     )

@@ -36,7 +36,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import torch
@@ -45,11 +44,9 @@ from sklearn.frozen import FrozenEstimator
 import skggda
 import skggda.datasets
 import skggda.models
-from _harness import (
-    GROUP_SIZES, N_COMPONENTS, Table, add_arguments, default_data_home, epoch_seconds,
-    group_columns, print_contention, print_overall, print_verdicts, start, timed,
-    with_contention,
-)
+from _harness import (GROUP_SIZES, N_COMPONENTS, Table, benchmark_parser, default_data_home,
+                     epoch_seconds, group_columns, print_contention, print_overall,
+                     print_verdicts, start, timed, with_contention)
 from skggda import InfluenceAttributor, RandomGrouper, TracInAttributor
 
 # ResNet-18 and MiniLM activations take far more memory per row than the MLPs'
@@ -182,9 +179,9 @@ def report(work, L, sizes, rows, load):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser, repeats=2, repeats_help="time L and every attribution this many times",
-                  quick_help="n=256, width 8, one repeat", json=False)
+    parser = benchmark_parser(__doc__, repeats=2,
+                              repeats_help="time L and every attribution this many times",
+                              quick_help="n=256, width 8, one repeat", json=False)
     parser.add_argument("--workloads", nargs="+", default=["resnet", "text"],
                         choices=["resnet", "text"])
     parser.add_argument("--n", type=int, default=1024)

@@ -37,7 +37,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import shutil
 import tempfile
@@ -50,9 +49,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.frozen import FrozenEstimator
 
-from _harness import (EpochClock, PeakMemory, Table, add_arguments, default_data_home,
-                      environment, print_closing, print_overall, print_verdicts, start, timed,
-                      write_json)
+from _harness import (EpochClock, PeakMemory, Table, benchmark_parser, default_data_home,
+                     environment, print_closing, print_overall, print_verdicts, start,
+                     timed, write_json)
 from skggda import (GradKMeansGrouper, InfluenceAttributor, RandomGrouper, TracInAttributor,
                     TRAKAttributor)
 from skggda.models import make_classifier
@@ -333,9 +332,8 @@ def verdicts(results):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser, repeats=1, repeats_help="runs of each measurement",
-                  quick_help="a smoke run: 10^4 rows only, 16 queries, two methods")
+    parser = benchmark_parser(__doc__, repeats=1, repeats_help="runs of each measurement",
+                              quick_help="a smoke run: 10^4 rows only, 16 queries, two methods")
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS),
                         default=["1e4", "6e4", "1e6", "1e7"])
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))

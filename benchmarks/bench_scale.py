@@ -47,7 +47,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from pathlib import Path
@@ -57,18 +56,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.frozen import FrozenEstimator
 
-from _harness import (
-    PeakMemory,
-    Table,
-    add_arguments,
-    environment,
-    print_closing,
-    print_overall,
-    print_verdicts,
-    start,
-    timed,
-    write_json,
-)
+from _harness import (PeakMemory, Table, benchmark_parser, environment, print_closing,
+                     print_overall, print_verdicts, start, timed, write_json)
 from skggda import GradKMeansGrouper, RandomGrouper, TracInAttributor
 from skggda.models import make_classifier
 
@@ -282,9 +271,8 @@ def dask_speedup(folder, n):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser, repeats=1, repeats_help="runs of every step",
-                  quick_help="sizes 10^4 and 10^5 only (a smoke run)")
+    parser = benchmark_parser(__doc__, repeats=1, repeats_help="runs of every step",
+                              quick_help="sizes 10^4 and 10^5 only (a smoke run)")
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e5, 1e6, 1e7])
     parser.add_argument("--dir", default="/tmp/skggda_scale", help="where the memmaps go")
     parser.add_argument("--keep", action="store_true", help="keep the memmaps afterwards")

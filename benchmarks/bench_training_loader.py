@@ -35,7 +35,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -45,10 +44,9 @@ import torch
 
 import skggda
 import skggda.datasets
-from _harness import (
-    EpochClock, Table, add_arguments, default_data_home, environment, print_closing,
-    print_contention, print_overall, print_verdicts, start, timed, with_contention,
-)
+from _harness import (EpochClock, Table, benchmark_parser, default_data_home, environment,
+                     print_closing, print_contention, print_overall, print_verdicts, start,
+                     timed, with_contention)
 from skggda.models import MLP, make_classifier
 
 HIDDEN = (150, 150, 150)
@@ -130,9 +128,8 @@ def report(best, weights, L, load, source, n, batch_size):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser, repeats=3, repeats_help="time every row this many times",
-                  quick_help="6,000 rows, one repeat", json=False)
+    parser = benchmark_parser(__doc__, repeats=3, repeats_help="time every row this many times",
+                              quick_help="6,000 rows, one repeat", json=False)
     parser.add_argument("--n", type=int, default=60000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--data-home", default=default_data_home())
