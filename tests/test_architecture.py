@@ -184,3 +184,36 @@ def test_cycle_is_found(tiny_package):
     write(tiny_package, "attribution/_base.py", "from ..models import X\n")
     write(tiny_package, "models/_net.py", "def f():\n    from ..attribution import A\n")
     assert cycles(import_edges(tiny_package)) == [["attribution", "models", "attribution"]]
+
+
+# -- the public API (issue 21): what users call, at most 60 names ------------------------
+
+PUBLIC_NAMESPACES = ["skggda", "skggda.attribution", "skggda.grouping", "skggda.metrics",
+                     "skggda.models", "skggda.datasets", "skggda.inspection", "skggda.io",
+                     "skggda.properties", "skggda.experiments", "skggda.utils"]
+
+
+def public_objects():
+    """Every object a public namespace exports (``__all__``), counted once however many
+    namespaces re-export it; ``__version__`` is not an API name."""
+    import importlib
+
+    objects = {}
+    for name in PUBLIC_NAMESPACES:
+        module = importlib.import_module(name)
+        for export in module.__all__:
+            if export != "__version__":
+                objects.setdefault(id(getattr(module, export)), f"{name}.{export}")
+    return sorted(objects.values())
+
+
+def test_public_api_has_at_most_60_names():
+    names = public_objects()
+    assert len(names) <= 60, f"{len(names)} public names: {names}"
+
+
+def test_every_public_package_is_counted():
+    packages = {p.name for p in ROOT.iterdir()
+                if p.is_dir() and (p / "__init__.py").exists() and not p.name.startswith("_")}
+    counted = {name.split(".")[1] for name in PUBLIC_NAMESPACES if "." in name}
+    assert packages - {"cli"} <= counted, packages - counted
