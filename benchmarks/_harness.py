@@ -322,11 +322,21 @@ def add_arguments(parser, *, repeats, repeats_help, quick_help, json=True):
                         default="cuda" if torch.cuda.is_available() else "cpu")
 
 
-def benchmark_parser(doc, **options):
+def benchmark_parser(doc, *, workloads=None, **options):
     """An argument parser described by the first paragraph of ``doc`` (the script's
-    docstring), with the shared options of :func:`add_arguments` (``options``)."""
+    docstring), with the shared options of :func:`add_arguments` (``options``).
+
+    With ``workloads`` (a dict of named sizes, read with :func:`workload_specs`):
+    ``--workloads`` (default: the HELOC and MNIST sizes) and ``--quick``'s
+    meaning for them.
+    """
+    if workloads is not None:
+        options.setdefault("quick_help", "n / 10 (and test / 10): smoke run")
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     add_arguments(parser, **options)
+    if workloads is not None:
+        parser.add_argument("--workloads", nargs="+", choices=sorted(workloads),
+                            default=["heloc", "mnist"])
     return parser
 
 

@@ -386,12 +386,8 @@ def print_report(result, meta):
 
 
 def parse_args(argv=None):
-    parser = benchmark_parser(__doc__, repeats=REPEATS,
-                              repeats_help="time every measurement this many times",
-                              quick_help="n / 10 (and test / 10): smoke run")
-    parser.add_argument(
-        "--workloads", nargs="+", choices=sorted(WORKLOADS), default=["heloc", "mnist"]
-    )
+    parser = benchmark_parser(__doc__, workloads=WORKLOADS, repeats=REPEATS,
+                              repeats_help="time every measurement this many times")
     parser.add_argument("--no-influence", action="store_true",
                         help="skip the influence / TRAK part (Fisher, LiSSA, TRAK)")
     parser.add_argument("--no-lissa", action="store_true",

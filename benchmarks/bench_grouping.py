@@ -407,12 +407,8 @@ def print_header(result, meta):
 
 
 def parse_args(argv=None):
-    parser = benchmark_parser(__doc__, repeats=REPEATS,
-                              repeats_help="time L and every grouping fit this many times",
-                              quick_help="n / 10 (and test / 10): smoke run")
-    parser.add_argument(
-        "--workloads", nargs="+", choices=sorted(WORKLOADS), default=["heloc", "mnist"]
-    )
+    parser = benchmark_parser(__doc__, workloads=WORKLOADS, repeats=REPEATS,
+                              repeats_help="time L and every grouping fit this many times")
     parser.add_argument("--no-attribution", action="store_true",
                         help="skip part 2 (the MNIST-size attribution matrix)")
     parser.add_argument(
