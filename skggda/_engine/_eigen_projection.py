@@ -71,7 +71,7 @@ class EigenProjector:
     recipe = None
 
     def __init__(self, plan, preconditioner, n_components):
-        self.dims = allocate_components([b.size for b in plan.blocks], int(n_components))
+        self.dims = block_dims(plan, n_components)
         self.n_components = int(sum(self.dims))
         self._blocks = plan.blocks
         device = next(iter(plan.params.values())).device
@@ -135,6 +135,12 @@ class EigenProjector:
         return torch.cat(parts, dim=-1)
 
 
+def block_dims(plan, n_components):
+    """Coordinates kept per block: ``n_components`` split in proportion to block sizes
+    (the projector's selection and the correction's candidates must agree)."""
+    return allocate_components([b.size for b in plan.blocks], int(n_components))
+
+
 def _kept(rotated, o_map, i_map):
     """The kept entries ``rotated[..., o_map, i_map]`` of ``(..., |O|, |I|)`` matrices,
     gathered by one ``index_select`` over their flattened last two dimensions."""
@@ -165,9 +171,8 @@ def correction_columns(plan, n_components, blocks):
     eigenvalues the projector keeps come from there (see the module's docstring).
     Passed to :func:`~._kfac.fit_kfac` as ``correction_columns``.
     """
-    dims = allocate_components([b.size for b in plan.blocks], int(n_components))
     columns = []
-    for curvature, keep in zip(blocks, dims):
+    for curvature, keep in zip(blocks, block_dims(plan, n_components)):
         if not isinstance(curvature, KroneckerBlock):
             columns.append(None)
             continue

@@ -477,8 +477,7 @@ def _symmetric_eigh(matrix):
     return values.clamp_min(0), vectors  # a covariance: negatives are rounding
 
 
-def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, projector=None,
-                         columns=None):
+def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, projector, columns):
     """EK-FAC: replace each Kronecker block's eigenvalues by ``mean_i (Q_S^T G_i Q_A)^2``.
 
     Projected, ``G_i`` is the projected gradient ``scale P_out^T G_i P_in``:
@@ -487,7 +486,6 @@ def _correct_eigenvalues(plan, X, y, blocks, seed, batch_size, progress, project
     all); the others get each row's remainder (:func:`_spread_remainder`).
     """
     dtype = module_dtype(plan.module)
-    columns = columns or [None] * len(blocks)
     # the rotations in the net's dtype once, not per batch (a wide layer's are large)
     hooked = [(i, block, _rotation(blocks[i], projector, i, dtype, columns[i]))
               for i, block in enumerate(plan.hook_blocks)
@@ -521,11 +519,10 @@ def _row_moments(block, calls, d):
     n_rows, n_in, n_out = a.shape[1], block.in_dim, d.shape[2]
     if n_rows * (n_in + n_out) <= n_in * n_out:
         # ||sum_t d_to a_t||^2 = d_o^T (a a^T) d_o: a (T, T) Gram matrix per sample
-        if block.weight_name:
-            gram = torch.bmm(a, a.transpose(1, 2))
-        else:
-            gram = a.new_zeros(a.shape[0], n_rows, n_rows)
-        gram = gram + 1.0 if block.bias_name else gram
+        gram = (torch.bmm(a, a.transpose(1, 2)) if block.weight_name
+                else a.new_zeros(a.shape[0], n_rows, n_rows))
+        if block.bias_name:
+            gram = gram + 1.0
         return (torch.bmm(gram, d) * d).sum((0, 1)).double()
     a = block.augment(a)
     return torch.bmm(d.transpose(1, 2), a).square().sum((0, 2)).double()
@@ -537,16 +534,16 @@ def _spread_remainder(block, values, columns, row_moments):
     eigenvalues (K-FAC's shape of a row), so that each row, and the block's mean, keep
     their exact totals."""
     kfac = block.eigenvalues  # s_o a_i: every row is proportional to A's eigenvalues
+    columns = columns.to(kfac.device)
     full = torch.empty_like(kfac)
     full[:, columns] = values
-    rest = torch.ones(kfac.shape[1], dtype=torch.bool)
-    rest[columns.cpu()] = False
-    rest = rest.to(kfac.device)
-    weights = kfac.sum(0)[rest].clamp_min(0)
-    weights = (weights / weights.sum() if weights.sum() > 0
-               else torch.full_like(weights, 1.0 / max(weights.numel(), 1)))
+    rest = torch.ones(kfac.shape[1], dtype=torch.bool, device=kfac.device)
+    rest[columns] = False
+    shares = kfac.sum(0)[rest].clamp_min(0)
+    total = shares.sum()
+    shares = shares / total if total > 0 else torch.full_like(shares, 1.0 / shares.numel())
     remainder = (row_moments.to(kfac) - values.sum(1)).clamp_min(0)  # rounding: >= 0
-    full[:, rest] = remainder[:, None] * weights[None, :]
+    full[:, rest] = remainder[:, None] * shares[None, :]
     return full
 
 

@@ -57,8 +57,8 @@ class StoredGradients:
     def _correction_columns(self, plan):
         """EK-FAC with the eigen projection corrects only the directions the projector can
         keep (:func:`~skggda._engine.eigen_correction_columns`); ``None``: all of them."""
-        if not (self.solver == "ekfac" and self.projection == "eigen"
-                and self.n_components is not None):
+        if not (self._projected_kronecker() and self.solver == "ekfac"
+                and self.projection == "eigen"):
             return None
         return functools.partial(_engine.eigen_correction_columns, plan, self.n_components)
 

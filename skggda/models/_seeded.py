@@ -123,9 +123,7 @@ class SeededNetMixin:
             The batches, each ``[X_batch, y_batch]`` of tensors.
         """
         if self._batch_loading:
-            prefix = "iterator_train" if training else "iterator_valid"
-            iterator = self.iterator_train if training else self.iterator_valid
-            kwargs = self.get_params_for(prefix)
+            iterator, kwargs = self._iterator_options(training)
             kwargs.setdefault("batch_size", self.batch_size)
             if kwargs["batch_size"] == -1:
                 kwargs["batch_size"] = len(dataset)
@@ -136,14 +134,14 @@ class SeededNetMixin:
 
     def _reads_batches(self, *training):
         """Whether the iterators of these passes may take the batched path (options only)."""
-        if not self._batch_loading:
-            return False
-        for train in training:
-            prefix = "iterator_train" if train else "iterator_valid"
-            iterator = self.iterator_train if train else self.iterator_valid
-            if not loader_options_supported(iterator, super().get_params_for(prefix)):
-                return False
-        return True
+        return self._batch_loading and all(
+            loader_options_supported(*self._iterator_options(train)) for train in training)
+
+    def _iterator_options(self, training):
+        """``(iterator class, its options)`` of the training or the validation pass."""
+        if training:
+            return self.iterator_train, self.get_params_for("iterator_train")
+        return self.iterator_valid, self.get_params_for("iterator_valid")
 
     def _inputs(self, X, *training):
         # a memmap stays one when batches are sliced from it (a read-only one
