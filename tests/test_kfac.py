@@ -39,9 +39,26 @@ class NormNet(nn.Module):
         return self.head(torch.tanh(self.norm(self.inner(x)))) * self.temperature
 
 
+class TiedNet(nn.Module):
+    """A bias-free layer called twice per sample: two calls, rows joined, no ones column."""
+
+    def __init__(self):
+        super().__init__()
+        self.tied = nn.Linear(5, 5, bias=False)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.tied(torch.tanh(self.tied(x)))))
+
+
 def tiny_conv():
     torch.manual_seed(0)
     return TinyConvNet()
+
+
+def tied_net():
+    torch.manual_seed(0)
+    return TiedNet()
 
 
 def data(n, shape, seed=0):
@@ -52,6 +69,7 @@ def data(n, shape, seed=0):
 CASES = {
     "mlp": (two_linears, (5,), ["0", "2"]),
     "conv": (tiny_conv, (2, 4, 4), ["conv", "head"]),
+    "tied": (tied_net, (5,), ["tied", "head"]),
 }
 
 
@@ -59,29 +77,36 @@ CASES = {
 
 
 def layer_rows(module, layer, X, y):
-    """``(a, d)``: a layer's augmented input rows ``(n, T, in + 1)`` and output-gradient
-    rows ``(n, T, out)`` (T = 1 for a linear layer, the output positions of a conv)."""
-    seen = {}
-    handle = layer.register_forward_hook(lambda m, inputs, out: seen.update(x=inputs[0], out=out))
+    """``(a, d)``: a layer's input rows ``(n, T, in [+ 1 with a bias])`` and output-gradient
+    rows ``(n, T, out)`` (T: the output positions of a conv, times the layer's calls)."""
+    calls = []
+    handle = layer.register_forward_hook(lambda m, inputs, out: calls.append((inputs[0], out)))
     loss = F.cross_entropy(module(X), y, reduction="sum")
     handle.remove()
-    (d,) = torch.autograd.grad(loss, seen["out"])
-    x = seen["x"].detach()
-    if isinstance(layer, nn.Conv2d):
-        a = F.unfold(x, layer.kernel_size, padding=layer.padding).transpose(1, 2)
-        d = d.flatten(2).transpose(1, 2)
-    else:
-        a, d = x[:, None], d[:, None]
-    return torch.cat([a, torch.ones_like(a[..., :1])], -1).double(), d.double()
+    grads = torch.autograd.grad(loss, [out for _, out in calls])
+    a_rows, d_rows = [], []
+    for (x, _), d in zip(calls, grads):
+        x = x.detach()
+        if isinstance(layer, nn.Conv2d):
+            a_rows.append(F.unfold(x, layer.kernel_size, padding=layer.padding).transpose(1, 2))
+            d_rows.append(d.flatten(2).transpose(1, 2))
+        else:
+            a_rows.append(x[:, None])
+            d_rows.append(d[:, None])
+    a, d = torch.cat(a_rows, 1), torch.cat(d_rows, 1)
+    if layer.bias is not None:
+        a = torch.cat([a, torch.ones_like(a[..., :1])], -1)
+    return a.double(), d.double()
 
 
 def per_sample_layer_gradients(module, layer, X, y):
-    """``(n, out, in + 1)``: one backward per sample, weight (flattened) and bias."""
+    """``(n, out, in [+ 1])``: one backward per sample, weight (flattened) and bias."""
+    params = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
     rows = []
     for i in range(len(y)):
         loss = F.cross_entropy(module(X[i:i + 1]), y[i:i + 1])
-        w, b = torch.autograd.grad(loss, [layer.weight, layer.bias])
-        rows.append(torch.cat([w.flatten(1), b[:, None]], 1))
+        grads = torch.autograd.grad(loss, params)
+        rows.append(torch.cat([grads[0].flatten(1), *(g[:, None] for g in grads[1:])], 1))
     return torch.stack(rows).double()
 
 
@@ -303,3 +328,21 @@ def test_ekfac_runs_on_the_nets_device(mlp_problem):
         assert attr._kfac.blocks[0].q_in.device.type == device
         scores[device] = attr.score_groups(X_test, y_test)
     np.testing.assert_allclose(scores["cuda"], scores["cpu"], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_a_factor_takes_a_bias_ones_column_apart_as_if_appended(rows):
+    """Added to A's sums (both triangles: the factor is symmetric) over several batches,
+    the ones column gives the factor of rows with it appended."""
+    from skggda._engine._kfac import _KroneckerSums
+
+    g = torch.Generator().manual_seed(0)
+    acts, grads = torch.randn(7, rows, 4, generator=g), torch.randn(7, rows, 3, generator=g)
+    apart = _KroneckerSums(5, 3, torch.float32, "cpu", ones_column=True)
+    appended = _KroneckerSums(5, 3, torch.float32, "cpu")
+    for batch in (slice(0, 4), slice(4, 7)):
+        apart.add(acts[batch], grads[batch])
+        appended.add(torch.cat([acts[batch], torch.ones(*acts[batch].shape[:2], 1)], -1),
+                     grads[batch])
+    for got, expected in zip(apart.factors(), appended.factors()):
+        torch.testing.assert_close(got, expected)

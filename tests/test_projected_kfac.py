@@ -310,3 +310,19 @@ def test_eigen_projected_ekfac_corrects_only_candidates_and_scores_as_the_full_f
         expected = getattr(full, method)(*args)
         np.testing.assert_allclose(getattr(restricted, method)(*args), expected, rtol=1e-4,
                                    atol=1e-5 * np.abs(expected).max())
+
+
+def test_restricted_correction_gives_columns_without_kfac_mass_nothing():
+    """Unread columns whose input eigenvalues are 0 (dead inputs) carry no gradient: they
+    get 0, not a share of rounding (nor NaN from 0 / 0)."""
+    from skggda._engine._kfac import _spread_remainder
+
+    kfac = _engine.KroneckerBlock(torch.eye(2, dtype=torch.float64),
+                                  torch.eye(4, dtype=torch.float64),
+                                  torch.outer(torch.tensor([1.0, 2.0], dtype=torch.float64),
+                                              torch.tensor([3.0, 1.0, 0.0, 0.0],
+                                                           dtype=torch.float64)))
+    values = torch.tensor([[2.5, 0.5], [7.0, 1.5]], dtype=torch.float64)
+    full = _spread_remainder(kfac, values, torch.tensor([0, 1]), values.sum(1) + 1e-12)
+    expected = torch.cat([values, torch.zeros(2, 2, dtype=torch.float64)], 1)
+    torch.testing.assert_close(full, expected, rtol=0, atol=0)

@@ -541,7 +541,8 @@ def _spread_remainder(block, values, columns, row_moments):
     rest[columns] = False
     shares = kfac.sum(0)[rest].clamp_min(0)
     total = shares.sum()
-    shares = shares / total if total > 0 else torch.full_like(shares, 1.0 / shares.numel())
+    # no K-FAC mass on those columns (dead inputs): no gradient there, nothing to spread
+    shares = shares / total if total > 0 else shares
     remainder = (row_moments.to(kfac) - values.sum(1)).clamp_min(0)  # rounding: >= 0
     full[:, rest] = remainder[:, None] * shares[None, :]
     return full
