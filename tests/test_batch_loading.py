@@ -393,6 +393,13 @@ def test_only_dense_arrays_and_tensors_of_rows_are_sliced():
     assert not _batch_loading.batchable_array([1.0, 2.0])
 
 
+def test_only_dicts_of_sliceable_arrays_are_sliced():
+    rows = np.zeros((10, 2), dtype=np.float32)
+    assert isinstance(_batch_loading.batch_view(Dataset({"a": rows}, None)), BatchView)
+    for other in (rows.astype(object), rows.astype(np.uint64)):
+        assert _batch_loading.batch_view(Dataset({"a": rows, "b": other}, None)) is None
+
+
 def test_a_dataset_given_another_length_uses_skorchs_path():
     X = np.zeros((10, 2), dtype=np.float32)
     assert _batch_loading.batch_view(Dataset(X, None, length=5)) is None

@@ -326,3 +326,30 @@ def test_restricted_correction_gives_columns_without_kfac_mass_nothing():
     full = _spread_remainder(kfac, values, torch.tensor([0, 1]), values.sum(1) + 1e-12)
     expected = torch.cat([values, torch.zeros(2, 2, dtype=torch.float64)], 1)
     torch.testing.assert_close(full, expected, rtol=0, atol=0)
+
+
+def test_correction_columns_name_each_kronecker_blocks_top_product_columns():
+    """One entry a block, in order, past blocks without Kronecker structure (a norm layer, a
+    bare parameter): the sorted columns of a block's 4 x r_block largest K-FAC products,
+    None for the others and where those cover every column."""
+    torch.manual_seed(0)
+    module = NormNet().eval()
+    X, y = data(19, (5,))
+    plan = _engine.make_plan(module, per_sample_loss, X[:5])
+    blocks = _engine.fit_kfac(plan, X, y, corrected=False, fisher="empirical").blocks
+    columns = _engine.eigen_correction_columns(plan, 4, blocks)
+    assert len(columns) == len(blocks) == 4
+    restricted = 0
+    for block, keep, got in zip(blocks, _engine.EigenProjector(plan, _engine.KFACPreconditioner(
+            blocks), 4).dims, columns):
+        if not isinstance(block, _engine.KroneckerBlock):
+            assert got is None
+            continue
+        order = torch.argsort(block.eigenvalues.reshape(-1), descending=True)[:4 * keep]
+        expected = torch.unique(order % block.eigenvalues.shape[1])
+        if len(expected) == block.eigenvalues.shape[1]:
+            assert got is None
+        else:
+            restricted += 1
+            assert torch.equal(got, expected)
+    assert restricted == 2  # both linear layers read fewer columns than they have
