@@ -19,7 +19,7 @@ from sklearn.frozen import FrozenEstimator
 
 from skggda import GradKMeansGrouper, TracInAttributor
 from skggda.datasets import load_tabular_fallback
-from skggda.metrics import pruning_score
+from skggda.metrics import removal_score
 from skggda.models import make_classifier
 
 data = load_tabular_fallback("digits")
@@ -32,14 +32,15 @@ results = {}
 for name, grouper in [("per point", None), ("Grad-K-Means, 32", GradKMeansGrouper(32))]:
     attr = TracInAttributor(FrozenEstimator(net), grouper=grouper, random_state=0).fit(X, y)
     scores = attr.score_groups(X_test, y_test)
-    results[name] = pruning_score(recipe, X, y, X_test, y_test, scores, attr.labels_,
-                                  fractions=fractions, n_seeds=2, random_state=0)
+    results[name] = removal_score(recipe, X, y, X_test, y_test, scores, attr.labels_,
+                                  most_important=False, fractions=fractions, n_seeds=2,
+                                  random_state=0)
     print(name)
     print(results[name].as_table())
     print("kept class shares at 50%:", np.round(results[name].kept_class_share[1], 2))
-results["Grad-K-Means, 32, stratified"] = pruning_score(
-    recipe, X, y, X_test, y_test, scores, attr.labels_, fractions=fractions, stratify=True,
-    n_seeds=2, random_state=0)
+results["Grad-K-Means, 32, stratified"] = removal_score(
+    recipe, X, y, X_test, y_test, scores, attr.labels_, most_important=False,
+    fractions=fractions, stratify=True, n_seeds=2, random_state=0)
 print(results["Grad-K-Means, 32, stratified"].as_table())
 
 # %%

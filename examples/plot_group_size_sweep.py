@@ -18,7 +18,7 @@ from sklearn.model_selection import GridSearchCV
 
 from skggda import GradKMeansGrouper, TracInAttributor
 from skggda.datasets import load_tabular_fallback
-from skggda.metrics import make_retraining_scorer
+from skggda.metrics import make_removal_scorer
 from skggda.models import make_classifier
 
 data = load_tabular_fallback("breast_cancer")
@@ -28,7 +28,7 @@ net = make_classifier((50, 50), max_epochs=30, lr=1e-2, random_state=0).fit(X, y
 search = GridSearchCV(
     TracInAttributor(FrozenEstimator(net), grouper=GradKMeansGrouper(random_state=0)),
     {"grouper__group_size": [2, 8, 32, 128]},
-    scoring=make_retraining_scorer(fraction=0.1, n_seeds=2),
+    scoring=make_removal_scorer(0.1, most_important=True, n_seeds=2),
     cv=3,
 ).fit(X, y)
 

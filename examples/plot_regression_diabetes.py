@@ -26,7 +26,7 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
 
 from skggda import GradKMeansGrouper, InfluenceAttributor, TracInAttributor
-from skggda.metrics import retraining_score
+from skggda.metrics import removal_score
 from skggda.models import make_regressor
 
 X, y = load_diabetes(return_X_y=True)
@@ -50,8 +50,9 @@ fig, ax = plt.subplots(figsize=(6, 4))
 for name, attr in attributors.items():
     attr.fit(X, y)
     scores = attr.score_groups(X_test, y_test)
-    result = retraining_score(attr.estimator_, X, y, X_test, y_test, scores, attr.labels_,
-                              fractions=fractions, n_seeds=1, random_state=0)
+    result = removal_score(attr.estimator_, X, y, X_test, y_test, scores, attr.labels_,
+                           most_important=True, fractions=fractions, n_seeds=1,
+                           random_state=0)
     print(f"{name}\n{result.as_table()}\n")
     (line,) = ax.plot(100 * np.array(fractions), result.accuracy, "o-",
                       label=f"{name}: most helpful first")

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skggda import GradKMeansGrouper, InfluenceAttributor, RandomGrouper, TracInAttributor
-from skggda.metrics import make_pruning_scorer
+from skggda.metrics import make_removal_scorer
 
 from conftest import make_problem, tiny_net
 
@@ -43,7 +43,7 @@ def test_grid_search_over_group_size_and_attributor_parameters(data):
     search = GridSearchCV(
         InfluenceAttributor(FrozenEstimator(tiny_net().fit(X, y)), grouper=RandomGrouper()),
         {"grouper__group_size": [10, 50], "n_components": [4, 8]},
-        scoring=make_pruning_scorer(0.25), cv=2, n_jobs=2,
+        scoring=make_removal_scorer(0.25, most_important=False), cv=2, n_jobs=2,
     ).fit(X, y)
     assert len(search.cv_results_["params"]) == 4
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
@@ -106,7 +106,7 @@ def test_scorers_take_a_pipeline_and_transform_the_validation_fold(data):
     pipe = Pipeline([("scale", StandardScaler()),
                      ("attr", TracInAttributor(tiny_net(), grouper=RandomGrouper(group_size=25),
                                                random_state=0))]).fit(X, y)
-    scorer = make_pruning_scorer(0.25)
+    scorer = make_removal_scorer(0.25, most_important=False)
     direct = scorer(pipe[-1], pipe[:-1].transform(X_test), y_test)
     assert scorer(pipe, X_test, y_test) == direct
     search = GridSearchCV(pipe, {"attr__grouper__group_size": [25, 50]}, scoring=scorer,

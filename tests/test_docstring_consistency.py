@@ -17,12 +17,9 @@ from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, Rando
                     ReprKMeansGrouper, TracInAttributor, TRAKAttributor)
 from skggda.metrics import (
     make_lds_scorer,
-    make_pruning_scorer,
-    make_retraining_scorer,
-    pruning_score,
+    make_removal_scorer,
     removal_baselines,
     removal_score,
-    retraining_score,
 )
 from skggda.models import (
     make_classifier,
@@ -50,12 +47,12 @@ FAMILIES = {
     "groupers": ([RandomGrouper, KMeansGrouper, ReprKMeansGrouper, GradKMeansGrouper],
                  {"include_params": ["group_size", "n_groups"],
                   "include_attrs": ["labels_", "n_features_in_", "n_groups_"]}),
-    "removal": ([retraining_score, pruning_score, removal_score, removal_baselines],
+    "removal": ([removal_score, removal_baselines],
                 {"include_params": ["X", "X_test", "estimator", "metric", "n_jobs", "n_seeds",
                                     "random_state", "stratify", "y", "y_test"]}),
     "recipes": ([make_classifier, make_regressor, make_resnet_classifier, make_text_classifier],
                 {"include_params": ["device", "random_state", "verbose"]}),
-    "scorers": ([make_retraining_scorer, make_pruning_scorer, make_lds_scorer],
+    "scorers": ([make_removal_scorer, make_lds_scorer],
                 {"include_params": ["random_state"]}),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
@@ -15,10 +16,8 @@ from skggda.metrics import (
     group_leave_one_out,
     linear_datamodeling_score,
     make_lds_scorer,
-    make_pruning_scorer,
-    make_retraining_scorer,
-    pruning_score,
-    retraining_score,
+    make_removal_scorer,
+    removal_score,
 )
 from skggda.metrics._orders import points_to_remove, removal_order
 
@@ -76,10 +75,10 @@ def test_stratified_pruning_keeps_class_proportions(noisy):
     X, y, X_test, y_test, _ = noisy
     scores = np.where(y == 1, 1.0, -1.0)  # an order that would remove class 0 first
     kwargs = dict(fractions=[0.5], n_seeds=1, random_state=0)
-    plain = pruning_score(tiny_net(hidden=(8,), epochs=3), X, y, X_test, y_test, scores,
-                          np.arange(len(y)), **kwargs)
-    balanced = pruning_score(tiny_net(hidden=(8,), epochs=3), X, y, X_test, y_test, scores,
-                             np.arange(len(y)), stratify=True, **kwargs)
+    plain = removal_score(tiny_net(hidden=(8,), epochs=3), X, y, X_test, y_test, scores,
+                          np.arange(len(y)), most_important=False, **kwargs)
+    balanced = removal_score(tiny_net(hidden=(8,), epochs=3), X, y, X_test, y_test, scores,
+                             np.arange(len(y)), most_important=False, stratify=True, **kwargs)
     share = np.bincount(y) / len(y)
     assert plain.kept_class_share[0, 0] < 0.05  # class 0 gone
     np.testing.assert_allclose(balanced.kept_class_share[0], share, atol=0.01)
@@ -103,14 +102,15 @@ def test_shared_baselines_give_the_same_result_with_fewer_retrainings(noisy, mon
     scores = np.where(flipped, -1.0, 1.0)
     kwargs = dict(fractions=[0.2, 0.4], n_seeds=2, random_state=0)
     net = tiny_net(hidden=(8,), epochs=2)
-    alone = pruning_score(net, X, y, X_test, y_test, scores, np.arange(len(y)), **kwargs)
+    alone = removal_score(net, X, y, X_test, y_test, scores, np.arange(len(y)),
+                          most_important=False, **kwargs)
     shared = removal_baselines(net, X, y, X_test, y_test, **kwargs)
     calls = []
     real = _removal._fit_and_score
     monkeypatch.setattr(_removal, "_fit_and_score",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    reused = pruning_score(net, X, y, X_test, y_test, scores, np.arange(len(y)),
-                           baselines=shared, **kwargs)
+    reused = removal_score(net, X, y, X_test, y_test, scores, np.arange(len(y)),
+                           most_important=False, baselines=shared, **kwargs)
     assert len(calls) == 2 * 2  # seeds x fractions: the scored removals only
     for field in ("accuracy", "random_accuracy", "full_accuracy", "kept_class_share"):
         np.testing.assert_array_equal(getattr(reused, field), getattr(alone, field))
@@ -128,19 +128,20 @@ def test_baselines_for_another_setting_are_refused(noisy, change):
     change = dict(change)  # the parametrize dict outlives this run: popping it would empty it
     n_test = change.pop("n_test", len(y_test))
     with pytest.raises(ValueError, match="baselines were computed for other"):
-        retraining_score(net, X, y, X_test[:n_test], y_test[:n_test], np.zeros(len(y)),
-                         np.arange(len(y)), baselines=shared, **{**base, **change})
+        removal_score(net, X, y, X_test[:n_test], y_test[:n_test], np.zeros(len(y)),
+                      np.arange(len(y)), most_important=True, baselines=shared,
+                      **{**base, **change})
 
 
 def test_removal_score_wants_a_boolean_stratify(noisy):
     X, y, X_test, y_test, _ = noisy
     with pytest.raises(TypeError, match="stratify must be True or False"):
-        pruning_score(tiny_net(), X, y, X_test, y_test, np.zeros(len(y)), np.arange(len(y)),
-                      stratify=y)
+        removal_score(tiny_net(), X, y, X_test, y_test, np.zeros(len(y)), np.arange(len(y)),
+                      most_important=False, stratify=y)
 
 
-@pytest.mark.parametrize("make_scorer", [make_pruning_scorer, make_retraining_scorer])
-def test_scorers_pass_stratify_through(make_scorer, monkeypatch):
+@pytest.mark.parametrize("most_important", [False, True])
+def test_scorers_pass_stratify_through(most_important, monkeypatch):
     from skggda.metrics import _scorers
 
     seen = {}
@@ -153,8 +154,8 @@ def test_scorers_pass_stratify_through(make_scorer, monkeypatch):
     X, y, _, _ = make_problem(n=60, seed=5)
     attr = TracInAttributor(FrozenEstimator(tiny_net().fit(X, y))).fit(X, y)
     with pytest.raises(StopIteration):
-        make_scorer(0.5, stratify=True)(attr, X, y)
-    assert seen["stratify"] is True
+        make_removal_scorer(0.5, most_important=most_important, stratify=True)(attr, X, y)
+    assert seen["stratify"] is True and seen["most_important"] is most_important
 
 
 def test_fraction_out_of_range():
@@ -173,8 +174,8 @@ def test_removing_flipped_labels_first_prunes_well(noisy):
     X, y, X_test, y_test, flipped = noisy
     scores = np.where(flipped, -1.0, 1.0)  # an oracle attribution
     net = tiny_net(hidden=(8,), epochs=15)
-    result = pruning_score(net, X, y, X_test, y_test, scores, np.arange(len(y)),
-                           fractions=[0.2], n_seeds=2, random_state=0)
+    result = removal_score(net, X, y, X_test, y_test, scores, np.arange(len(y)),
+                           most_important=False, fractions=[0.2], n_seeds=2, random_state=0)
     assert result.accuracy.shape == (1,) and result.n_seeds == 2
     assert result.accuracy[0] > result.random_accuracy[0]
     assert result.accuracy[0] >= result.full_accuracy
@@ -182,11 +183,12 @@ def test_removing_flipped_labels_first_prunes_well(noisy):
     assert "random removal" in result.as_table()
 
 
-def test_retraining_score_removes_the_helpful_points(noisy):
+def test_removal_score_most_important_removes_the_helpful_points(noisy):
     X, y, X_test, y_test, flipped = noisy
     scores = np.where(flipped, -1.0, 1.0)
-    result = retraining_score(tiny_net(hidden=(8,), epochs=15), X, y, X_test, y_test, scores,
-                              np.arange(len(y)), fractions=[0.5], n_seeds=1, random_state=0)
+    result = removal_score(tiny_net(hidden=(8,), epochs=15), X, y, X_test, y_test, scores,
+                           np.arange(len(y)), most_important=True, fractions=[0.5], n_seeds=1,
+                           random_state=0)
     assert result.accuracy[0] < result.random_accuracy[0]
     assert result.accuracy_sem.shape == (1,)
 
@@ -218,7 +220,8 @@ def test_lds_of_tracin_group_scores_is_positive(noisy):
     assert per_sample.actual.shape == (4, 10)
 
 
-@pytest.mark.parametrize("make_scorer", [make_pruning_scorer, make_retraining_scorer,
+@pytest.mark.parametrize("make_scorer", [partial(make_removal_scorer, most_important=False),
+                                         partial(make_removal_scorer, most_important=True),
                                          make_lds_scorer])
 def test_scorers_drive_grid_search_over_group_size(noisy, make_scorer):
     X, y, _, _, _ = noisy
@@ -239,14 +242,14 @@ def test_retrainings_spread_over_a_dask_cluster(noisy):
     scores = np.where(flipped, -1.0, 1.0)
     labels = np.arange(len(y))
     kwargs = dict(fractions=[0.2], n_seeds=2, random_state=0)
-    local = pruning_score(tiny_net(hidden=(4,), epochs=3), X, y, X_test, y_test, scores,
-                          labels, **kwargs)
+    local = removal_score(tiny_net(hidden=(4,), epochs=3), X, y, X_test, y_test, scores,
+                          labels, most_important=False, **kwargs)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         with parallel_config(backend="dask"):
-            remote = pruning_score(tiny_net(hidden=(4,), epochs=3), X, y, X_test, y_test,
-                                   scores, labels, n_jobs=-1, **kwargs)
+            remote = removal_score(tiny_net(hidden=(4,), epochs=3), X, y, X_test, y_test,
+                                   scores, labels, most_important=False, n_jobs=-1, **kwargs)
         assert client.run(lambda: 1)  # the workers were there
     np.testing.assert_allclose(remote.accuracy, local.accuracy)
     np.testing.assert_allclose(remote.random_accuracy, local.random_accuracy)
@@ -378,3 +381,19 @@ def test_self_detector_finds_flipped_labels_in_grad_kmeans_groups():
     config = GridConfig(groupers=("grad",), group_sizes=(16,), cleanlab_folds=0)
     (record,) = run_grid(config, progress=False)
     assert record.value > 0.7
+
+
+@pytest.mark.parametrize("most_important, paper", [(True, [0.01, 0.05, 0.10, 0.20]),
+                                                    (False, [0.25, 0.50, 0.75])])
+def test_removal_score_defaults_to_the_papers_fractions(most_important, paper, monkeypatch):
+    from skggda.metrics import _removal
+
+    def no_retraining(self, estimator, jobs, n_jobs):
+        return [0.5] * len(jobs)
+
+    monkeypatch.setattr(_removal._RetrainingSetup, "retrain", no_retraining)
+    X, y, _, _ = make_problem(n=40, seed=3)
+    result = removal_score(tiny_net(), X, y, X, y, np.zeros(len(y)), np.arange(len(y)),
+                           most_important=most_important, n_seeds=1, random_state=0)
+    np.testing.assert_array_equal(result.fractions, paper)
+    assert result.most_important is most_important

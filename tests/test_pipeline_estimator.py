@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from skggda import GradKMeansGrouper, InfluenceAttributor, TracInAttributor, TRAKAttributor
-from skggda.metrics import make_pruning_scorer, make_retraining_scorer
+from skggda.metrics import make_removal_scorer
 from skggda.models import ConvertedModel
 
 from conftest import make_problem, tiny_net
@@ -68,7 +68,7 @@ def test_raw_dataframe_with_strings_and_missing_values():
     assert attr._X_fit.shape == (150, 5)  # two scaled numbers and three one-hot columns
     scores = attr.score_groups(frame[:40], y[:40])
     assert scores.shape == (attr.n_groups_,) and np.isfinite(scores).all()
-    assert 0 <= make_pruning_scorer(0.2)(attr, frame[:40], y[:40]) <= 1
+    assert 0 <= make_removal_scorer(0.2, most_important=False)(attr, frame[:40], y[:40]) <= 1
     grouper = GradKMeansGrouper(group_size=15, estimator=make_pipeline(preprocess, Ridge()),
                                 random_state=0).fit(frame, frame.age)
     assert grouper.transform(frame[:4], frame.age[:4]).shape == (4, grouper.n_groups_)
@@ -79,4 +79,4 @@ def test_metrics_and_trak_refit_the_last_step(data):
     pipe = make_pipeline(StandardScaler(), LogisticRegression())
     attr = TRAKAttributor(pipe, n_models=2, random_state=0).fit(X, y)
     assert all(isinstance(member, ConvertedModel) for member in attr.estimators_)
-    assert np.isfinite(make_retraining_scorer(0.1)(attr, X_test, y_test))
+    assert np.isfinite(make_removal_scorer(0.1, most_important=True)(attr, X_test, y_test))

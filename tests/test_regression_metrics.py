@@ -11,11 +11,10 @@ from skggda import RandomGrouper, TracInAttributor
 from skggda.metrics import (
     corrupt_targets,
     group_leave_one_out,
-    make_pruning_scorer,
-    make_retraining_scorer,
+    make_removal_scorer,
     noisy_label_auc,
     removal_baselines,
-    retraining_score,
+    removal_score,
 )
 from skggda.metrics._retraining import retraining_clone
 from skggda.models import make_regressor
@@ -94,11 +93,12 @@ def expected_value(net, X, y, X_test, y_test, keep, seed, metric):
 
 
 @pytest.mark.parametrize("metric", [None, "rmse", "r2"])
-def test_retraining_score_measures_rmse_or_r2(data, metric):
+def test_removal_score_measures_rmse_or_r2(data, metric):
     X, y, X_test, y_test = data
     scores = np.arange(len(y), dtype=float)  # the last points are "most important"
-    result = retraining_score(regressor(), X, y, X_test, y_test, scores, np.arange(len(y)),
-                              fractions=[0.25], n_seeds=1, random_state=0, metric=metric)
+    result = removal_score(regressor(), X, y, X_test, y_test, scores, np.arange(len(y)),
+                           most_important=True, fractions=[0.25], n_seeds=1, random_state=0,
+                           metric=metric)
     assert result.metric == (metric or "rmse")
     assert result.kept_class_share.shape == (1, 0) and result.classes is None
     seed = int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))
@@ -119,15 +119,15 @@ def test_retraining_score_measures_rmse_or_r2(data, metric):
 def test_metric_must_fit_the_task(data, estimator, metric, message):
     X, y, X_test, y_test = data
     with pytest.raises(ValueError, match=message):
-        retraining_score(estimator, X, y, X_test, y_test, np.zeros(len(y)), np.arange(len(y)),
-                         fractions=[0.1], n_seeds=1, metric=metric)
+        removal_score(estimator, X, y, X_test, y_test, np.zeros(len(y)), np.arange(len(y)),
+                      most_important=True, fractions=[0.1], n_seeds=1, metric=metric)
 
 
 def test_stratify_is_refused_for_a_regressor(data):
     X, y, X_test, y_test = data
     with pytest.raises(ValueError, match="no classes"):
-        retraining_score(regressor(), X, y, X_test, y_test, np.zeros(len(y)),
-                         np.arange(len(y)), fractions=[0.1], n_seeds=1, stratify=True)
+        removal_score(regressor(), X, y, X_test, y_test, np.zeros(len(y)), np.arange(len(y)),
+                      most_important=True, fractions=[0.1], n_seeds=1, stratify=True)
 
 
 def test_baselines_of_another_metric_are_refused(data):
@@ -136,20 +136,20 @@ def test_baselines_of_another_metric_are_refused(data):
                                random_state=0, metric="r2")
     assert shared.metric == "r2"
     with pytest.raises(ValueError, match="metric"):
-        retraining_score(regressor(epochs=1), X, y, X_test, y_test, np.zeros(len(y)),
-                         np.arange(len(y)), fractions=[0.1], n_seeds=1, random_state=0,
-                         baselines=shared)
+        removal_score(regressor(epochs=1), X, y, X_test, y_test, np.zeros(len(y)),
+                      np.arange(len(y)), most_important=True, fractions=[0.1], n_seeds=1,
+                      random_state=0, baselines=shared)
 
 
 def test_scorers_orient_regression_metrics_greater_is_better(data):
     X, y, X_test, y_test = data
     attr = TracInAttributor(regressor(), grouper=RandomGrouper(group_size=10),
                             random_state=0).fit(X, y)
-    pruned = make_pruning_scorer(0.25)(attr, X_test, y_test)
+    pruned = make_removal_scorer(0.25, most_important=False)(attr, X_test, y_test)
     assert pruned < 0  # a negated RMSE
-    r2 = make_pruning_scorer(0.25, metric="r2")(attr, X_test, y_test)
+    r2 = make_removal_scorer(0.25, most_important=False, metric="r2")(attr, X_test, y_test)
     assert 0 < r2 <= 1
-    assert np.isfinite(make_retraining_scorer(0.25)(attr, X_test, y_test))
+    assert np.isfinite(make_removal_scorer(0.25, most_important=True)(attr, X_test, y_test))
 
 
 def test_group_leave_one_out_with_a_regressor(data):
@@ -163,7 +163,7 @@ def test_frozen_regressor_recipe_is_retrained_by_the_metrics(data):
     X, y, X_test, y_test = data
     net = regressor().fit(X, y)
     attr = TracInAttributor(FrozenEstimator(net)).fit(X, y)
-    result = retraining_score(attr.estimator_, X, y, X_test, y_test,
-                              attr.score_groups(X_test, y_test), attr.labels_,
-                              fractions=[0.1], n_seeds=1, random_state=0)
+    result = removal_score(attr.estimator_, X, y, X_test, y_test,
+                           attr.score_groups(X_test, y_test), attr.labels_, most_important=True,
+                           fractions=[0.1], n_seeds=1, random_state=0)
     assert result.metric == "rmse" and np.isfinite(result.accuracy).all()

@@ -37,7 +37,7 @@ from skggda import (
     TRAKAttributor,
 )
 from skggda._engine import Projector, make_plan
-from skggda.metrics import retraining_score
+from skggda.metrics import removal_score
 from skggda.models import ConvertedModel
 from skggda.models._sklearn import SklearnLoss, to_torch
 from skggda.models._loss import PerSampleLoss
@@ -243,9 +243,9 @@ def test_retraining_metrics_refit_a_clone_with_scikit_learn():
     X_test, y_test = problem("binary", n=60, seed=1)
     attr = TracInAttributor(LogisticRegression(C=0.3)).fit(X, y)
     assert isinstance(clone(attr.estimator_), ConvertedModel)
-    result = retraining_score(attr.estimator_, X, y, X_test, y_test,
-                              attr.score_groups(X_test, y_test), attr.labels_,
-                              fractions=[0.1], n_seeds=1, random_state=0)
+    result = removal_score(attr.estimator_, X, y, X_test, y_test,
+                           attr.score_groups(X_test, y_test), attr.labels_, most_important=True,
+                           fractions=[0.1], n_seeds=1, random_state=0)
     expected = LogisticRegression(C=0.3).fit(X, y).score(X_test, y_test)
     assert result.full_accuracy == expected
 

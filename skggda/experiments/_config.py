@@ -110,7 +110,7 @@ class GridConfig:
         The removal tasks remove the same share of every class (and
         stratify the random baseline too).
     pruning_order : str, default="score"
-        :func:`~skggda.metrics.pruning_score`'s ``order``.
+        The ``order`` of :func:`~skggda.metrics.removal_score` when pruning.
     n_train : int, default=None
         Subsample the training set to this many samples.
     resnet_width : int, default=64

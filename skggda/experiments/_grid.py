@@ -26,9 +26,8 @@ from ..datasets._fallbacks import make_cifar_like, make_heloc_like
 from ..metrics import (
     flip_labels,
     noisy_label_auc,
-    pruning_score,
     removal_baselines,
-    retraining_score,
+    removal_score,
 )
 from ..metrics._orders import PRUNING_ORDERS
 from ._baselines import CLEANLAB_MISSING, cleanlab_label_quality
@@ -452,10 +451,9 @@ def _removal_records(task, config, net, X, y, X_test, y_test, scores, labels, se
                   n_seeds=config.retrain_seeds, n_jobs=config.n_jobs, random_state=seed,
                   baselines=baselines)
     if task == "pruning":
-        result = pruning_score(net, X, y, X_test, y_test, scores, labels,
-                               order=config.pruning_order, **kwargs)
-    else:
-        result = retraining_score(net, X, y, X_test, y_test, scores, labels, **kwargs)
+        kwargs["order"] = config.pruning_order
+    result = removal_score(net, X, y, X_test, y_test, scores, labels,
+                           most_important=task != "pruning", **kwargs)
     return [
         GridRecord(metric=f"accuracy@{fraction:.0%}", value=float(acc), baseline=float(rand),
                full_accuracy=result.full_accuracy,

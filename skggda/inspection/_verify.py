@@ -97,7 +97,7 @@ def verify_removal(attributor, X_valid, y_valid, *, fractions=(0.05, 0.1), n_see
 
     See Also
     --------
-    skggda.metrics.pruning_score : Remove the least important points by score.
+    skggda.metrics.removal_score : Remove the most or least important points by score.
     group_report : The groups and their scores, described.
 
     Examples

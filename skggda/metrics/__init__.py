@@ -9,8 +9,7 @@ from ._datamodels import (
 from ._label_issues import label_issue_scores
 from ._noisy_labels import corrupt_targets, detection_curve, flip_labels, noisy_label_auc
 from ._removal import removal_baselines, removal_score
-from ._removal_tasks import pruning_score, retraining_score
-from ._scorers import make_lds_scorer, make_pruning_scorer, make_retraining_scorer
+from ._scorers import make_lds_scorer, make_removal_scorer
 
 __all__ = [
     "corrupt_targets",
@@ -22,11 +21,8 @@ __all__ = [
     "lds_from_retrainings",
     "linear_datamodeling_score",
     "make_lds_scorer",
-    "make_pruning_scorer",
-    "make_retraining_scorer",
+    "make_removal_scorer",
     "noisy_label_auc",
-    "pruning_score",
     "removal_baselines",
     "removal_score",
-    "retraining_score",
 ]

@@ -2,8 +2,7 @@
 
 Filled by ``skggda.utils._docstrings.fill_doc`` where an entry's body is
 ``%(name)s``: the removal metrics (:func:`removal_score`,
-:func:`retraining_score`, :func:`pruning_score`, :func:`removal_baselines`)
-and the datamodels (:func:`group_leave_one_out`,
+:func:`removal_baselines`) and the datamodels (:func:`group_leave_one_out`,
 :func:`datamodel_retrainings`, :func:`linear_datamodeling_score`) describe
 these alike; a function whose description differs writes its own.
 """

@@ -1,9 +1,13 @@
 """Removal-based evaluation: retrain without the points an attribution singles out.
 
-* :func:`retraining_score` -- remove the *most* important 1/5/10/20% and
-  retrain: a good attribution makes accuracy drop (lower is better);
-* :func:`pruning_score` -- remove the *least* important 25/50/75% and
-  retrain: a good attribution keeps accuracy (higher is better).
+:func:`removal_score` runs the paper's two tasks:
+
+* retraining (``most_important=True``) -- remove the *most* important
+  1/5/10/20% and retrain: a good attribution makes accuracy drop (lower is
+  better);
+* pruning (``most_important=False``) -- remove the *least* important
+  25/50/75% and retrain: a good attribution keeps accuracy (higher is
+  better).
 
 Classifiers are measured by test accuracy; regressors by test RMSE (the
 default) or R^2 (``metric=``), where a good attribution makes the RMSE rise
@@ -48,6 +52,10 @@ from ._retraining import (
     resolve_metric,
     test_score,
 )
+
+
+#: The paper's removal fractions, by ``most_important``.
+PAPER_FRACTIONS = {True: (0.01, 0.05, 0.10, 0.20), False: (0.25, 0.50, 0.75)}
 
 
 @dataclass
@@ -159,15 +167,27 @@ def _removed(setup, scores, labels, fraction, most_important, order, seed):
 @validate_params(
     {
         **REMOVAL_PARAMS,
+        "fractions": ["array-like", None],
         "most_important": ["boolean"],
     },
     prefer_skip_nested_validation=True,
 )
 @fill_retraining_doc
-def removal_score(estimator, X, y, X_test, y_test, scores, labels, *, fractions,
-                  most_important, stratify=False, order="score", n_seeds=3, n_jobs=None,
+def removal_score(estimator, X, y, X_test, y_test, scores, labels, *, most_important,
+                  fractions=None, stratify=False, order="score", n_seeds=3, n_jobs=None,
                   random_state=None, baselines=None, metric=None):
-    """Retrain without the points ranked first by ``scores``; see the module docstring.
+    """Test accuracy after retraining without the points an attribution ranks first.
+
+    The paper's two removal tasks:
+
+    * ``most_important=True`` (retraining): remove the *most* helpful
+      points; a good attribution makes accuracy drop (lower is better);
+    * ``most_important=False`` (pruning): remove the *least* helpful
+      points; a good attribution keeps accuracy (higher is better).
+
+    For a regressor the test RMSE (it rises when the most helpful points
+    go) or R^2 (``metric="r2"``, read as accuracy). See the module
+    docstring for how points are removed.
 
     Parameters
     ----------
@@ -185,10 +205,13 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, *, fractions,
         Group scores of an attribution (higher = more helpful).
     labels : array-like of shape (n_samples,)
         Group of every training point, in ``0..n_groups-1``.
-    fractions : sequence of float
-        Shares of the training points removed, one evaluation each.
     most_important : bool
-        Remove the highest-scoring points first (``True``) or the lowest.
+        Remove the highest-scoring points first (``True``, the retraining
+        task) or the lowest-scoring ones (``False``, pruning).
+    fractions : sequence of float, default=None
+        Shares of the training points removed, one evaluation each.
+        ``None`` takes the paper's: 1, 5, 10 and 20% when removing the
+        most important points, 25, 50 and 75% when pruning.
     stratify : bool, default=False
         %(stratify)s
     order : {"score", "harmful-then-random"}, default="score"
@@ -212,18 +235,34 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, *, fractions,
 
     Examples
     --------
+    Eight groups of ten points, the two highest-scoring ones removed first:
+
     >>> import numpy as np
+    >>> from sklearn.datasets import make_blobs
     >>> from skggda.metrics import removal_score
     >>> from skggda.models import make_classifier
+    >>> X, y = make_blobs(80, 3, centers=2, random_state=0)
+    >>> labels, group_scores = np.arange(80) % 8, np.random.RandomState(0).normal(size=8)
+    >>> result = removal_score(make_classifier((4,), max_epochs=2), X, y, X, y,
+    ...     group_scores, labels, most_important=True, fractions=[0.25], n_seeds=1,
+    ...     random_state=0)
+    >>> result.accuracy.shape, result.kept_class_share.shape
+    ((1,), (1, 2))
+
+    Pruning the harmful points by score, the rest at random, at the
+    paper's three fractions:
+
     >>> rng = np.random.RandomState(0)
-    >>> X = rng.normal(size=(80, 3)).astype("float32")
-    >>> y = (X[:, 0] > 0).astype(int)
-    >>> scores = rng.normal(size=80)  # an attribution, one group per point
-    >>> result = removal_score(make_classifier((4,), max_epochs=2), X, y, X, y, scores,
-    ...     np.arange(80), fractions=[0.25], most_important=True, n_seeds=1, random_state=0)
-    >>> result.accuracy.shape, result.random_accuracy.shape
-    ((1,), (1,))
+    >>> X = rng.normal(size=(80, 3))
+    >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    >>> result = removal_score(make_classifier((4,), max_epochs=2), X, y, X, y,
+    ...     rng.normal(size=80), np.arange(80), most_important=False,
+    ...     order="harmful-then-random", n_seeds=1, random_state=0)
+    >>> result.fractions.tolist()
+    [0.25, 0.5, 0.75]
     """
+    if fractions is None:
+        fractions = PAPER_FRACTIONS[most_important]
     setup = _RetrainingSetup.build(X, y, X_test, y_test, fractions, stratify, n_seeds,
                                    random_state, resolve_metric(metric, estimator))
     if baselines is None:
@@ -317,9 +356,8 @@ def removal_baselines(estimator, X, y, X_test, y_test, *, fractions, stratify=Fa
                       n_jobs=None, random_state=None, metric=None):
     """No-removal and random-removal retrainings, to share between :func:`removal_score` calls.
 
-    Pass the result as the ``baselines`` of :func:`removal_score` (or of
-    :func:`retraining_score`, :func:`pruning_score`) to skip these
-    ``n_seeds * (1 + n_fractions)`` retrainings there.
+    Pass the result as the ``baselines`` of :func:`removal_score` to skip
+    these ``n_seeds * (1 + n_fractions)`` retrainings there.
 
     Parameters
     ----------
@@ -357,15 +395,16 @@ def removal_baselines(estimator, X, y, X_test, y_test, *, fractions, stratify=Fa
 
     >>> import numpy as np
     >>> from sklearn.datasets import make_classification
-    >>> from skggda.metrics import removal_baselines, pruning_score
+    >>> from skggda.metrics import removal_baselines, removal_score
     >>> from skggda.models import make_classifier
     >>> X, y = make_classification(80, 3, n_informative=2, n_redundant=0, random_state=1)
     >>> rng, net = np.random.RandomState(0), make_classifier((4,), max_epochs=2)
     >>> shared = removal_baselines(net, X, y, X, y, fractions=[0.25], n_seeds=1,
     ...                            random_state=0)
     >>> for scores in (rng.normal(size=80), rng.normal(size=80)):  # two attributions
-    ...     result = pruning_score(net, X, y, X, y, scores, np.arange(80), fractions=[0.25],
-    ...                            n_seeds=1, random_state=0, baselines=shared)
+    ...     result = removal_score(net, X, y, X, y, scores, np.arange(80),
+    ...                            most_important=False, fractions=[0.25], n_seeds=1,
+    ...                            random_state=0, baselines=shared)
     >>> result.random_accuracy[0] == shared.random[0, 0]
     np.True_
     """

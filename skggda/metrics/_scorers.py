@@ -13,20 +13,15 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ..utils._targets import encode_targets
 from ._datamodels import linear_datamodeling_score
 from ._removal import removal_score
 from ._retraining import METRICS
 
-# The pruning and the retraining scorer take the same options: one constraint table.
-_REMOVAL_SCORER_PARAMS = {
-    "fraction": [Real],
-    "stratify": ["boolean"],
-    "n_seeds": [Interval(Integral, 1, None, closed="left")],
-    "random_state": ["random_state"],
-}
+#: The fraction a removal scorer removes by default, by ``most_important``.
+_DEFAULT_FRACTION = {True: 0.1, False: 0.5}
 
 
 def _fold(estimator, X_val, y_val):
@@ -52,109 +47,76 @@ def _greater_is_better(result):
     return sign * result.accuracy[0], sign * result.full_accuracy
 
 
-def _removal_scorer(fraction, *, most_important, stratify, n_seeds, random_state, metric):
-    """A scorer removing ``fraction`` of the fold by group score.
+@validate_params(
+    {
+        "fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "most_important": ["boolean"],
+        "stratify": ["boolean"],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "metric": [StrOptions(set(METRICS)), None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_removal_scorer(fraction=None, *, most_important, stratify=False, n_seeds=1,
+                        random_state=0, metric=None):
+    """A ``GridSearchCV`` scorer: retrain without ``fraction`` of the fold, by group score.
 
-    Removing the most important points, it scores the drop against no
-    removal (``retraining_<percent>``); pruning the least important, the
-    value itself (``pruning_<percent>``).
+    ``most_important=True`` scores the validation accuracy *drop* after
+    removing the most important points, against retraining on all training
+    points with the same seeds: a larger drop means the attribution found
+    the points that matter (a regressor: the RMSE rise, or the R^2 drop).
+    ``most_important=False`` scores the validation accuracy after pruning
+    the least important points (a regressor: the negated RMSE, or the R^2).
+
+    Parameters
+    ----------
+    fraction : float in (0, 1), default=None
+        Share of the training fold removed. ``None`` removes 10% of the
+        most important points, or prunes 50% of the least important.
+    most_important : bool
+        Remove the highest-scoring points (the retraining task) or prune
+        the lowest-scoring ones.
+    stratify : bool, default=False
+        Remove the same share of every class (see :func:`points_to_remove`).
+    n_seeds : int, default=1
+        Retrainings averaged per evaluation.
+    random_state : int, default=0
+        Seeds the retrainings: fixed, so that every candidate of a grid search
+        is judged on the same retraining seeds.
+    metric : {"accuracy", "rmse", "r2"}, default=None
+        As for :func:`removal_score`: accuracy, or RMSE for a regressor.
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X_val, y_val) -> float``, greater is better;
+        ``estimator`` is an attributor, or a pipeline ending in one. Named
+        after its task and share: ``retraining_10``, ``pruning_25``.
+
+    Examples
+    --------
+    >>> from skggda.metrics import make_removal_scorer
+    >>> make_removal_scorer(most_important=True).__name__
+    'retraining_10'
+    >>> make_removal_scorer(0.25, most_important=False).__name__
+    'pruning_25'
     """
+    if fraction is None:
+        fraction = _DEFAULT_FRACTION[most_important]
 
     def scorer(estimator, X_val, y_val):
         attributor, X, y, X_val, y_val, scores = _fold(estimator, X_val, y_val)
         result = removal_score(attributor.estimator_, X, y, X_val, y_val, scores,
-                               attributor.labels_, fractions=[fraction],
-                               most_important=most_important,
-                               stratify=stratify, n_seeds=n_seeds, random_state=random_state,
-                               metric=metric)
+                               attributor.labels_, most_important=most_important,
+                               fractions=[fraction], stratify=stratify, n_seeds=n_seeds,
+                               random_state=random_state, metric=metric)
         value, full = _greater_is_better(result)
         return float(full - value) if most_important else float(value)
 
     kind = "retraining" if most_important else "pruning"
     scorer.__name__ = f"{kind}_{round(100 * fraction)}"
     return scorer
-
-
-@validate_params(_REMOVAL_SCORER_PARAMS, prefer_skip_nested_validation=True)
-def make_pruning_scorer(fraction=0.5, *, stratify=False, n_seeds=1, random_state=0,
-                        metric=None):
-    """Validation accuracy after pruning the ``fraction`` least important training points.
-
-    For a regressor, the negated validation RMSE (or the R^2).
-
-    Parameters
-    ----------
-    fraction : float, default=0.5
-        Share of the training fold pruned, lowest scores first.
-    stratify : bool, default=False
-        Remove the same share of every class (see :func:`points_to_remove`).
-    n_seeds : int, default=1
-        Retrainings averaged per evaluation.
-    random_state : int, default=0
-        Seeds the retrainings: fixed, so that every candidate of a grid search
-        is judged on the same retraining seeds.
-    metric : {"accuracy", "rmse", "r2"}, default=None
-        As for :func:`removal_score`: accuracy, or RMSE for a regressor.
-
-    Returns
-    -------
-    scorer : callable
-        ``scorer(estimator, X_val, y_val) -> float``, greater is better;
-        ``estimator`` is an attributor, or a pipeline ending in one.
-
-    Examples
-    --------
-    The scorer is named after the share it prunes:
-
-    >>> from skggda.metrics import make_pruning_scorer
-    >>> scorer = make_pruning_scorer(fraction=0.25)
-    >>> scorer.__name__
-    'pruning_25'
-    """
-    return _removal_scorer(fraction, most_important=False, stratify=stratify, n_seeds=n_seeds,
-                           random_state=random_state, metric=metric)
-
-
-@validate_params(_REMOVAL_SCORER_PARAMS, prefer_skip_nested_validation=True)
-def make_retraining_scorer(fraction=0.1, *, stratify=False, n_seeds=1, random_state=0,
-                           metric=None):
-    """Validation accuracy *drop* after removing the ``fraction`` most important points.
-
-    The drop is measured against retraining on all training points with the
-    same seeds; a larger drop means the attribution found the points that
-    matter. For a regressor, the RMSE rise (or the R^2 drop).
-
-    Parameters
-    ----------
-    fraction : float, default=0.1
-        Share of the training fold removed, highest scores first (the
-        points the attribution finds most helpful).
-    stratify : bool, default=False
-        Remove the same share of every class (see :func:`points_to_remove`).
-    n_seeds : int, default=1
-        Retrainings averaged per evaluation.
-    random_state : int, default=0
-        Seeds the retrainings: fixed, so that every candidate of a grid search
-        is judged on the same retraining seeds.
-    metric : {"accuracy", "rmse", "r2"}, default=None
-        As for :func:`removal_score`: accuracy, or RMSE for a regressor.
-
-    Returns
-    -------
-    scorer : callable
-        ``scorer(estimator, X_val, y_val) -> float``, greater is better;
-        ``estimator`` is an attributor, or a pipeline ending in one.
-
-    Examples
-    --------
-    Named after the share it removes, ``retraining_10`` by default:
-
-    >>> from skggda.metrics import make_retraining_scorer
-    >>> make_retraining_scorer().__name__
-    'retraining_10'
-    """
-    return _removal_scorer(fraction, most_important=True, stratify=stratify, n_seeds=n_seeds,
-                           random_state=random_state, metric=metric)
 
 
 @validate_params(
