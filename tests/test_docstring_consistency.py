@@ -16,6 +16,9 @@ import pytest
 from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, RandomGrouper,
                     ReprKMeansGrouper, TracInAttributor, TRAKAttributor)
 from skggda.metrics import (
+    datamodel_retrainings,
+    group_leave_one_out,
+    linear_datamodeling_score,
     make_lds_scorer,
     make_removal_scorer,
     removal_baselines,
@@ -48,8 +51,11 @@ FAMILIES = {
                  {"include_params": ["group_size", "n_groups"],
                   "include_attrs": ["labels_", "n_features_in_", "n_groups_"]}),
     "removal": ([removal_score, removal_baselines],
-                {"include_params": ["X", "X_test", "estimator", "metric", "n_jobs", "n_seeds",
+                {"include_params": ["X_test", "estimator", "metric", "n_jobs", "n_seeds",
                                     "random_state", "stratify", "y", "y_test"]}),
+    "datamodels": ([group_leave_one_out, datamodel_retrainings, linear_datamodeling_score],
+                   {"include_params": ["X_test", "estimator", "labels", "n_jobs", "n_seeds",
+                                       "property", "y", "y_test"]}),
     "recipes": ([make_classifier, make_regressor, make_resnet_classifier, make_text_classifier],
                 {"include_params": ["device", "random_state", "verbose"]}),
     "scorers": ([make_removal_scorer, make_lds_scorer],

@@ -122,7 +122,7 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
     estimator : classifier or regressor
         %(estimator)s
     X : array-like of shape (n_samples, ...)
-        Training inputs, those the scores and ``labels`` refer to.
+        Training inputs, grouped by ``labels``.
     y : array-like of shape (n_samples,)
         Training labels (or regression targets).
     X_test : array-like of shape (n_test, ...)
@@ -138,7 +138,7 @@ def group_leave_one_out(estimator, X, y, X_test, y_test, labels, *, property="lo
     n_jobs : int, default=None
         %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
-        Draws the training seeds (and, for the LDS, the random subsets).
+        Draws the training seeds.
 
     Returns
     -------
@@ -306,7 +306,7 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     estimator : classifier or regressor
         %(estimator)s
     X : array-like of shape (n_samples, ...)
-        Training inputs, those the scores and ``labels`` refer to.
+        Training inputs, grouped by ``labels``.
     y : array-like of shape (n_samples,)
         Training labels (or regression targets).
     X_test : array-like of shape (n_test, ...)
@@ -332,7 +332,7 @@ def datamodel_retrainings(estimator, X, y, X_test, y_test, labels, *, property="
     n_jobs : int, default=None
         %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
-        Draws the training seeds (and, for the LDS, the random subsets).
+        Draws the training seeds and, when ``subsets`` is ``None``, the subsets.
 
     Returns
     -------
@@ -474,7 +474,7 @@ def linear_datamodeling_score(estimator, X, y, X_test, y_test, scores, labels, *
     n_jobs : int, default=None
         %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
-        Draws the training seeds (and, for the LDS, the random subsets).
+        Draws the training seeds and the random subsets.
 
     Returns
     -------

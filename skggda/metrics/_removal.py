@@ -364,7 +364,7 @@ def removal_baselines(estimator, X, y, X_test, y_test, *, fractions, stratify=Fa
     estimator : classifier or regressor
         %(estimator)s
     X : array-like of shape (n_samples, ...)
-        Training inputs, those the scores and ``labels`` refer to.
+        Training inputs, retrained on whole and after random removal.
     y : array-like of shape (n_samples,)
         Training labels (or regression targets).
     X_test : array-like of shape (n_test, ...)
