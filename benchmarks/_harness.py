@@ -12,7 +12,8 @@ benchmark imports another.
   single epochs vary several-fold on a shared host, and an L caught slow
   would flatter every ratio, so ratios divide by the fastest epoch seen.
 * Memory: :class:`PeakMemory` samples the process's resident anonymous
-  memory (heap, not the file pages of a memmap) while a part runs.
+  memory (heap, not the file pages of a memmap) while a part runs; it and
+  ``proc_bytes`` live in ``skggda.utils._testing``, shared with the tests.
 * Contention: :func:`with_contention` measures the CPU time other processes
   (and the hypervisor, as steal) took while a part ran; a table is only
   trustworthy when that is small next to the part's wall time.
@@ -41,6 +42,8 @@ import torch
 import torch.nn.functional as F
 
 import skggda
+# shared with the tests; re-exported for the benchmarks (bench_grouping reads proc_bytes)
+from skggda.utils._testing import PeakMemory, proc_bytes  # noqa: F401
 
 #: Batch size of L and of the attribution passes, so that both move the same data.
 BATCH_SIZE = 512
@@ -132,63 +135,6 @@ class EpochClock:
     def fastest(self, *others):
         """L: the fastest of the epochs timed here and ``others`` (seconds)."""
         return min([*self.samples, *others])
-
-
-# ---------------------------------------------------------------------------
-# memory
-# ---------------------------------------------------------------------------
-
-
-def proc_bytes(path, field):
-    """The ``field: N kB`` line of a Linux ``/proc`` file, in bytes (``None`` elsewhere)."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def anonymous_rss():
-    """Resident anonymous memory of this process in bytes (Linux; ``nan`` elsewhere).
-
-    Heap and tensors, not the page cache a memmap maps in: what streaming
-    must keep bounded.
-    """
-    value = proc_bytes("/proc/self/status", "RssAnon")
-    return float("nan") if value is None else value
-
-
-class PeakMemory:
-    """Peak growth of :func:`anonymous_rss` over a ``with`` block (sampled every 5 ms).
-
-    Attributes
-    ----------
-    growth : float
-        Peak minus the value at entry, in bytes.
-    """
-
-    def __enter__(self):
-        import threading
-
-        self.start = self.peak = anonymous_rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, anonymous_rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, anonymous_rss())
-        self.growth = self.peak - self.start
-        return False
 
 
 # ---------------------------------------------------------------------------

@@ -221,16 +221,11 @@ def test_float64_inputs_and_2d_regression_targets(data):
     assert np.array_equal(net.forward(X).numpy(), per_row(net).forward(X).numpy())
 
 
-class TokenBag(nn.Module):
+class TokenBag(nn.Sequential):
     """Mean of token embeddings: takes int64 token ids, as the text classifier does."""
 
     def __init__(self, n_classes=3, vocabulary=50):
-        super().__init__()
-        self.embed = nn.EmbeddingBag(vocabulary, 6)
-        self.head = nn.Linear(6, n_classes)
-
-    def forward(self, X):
-        return self.head(self.embed(X.long()))
+        super().__init__(nn.EmbeddingBag(vocabulary, 6), nn.Linear(6, n_classes))
 
 
 class TwoInputs(nn.Module):

@@ -227,16 +227,11 @@ def test_a_function_property_needs_trust(data, frozen, tmp_path):
                                   attr.score_groups(X_test, y_test))
 
 
-class TwoLayers(nn.Module):
+class TwoLayers(nn.Sequential):
     """A user-defined module: loaded only when its name is trusted."""
 
     def __init__(self, n_features=3, n_classes=3):
-        super().__init__()
-        self.hidden = nn.Linear(n_features, 5)
-        self.head = nn.Linear(5, n_classes)
-
-    def forward(self, X):
-        return self.head(torch.relu(self.hidden(X)))
+        super().__init__(nn.Linear(n_features, 5), nn.ReLU(), nn.Linear(5, n_classes))
 
 
 def test_a_user_module_needs_trust(data, tmp_path):

@@ -7,8 +7,6 @@ large memmap must keep the process's memory growth far below the data size.
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from sklearn.frozen import FrozenEstimator
 from skggda import (GradKMeansGrouper, InfluenceAttributor, KMeansGrouper, RandomGrouper,
                     ReprKMeansGrouper, TracInAttributor, TRAKAttributor)
 from skggda.utils._inputs import RowReader
+from skggda.utils._testing import PeakMemory
 
 from conftest import make_problem, tiny_net
 
@@ -256,37 +255,6 @@ def test_reader_pickles_a_file_reference_not_the_data(data, tmp_path):
 # ---------------------------------------------------------------------------
 
 
-def _anonymous_rss():
-    """Resident anonymous memory (heap, not file pages of the memmap), in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    raise OSError("no RssAnon")
-
-
-class _PeakMemory:
-    def __enter__(self):
-        self.start = self.peak = _anonymous_rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _anonymous_rss())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _anonymous_rss())
-
-    @property
-    def growth(self):
-        return self.peak - self.start
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_pass_over_a_million_row_memmap_keeps_memory_bounded(tmp_path):
     n, d = 1_000_000, 64
@@ -302,11 +270,11 @@ def test_pass_over_a_million_row_memmap_keeps_memory_bounded(tmp_path):
     net = tiny_net(hidden=(16,), epochs=1).fit(np.asarray(X_small), y_small)
     data_bytes = n * d * 4  # 256 MB
     X = np.load(path, mmap_mode="r")
-    with _PeakMemory() as tracin:
+    with PeakMemory() as tracin:
         attr = TracInAttributor(FrozenEstimator(net), batch_size=4096).fit(X, y)
         scores = attr.score_groups(X_small, y_small)
     assert scores.shape == (n,)
-    with _PeakMemory() as grouping:
+    with PeakMemory() as grouping:
         grouper = GradKMeansGrouper(group_size=1024, estimator=FrozenEstimator(net),
                                     batch_size=4096, random_state=0).fit(X, y)
     assert grouper.n_groups_ == 977 and np.bincount(grouper.labels_).min() > 0

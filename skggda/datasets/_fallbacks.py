@@ -147,7 +147,8 @@ def load_tabular_fallback(name, *, test_size=0.2, random_state=0):
     test_size : float, default=0.2
         Fraction of the samples held out for testing.
     random_state : int, RandomState instance or None, default=0
-        Controls the stratified split.
+        Controls the stratified split; for ``"heloc_like"``, also the
+        synthetic samples.
 
     Returns
     -------

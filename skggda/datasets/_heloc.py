@@ -62,7 +62,8 @@ def load_heloc(*, data_home=None, test_size=0.2, random_state=0, standardize=Tru
     data_home : str, path-like or None, default=None
         Data folder; see :func:`get_data_home` for the resolution order.
     test_size : float, default=0.2
-        Fraction of the samples held out for testing.
+        Fraction of the rows kept (those with a bureau record) held out for
+        testing.
     random_state : int, RandomState instance or None, default=0
         Controls the stratified split.
     standardize : bool, default=True

@@ -44,7 +44,7 @@ def load_qnli_dev(*, data_home=None, test_size=0.2, random_state=0):
     data_home : str, path-like or None, default=None
         Data folder; see :func:`get_data_home` for the resolution order.
     test_size : float, default=0.2
-        Fraction of the samples held out for testing.
+        Fraction of the dev split's pairs held out as the test part.
     random_state : int, RandomState instance or None, default=0
         Controls the stratified split.
 

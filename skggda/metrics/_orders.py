@@ -136,12 +136,8 @@ def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
 
     Parameters
     ----------
-    scores : array-like of shape (n_groups,)
-        Group scores (higher = more helpful).
-    labels : array-like of shape (n_samples,)
-        Group of every training point, in ``0..n_groups-1``.
-    fraction : float in [0, 1]
-        Share of the training points removed.
+    scores, labels, fraction
+        As in :func:`points_to_remove`.
     strata : array-like of shape (n_samples,)
         Class of every training point.
     max_harmful : float in [0, 1], default=0.05
