@@ -148,7 +148,8 @@ def harmful_then_random(scores, labels, fraction, strata, *, max_harmful=0.05,
     Returns
     -------
     removed : ndarray of shape (round(fraction * n_samples),), sorted
-        Indices of the training points removed.
+        Indices of the training points removed: the harmful ones and the
+        random remainder together.
 
     Examples
     --------
