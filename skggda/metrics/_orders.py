@@ -21,14 +21,8 @@ def removal_order(scores, labels, *, most_important=True, random_state=None):
 
     Parameters
     ----------
-    scores : array-like of shape (n_groups,)
-        Group scores (higher = more helpful).
-    labels : array-like of shape (n_samples,)
-        Group of every training point, in ``0..n_groups-1``.
-    most_important : bool, default=True
-        Highest scores first (retraining score); ``False``: lowest first (pruning).
-    random_state : int, RandomState instance or None, default=None
-        Order of the points inside a group (and among tied groups).
+    scores, labels, most_important, random_state
+        As in :func:`points_to_remove`.
 
     Returns
     -------
