@@ -52,7 +52,7 @@ FAMILIES = {
                   "include_attrs": ["labels_", "n_features_in_", "n_groups_"]}),
     "removal": ([removal_score, removal_baselines],
                 {"include_params": ["X_test", "estimator", "metric", "n_jobs", "n_seeds",
-                                    "random_state", "stratify", "y", "y_test"]}),
+                                    "stratify", "y", "y_test"]}),
     "datamodels": ([group_leave_one_out, datamodel_retrainings, linear_datamodeling_score],
                    {"include_params": ["X_test", "estimator", "labels", "n_jobs", "n_seeds",
                                        "property", "y", "y_test"]}),

@@ -221,7 +221,11 @@ def removal_score(estimator, X, y, X_test, y_test, scores, labels, *, most_impor
     n_jobs : int, default=None
         %(n_jobs)s
     random_state : int, RandomState instance or None, default=None
-        Draws the retraining seeds and the random choices of removal.
+        Draws the retraining seeds; each seed also drives the random
+        choices of its removal (the points taken from the last, partly
+        removed group; with ``order="harmful-then-random"``, the random
+        remainder) and, when ``baselines`` is ``None``, of the random
+        baseline.
     baselines : RemovalBaselines, default=None
         %(baselines)s
     metric : {"accuracy", "rmse", "r2"}, default=None
