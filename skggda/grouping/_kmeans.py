@@ -33,7 +33,6 @@ from ..utils._distributed import map_row_blocks
 from ..utils._groups import label_dtype
 from ..utils._seeding import derive_seeds
 from ._base import BaseGrouper
-from ._docs import fill_grouper_doc
 
 # Rows read, featurised and assigned at a time in the streaming passes.
 _BLOCK_ROWS = 1 << 16
@@ -176,7 +175,6 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
     def _n_features_out(self):
         return self.n_groups_
 
-    @fill_grouper_doc
     def predict(self, X, y=None):
         """Group of the nearest center, in the whitened feature space.
 
@@ -186,9 +184,12 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
-            %(X)s
+            Samples to assign to groups, in memory or streamed (a memmap,
+            h5py/zarr/Dask array, or a torch Dataset of ``(x, y)`` items).
         y : array-like of shape (n_samples,), default=None
-            %(y)s
+            Labels at which Grad-K-Means reads the features a sample is
+            assigned by (without them: at the net's predicted labels); the
+            other groupers ignore them.
 
         Returns
         -------
@@ -200,16 +201,20 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         labels, _, _ = self._map_blocks(self._nearest_centers().assign, X, y, "predict")
         return labels
 
-    @fill_grouper_doc
     def transform(self, X, y=None):
         """Euclidean distances to every center, in the whitened feature space.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
-            %(X)s
+            Samples whose distances to the centers are returned, in memory
+            or streamed (a memmap, h5py/zarr/Dask array, or a torch Dataset
+            of ``(x, y)`` items).
         y : array-like of shape (n_samples,), default=None
-            %(y)s
+            Labels at which Grad-K-Means reads the features the distances
+            are measured from (without them: at the net's predicted labels,
+            which can differ from the true ones); the other groupers ignore
+            them.
 
         Returns
         -------
