@@ -282,7 +282,7 @@ def _labels_as_floats(manifest, tensors):
 @edit
 def _estimator_is_a_grouper(manifest):
     root = manifest["root"]
-    grouper = {"kind": "object", "type": "skggda.grouping._random.RandomGrouper",
+    grouper = {"kind": "object", "type": "skggda.grouping._groupers.RandomGrouper",
                "state": {"kind": "dict", "items": []}}
     attribute(root, "estimator_")[1] = grouper
 

@@ -75,6 +75,21 @@ def test_dimensions_are_inferred_at_every_fit():
     assert net.module_.head.out_features == 2
 
 
+def test_partial_fit_initialises_once_then_carries_on():
+    X, y, _, _ = make_problem(n=64, n_features=6, n_classes=3)
+    net = make_classifier((4,), max_epochs=2, random_state=0, warm_start=False)
+    net.partial_fit(X, y)  # the first call initialises, with the sizes of its data
+    assert net.module_.body[0].in_features == 6 and net.module_.head.out_features == 3
+    module, optimizer = net.module_, net.optimizer_
+    before = [p.detach().clone() for p in module.parameters()]
+    net.partial_fit(X, y)  # the next carries on, whatever warm_start says
+    assert net.module_ is module and net.optimizer_ is optimizer
+    assert len(net.history) == 4
+    assert not all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+    with pytest.raises(RuntimeError):  # the sizes stay those of the first call
+        net.partial_fit(X[:, :4], y)
+
+
 def test_explicit_module_dimensions_win():
     X, y, _, _ = make_problem(n=64, n_classes=2)
     net = make_classifier((4,), max_epochs=1, random_state=0, module__n_classes=5).fit(X, y)

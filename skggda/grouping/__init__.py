@@ -1,9 +1,7 @@
 """Groupers: scikit-learn estimators that partition the training set."""
 
 from ._base import BaseGrouper
-from ._kmeans import KMeansGrouper
-from ._net_kmeans import GradKMeansGrouper, ReprKMeansGrouper
-from ._random import RandomGrouper
+from ._groupers import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
 
 __all__ = [
     "BaseGrouper",

@@ -64,14 +64,6 @@ GROUPER_DOCS = {
     Seconds spent in ``fit``, including training the net when it was
     trained here.
     """,
-    "X": """
-    Samples, in memory or streamed (a memmap, h5py/zarr/Dask array, or a
-    torch Dataset of ``(x, y)`` items).
-    """,
-    "y": """
-    Labels, which Grad-K-Means reads its features at (without them: at
-    the net's predicted labels); the other groupers ignore them.
-    """,
 }
 
 fill_grouper_doc = fill_doc(GROUPER_DOCS)

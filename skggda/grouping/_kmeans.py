@@ -1,10 +1,11 @@
-"""The K-Means grouper core, and K-Means on raw features.
+"""The K-Means grouper core that the three K-Means groupers share.
 
-All three K-Means groupers (this module's and :mod:`._net_kmeans`'s, on a
-net's representations and loss gradients) whiten their features (zero mean, unit variance per feature, as in
-the paper's appendix B.2) and cluster them with the engine's scalable
-K-Means into exactly ``ceil(n / group_size)`` non-empty groups, fitting the
-centers on a sample and assigning every row in one streaming pass.
+The three K-Means groupers (:mod:`._groupers`: on raw features, on a net's
+representations and on its loss gradients) whiten their features (zero
+mean, unit variance per feature, as in the paper's appendix B.2) and
+cluster them with the engine's scalable K-Means into exactly
+``ceil(n / group_size)`` non-empty groups, fitting the centers on a sample
+and assigning every row in one streaming pass.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from ..utils._distributed import map_row_blocks
 from ..utils._groups import label_dtype
 from ..utils._seeding import derive_seeds
 from ._base import BaseGrouper
-from ._docs import fill_grouper_doc
-from ._featurisers import RawFeatures
 
 # Rows read, featurised and assigned at a time in the streaming passes.
 _BLOCK_ROWS = 1 << 16
@@ -176,7 +175,6 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
     def _n_features_out(self):
         return self.n_groups_
 
-    @fill_grouper_doc
     def predict(self, X, y=None):
         """Group of the nearest center, in the whitened feature space.
 
@@ -186,9 +184,12 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
-            %(X)s
+            Samples to assign to groups, in memory or streamed (a memmap,
+            h5py/zarr/Dask array, or a torch Dataset of ``(x, y)`` items).
         y : array-like of shape (n_samples,), default=None
-            %(y)s
+            Labels at which Grad-K-Means reads the features a sample is
+            assigned by (without them: at the net's predicted labels); the
+            other groupers ignore them.
 
         Returns
         -------
@@ -200,16 +201,20 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
         labels, _, _ = self._map_blocks(self._nearest_centers().assign, X, y, "predict")
         return labels
 
-    @fill_grouper_doc
     def transform(self, X, y=None):
         """Euclidean distances to every center, in the whitened feature space.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
-            %(X)s
+            Samples whose distances to the centers are returned, in memory
+            or streamed (a memmap, h5py/zarr/Dask array, or a torch Dataset
+            of ``(x, y)`` items).
         y : array-like of shape (n_samples,), default=None
-            %(y)s
+            Labels at which Grad-K-Means reads the features the distances
+            are measured from (without them: at the net's predicted labels,
+            which can differ from the true ones); the other groupers ignore
+            them.
 
         Returns
         -------
@@ -321,81 +326,3 @@ def fit_sample(n, n_groups, seed):
         return None
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=size, replace=False, shuffle=False))
-
-
-@fill_grouper_doc
-class KMeansGrouper(_KMeansGrouper):
-    """Groups from K-Means on whitened raw features.
-
-    Parameters
-    ----------
-    group_size : int, default=64
-        %(group_size)s
-    n_groups : int, default=None
-        Number of groups; when set it wins over ``group_size``.
-    algorithm : {"auto", "lloyd", "hierarchical"}, default="auto"
-        %(algorithm)s
-    max_iter : int, default=60
-        Maximum Lloyd iterations (paper: 60).
-    tol : float, default=1e-3
-        %(tol)s
-    batch_size : int or "auto", default="auto"
-        Rows per distance computation in the assignment pass, ``predict``
-        and ``transform``; ``"auto"`` is 4096.
-    device : str, default="cpu"
-        Torch device for the distance computations (``"cuda"`` on a GPU).
-    n_jobs : int, default=None
-        %(n_jobs)s
-    verbose : int, default=0
-        Progress bars over the row blocks of long passes when positive.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the sample the centers are fitted on and K-Means.
-
-    Attributes
-    ----------
-    labels_ : ndarray of shape (n_samples,)
-        %(labels_)s
-    n_groups_ : int
-        Number of groups formed.
-    cluster_centers_ : ndarray of shape (n_groups, n_features)
-        Centers in the original feature space.
-    inertia_ : float
-        %(inertia_)s
-    n_iter_ : int
-        Lloyd iterations run (coarse plus fine level for ``"hierarchical"``).
-    fit_time_ : float
-        Seconds spent in ``fit``.
-    n_features_in_ : int
-        Number of features seen during ``fit``.
-
-    See Also
-    --------
-    GradKMeansGrouper : Groups points that move the model the same way.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skggda import KMeansGrouper
-    >>> X = np.r_[np.zeros((5, 2)), np.ones((5, 2))]
-    >>> grouper = KMeansGrouper(group_size=5, random_state=0).fit(X)
-    >>> grouper.labels_.tolist() in ([0] * 5 + [1] * 5, [1] * 5 + [0] * 5)
-    True
-    >>> grouper.predict([[0.9, 1.1]]) == grouper.labels_[-1]
-    array([ True])
-    """
-
-    _parameter_constraints: dict = {**_KMeansGrouper._parameter_constraints, "device": [str]}
-
-    def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
-                 tol=1e-3, batch_size="auto", device="cpu", n_jobs=None, verbose=0,
-                 random_state=None):
-        super().__init__(group_size, n_groups=n_groups, algorithm=algorithm, max_iter=max_iter,
-                         tol=tol, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose,
-                         random_state=random_state)
-        self.device = device
-
-    def _featuriser(self):
-        return RawFeatures(self.device)
-
-    def _distance_rows(self):
-        return _DISTANCE_ROWS if self.batch_size == "auto" else self.batch_size

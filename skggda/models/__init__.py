@@ -2,11 +2,17 @@
 scikit-learn's fitted models converted to torch."""
 
 from ._converted import ConvertedModel
-from ._classifier import SeededNeuralNetClassifier, make_classifier, make_resnet_classifier
+from ._classifier import SeededNeuralNetClassifier
 from ._mlp import MLP
-from ._regressor import SeededNeuralNetRegressor, make_regressor
+from ._recipes import (
+    make_classifier,
+    make_regressor,
+    make_resnet_classifier,
+    make_text_classifier,
+)
+from ._regressor import SeededNeuralNetRegressor
 from ._resnet import ResNet18
-from ._text import TEXT_LAST_BLOCK, PairTokenizer, make_text_classifier
+from ._text import TEXT_LAST_BLOCK, PairTokenizer
 
 __all__ = [
     "TEXT_LAST_BLOCK",

@@ -33,7 +33,7 @@ from ..utils._pipeline import model_input
 from ..utils._seeding import seeded_clone
 from ..utils._targets import encode_targets, fit_targets_for, is_regression
 from ._callbacks import DivergenceCheck
-from ._classifier import make_classifier
+from ._recipes import make_classifier
 from ._converted import ConvertedModel
 from ._sklearn import check_supported
 

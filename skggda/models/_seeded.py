@@ -170,7 +170,7 @@ class SeededNetMixin:
         self : object
             The trained net.
         """
-        X, y = self._inputs(X, *self._fit_passes()), self._prepare_targets(y)
+        X, y = self._training_data(X, y)
         self._infer_module_dims(X, y)
         with self._seeded():
             if not self.warm_start or not self.initialized_:
@@ -181,12 +181,19 @@ class SeededNetMixin:
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train for ``max_epochs`` more epochs without re-initialising, seeded.
 
+        The module, its optimizer and the history carry on from the last
+        ``fit`` or ``partial_fit``, whatever ``warm_start`` says. Only a net
+        not initialised yet is initialised first, with the module sizes
+        inferred from this call's data; later calls keep those sizes.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, ...), dict or Dataset
-            Inputs, as skorch takes them; pandas objects become numpy arrays.
+            Inputs of these epochs, as skorch takes them (pandas objects
+            become numpy arrays); their sizes must fit the module's.
         y : array-like of shape (n_samples,) or (n_samples, n_targets), default=None
-            Targets (``None`` when ``X`` is a Dataset that holds them).
+            Targets of these epochs (``None`` when ``X`` is a Dataset that
+            holds them).
         classes : array-like of shape (n_classes,), default=None
             Ignored (skorch's API); the classes come from ``y`` or from the
             net's ``classes`` parameter.
@@ -196,9 +203,9 @@ class SeededNetMixin:
         Returns
         -------
         self : object
-            The trained net.
+            The net, trained ``max_epochs`` epochs further.
         """
-        X, y = self._inputs(X, *self._fit_passes()), self._prepare_targets(y)
+        X, y = self._training_data(X, y)
         if not self.initialized_:
             self._infer_module_dims(X, y)
         with self._seeded():
@@ -243,6 +250,10 @@ class SeededNetMixin:
         with torch.random.fork_rng(devices=[]):
             yield from super().forward_iter(self._inputs(X, training), training=training,
                                             device=device)
+
+    def _training_data(self, X, y):
+        """``(X, y)`` of ``fit`` and ``partial_fit`` as their passes read them."""
+        return self._inputs(X, *self._fit_passes()), self._prepare_targets(y)
 
     def _fit_passes(self):
         # training batches, and validation batches when part of the data is held out

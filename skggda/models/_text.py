@@ -22,9 +22,6 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._classifier import paper_recipe
-from ._docs import fill_net_doc
-
 #: The last encoder block and the head: what text attribution differentiates by default.
 TEXT_LAST_BLOCK = ["transformer.encoder.layer.5", "head"]
 
@@ -193,52 +190,3 @@ class TextClassifier(nn.Module):
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         return self.head(pooled)
-
-
-@fill_net_doc
-def make_text_classifier(*, lr=2e-5, max_epochs=3, batch_size=32, weight_decay=0.0,
-                         device="cpu", random_state=None, verbose=0, **kwargs):
-    """A skorch classifier fine-tuning :class:`TextClassifier` (Adam, one-cycle schedule).
-
-    The paper fine-tunes BERT with learning rate 2e-5; the defaults follow it
-    with batches a CPU can hold. Feed it the output of :class:`PairTokenizer`.
-
-    Parameters
-    ----------
-    lr : float, default=2e-5
-        Peak learning rate of the one-cycle schedule: a fine-tuning rate
-        (rates like 1e-2 destroy the pretrained weights).
-    max_epochs : int, default=3
-        Fine-tuning passes over the training data.
-    batch_size : int, default=32
-        Samples per optimisation step: small enough for a CPU to hold the
-        encoder's activations.
-    weight_decay : float, default=0.0
-        Adam's L2 weight decay (none, as in the paper's fine-tuning).
-    device : str, default="cpu"
-        %(device)s
-    random_state : int, RandomState instance or None, default=None
-        Makes training repeatable without touching the global torch RNG.
-    verbose : int, default=0
-        skorch's per-epoch log when positive.
-    **kwargs
-        Other :class:`skorch.NeuralNetClassifier` parameters (e.g.
-        ``module__model_path``).
-
-    Returns
-    -------
-    net : SeededNeuralNetClassifier
-        The unfitted net.
-
-    Examples
-    --------
-    >>> from skggda.models import make_text_classifier
-    >>> net = make_text_classifier(max_epochs=1, random_state=0)
-    >>> net.module.__name__
-    'TextClassifier'
-    """
-    return paper_recipe(
-        TextClassifier, lr=lr, max_epochs=max_epochs, batch_size=batch_size,
-        weight_decay=weight_decay, device=device, random_state=random_state, verbose=verbose,
-        **kwargs,
-    )

@@ -1,23 +1,168 @@
-"""K-Means groupers on what a net computes: its representations, its loss gradients.
+"""The public groupers, side by side: random groups and the three K-Means groupers.
 
-Both train (or freeze) a net in ``fit`` and cluster, with the core of
-:mod:`._kmeans`, the input of its classification head or the loss gradients
-with respect to it.
+:class:`RandomGrouper` is the paper's baseline. :class:`KMeansGrouper`
+clusters the raw features; :class:`ReprKMeansGrouper` and
+:class:`GradKMeansGrouper` train (or freeze) a net in ``fit`` and cluster
+the input of its classification head or the loss gradients with respect to
+it. The machinery lives beside: :mod:`._base` (validation and the
+partition checks), :mod:`._kmeans` (the K-Means core the three share) and
+:mod:`._featurisers` (what each reads from a sample).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods
 
+from .._engine import n_samples
 from ..models._resolve import fit_or_freeze
-from ..utils._groups import compact_labels
+from ..utils._groups import compact_labels, label_dtype
 from ..utils._inputs import check_fit_data, check_test_data
 from ..utils._pipeline import model_input, preprocessing_pipeline
 from ..utils._targets import check_fit_targets, encode_targets
+from ._base import BaseGrouper
 from ._docs import fill_grouper_doc
-from ._featurisers import LossGradients, Representations
+from ._featurisers import LossGradients, RawFeatures, Representations
 from ._kmeans import _KMeansGrouper
+
+
+@fill_grouper_doc
+class RandomGrouper(BaseGrouper):
+    """Assign samples to groups uniformly at random.
+
+    Groups are balanced: with ``k`` groups, every group holds
+    ``floor(n / k)`` or ``ceil(n / k)`` samples. This is the paper's baseline
+    grouping; it costs nothing but groups points regardless of how they affect
+    the model, so attribution fidelity drops fastest with group size.
+
+    Parameters
+    ----------
+    group_size : int, default=64
+        %(group_size)s
+    n_groups : int, default=None
+        Number of groups; when set it wins over ``group_size``.
+    random_state : int, RandomState instance or None, default=None
+        Controls the random assignment.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        %(labels_)s
+    n_groups_ : int
+        Number of groups formed.
+    fit_time_ : float
+        Seconds spent in ``fit``.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    See Also
+    --------
+    skggda.TracInAttributor : Attributes a property to the groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda import RandomGrouper
+    >>> X = np.zeros((10, 3))
+    >>> grouper = RandomGrouper(group_size=4, random_state=0).fit(X)
+    >>> grouper.n_groups_
+    3
+    >>> np.bincount(grouper.labels_).tolist()
+    [4, 3, 3]
+    """
+
+    def __init__(self, group_size=64, *, n_groups=None, random_state=None):
+        self.group_size = group_size
+        self.n_groups = n_groups
+        self.random_state = random_state
+
+    def _group(self, X, y, n_groups):
+        n = n_samples(X)
+        # group sizes differ by at most one; shuffling the small-int labels in
+        # place costs half of scattering them through a permutation of n
+        labels = (np.arange(n) % n_groups).astype(label_dtype(n_groups))
+        check_random_state(self.random_state).shuffle(labels)
+        return labels
+
+
+@fill_grouper_doc
+class KMeansGrouper(_KMeansGrouper):
+    """Groups from K-Means on whitened raw features.
+
+    Parameters
+    ----------
+    group_size : int, default=64
+        %(group_size)s
+    n_groups : int, default=None
+        Number of groups; when set it wins over ``group_size``.
+    algorithm : {"auto", "lloyd", "hierarchical"}, default="auto"
+        %(algorithm)s
+    max_iter : int, default=60
+        Maximum Lloyd iterations (paper: 60).
+    tol : float, default=1e-3
+        %(tol)s
+    batch_size : int or "auto", default="auto"
+        Rows per distance computation in the assignment pass, ``predict``
+        and ``transform``; ``"auto"`` is 4096.
+    device : str, default="cpu"
+        Torch device for the distance computations (``"cuda"`` on a GPU).
+    n_jobs : int, default=None
+        %(n_jobs)s
+    verbose : int, default=0
+        Progress bars over the row blocks of long passes when positive.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the sample the centers are fitted on and K-Means.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        %(labels_)s
+    n_groups_ : int
+        Number of groups formed.
+    cluster_centers_ : ndarray of shape (n_groups, n_features)
+        Centers in the original feature space.
+    inertia_ : float
+        %(inertia_)s
+    n_iter_ : int
+        Lloyd iterations run (coarse plus fine level for ``"hierarchical"``).
+    fit_time_ : float
+        Seconds spent in ``fit``.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    See Also
+    --------
+    GradKMeansGrouper : Groups points that move the model the same way.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skggda import KMeansGrouper
+    >>> X = np.r_[np.zeros((5, 2)), np.ones((5, 2))]
+    >>> grouper = KMeansGrouper(group_size=5, random_state=0).fit(X)
+    >>> grouper.labels_.tolist() in ([0] * 5 + [1] * 5, [1] * 5 + [0] * 5)
+    True
+    >>> grouper.predict([[0.9, 1.1]]) == grouper.labels_[-1]
+    array([ True])
+    """
+
+    _parameter_constraints: dict = {**_KMeansGrouper._parameter_constraints, "device": [str]}
+
+    def __init__(self, group_size=64, *, n_groups=None, algorithm="auto", max_iter=60,
+                 tol=1e-3, batch_size="auto", device="cpu", n_jobs=None, verbose=0,
+                 random_state=None):
+        super().__init__(group_size, n_groups=n_groups, algorithm=algorithm, max_iter=max_iter,
+                         tol=tol, batch_size=batch_size, n_jobs=n_jobs, verbose=verbose,
+                         random_state=random_state)
+        self.device = device
+
+    def _featuriser(self):
+        return RawFeatures(self.device)
+
+    def _distance_rows(self):
+        return super()._distance_rows() if self.batch_size == "auto" else self.batch_size
 
 
 class _NetKMeansGrouper(_KMeansGrouper):
