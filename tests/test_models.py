@@ -196,3 +196,13 @@ def test_divergence_check_looks_at_the_loss_and_at_the_weights():
         check.on_epoch_end(_diverging_net(float("nan")))
     with pytest.raises(ValueError, match=r"at epoch 1: parameter 'weight' holds NaN or inf"):
         check.on_epoch_end(_diverging_net(0.5, weight=float("nan")))  # loss still finite
+
+
+@pytest.mark.parametrize("net_class", ["SeededNeuralNetClassifier", "SeededNeuralNetRegressor"])
+def test_seeded_nets_take_their_options_by_keyword(net_class):
+    import skggda.models
+
+    net_class = getattr(skggda.models, net_class)
+    with pytest.raises(TypeError, match="positional"):
+        net_class(MLP, torch.nn.MSELoss)  # skorch's criterion, given positionally
+    assert net_class(MLP, criterion=torch.nn.MSELoss).criterion is torch.nn.MSELoss

@@ -26,25 +26,33 @@ class SeededNeuralNetClassifier(SeededNetMixin, NeuralNetClassifier):
     Parameters
     ----------
     module : torch.nn.Module class or instance
-        %(module)s
-    *args
-        %(args)s
+        The network, with one output per class: log-probabilities for
+        skorch's default ``criterion`` (``torch.nn.NLLLoss``), logits with
+        ``criterion=torch.nn.CrossEntropyLoss`` (as the recipes train). A
+        class whose constructor takes ``n_features``, ``n_classes`` or
+        ``in_channels`` gets them from the training data (the input width,
+        the number of classes, the image channels) unless they are set with
+        ``module__...``.
     random_state : int, RandomState instance or None, default=None
         %(random_state)s
     **kwargs
         %(kwargs)s
-        See :class:`skorch.NeuralNetClassifier`.
+        See :class:`skorch.NeuralNetClassifier` (its ``classes``, and its
+        ``train_split``, which by default holds out a stratified fifth of
+        the training data for validation).
 
     Examples
     --------
-    Two epochs of the default MLP on float64 inputs:
+    Two epochs of the default MLP (it returns logits) on float64 inputs:
 
     >>> import numpy as np
+    >>> import torch
     >>> from skggda.models import MLP, SeededNeuralNetClassifier
     >>> X = np.random.RandomState(0).normal(size=(64, 4))
     >>> y = (X[:, 0] > 0).astype(np.int64)
-    >>> net = SeededNeuralNetClassifier(MLP, max_epochs=2, train_split=None,
-    ...                                 verbose=0, random_state=0).fit(X, y)
+    >>> net = SeededNeuralNetClassifier(MLP, criterion=torch.nn.CrossEntropyLoss,
+    ...                                 max_epochs=2, train_split=None, verbose=0,
+    ...                                 random_state=0).fit(X, y)
     >>> net.predict_proba(X).shape
     (64, 2)
     """

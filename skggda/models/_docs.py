@@ -1,8 +1,8 @@
 """The nets' and recipes' shared parameter descriptions, one entry a name.
 
 Filled by ``skggda.utils._docstrings.fill_doc`` where an entry's body is
-``%(name)s``: the seeded skorch nets (``module``, ``*args``,
-``random_state``, the start of ``**kwargs``) and the training recipes
+``%(name)s``: the seeded skorch nets (``random_state``, the start of
+``**kwargs``) and the training recipes
 (``device``) describe these alike; a description that differs is written
 out where it stands.
 """
@@ -11,15 +11,6 @@ from ..utils._docstrings import fill_doc
 
 NET_DOCS = {
     # the seeded skorch nets' (SeededNeuralNetClassifier, SeededNeuralNetRegressor)
-    "module": """
-    The network. A class whose constructor takes ``n_features``,
-    ``n_classes`` or ``in_channels`` gets them from the training data
-    unless they are set with ``module__...``.
-    """,
-    "args": """
-    Further positional parameters of the skorch net class, after
-    ``module``.
-    """,
     "random_state": """
     Seeds weight initialisation, batch shuffling and dropout inside
     :func:`torch.random.fork_rng`, leaving the global torch RNG as it

@@ -25,14 +25,17 @@ class SeededNeuralNetRegressor(SeededNetMixin, NeuralNetRegressor):
     Parameters
     ----------
     module : torch.nn.Module class or instance
-        %(module)s
-    *args
-        %(args)s
+        The network, returning one column per target. A class whose
+        constructor takes ``n_features``, ``n_classes`` or ``in_channels``
+        gets them from the training data unless they are set with
+        ``module__...``: here ``n_classes`` is the number of target
+        columns (1 for a 1-D ``y``).
     random_state : int, RandomState instance or None, default=None
         %(random_state)s
     **kwargs
         %(kwargs)s
-        See :class:`skorch.NeuralNetRegressor`.
+        See :class:`skorch.NeuralNetRegressor` (``criterion``:
+        ``torch.nn.MSELoss`` by default).
 
     Examples
     --------

@@ -37,8 +37,8 @@ class SeededNetMixin:
     #: Whether get_iterator may read whole batches (False: skorch's per-row path).
     _batch_loading = True
 
-    def __init__(self, module, *args, random_state=None, **kwargs):
-        super().__init__(module, *args, **kwargs)
+    def __init__(self, module, *, random_state=None, **kwargs):
+        super().__init__(module, **kwargs)
         self.random_state = random_state
 
     @contextmanager
