@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from torch.nn import functional as F
@@ -243,6 +244,7 @@ def test_timings_name_every_stage_of_every_solver(logistic, solver, fit_stages, 
     attr = InfluenceAttributor(frozen, solver=solver, damping=1e-2).fit(X, y)
     assert {"gradients.curvature"} | fit_stages <= set(attr.timings_)
     assert ("gradients.correction" in attr.timings_) == (solver == "ekfac")
+    assert all(f"``{stage}``" in InfluenceAttributor.__doc__ for stage in attr.timings_)
     with record_timings() as timings:
         attr.score_groups(X_test, y_test)
         attr.attribute(X_test[:3], y_test[:3])
@@ -250,6 +252,18 @@ def test_timings_name_every_stage_of_every_solver(logistic, solver, fit_stages, 
     assert score_stages | {"self_influence.solve"} <= set(timings)
     if solver == "fisher":
         assert "attribution.solve" in timings
+
+
+@pytest.mark.parametrize("params,stages", [
+    ({"n_models": 2}, {"gradients.training", "gradients.members"}),
+    ({"solver": "ekfac", "n_components": 4}, {"gradients.store", "gradients.correction"}),
+])
+def test_the_docstring_names_the_stages_of_ensembles_and_stores(logistic, params, stages):
+    frozen, X, y, *_ = logistic
+    net = frozen if "solver" in params else clone(frozen.estimator)  # an ensemble trains
+    attr = InfluenceAttributor(net, damping=1e-2, random_state=0, **params).fit(X, y)
+    assert stages <= set(attr.timings_)
+    assert all(f"``{stage}``" in InfluenceAttributor.__doc__ for stage in attr.timings_)
 
 
 @pytest.mark.parametrize("solver,labels", [

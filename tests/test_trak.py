@@ -124,6 +124,7 @@ def test_warm_start_reuses_the_ensemble_for_a_new_grouping(data):
     nets = list(attr.estimators_)
     trained = attr.training_seconds_
     assert trained == pytest.approx(attr.timings_["gradients.training"], abs=0.05)
+    assert all(f"``{stage}``" in TRAKAttributor.__doc__ for stage in attr.timings_)
     points = attr.score_groups(X_test, y_test)
     attr.set_params(grouper=RandomGrouper(group_size=8, random_state=0)).fit(X, y)
     assert all(a is b for a, b in zip(attr.estimators_, nets))

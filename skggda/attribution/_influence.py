@@ -245,6 +245,11 @@ class InfluenceAttributor(TrainingCheckpoints, EnsembleMembers, StoredGradients,
         Number of features seen during ``fit``.
     timings_ : dict of str to float
         %(timings_)s
+        Influence's sub-stages: ``gradients.curvature`` (every solver);
+        ``gradients.factors`` and ``gradients.eigendecomposition`` (K-FAC
+        and EK-FAC), ``gradients.correction`` (EK-FAC),
+        ``gradients.store`` (a projected store); ``gradients.training``
+        and ``gradients.members`` (an ensemble of nets or checkpoints).
         For ``"kfac"`` / ``"ekfac"`` the ``gradients`` stage breaks down
         into ``"gradients.factors"``, ``"gradients.eigendecomposition"``
         and ``"gradients.correction"``; the scoring sub-stages (e.g.

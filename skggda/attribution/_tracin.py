@@ -101,6 +101,7 @@ class TracInAttributor(TrainingCheckpoints, BaseAttributor):
         Number of features seen during ``fit``.
     timings_ : dict of str to float
         %(timings_)s
+        TracIn's gradient pass has no sub-stages.
 
     See Also
     --------

@@ -131,6 +131,8 @@ class TRAKAttributor(BaseAttributor):
         Number of features seen during ``fit``.
     timings_ : dict of str to float
         %(timings_)s
+        TRAK's sub-stages: ``gradients.training`` (the ensemble's other
+        nets) and ``gradients.kernels``.
 
     Examples
     --------
