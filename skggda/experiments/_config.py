@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..grouping import GradKMeansGrouper, KMeansGrouper, RandomGrouper, ReprKMeansGrouper
+from ..metrics._removal import PAPER_FRACTIONS
 
 #: The paper's models (appendix B.1.2): learning rate, epochs, weight decay, batch size,
 #: and for MLPs the hidden layers. ResNet-18 takes images, "text" tokenized pairs.
@@ -36,7 +37,7 @@ DETECTORS = ("test-loss", "train-loss", "self")
 SELF_INFLUENCE_COMPONENTS = 1024
 DATASETS = ("breast_cancer", "digits", "heloc_like", "heloc", "mnist", "cifar_like", "qnli")
 #: Fractions removed per task (paper sections 5.4.1 and 5.4.2).
-FRACTIONS = {"retraining": (0.01, 0.05, 0.10, 0.20), "pruning": (0.25, 0.50, 0.75)}
+FRACTIONS = {"retraining": PAPER_FRACTIONS[True], "pruning": PAPER_FRACTIONS[False]}
 
 
 

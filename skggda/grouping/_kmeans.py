@@ -187,9 +187,9 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
             Samples to assign to groups, in memory or streamed (a memmap,
             h5py/zarr/Dask array, or a torch Dataset of ``(x, y)`` items).
         y : array-like of shape (n_samples,), default=None
-            Labels at which Grad-K-Means reads the features a sample is
-            assigned by (without them: at the net's predicted labels); the
-            other groupers ignore them.
+            Labels at which Grad-K-Means reads a sample's features (without
+            them: at the net's predicted labels); the other groupers ignore
+            them.
 
         Returns
         -------
@@ -211,10 +211,9 @@ class _KMeansGrouper(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseGrou
             or streamed (a memmap, h5py/zarr/Dask array, or a torch Dataset
             of ``(x, y)`` items).
         y : array-like of shape (n_samples,), default=None
-            Labels at which Grad-K-Means reads the features the distances
-            are measured from (without them: at the net's predicted labels,
-            which can differ from the true ones); the other groupers ignore
-            them.
+            Labels at which Grad-K-Means reads a sample's features (without
+            them: at the net's predicted labels, which can differ from the
+            true ones); the other groupers ignore them.
 
         Returns
         -------

@@ -44,8 +44,8 @@ from ._orders import (
 )
 from ._retraining import (
     METRICS,
-    REMOVAL_PARAMS,
     RETRAINING_PARAMS,
+    SCORED_PARAMS,
     _encode,
     _sem,
     fit_subset,
@@ -166,7 +166,7 @@ def _removed(setup, scores, labels, fraction, most_important, order, seed):
 
 @validate_params(
     {
-        **REMOVAL_PARAMS,
+        **SCORED_PARAMS,
         "fractions": ["array-like", None],
         "most_important": ["boolean"],
     },

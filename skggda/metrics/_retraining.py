@@ -38,8 +38,6 @@ RETRAINING_PARAMS = {
 }
 #: ... and of those that also read an attribution: its scores and group labels.
 SCORED_PARAMS = {**RETRAINING_PARAMS, "scores": ["array-like"], "labels": ["array-like"]}
-#: ... and of those that remove shares of the training points by score.
-REMOVAL_PARAMS = {**SCORED_PARAMS, "fractions": ["array-like"]}
 
 METRICS = {"accuracy": (True, "classification"), "rmse": (False, "regression"),
            "r2": (True, "regression")}
