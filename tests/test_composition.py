@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from skggda import GradKMeansGrouper, InfluenceAttributor, RandomGrouper, TracInAttributor
 from skggda.metrics import make_removal_scorer
@@ -103,7 +103,8 @@ def test_pipeline_with_scaler_and_routed_groups(data, routing):
 def test_scorers_take_a_pipeline_and_transform_the_validation_fold(data):
     X, y, X_test, y_test = data
     X, X_test = X * 10 + 3, X_test * 10 + 3  # only right once scaled
-    pipe = Pipeline([("scale", StandardScaler()),
+    # three steps: the scorer must apply every step but the last, not just the first
+    pipe = Pipeline([("negate", FunctionTransformer(np.negative)), ("scale", StandardScaler()),
                      ("attr", TracInAttributor(tiny_net(), grouper=RandomGrouper(group_size=25),
                                                random_state=0))]).fit(X, y)
     scorer = make_removal_scorer(0.25, most_important=False)

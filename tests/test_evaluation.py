@@ -140,22 +140,57 @@ def test_removal_score_wants_a_boolean_stratify(noisy):
                       most_important=False, stratify=y)
 
 
-@pytest.mark.parametrize("most_important", [False, True])
-def test_scorers_pass_stratify_through(most_important, monkeypatch):
+@pytest.mark.parametrize("most_important, metric, expected, name", [
+    (True, "accuracy", 0.9 - 0.7, "retraining_75"),  # the accuracy drop
+    (False, "accuracy", 0.7, "pruning_75"),  # the accuracy kept
+    (True, "rmse", 0.7 - 0.9, "retraining_75"),  # the RMSE rise (here negative)
+    (False, "rmse", -0.7, "pruning_75"),  # the RMSE, negated: greater is better
+])
+def test_removal_scorers_pass_their_options_and_orient_the_value(most_important, metric,
+                                                                  expected, name, monkeypatch):
+    from types import SimpleNamespace
+
     from skggda.metrics import _scorers
 
     seen = {}
 
     def fake_removal_score(*args, **kwargs):
         seen.update(kwargs)
-        raise StopIteration  # enough: the call was made
+        return SimpleNamespace(accuracy=np.array([0.7]), full_accuracy=0.9, metric=metric)
 
     monkeypatch.setattr(_scorers, "removal_score", fake_removal_score)
     X, y, _, _ = make_problem(n=60, seed=5)
     attr = TracInAttributor(FrozenEstimator(tiny_net().fit(X, y))).fit(X, y)
-    with pytest.raises(StopIteration):
-        make_removal_scorer(0.5, most_important=most_important, stratify=True)(attr, X, y)
+    scorer = make_removal_scorer(0.75, most_important=most_important, stratify=True,
+                                 metric=metric)
+    assert scorer(attr, X, y) == pytest.approx(expected)
+    assert scorer.__name__ == name
     assert seen["stratify"] is True and seen["most_important"] is most_important
+    # the documented defaults reach the retrainings: one seed, random_state 0
+    assert seen["fractions"] == [0.75] and seen["metric"] == metric
+    assert seen["n_seeds"] == 1 and seen["random_state"] == 0
+
+
+def test_lds_scorer_passes_its_options_and_the_attributors_property(monkeypatch):
+    from types import SimpleNamespace
+
+    from skggda.metrics import _scorers
+
+    seen = {}
+
+    def fake_lds(*args, **kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(score=0.25)
+
+    monkeypatch.setattr(_scorers, "linear_datamodeling_score", fake_lds)
+    X, y, _, _ = make_problem(n=60, seed=5)
+    attr = TracInAttributor(FrozenEstimator(tiny_net().fit(X, y)), property="margin").fit(X, y)
+    scorer = make_lds_scorer(7, subset_fraction=0.3)
+    assert scorer(attr, X, y) == 0.25 and scorer.__name__ == "lds"
+    assert seen == {"property": "margin", "n_subsets": 7, "subset_fraction": 0.3,
+                    "random_state": 0}
+    make_lds_scorer()(attr, X, y)  # the documented defaults
+    assert seen["n_subsets"] == 10 and seen["subset_fraction"] == 0.5
 
 
 def test_fraction_out_of_range():
